@@ -1,0 +1,369 @@
+//! The urban map: a four-way signalised intersection with one lane per direction, sidewalks,
+//! crosswalks, buildings and poles. All coordinates are metres in the world frame: x east,
+//! y north, origin at the centre of the intersection.
+
+use serde::{Deserialize, Serialize};
+
+use crate::geometry::{OrientedBox, Vec2};
+
+/// Half-width of each road (one lane per direction), metres.
+pub const ROAD_HALF_WIDTH_M: f64 = 4.0;
+/// Offset of a lane centre from the road centre line, metres.
+pub const LANE_OFFSET_M: f64 = 2.0;
+/// Offset of the cycling line (right edge of the lane) from the road centre line, metres.
+pub const BIKE_OFFSET_M: f64 = 3.1;
+/// Offset of a sidewalk centre line from the road centre line, metres.
+pub const SIDEWALK_OFFSET_M: f64 = 5.5;
+/// Outer edge of the sidewalks, metres from the road centre line.
+pub const SIDEWALK_OUTER_M: f64 = 7.0;
+/// Length of each arm from the centre, metres.
+pub const ARM_LENGTH_M: f64 = 70.0;
+/// Distance of the stop line from the centre, metres.
+pub const STOP_LINE_M: f64 = 7.5;
+
+/// One of the four arms of the intersection, by the direction it points from the centre.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Arm {
+    East,
+    North,
+    West,
+    South,
+}
+
+impl Arm {
+    pub const ALL: [Arm; 4] = [Arm::East, Arm::North, Arm::West, Arm::South];
+
+    /// Unit vector from the centre along the arm.
+    pub fn out(self) -> Vec2 {
+        match self {
+            Arm::East => Vec2::new(1.0, 0.0),
+            Arm::North => Vec2::new(0.0, 1.0),
+            Arm::West => Vec2::new(-1.0, 0.0),
+            Arm::South => Vec2::new(0.0, -1.0),
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// A point on the inbound lane (heading to the centre) at `dist_m` from the centre.
+    pub fn inbound(self, dist_m: f64, offset_m: f64) -> Vec2 {
+        let o = self.out();
+        o.scale(dist_m) + o.rotate(std::f64::consts::FRAC_PI_2).scale(offset_m)
+    }
+
+    /// A point on the outbound lane (heading away) at `dist_m` from the centre.
+    pub fn outbound(self, dist_m: f64, offset_m: f64) -> Vec2 {
+        let o = self.out();
+        o.scale(dist_m) - o.rotate(std::f64::consts::FRAC_PI_2).scale(offset_m)
+    }
+}
+
+/// A polyline with cumulative arc length, the path an agent follows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Path {
+    pub points: Vec<Vec2>,
+    pub s_m: Vec<f64>,
+}
+
+impl Path {
+    pub fn new(points: Vec<Vec2>) -> Self {
+        let mut s_m = Vec::with_capacity(points.len());
+        let mut acc = 0.0;
+        for (i, p) in points.iter().enumerate() {
+            if i > 0 {
+                acc += p.dist(points[i - 1]);
+            }
+            s_m.push(acc);
+        }
+        Self { points, s_m }
+    }
+
+    pub fn length_m(&self) -> f64 {
+        self.s_m.last().copied().unwrap_or(0.0)
+    }
+
+    /// Point and heading at arc length `s`.
+    pub fn at(&self, s: f64) -> (Vec2, f64) {
+        let n = self.points.len();
+        if n < 2 {
+            return (self.points.first().copied().unwrap_or_default(), 0.0);
+        }
+        let s = s.clamp(0.0, self.length_m());
+        let i = match self.s_m.binary_search_by(|v| v.total_cmp(&s)) {
+            Ok(i) => i.min(n - 2),
+            Err(i) => i.saturating_sub(1).min(n - 2),
+        };
+        let seg = self.points[i + 1] - self.points[i];
+        let len = (self.s_m[i + 1] - self.s_m[i]).max(1e-9);
+        let f = (s - self.s_m[i]) / len;
+        (self.points[i] + seg.scale(f), seg.angle())
+    }
+
+    /// Arc length and signed lateral offset (left positive) of the projection of `p`, searching
+    /// the segments whose arc length lies in `[s_lo, s_hi]`.
+    pub fn project(&self, p: Vec2, s_lo: f64, s_hi: f64) -> Option<(f64, f64)> {
+        let mut best: Option<(f64, f64, f64)> = None;
+        for i in 0..self.points.len().saturating_sub(1) {
+            if self.s_m[i + 1] < s_lo || self.s_m[i] > s_hi {
+                continue;
+            }
+            let a = self.points[i];
+            let seg = self.points[i + 1] - a;
+            let len2 = seg.dot(seg).max(1e-12);
+            let f = ((p - a).dot(seg) / len2).clamp(0.0, 1.0);
+            let q = a + seg.scale(f);
+            let d = p.dist(q);
+            if best.is_none_or(|b| d < b.2) {
+                let lat = seg.cross(p - a) / len2.sqrt();
+                best = Some((self.s_m[i] + f * len2.sqrt(), lat, d));
+            }
+        }
+        best.map(|(s, lat, _)| (s, lat))
+    }
+}
+
+fn bezier(p0: Vec2, c: Vec2, p1: Vec2, n: usize) -> Vec<Vec2> {
+    (0..=n)
+        .map(|i| {
+            let t = i as f64 / n as f64;
+            let u = 1.0 - t;
+            p0.scale(u * u) + c.scale(2.0 * u * t) + p1.scale(t * t)
+        })
+        .collect()
+}
+
+/// A driving route from one arm to another through the intersection, sampled as a path,
+/// with the arc length of the stop line.
+pub fn driving_route(from: Arm, to: Arm, offset_m: f64) -> (Path, f64) {
+    let mut pts = Vec::new();
+    let mut d = ARM_LENGTH_M;
+    while d > ROAD_HALF_WIDTH_M + 1e-9 {
+        pts.push(from.inbound(d, offset_m));
+        d -= 5.0;
+    }
+    let entry = from.inbound(ROAD_HALF_WIDTH_M, offset_m);
+    let exit = to.outbound(ROAD_HALF_WIDTH_M, offset_m);
+    pts.push(entry);
+    let control = if from.out().dot(to.out()) < -0.5 {
+        (entry + exit).scale(0.5)
+    } else {
+        // Intersection of the inbound line (through entry, along -from.out) and the outbound
+        // line (through exit, along to.out).
+        let d1 = from.out().scale(-1.0);
+        let d2 = to.out();
+        let denom = d1.cross(d2);
+        let t = (exit - entry).cross(d2) / denom;
+        entry + d1.scale(t)
+    };
+    let arc = bezier(entry, control, exit, 12);
+    pts.extend(arc.into_iter().skip(1));
+    let mut d = ROAD_HALF_WIDTH_M + 5.0;
+    while d < ARM_LENGTH_M - 1e-9 {
+        pts.push(to.outbound(d, offset_m));
+        d += 5.0;
+    }
+    pts.push(to.outbound(ARM_LENGTH_M, offset_m));
+    let path = Path::new(pts);
+    let stop_s = ARM_LENGTH_M - STOP_LINE_M;
+    (path, stop_s)
+}
+
+/// Node of the sidewalk graph.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WalkNode {
+    pub pos: Vec2,
+    /// Corner nodes sit at the crosswalks.
+    pub corner: bool,
+}
+
+/// Edge of the sidewalk graph; crosswalk edges need the pedestrian signal phase.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WalkEdge {
+    pub a: usize,
+    pub b: usize,
+    pub crosswalk: bool,
+}
+
+/// Signal phase of the intersection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "phase", rename_all = "snake_case")]
+pub enum SignalPhase {
+    /// Vehicles from one arm may go.
+    Green { arm: Arm },
+    /// The arm's vehicles should stop if they can.
+    Yellow { arm: Arm },
+    /// Nobody enters; the intersection clears.
+    AllRed,
+    /// Pedestrians cross, all vehicles wait.
+    Walk,
+}
+
+const GREEN_SECS: f64 = 7.0;
+const YELLOW_SECS: f64 = 2.0;
+const ALL_RED_SECS: f64 = 1.5;
+const WALK_SECS: f64 = 12.0;
+
+/// The fixed-time signal plan: each arm in turn, then an exclusive pedestrian phase.
+pub fn signal_phase(t_secs: f64) -> (SignalPhase, f64) {
+    let per_arm = GREEN_SECS + YELLOW_SECS + ALL_RED_SECS;
+    let cycle = 4.0 * per_arm + WALK_SECS + ALL_RED_SECS;
+    let t = t_secs.rem_euclid(cycle);
+    let arm_i = (t / per_arm) as usize;
+    if arm_i < 4 {
+        let arm = Arm::ALL[arm_i];
+        let u = t - arm_i as f64 * per_arm;
+        if u < GREEN_SECS {
+            (SignalPhase::Green { arm }, GREEN_SECS - u)
+        } else if u < GREEN_SECS + YELLOW_SECS {
+            (SignalPhase::Yellow { arm }, GREEN_SECS + YELLOW_SECS - u)
+        } else {
+            (SignalPhase::AllRed, per_arm - u)
+        }
+    } else {
+        let u = t - 4.0 * per_arm;
+        if u < WALK_SECS {
+            (SignalPhase::Walk, WALK_SECS - u)
+        } else {
+            (SignalPhase::AllRed, cycle - t)
+        }
+    }
+}
+
+/// The static world: obstacles and the sidewalk graph.
+#[derive(Debug, Clone)]
+pub struct Map {
+    pub obstacles: Vec<OrientedBox>,
+    pub walk_nodes: Vec<WalkNode>,
+    pub walk_edges: Vec<WalkEdge>,
+}
+
+impl Default for Map {
+    fn default() -> Self {
+        Self::intersection()
+    }
+}
+
+impl Map {
+    /// The default four-way intersection.
+    pub fn intersection() -> Self {
+        let mut obstacles = Vec::new();
+        let inner = SIDEWALK_OUTER_M + 1.0;
+        for (sx, sy) in [(1.0, 1.0), (-1.0, 1.0), (-1.0, -1.0), (1.0, -1.0)] {
+            // A building block in each quadrant, and a second one further out along x.
+            obstacles.push(OrientedBox {
+                center: Vec2::new(sx * (inner + 14.0), sy * (inner + 12.0)),
+                z_bottom_m: 0.0,
+                length_m: 28.0,
+                width_m: 24.0,
+                height_m: 12.0,
+                yaw_rad: 0.0,
+            });
+            obstacles.push(OrientedBox {
+                center: Vec2::new(sx * (inner + 45.0), sy * (inner + 9.0)),
+                z_bottom_m: 0.0,
+                length_m: 22.0,
+                width_m: 18.0,
+                height_m: 8.0,
+                yaw_rad: 0.0,
+            });
+            // Poles at the sidewalk's outer edge.
+            for d in [15.0, 32.0] {
+                obstacles.push(pole(Vec2::new(sx * d, sy * (SIDEWALK_OUTER_M - 0.4))));
+                obstacles.push(pole(Vec2::new(sx * (SIDEWALK_OUTER_M - 0.4), sy * d)));
+            }
+        }
+        let mut walk_nodes = Vec::new();
+        let mut walk_edges = Vec::new();
+        let quads = [(1.0, 1.0), (-1.0, 1.0), (-1.0, -1.0), (1.0, -1.0)];
+        for (sx, sy) in quads {
+            let c = walk_nodes.len();
+            walk_nodes.push(WalkNode { pos: Vec2::new(sx * SIDEWALK_OFFSET_M, sy * SIDEWALK_OFFSET_M), corner: true });
+            walk_nodes
+                .push(WalkNode { pos: Vec2::new(sx * (ARM_LENGTH_M - 10.0), sy * SIDEWALK_OFFSET_M), corner: false });
+            walk_nodes
+                .push(WalkNode { pos: Vec2::new(sx * SIDEWALK_OFFSET_M, sy * (ARM_LENGTH_M - 10.0)), corner: false });
+            walk_edges.push(WalkEdge { a: c, b: c + 1, crosswalk: false });
+            walk_edges.push(WalkEdge { a: c, b: c + 2, crosswalk: false });
+        }
+        // Crosswalks join neighbouring corners (quadrants are listed counter-clockwise).
+        for q in 0..4 {
+            walk_edges.push(WalkEdge { a: q * 3, b: ((q + 1) % 4) * 3, crosswalk: true });
+        }
+        Self { obstacles, walk_nodes, walk_edges }
+    }
+
+    /// Edges touching node `n`, as (edge index, other node).
+    pub fn walk_neighbours(&self, n: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.walk_edges.iter().enumerate().filter_map(move |(i, e)| {
+            if e.a == n {
+                Some((i, e.b))
+            } else if e.b == n {
+                Some((i, e.a))
+            } else {
+                None
+            }
+        })
+    }
+
+    /// Whether a ground point lies on a road surface.
+    pub fn on_road(p: Vec2) -> bool {
+        (p.x.abs() <= ROAD_HALF_WIDTH_M && p.y.abs() <= ARM_LENGTH_M)
+            || (p.y.abs() <= ROAD_HALF_WIDTH_M && p.x.abs() <= ARM_LENGTH_M)
+    }
+}
+
+fn pole(center: Vec2) -> OrientedBox {
+    OrientedBox { center, z_bottom_m: 0.0, length_m: 0.3, width_m: 0.3, height_m: 4.5, yaw_rad: 0.0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_connect_lanes() {
+        for from in Arm::ALL {
+            for to in Arm::ALL {
+                if from == to {
+                    continue;
+                }
+                let (path, stop) = driving_route(from, to, LANE_OFFSET_M);
+                let (start, h0) = path.at(0.0);
+                assert!(start.dist(from.inbound(ARM_LENGTH_M, LANE_OFFSET_M)) < 1e-9);
+                assert!((Vec2::from_angle(h0).dot(from.out()) + 1.0).abs() < 1e-6);
+                let (end, h1) = path.at(path.length_m());
+                assert!(end.dist(to.outbound(ARM_LENGTH_M, LANE_OFFSET_M)) < 1e-9);
+                assert!((Vec2::from_angle(h1).dot(to.out()) - 1.0).abs() < 1e-6);
+                let (p, _) = path.at(stop);
+                assert!((p.dot(from.out()) - STOP_LINE_M).abs() < 1e-6);
+                // Right-hand traffic: the inbound lane lies to the right of the heading.
+                let right = Vec2::from_angle(h0 - std::f64::consts::FRAC_PI_2);
+                assert!((start.dot(right) - LANE_OFFSET_M).abs() < 1e-9);
+            }
+        }
+    }
+
+    #[test]
+    fn projection_finds_arc_length_and_side() {
+        let path = Path::new(vec![Vec2::new(0.0, 0.0), Vec2::new(10.0, 0.0)]);
+        let (s, lat) = path.project(Vec2::new(4.0, 1.5), 0.0, 10.0).unwrap();
+        assert!((s - 4.0).abs() < 1e-9 && (lat - 1.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn signal_cycles_through_every_arm_and_walk() {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut t = 0.0;
+        while t < 60.0 {
+            seen.insert(format!("{:?}", signal_phase(t).0));
+            t += 0.5;
+        }
+        for arm in Arm::ALL {
+            assert!(seen.contains(&format!("{:?}", SignalPhase::Green { arm })));
+        }
+        assert!(seen.contains("Walk"));
+    }
+}

@@ -1,0 +1,200 @@
+//! Spinning lidar: a ray cast over 360° against agent boxes, static obstacles and the ground.
+//!
+//! The cast is done per azimuth column: the horizontal interval over which each box's footprint
+//! is crossed is computed once, then every beam of the column only intersects that interval with
+//! the height band of the box. That makes a 32 × 1024 sweep cost about as much as 1024 2-D ray
+//! tests plus one scalar test per beam and candidate box.
+
+use serde::{Deserialize, Serialize};
+
+use super::WorldView;
+use crate::fault::FaultEffect;
+use crate::frame::LidarSweep;
+use crate::geometry::{OrientedBox, Vec2};
+use crate::rng::SimRng;
+
+/// Lidar configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LidarConfig {
+    pub enabled: bool,
+    pub rate_hz: f64,
+    pub beams: u32,
+    pub elevation_min_deg: f64,
+    pub elevation_max_deg: f64,
+    pub azimuth_steps: u32,
+    pub max_range_m: f64,
+    pub range_noise_m: f64,
+    /// Probability that a ray returns nothing although it hit something.
+    pub dropout_prob: f64,
+    pub mount_height_m: f64,
+}
+
+impl Default for LidarConfig {
+    /// A 32-beam sensor, 1024 azimuth steps, 10 Hz (similar to a Velodyne HDL-32E).
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            rate_hz: 10.0,
+            beams: 32,
+            elevation_min_deg: -30.67,
+            elevation_max_deg: 10.67,
+            azimuth_steps: 1024,
+            max_range_m: 100.0,
+            range_noise_m: 0.02,
+            dropout_prob: 0.01,
+            mount_height_m: 1.73,
+        }
+    }
+}
+
+impl LidarConfig {
+    /// A 64-beam preset matching the Velodyne HDL-64E used for KITTI (+2° to −24.9°, ~0.17°
+    /// azimuth resolution, 120 m, mounted 1.73 m above the ground).
+    pub fn hdl64e() -> Self {
+        Self {
+            beams: 64,
+            elevation_min_deg: -24.9,
+            elevation_max_deg: 2.0,
+            azimuth_steps: 2048,
+            max_range_m: 120.0,
+            ..Self::default()
+        }
+    }
+}
+
+/// Lidar with precomputed beam and azimuth tables.
+#[derive(Debug, Clone)]
+pub struct Lidar {
+    pub config: LidarConfig,
+    beam_tan: Vec<f64>,
+    beam_cos: Vec<f64>,
+    beam_sin: Vec<f64>,
+    az_cos: Vec<f64>,
+    az_sin: Vec<f64>,
+    rng: SimRng,
+}
+
+#[derive(Clone, Copy)]
+struct Candidate {
+    t0: f64,
+    t1: f64,
+    z0: f64,
+    z1: f64,
+    intensity: f64,
+}
+
+impl Lidar {
+    pub fn new(config: LidarConfig, rng: SimRng) -> Self {
+        let beams = config.beams.max(1) as usize;
+        let steps = config.azimuth_steps.max(1) as usize;
+        let elev: Vec<f64> = (0..beams)
+            .map(|i| {
+                let f = if beams == 1 { 0.0 } else { i as f64 / (beams - 1) as f64 };
+                (config.elevation_min_deg + f * (config.elevation_max_deg - config.elevation_min_deg)).to_radians()
+            })
+            .collect();
+        let az: Vec<f64> = (0..steps).map(|j| j as f64 / steps as f64 * std::f64::consts::TAU).collect();
+        Self {
+            beam_tan: elev.iter().map(|e| e.tan()).collect(),
+            beam_cos: elev.iter().map(|e| e.cos()).collect(),
+            beam_sin: elev.iter().map(|e| e.sin()).collect(),
+            az_cos: az.iter().map(|a| a.cos()).collect(),
+            az_sin: az.iter().map(|a| a.sin()).collect(),
+            config,
+            rng,
+        }
+    }
+
+    /// One sweep taken at `t_secs`.
+    pub fn sweep(&mut self, t_secs: f64, world: &WorldView, effect: &FaultEffect) -> LidarSweep {
+        let pose = world.mount(0.0, self.config.mount_height_m);
+        let origin = Vec2::new(pose.x_m, pose.y_m);
+        let z0 = pose.z_m;
+        let noise = self.config.range_noise_m * effect.noise_mult;
+        let mut boxes: Vec<(OrientedBox, f64)> = Vec::with_capacity(world.targets.len() + world.obstacles.len());
+        for t in world.targets {
+            let intensity = match t.kind {
+                crate::agent::AgentKind::Vehicle => 0.55,
+                crate::agent::AgentKind::Cyclist => 0.4,
+                crate::agent::AgentKind::Pedestrian => 0.3,
+            };
+            boxes.push((t.bbox, intensity));
+        }
+        for o in world.obstacles {
+            boxes.push((*o, 0.35));
+        }
+        // Keep only boxes within range.
+        boxes.retain(|(b, _)| b.center.dist(origin) - b.bounding_radius() < self.config.max_range_m);
+        let mut points = Vec::with_capacity(self.beam_tan.len() * self.az_cos.len() / 2);
+        let mut cands: Vec<Candidate> = Vec::with_capacity(16);
+        let (ys, yc) = pose.yaw_rad.sin_cos();
+        for j in 0..self.az_cos.len() {
+            let (ca, sa) = (self.az_cos[j], self.az_sin[j]);
+            let dir = Vec2::new(yc * ca - ys * sa, ys * ca + yc * sa);
+            cands.clear();
+            for (b, intensity) in &boxes {
+                let rel = b.center - origin;
+                let along = rel.dot(dir);
+                let r = b.bounding_radius();
+                if along < -r || rel.cross(dir).abs() > r {
+                    continue;
+                }
+                if let Some((t0, t1)) = b.ray_interval(origin, dir) {
+                    cands.push(Candidate {
+                        t0,
+                        t1,
+                        z0: b.z_bottom_m,
+                        z1: b.z_bottom_m + b.height_m,
+                        intensity: *intensity,
+                    });
+                }
+            }
+            for i in 0..self.beam_tan.len() {
+                let tan_e = self.beam_tan[i];
+                let mut best_t = f64::INFINITY;
+                let mut best_int = 0.0;
+                if tan_e < -1e-9 {
+                    best_t = -z0 / tan_e;
+                    best_int = 0.15;
+                }
+                for c in &cands {
+                    // Horizontal distances at which the ray is within the box's height band.
+                    let (lo, hi) = if tan_e.abs() < 1e-12 {
+                        if z0 >= c.z0 && z0 <= c.z1 {
+                            (c.t0, c.t1)
+                        } else {
+                            continue;
+                        }
+                    } else {
+                        let a = (c.z0 - z0) / tan_e;
+                        let b = (c.z1 - z0) / tan_e;
+                        let (a, b) = if a < b { (a, b) } else { (b, a) };
+                        (a.max(c.t0), b.min(c.t1))
+                    };
+                    if lo <= hi && lo < best_t {
+                        best_t = lo;
+                        best_int = c.intensity;
+                    }
+                }
+                let range = best_t / self.beam_cos[i];
+                if !range.is_finite() || range > self.config.max_range_m || range < 0.5 {
+                    continue;
+                }
+                if self.rng.chance(self.config.dropout_prob) {
+                    continue;
+                }
+                let mut r = range + self.rng.gauss(noise) + effect.drift;
+                if let Some(size) = effect.spike {
+                    if self.rng.chance(0.02) {
+                        r += size * self.rng.range(0.5, 1.0);
+                    }
+                }
+                let r = r.max(0.0);
+                let h = r * self.beam_cos[i];
+                let intensity = (best_int + self.rng.gauss(0.03)).clamp(0.0, 1.0);
+                points.push([(h * ca) as f32, (h * sa) as f32, (r * self.beam_sin[i]) as f32, intensity as f32]);
+            }
+        }
+        LidarSweep { t_secs, world_from_sensor: pose, points }
+    }
+}
