@@ -1,1 +1,16 @@
-fn main() {}
+//! `waypoint`: the command-line entry point. Parses configuration, sets up logging and hands
+//! over to the library crates.
+
+mod cli;
+
+use anyhow::Result;
+use clap::Parser;
+
+fn main() -> Result<()> {
+    let cli = cli::Cli::parse();
+    cli::init_logging(&cli.log_format, &cli.log);
+    match cli.command {
+        cli::Command::Serve(args) => cli::serve(args),
+        cli::Command::Replay(args) => cli::replay(args),
+    }
+}

@@ -1,0 +1,327 @@
+//! The messages of protocol v1. Every message is a map with a `type`; requests carry an `id`
+//! that the reply echoes.
+
+use serde::{Deserialize, Serialize};
+use waypoint_sim::fault::{FaultKind, FaultRecord, Sensor};
+use waypoint_sim::frame::{AgentTruth, CameraBox, GpsFix, GroundTruth, SensorPose};
+use waypoint_sim::map::SignalPhase;
+use waypoint_sim::AgentKind;
+
+use crate::bulk::{Bulk, BulkFormat, Compression};
+
+/// A request id chosen by the client: a number or a string, echoed verbatim.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RequestId {
+    Num(u64),
+    Str(String),
+}
+
+/// The live streams a client can subscribe to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamName {
+    /// Agent poses, signal and scene state, once per tick: what a map view draws.
+    Scene,
+    /// Full ground truth per tick: agents with velocities, the ego, faults.
+    Truth,
+    Lidar,
+    Radar,
+    Camera,
+    Imu,
+    Gps,
+}
+
+impl StreamName {
+    pub const ALL: [StreamName; 7] = [
+        StreamName::Scene,
+        StreamName::Truth,
+        StreamName::Lidar,
+        StreamName::Radar,
+        StreamName::Camera,
+        StreamName::Imu,
+        StreamName::Gps,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamName::Scene => "scene",
+            StreamName::Truth => "truth",
+            StreamName::Lidar => "lidar",
+            StreamName::Radar => "radar",
+            StreamName::Camera => "camera",
+            StreamName::Imu => "imu",
+            StreamName::Gps => "gps",
+        }
+    }
+}
+
+/// How a subscriber wants bulk data encoded. Negotiated per connection; the last `subscribe`
+/// sets it for every stream of the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StreamOptions {
+    /// Compress `bin` payloads (MessagePack connections only; ignored on JSON).
+    pub compression: Compression,
+    /// `f32`: lidar points as f32 metres; `i16`: as i16 centimetres (±327 m, 5 mm rounding).
+    pub lidar_format: BulkFormat,
+}
+
+/// A scene command.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Command {
+    /// Resume ticking.
+    Start,
+    /// Pause ticking (streams go quiet; the scene keeps its state).
+    Stop,
+    /// Rebuild the scene from its configuration with a new seed.
+    Reset {
+        seed: u64,
+    },
+    AddAgent {
+        kind: AgentKind,
+    },
+    RemoveAgent {
+        agent_id: u32,
+    },
+    /// Remove every agent but the ego vehicle.
+    Clear,
+    InjectFault {
+        sensor: Sensor,
+        fault: FaultKind,
+        duration_secs: f64,
+        #[serde(default)]
+        magnitude: Option<f64>,
+        /// Scene time to start at; now when absent.
+        #[serde(default)]
+        start_secs: Option<f64>,
+    },
+    ClearFaults,
+    SetSensor {
+        sensor: Sensor,
+        enabled: bool,
+    },
+    /// Scene time per wall-clock second (1 = real time), 0.1 ..= 10.
+    SetRate {
+        speed: f64,
+    },
+}
+
+/// Messages a client sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMessage {
+    Subscribe {
+        id: RequestId,
+        streams: Vec<StreamName>,
+        #[serde(default)]
+        options: StreamOptions,
+    },
+    Unsubscribe {
+        id: RequestId,
+        streams: Vec<StreamName>,
+    },
+    Command {
+        id: RequestId,
+        command: Command,
+    },
+    Ping {
+        id: RequestId,
+    },
+}
+
+impl ClientMessage {
+    /// The `type` values of client messages.
+    pub const TYPES: [&'static str; 4] = ["subscribe", "unsubscribe", "command", "ping"];
+}
+
+/// Machine-readable error codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Not decodable, or a field is missing or of the wrong kind.
+    BadMessage,
+    /// A `type` this server does not know.
+    UnknownType,
+    /// Larger than the server accepts.
+    TooLarge,
+    /// Well-formed but refused (e.g. an agent id that does not exist).
+    BadCommand,
+    /// The server is too busy to take the request now.
+    Overloaded,
+    Internal,
+}
+
+/// Result of a successful request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplyBody {
+    /// Streams subscribed after the request (subscribe/unsubscribe).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub streams: Option<Vec<StreamName>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<FaultRecord>,
+    /// Scene time when the command took effect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub t_secs: Option<f64>,
+}
+
+/// One agent as drawn on the map.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct AgentPose {
+    pub id: u32,
+    pub kind: AgentKind,
+    pub x_m: f64,
+    pub y_m: f64,
+    pub yaw_rad: f64,
+    pub speed_mps: f64,
+    pub length_m: f64,
+    pub width_m: f64,
+}
+
+impl From<&AgentTruth> for AgentPose {
+    fn from(a: &AgentTruth) -> Self {
+        Self {
+            id: a.id,
+            kind: a.kind,
+            x_m: a.x_m,
+            y_m: a.y_m,
+            yaw_rad: a.yaw_rad,
+            speed_mps: a.vx_mps.hypot(a.vy_mps),
+            length_m: a.length_m,
+            width_m: a.width_m,
+        }
+    }
+}
+
+/// Per-sensor switch state.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SensorState {
+    pub sensor: Sensor,
+    pub enabled: bool,
+}
+
+/// `scene` stream message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SceneMsg {
+    pub seq: u64,
+    pub t_secs: f64,
+    pub running: bool,
+    pub speed: f64,
+    pub seed: u64,
+    pub ego: AgentPose,
+    pub agents: Vec<AgentPose>,
+    pub signal: SignalPhase,
+    pub sensors: Vec<SensorState>,
+    pub active_faults: Vec<FaultRecord>,
+}
+
+/// `truth` stream message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TruthMsg {
+    pub seq: u64,
+    #[serde(flatten)]
+    pub truth: GroundTruth,
+}
+
+/// `lidar` stream message: one sweep in the sensor frame.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LidarMsg {
+    pub seq: u64,
+    pub t_secs: f64,
+    pub world_from_sensor: SensorPose,
+    pub count: u32,
+    /// `f32`: `[x_m, y_m, z_m, intensity]` per point. `i16`: `[x_cm, y_cm, z_cm,
+    /// intensity × 32767]` per point.
+    pub format: BulkFormat,
+    pub compression: Compression,
+    pub points: Bulk,
+}
+
+/// Column order of [`RadarMsg::targets`].
+pub const RADAR_COLUMNS: [&str; 4] = ["range_m", "azimuth_rad", "range_rate_mps", "rcs_dbsm"];
+
+/// `radar` stream message: one scan, `count` rows of [`RADAR_COLUMNS`] as f32.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RadarMsg {
+    pub seq: u64,
+    pub t_secs: f64,
+    pub world_from_sensor: SensorPose,
+    pub count: u32,
+    pub targets: Bulk,
+}
+
+/// `camera` stream message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CameraMsg {
+    pub seq: u64,
+    pub t_secs: f64,
+    pub width_px: u32,
+    pub height_px: u32,
+    pub boxes: Vec<CameraBox>,
+}
+
+/// Column order of [`ImuMsg::samples`].
+pub const IMU_COLUMNS: [&str; 5] = ["dt_secs", "accel_x_mps2", "accel_y_mps2", "accel_z_mps2", "yaw_rate_rps"];
+
+/// `imu` stream message: the samples delivered during one tick, `count` rows of
+/// [`IMU_COLUMNS`] as f32; `dt_secs` is relative to `t0_secs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImuMsg {
+    pub seq: u64,
+    pub t0_secs: f64,
+    pub count: u32,
+    pub samples: Bulk,
+}
+
+/// `gps` stream message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GpsMsg {
+    pub seq: u64,
+    pub fixes: Vec<GpsFix>,
+}
+
+/// First message on every connection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HelloMsg {
+    pub protocol: String,
+    pub server: String,
+    pub streams: Vec<StreamName>,
+    pub max_message_bytes: usize,
+    pub send_queue_frames: usize,
+}
+
+/// Messages the server sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    Hello(HelloMsg),
+    Reply {
+        id: RequestId,
+        result: ReplyBody,
+    },
+    Error {
+        #[serde(default)]
+        id: Option<RequestId>,
+        code: ErrorCode,
+        message: String,
+    },
+    Pong {
+        id: RequestId,
+        t_secs: f64,
+    },
+    /// Stream frames were dropped because this client read too slowly.
+    Dropped {
+        count: u64,
+        total: u64,
+    },
+    Scene(SceneMsg),
+    Truth(TruthMsg),
+    Lidar(LidarMsg),
+    Radar(RadarMsg),
+    Camera(CameraMsg),
+    Imu(ImuMsg),
+    Gps(GpsMsg),
+}

@@ -1,0 +1,43 @@
+//! Server configuration: plain values, parsed from flags and environment by the binary.
+
+use waypoint_sim::replay::Track;
+use waypoint_sim::SceneConfig;
+
+/// Everything the server needs to start.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The scene to simulate.
+    pub scene: SceneConfig,
+    /// Start ticking immediately.
+    pub autostart: bool,
+    /// Scene seconds per wall-clock second.
+    pub speed: f64,
+    /// Largest client message accepted by the protocol; larger ones get a `too_large` error.
+    pub max_message_bytes: usize,
+    /// Hard limit of the WebSocket layer; beyond it the connection is closed.
+    pub ws_hard_limit_bytes: usize,
+    /// Stream frames queued per client before the oldest are dropped.
+    pub send_queue_frames: usize,
+    /// Bytes of stream frames queued per client before the oldest are dropped.
+    pub send_queue_bytes: usize,
+    /// Replies queued per client before the server stops reading from it.
+    pub reply_queue: usize,
+    /// Recorded pedestrian tracks to replay instead of the simulated agents.
+    pub replay_tracks: Option<Vec<Track>>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            scene: SceneConfig::default(),
+            autostart: true,
+            speed: 1.0,
+            max_message_bytes: 1 << 20,
+            ws_hard_limit_bytes: 16 << 20,
+            send_queue_frames: 64,
+            send_queue_bytes: 8 << 20,
+            reply_queue: 256,
+            replay_tracks: None,
+        }
+    }
+}

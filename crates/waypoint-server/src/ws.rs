@@ -1,0 +1,146 @@
+//! The `/ws` endpoint: subprotocol negotiation, the reader (requests) and the writer (replies
+//! and stream frames from the client's bounded queue).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+use futures_util::stream::SplitSink;
+use futures_util::{SinkExt, StreamExt};
+use waypoint_protocol::{
+    decode_client, encode, ClientMessage, Codec, ErrorCode, HelloMsg, ReplyBody, RequestId, ServerMessage, StreamName,
+    PROTOCOL_VERSION, SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK,
+};
+
+use crate::hub::{ClientQueue, Encoded, Outgoing};
+use crate::scene_runner::CommandError;
+use crate::AppState;
+
+/// Upgrades to a WebSocket. Clients choose the codec with `Sec-WebSocket-Protocol`; without
+/// one, JSON is used.
+pub async fn ws_handler(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
+    let ws = ws
+        .protocols([SUBPROTOCOL_MSGPACK, SUBPROTOCOL_JSON])
+        .max_message_size(state.config.ws_hard_limit_bytes)
+        .max_frame_size(state.config.ws_hard_limit_bytes);
+    let codec =
+        ws.selected_protocol().and_then(|h| h.to_str().ok()).and_then(Codec::from_subprotocol).unwrap_or(Codec::Json);
+    ws.on_upgrade(move |socket| serve_socket(state, socket, codec))
+}
+
+fn encode_msg(codec: Codec, msg: &ServerMessage) -> Option<Encoded> {
+    match encode(codec, msg) {
+        Ok(b) => Some(Encoded::from(b)),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot encode a reply");
+            None
+        }
+    }
+}
+
+async fn send(queue: &ClientQueue, msg: &ServerMessage) {
+    if let Some(b) = encode_msg(queue.codec, msg) {
+        queue.push_reply(b).await;
+    }
+}
+
+async fn serve_socket(state: AppState, socket: WebSocket, codec: Codec) {
+    let metrics = state.metrics.clone();
+    metrics.ws_connections.fetch_add(1, Ordering::Relaxed);
+    metrics.ws_connections_total.fetch_add(1, Ordering::Relaxed);
+    let (client_id, queue) = state.hub.connect(codec, &state.config);
+    tracing::info!(client_id, codec = codec.subprotocol(), "websocket connected");
+    let (sink, mut stream) = socket.split();
+    let hello = ServerMessage::Hello(HelloMsg {
+        protocol: PROTOCOL_VERSION.into(),
+        server: format!("waypoint {}", env!("CARGO_PKG_VERSION")),
+        streams: StreamName::ALL.to_vec(),
+        max_message_bytes: state.config.max_message_bytes,
+        send_queue_frames: state.config.send_queue_frames,
+    });
+    send(&queue, &hello).await;
+    let writer = tokio::spawn(write_loop(queue.clone(), sink));
+    while let Some(msg) = stream.next().await {
+        let bytes = match msg {
+            Ok(Message::Text(t)) => axum::body::Bytes::from(t),
+            Ok(Message::Binary(b)) => b,
+            Ok(Message::Close(_)) => break,
+            Ok(Message::Ping(_) | Message::Pong(_)) => continue,
+            Err(e) => {
+                tracing::info!(client_id, error = %e, "websocket read ended");
+                break;
+            }
+        };
+        metrics.ws_messages_in.fetch_add(1, Ordering::Relaxed);
+        handle(&state, &queue, &bytes).await;
+    }
+    queue.close();
+    let _ = writer.await;
+    metrics.ws_connections.fetch_sub(1, Ordering::Relaxed);
+    tracing::info!(client_id, "websocket closed");
+}
+
+async fn write_loop(queue: Arc<ClientQueue>, mut sink: SplitSink<WebSocket, Message>) {
+    let codec = queue.codec;
+    loop {
+        let bytes = match queue.next().await {
+            Outgoing::Message(b) => b,
+            Outgoing::Dropped { count, total } => match encode_msg(codec, &ServerMessage::Dropped { count, total }) {
+                Some(b) => b,
+                None => continue,
+            },
+            Outgoing::Close => {
+                let _ = sink.send(Message::Close(None)).await;
+                break;
+            }
+        };
+        let msg = match codec {
+            Codec::MsgPack => Message::Binary(bytes),
+            Codec::Json => match Utf8Bytes::try_from(bytes) {
+                Ok(t) => Message::Text(t),
+                Err(_) => continue,
+            },
+        };
+        if sink.send(msg).await.is_err() {
+            queue.close();
+            break;
+        }
+    }
+}
+
+fn error(id: Option<RequestId>, code: ErrorCode, message: impl Into<String>) -> ServerMessage {
+    ServerMessage::Error { id, code, message: message.into() }
+}
+
+async fn handle(state: &AppState, queue: &ClientQueue, bytes: &[u8]) {
+    let reply = match decode_client(queue.codec, bytes, state.config.max_message_bytes) {
+        Err(e) => error(e.id, e.code, e.message),
+        Ok(ClientMessage::Subscribe { id, streams, options }) => {
+            let now = queue.set_subscriptions(&streams, &[], Some(options));
+            ServerMessage::Reply {
+                id,
+                result: ReplyBody { streams: Some(now), agent_id: None, fault: None, t_secs: None },
+            }
+        }
+        Ok(ClientMessage::Unsubscribe { id, streams }) => {
+            let now = queue.set_subscriptions(&[], &streams, None);
+            ServerMessage::Reply {
+                id,
+                result: ReplyBody { streams: Some(now), agent_id: None, fault: None, t_secs: None },
+            }
+        }
+        Ok(ClientMessage::Command { id, command }) => match state.scene.command(command).await {
+            Ok(result) => ServerMessage::Reply { id, result },
+            Err(e @ CommandError::Refused(_)) => error(Some(id), ErrorCode::BadCommand, e.to_string()),
+            Err(e @ CommandError::Busy) => error(Some(id), ErrorCode::Overloaded, e.to_string()),
+            Err(e @ CommandError::Gone) => error(Some(id), ErrorCode::Internal, e.to_string()),
+        },
+        Ok(ClientMessage::Ping { id }) => ServerMessage::Pong { id, t_secs: state.scene.t_secs() },
+    };
+    if matches!(reply, ServerMessage::Error { .. }) {
+        state.metrics.ws_errors.fetch_add(1, Ordering::Relaxed);
+    }
+    send(queue, &reply).await;
+}

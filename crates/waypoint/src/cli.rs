@@ -1,0 +1,188 @@
+//! Command-line arguments and the commands they run.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use waypoint_server::{AppState, ServerConfig};
+use waypoint_sim::replay::{read_tracks, read_udacity, tracks_from_rows, UdacityRow, ETH_UCY_SECS_PER_FRAME_ID};
+use waypoint_sim::sensors::LidarConfig;
+use waypoint_sim::SceneConfig;
+
+/// Waypoint: a real-time ML server for autonomous-vehicle perception and prediction.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, env = "WAYPOINT_LOG_FORMAT", default_value = "text", global = true)]
+    pub log_format: LogFormat,
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `waypoint_server=debug`.
+    #[arg(long, env = "WAYPOINT_LOG", default_value = "info", global = true)]
+    pub log: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the simulator and serve it over HTTP and WebSocket.
+    Serve(ServeArgs),
+    /// Print a summary of a recorded file (ETH/UCY tracks or a Udacity lidar/radar log).
+    Replay(ReplayArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LidarPreset {
+    /// 32 beams × 1024 azimuth steps.
+    Default,
+    /// 64 beams × 2048 steps, like the KITTI Velodyne HDL-64E.
+    Hdl64e,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "WAYPOINT_ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+    /// Scene seed: the same seed gives the same scene.
+    #[arg(long, env = "WAYPOINT_SEED", default_value_t = 42)]
+    pub seed: u64,
+    /// Scene seconds per wall-clock second.
+    #[arg(long, env = "WAYPOINT_SPEED", default_value_t = 1.0)]
+    pub speed: f64,
+    #[arg(long, env = "WAYPOINT_VEHICLES", default_value_t = 6)]
+    pub vehicles: usize,
+    #[arg(long, env = "WAYPOINT_PEDESTRIANS", default_value_t = 4)]
+    pub pedestrians: usize,
+    #[arg(long, env = "WAYPOINT_CYCLISTS", default_value_t = 2)]
+    pub cyclists: usize,
+    /// Lidar model.
+    #[arg(long, env = "WAYPOINT_LIDAR", default_value = "default")]
+    pub lidar: LidarPreset,
+    /// Start with the scene paused.
+    #[arg(long, env = "WAYPOINT_PAUSED")]
+    pub paused: bool,
+    /// Largest client message accepted, bytes.
+    #[arg(long, env = "WAYPOINT_MAX_MESSAGE_BYTES", default_value_t = 1 << 20)]
+    pub max_message_bytes: usize,
+    /// Stream frames queued per client before the oldest are dropped.
+    #[arg(long, env = "WAYPOINT_SEND_QUEUE_FRAMES", default_value_t = 64)]
+    pub send_queue_frames: usize,
+    /// Bytes of stream frames queued per client before the oldest are dropped.
+    #[arg(long, env = "WAYPOINT_SEND_QUEUE_BYTES", default_value_t = 8 << 20)]
+    pub send_queue_bytes: usize,
+    /// Replay pedestrian tracks from an ETH/UCY file instead of simulated agents.
+    #[arg(long, env = "WAYPOINT_REPLAY_TRACKS")]
+    pub replay_tracks: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// An ETH/UCY track file (`frame agent x y`) or a Udacity log (`L ...` / `R ...` rows).
+    pub file: PathBuf,
+}
+
+pub fn init_logging(format: &LogFormat, filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| "info".into());
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn server_config(args: &ServeArgs) -> Result<ServerConfig> {
+    let mut scene = SceneConfig {
+        seed: args.seed,
+        vehicles: args.vehicles,
+        pedestrians: args.pedestrians,
+        cyclists: args.cyclists,
+        ..SceneConfig::default()
+    };
+    if let LidarPreset::Hdl64e = args.lidar {
+        scene.sensors.lidar = LidarConfig::hdl64e();
+    }
+    let replay_tracks = match &args.replay_tracks {
+        Some(path) => {
+            let rows = read_tracks(path)?;
+            Some(tracks_from_rows(&rows, ETH_UCY_SECS_PER_FRAME_ID))
+        }
+        None => None,
+    };
+    Ok(ServerConfig {
+        scene,
+        autostart: !args.paused,
+        speed: args.speed,
+        max_message_bytes: args.max_message_bytes,
+        send_queue_frames: args.send_queue_frames,
+        send_queue_bytes: args.send_queue_bytes,
+        replay_tracks,
+        ..ServerConfig::default()
+    })
+}
+
+pub fn serve(args: ServeArgs) -> Result<()> {
+    let config = server_config(&args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let state = AppState::new(config)?;
+        let listener = tokio::net::TcpListener::bind(args.addr)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.addr))?;
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, "waypoint serving; open http://{addr}/");
+        waypoint_server::run(listener, state, shutdown_signal()).await?;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+pub fn replay(args: ReplayArgs) -> Result<()> {
+    let text = std::fs::read_to_string(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
+    let first = text.split_whitespace().next().unwrap_or("");
+    let summary = if first == "L" || first == "R" {
+        let rows = read_udacity(&args.file)?;
+        let lidar = rows.iter().filter(|r| matches!(r, UdacityRow::Lidar { .. })).count();
+        let span = match (rows.first(), rows.last()) {
+            (Some(a), Some(b)) => (b.timestamp_us() - a.timestamp_us()) as f64 * 1e-6,
+            _ => 0.0,
+        };
+        serde_json::json!({"format": "udacity", "rows": rows.len(), "lidar": lidar, "radar": rows.len() - lidar, "span_secs": span})
+    } else {
+        let rows = read_tracks(&args.file)?;
+        let tracks = tracks_from_rows(&rows, ETH_UCY_SECS_PER_FRAME_ID);
+        let span = tracks.iter().map(|t| t.end_secs()).fold(0.0, f64::max);
+        serde_json::json!({"format": "eth_ucy", "rows": rows.len(), "agents": tracks.len(), "span_secs": span})
+    };
+    println!("{summary}");
+    Ok(())
+}
