@@ -1,0 +1,62 @@
+// The minimal status page at `/` shows live data from every stream.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { launchBrowser, startServer, watchErrors } from "./harness.mjs";
+
+test("status page connects and counts live data on every stream", async () => {
+  const server = startServer();
+  const url = await server.url;
+  const browser = await launchBrowser();
+  try {
+    const page = await browser.context.newPage();
+    const errors = watchErrors(page);
+    await page.goto(url + "/");
+    await page.waitForFunction(() => document.getElementById("state").textContent === "open", null, { timeout: 10000 });
+    // Every stream has delivered messages and shows what it carried.
+    await page.waitForFunction(
+      () =>
+        ["scene", "truth", "lidar", "radar", "camera", "imu", "gps"].every(
+          (s) => Number(document.querySelector(`#row-${s} .n`).textContent) > 2,
+        ),
+      null,
+      { timeout: 15000 },
+    );
+    const lidarLast = await page.textContent("#row-lidar .last");
+    const points = Number(lidarLast.split(" ")[0]);
+    assert.ok(points > 1000, `lidar sweep of ${points} points`);
+    assert.equal(await page.textContent("#agents"), "12");
+    const t1 = Number(await page.textContent("#t"));
+    await page.waitForTimeout(1200);
+    const t2 = Number(await page.textContent("#t"));
+    assert.ok(t2 > t1, `scene time advances (${t1} -> ${t2})`);
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+    await server.stop();
+  }
+});
+
+test("status page reconnects after the server restarts", async () => {
+  let server = startServer();
+  const url = await server.url;
+  const addr = url.replace("http://", "");
+  const browser = await launchBrowser();
+  try {
+    const page = await browser.context.newPage();
+    await page.goto(url + "/");
+    await page.waitForFunction(() => document.getElementById("state").textContent === "open", null, { timeout: 10000 });
+    await server.stop();
+    await page.waitForFunction(() => document.getElementById("state").textContent === "closed", null, { timeout: 10000 });
+    server = startServer([], addr);
+    await server.url;
+    await page.waitForFunction(() => document.getElementById("state").textContent === "open", null, { timeout: 20000 });
+    const before = Number(await page.textContent("#row-scene .n"));
+    await page.waitForFunction((b) => Number(document.querySelector("#row-scene .n").textContent) > b + 3, before, {
+      timeout: 10000,
+    });
+  } finally {
+    await browser.close();
+    await server.stop();
+  }
+});
+
