@@ -73,7 +73,8 @@ pub struct StreamOptions {
 pub enum Command {
     /// Resume ticking.
     Start,
-    /// Pause ticking (streams go quiet; the scene keeps its state).
+    /// Pause ticking (sensor streams go quiet; the `scene` stream repeats its state once a
+    /// second with `running: false`).
     Stop,
     /// Rebuild the scene from its configuration with a new seed.
     Reset {

@@ -41,6 +41,9 @@ pub struct SceneRunner {
     t_bits: Arc<AtomicU64>,
 }
 
+/// How often the scene status is re-sent while the scene is paused.
+pub const PAUSED_STATUS_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Least and most scene speed (scene seconds per wall-clock second).
 pub const SPEED_RANGE: (f64, f64) = (0.1, 10.0);
 
@@ -187,6 +190,7 @@ fn run_loop(
     t_bits: &AtomicU64,
 ) {
     let mut next_tick = Instant::now();
+    let mut last_status = Instant::now();
     let tick_secs = lp.scene.config().tick_secs;
     while !shutdown.load(Ordering::Relaxed) {
         let now = Instant::now();
@@ -200,6 +204,7 @@ fn run_loop(
                 }
                 if !lp.running {
                     lp.publish_status();
+                    last_status = Instant::now();
                 }
                 t_bits.store(lp.scene.t_secs().to_bits(), Ordering::Relaxed);
                 let _ = reply.send(result);
@@ -207,6 +212,11 @@ fn run_loop(
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if !lp.running && last_status.elapsed() >= PAUSED_STATUS_INTERVAL {
+            // While paused, the scene stream keeps saying so once a second.
+            lp.publish_status();
+            last_status = Instant::now();
         }
         if lp.running && Instant::now() >= next_tick {
             lp.tick();
