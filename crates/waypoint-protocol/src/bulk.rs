@@ -68,13 +68,13 @@ impl Bulk {
                 let raw = decompress(b, compression)?;
                 match format {
                     BulkFormat::F32 => {
-                        if raw.len() % 4 != 0 {
+                        if !raw.len().is_multiple_of(4) {
                             return Err(ProtocolError::Bulk("f32 bin length is not a multiple of 4".into()));
                         }
                         raw.chunks_exact(4).map(|c| f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]]))).collect()
                     }
                     BulkFormat::I16 => {
-                        if raw.len() % 2 != 0 {
+                        if !raw.len().is_multiple_of(2) {
                             return Err(ProtocolError::Bulk("i16 bin length is not a multiple of 2".into()));
                         }
                         raw.chunks_exact(2).map(|c| f64::from(i16::from_le_bytes([c[0], c[1]]))).collect()

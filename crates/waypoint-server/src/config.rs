@@ -1,5 +1,7 @@
 //! Server configuration: plain values, parsed from flags and environment by the binary.
 
+use std::path::PathBuf;
+
 use waypoint_sim::replay::Track;
 use waypoint_sim::SceneConfig;
 
@@ -24,6 +26,23 @@ pub struct ServerConfig {
     pub reply_queue: usize,
     /// Recorded pedestrian tracks to replay instead of the simulated agents.
     pub replay_tracks: Option<Vec<Track>>,
+    /// The model repository.
+    pub model_repository: PathBuf,
+    /// Seconds between scans of the repository for new versions; none disables polling.
+    pub repository_poll_secs: Option<u64>,
+    /// Largest HTTP request body, bytes (after decompression).
+    pub max_request_bytes: usize,
+}
+
+/// The repository shipped with the project: `models/` in the working directory when there is
+/// one, else the copy beside the sources this binary was built from.
+pub fn default_model_repository() -> PathBuf {
+    let local = PathBuf::from("models");
+    if local.is_dir() {
+        local
+    } else {
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models"))
+    }
 }
 
 impl Default for ServerConfig {
@@ -38,6 +57,9 @@ impl Default for ServerConfig {
             send_queue_bytes: 8 << 20,
             reply_queue: 256,
             replay_tracks: None,
+            model_repository: default_model_repository(),
+            repository_poll_secs: None,
+            max_request_bytes: 64 << 20,
         }
     }
 }

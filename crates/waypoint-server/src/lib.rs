@@ -7,22 +7,35 @@
 //! The binary is a thin wrapper around these; tests bind port 0 and drive the real server.
 
 pub mod config;
+pub mod engine;
+pub mod error;
 pub mod http;
 pub mod hub;
+pub mod inference;
 pub mod metrics;
+pub mod oip;
+pub mod oip_codec;
+pub mod onnx;
+pub mod registry;
+pub mod repository;
 pub mod scene_runner;
 pub mod ws;
 
 use std::future::Future;
 use std::sync::Arc;
 
+use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
+use tower_http::compression::CompressionLayer;
+use tower_http::decompression::RequestDecompressionLayer;
 
 pub use config::ServerConfig;
 use hub::Hub;
 use metrics::Metrics;
+use registry::Registry;
+use repository::Repository;
 use scene_runner::SceneRunner;
 
 /// Errors starting or running the server.
@@ -41,21 +54,37 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     pub scene: Arc<SceneRunner>,
     pub metrics: Arc<Metrics>,
+    pub registry: Arc<Registry>,
 }
 
 impl AppState {
-    /// Builds the hub and metrics and starts the scene thread.
+    /// Builds the hub, metrics and registry, loads every model of the repository (a model that
+    /// fails to load is logged and listed as unavailable) and starts the scene thread.
     pub fn new(config: ServerConfig) -> Result<Self, ServerError> {
         let metrics = Arc::new(Metrics::default());
         let hub = Arc::new(Hub::new(metrics.clone()));
+        let registry = Arc::new(Registry::new(Repository::new(&config.model_repository), metrics.clone()));
+        match registry.repository().models() {
+            Ok(models) => {
+                for m in models {
+                    let _ = registry.load(&m);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "no model repository; serving no models"),
+        }
         let scene = Arc::new(SceneRunner::spawn(&config, hub.clone(), metrics.clone())?);
-        Ok(Self { config: Arc::new(config), hub, scene, metrics })
+        Ok(Self { config: Arc::new(config), hub, scene, metrics, registry })
     }
 }
 
 /// The router.
 pub fn app(state: AppState) -> Router {
+    let v2 = oip::routes()
+        .layer(CompressionLayer::new())
+        .layer(RequestDecompressionLayer::new())
+        .layer(DefaultBodyLimit::max(state.config.max_request_bytes));
     Router::new()
+        .merge(v2)
         .route("/", get(http::index))
         .route("/ws", get(ws::ws_handler))
         .route("/v2/health/live", get(http::live))
@@ -72,6 +101,17 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     let hub = state.hub.clone();
     let scene = state.scene.clone();
+    if let Some(secs) = state.config.repository_poll_secs.filter(|s| *s > 0) {
+        let registry = state.registry.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(secs));
+            loop {
+                every.tick().await;
+                let r = registry.clone();
+                let _ = tokio::task::spawn_blocking(move || r.poll()).await;
+            }
+        });
+    }
     axum::serve(listener, app(state))
         .with_graceful_shutdown(async move {
             shutdown.await;

@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use waypoint_protocol::{BulkFormat, Codec, Compression, StreamName, StreamOptions};
 
@@ -18,6 +19,118 @@ pub struct Metrics {
     pub sim_ticks: AtomicU64,
     pub sim_tick_nanos: AtomicU64,
     stream_bytes: Mutex<BTreeMap<(StreamName, String), u64>>,
+    versions: Mutex<BTreeMap<(String, u64), Arc<VersionMetrics>>>,
+    model_events: Mutex<BTreeMap<(String, &'static str, &'static str), u64>>,
+    load_seconds: Histogram,
+}
+
+/// A Prometheus histogram with fixed bucket bounds.
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: &'static [f64],
+    counts: Vec<AtomicU64>,
+    sum_nanos: AtomicU64,
+    count: AtomicU64,
+}
+
+/// Bucket bounds for durations, seconds (25 µs to 10 s).
+pub const DURATION_BUCKETS: &[f64] =
+    &[25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 1.0, 2.5, 10.0];
+/// Bucket bounds for batch sizes, rows.
+pub const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0];
+
+impl Histogram {
+    pub fn new(bounds: &'static [f64]) -> Self {
+        Self {
+            bounds,
+            counts: (0..bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_nanos: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+
+    /// Records a value; for durations pass seconds.
+    pub fn observe(&self, v: f64) {
+        if let Some(i) = self.bounds.iter().position(|b| v <= *b) {
+            self.counts[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.sum_nanos.fetch_add((v * 1e9) as u64, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn observe_duration(&self, d: Duration) {
+        self.observe(d.as_secs_f64());
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cumulative = 0;
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (b, c) in self.bounds.iter().zip(&self.counts) {
+            cumulative += c.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {cumulative}");
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {:.9}", self.sum_nanos.load(Ordering::Relaxed) as f64 * 1e-9);
+        let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
+    }
+}
+
+/// Counters and histograms of one model version.
+#[derive(Debug)]
+pub struct VersionMetrics {
+    pub ok: AtomicU64,
+    pub bad_request: AtomicU64,
+    pub rejected: AtomicU64,
+    pub failed: AtomicU64,
+    pub in_flight: AtomicI64,
+    pub queue_depth: AtomicI64,
+    pub rows: AtomicU64,
+    pub batches: AtomicU64,
+    pub last_inference_ms: AtomicU64,
+    pub request: Histogram,
+    pub queue: Histogram,
+    pub compute: Histogram,
+    pub batch: Histogram,
+}
+
+impl Default for VersionMetrics {
+    fn default() -> Self {
+        Self {
+            ok: AtomicU64::new(0),
+            bad_request: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            in_flight: AtomicI64::new(0),
+            queue_depth: AtomicI64::new(0),
+            rows: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            last_inference_ms: AtomicU64::new(0),
+            request: Histogram::new(DURATION_BUCKETS),
+            queue: Histogram::new(DURATION_BUCKETS),
+            compute: Histogram::new(DURATION_BUCKETS),
+            batch: Histogram::new(BATCH_BUCKETS),
+        }
+    }
+}
+
+impl VersionMetrics {
+    /// Records one executed batch.
+    pub fn observe_batch(&self, rows: usize, compute: Duration) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.rows.fetch_add(rows as u64, Ordering::Relaxed);
+        self.batch.observe(rows as f64);
+        self.compute.observe_duration(compute);
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        self.last_inference_ms.store(now_ms, Ordering::Relaxed);
+    }
 }
 
 fn encoding_label(codec: Codec, o: StreamOptions) -> String {
@@ -34,7 +147,28 @@ fn encoding_label(codec: Codec, o: StreamOptions) -> String {
     s
 }
 
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram::new(DURATION_BUCKETS)
+    }
+}
+
 impl Metrics {
+    /// The metrics of a model version (created on first use, kept for the process lifetime).
+    pub fn version(&self, model: &str, version: u64) -> Arc<VersionMetrics> {
+        let mut m = self.versions.lock().unwrap_or_else(|p| p.into_inner());
+        m.entry((model.to_string(), version)).or_default().clone()
+    }
+
+    /// Counts a load or unload (`event`) with its outcome, and a load's duration.
+    pub fn model_event(&self, model: &str, event: &'static str, status: &'static str, took: Option<Duration>) {
+        let mut m = self.model_events.lock().unwrap_or_else(|p| p.into_inner());
+        *m.entry((model.to_string(), event, status)).or_default() += 1;
+        if let Some(d) = took {
+            self.load_seconds.observe_duration(d);
+        }
+    }
+
     /// Counts bytes encoded for a stream (once per distinct encoding per item).
     pub fn add_stream_bytes(&self, stream: StreamName, codec: Codec, options: StreamOptions, n: usize) {
         let mut m = self.stream_bytes.lock().unwrap_or_else(|p| p.into_inner());
@@ -105,6 +239,62 @@ impl Metrics {
                 stream.as_str()
             );
         }
+        drop(m);
+        self.render_models(&mut out);
         out
+    }
+
+    fn render_models(&self, out: &mut String) {
+        let versions = self.versions.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let header = |out: &mut String, name: &str, kind: &str, help: &str| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        };
+        header(out, "waypoint_inference_requests_total", "counter", "Inference requests by model, version and status.");
+        for ((model, v), m) in &versions {
+            for (status, c) in
+                [("ok", &m.ok), ("bad_request", &m.bad_request), ("rejected", &m.rejected), ("failed", &m.failed)]
+            {
+                let _ = writeln!(
+                    out,
+                    "waypoint_inference_requests_total{{model=\"{model}\",version=\"{v}\",status=\"{status}\"}} {}",
+                    c.load(Ordering::Relaxed)
+                );
+            }
+        }
+        for (name, kind, help) in [
+            ("waypoint_inference_in_flight", "gauge", "Requests being served."),
+            ("waypoint_inference_queue_depth", "gauge", "Requests waiting in the model's queue."),
+        ] {
+            header(out, name, kind, help);
+            for ((model, v), m) in &versions {
+                let g = if name.ends_with("in_flight") { &m.in_flight } else { &m.queue_depth };
+                let _ = writeln!(out, "{name}{{model=\"{model}\",version=\"{v}\"}} {}", g.load(Ordering::Relaxed));
+            }
+        }
+        type Pick = fn(&VersionMetrics) -> &Histogram;
+        let hists: [(&str, &str, Pick); 4] = [
+            ("waypoint_inference_request_duration_seconds", "End-to-end request time inside the server.", |m| {
+                &m.request
+            }),
+            ("waypoint_inference_queue_duration_seconds", "Time requests wait before their batch runs.", |m| &m.queue),
+            ("waypoint_inference_compute_duration_seconds", "Model compute time per batch.", |m| &m.compute),
+            ("waypoint_inference_batch_size", "Rows per executed batch.", |m| &m.batch),
+        ];
+        for (name, help, pick) in hists {
+            header(out, name, "histogram", help);
+            for ((model, v), m) in &versions {
+                pick(m).render(out, name, &format!("model=\"{model}\",version=\"{v}\""));
+            }
+        }
+        header(out, "waypoint_model_events_total", "counter", "Model loads and unloads by outcome.");
+        let events = self.model_events.lock().unwrap_or_else(|p| p.into_inner());
+        for ((model, event, status), c) in events.iter() {
+            let _ = writeln!(
+                out,
+                "waypoint_model_events_total{{model=\"{model}\",event=\"{event}\",status=\"{status}\"}} {c}"
+            );
+        }
+        header(out, "waypoint_model_load_duration_seconds", "histogram", "Time to load a model's versions.");
+        self.load_seconds.render(out, "waypoint_model_load_duration_seconds", "");
     }
 }

@@ -192,7 +192,7 @@ pub fn read_udacity(path: &Path) -> Result<Vec<UdacityRow>, SimError> {
 
 /// Decodes a KITTI Velodyne sweep: little-endian f32, N × 4 (x, y, z, reflectance).
 pub fn parse_velodyne(bytes: &[u8]) -> Result<Vec<[f32; 4]>, SimError> {
-    if bytes.len() % 16 != 0 {
+    if !bytes.len().is_multiple_of(16) {
         return Err(SimError::Parse {
             line: 0,
             message: format!("{} bytes is not a whole number of 16-byte points", bytes.len()),

@@ -78,6 +78,15 @@ pub struct ServeArgs {
     /// Bytes of stream frames queued per client before the oldest are dropped.
     #[arg(long, env = "WAYPOINT_SEND_QUEUE_BYTES", default_value_t = 8 << 20)]
     pub send_queue_bytes: usize,
+    /// Model repository directory (default: the project's `models/`).
+    #[arg(long, env = "WAYPOINT_MODEL_REPOSITORY")]
+    pub model_repository: Option<PathBuf>,
+    /// Rescan the repository for new versions every this many seconds (0: never).
+    #[arg(long, env = "WAYPOINT_REPOSITORY_POLL_SECS", default_value_t = 0)]
+    pub repository_poll_secs: u64,
+    /// Largest HTTP request body after decompression, bytes.
+    #[arg(long, env = "WAYPOINT_MAX_REQUEST_BYTES", default_value_t = 64 << 20)]
+    pub max_request_bytes: usize,
     /// Replay pedestrian tracks from an ETH/UCY file instead of simulated agents.
     #[arg(long, env = "WAYPOINT_REPLAY_TRACKS")]
     pub replay_tracks: Option<PathBuf>,
@@ -125,6 +134,12 @@ fn server_config(args: &ServeArgs) -> Result<ServerConfig> {
         send_queue_frames: args.send_queue_frames,
         send_queue_bytes: args.send_queue_bytes,
         replay_tracks,
+        model_repository: args
+            .model_repository
+            .clone()
+            .unwrap_or_else(waypoint_server::config::default_model_repository),
+        repository_poll_secs: Some(args.repository_poll_secs).filter(|s| *s > 0),
+        max_request_bytes: args.max_request_bytes,
         ..ServerConfig::default()
     })
 }

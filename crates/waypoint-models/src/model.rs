@@ -1,0 +1,34 @@
+//! The small trait every servable model implements, and its declared interface.
+
+use serde::{Deserialize, Serialize};
+
+use crate::tensor::{DataType, Tensor};
+use crate::ModelError;
+
+/// One input or output as declared in a model's configuration; `-1` marks a variable dimension
+/// (the first dimension is the batch dimension when the model batches).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TensorSpec {
+    pub name: String,
+    pub datatype: DataType,
+    pub dims: Vec<i64>,
+}
+
+impl TensorSpec {
+    pub fn new(name: &str, datatype: DataType, dims: &[i64]) -> Self {
+        Self { name: name.into(), datatype, dims: dims.to_vec() }
+    }
+
+    /// Whether a concrete shape fits this declaration.
+    pub fn accepts(&self, shape: &[usize]) -> bool {
+        shape.len() == self.dims.len() && self.dims.iter().zip(shape).all(|(d, s)| *d < 0 || *d as usize == *s)
+    }
+}
+
+/// A loaded model instance. Synchronous: the serving engine calls it from its own worker
+/// thread with a whole batch (inputs concatenated along dimension 0, in declared order).
+pub trait Model: Send {
+    /// Runs one batch; returns the outputs in declared order, each with the same number of rows
+    /// as the inputs.
+    fn infer(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, ModelError>;
+}

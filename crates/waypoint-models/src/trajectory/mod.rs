@@ -1,0 +1,12 @@
+//! Trajectory prediction: from an agent's last 8 positions (0.4 s apart) predict its next 12.
+
+pub mod cv;
+
+pub use cv::ConstantVelocity;
+
+/// Observed steps (3.2 s).
+pub const OBS_STEPS: usize = 8;
+/// Predicted steps (4.8 s).
+pub const PRED_STEPS: usize = 12;
+/// Time between steps.
+pub const STEP_SECS: f64 = 0.4;

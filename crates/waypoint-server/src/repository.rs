@@ -1,0 +1,243 @@
+//! The model repository on disk: `<root>/<model>/config.toml` and one directory per version,
+//! `<root>/<model>/<version>/`, named by a positive integer.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use waypoint_models::TensorSpec;
+
+/// Which versions of a model are served.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum VersionPolicy {
+    /// Only the highest version.
+    #[default]
+    Latest,
+    /// Every version on disk.
+    All,
+    /// These versions.
+    Specific(Vec<u64>),
+}
+
+/// How a model runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Platform {
+    /// A native Waypoint model, selected by `backend`.
+    Waypoint,
+    /// An ONNX model (`model.onnx` in the version directory) run by ONNX Runtime.
+    Onnx,
+}
+
+/// `config.toml` of a model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    pub platform: Platform,
+    /// Native backend name (platform `waypoint`).
+    #[serde(default)]
+    pub backend: Option<String>,
+    /// Largest batch (rows along dimension 0) the model runs at once; 0 disables batching.
+    #[serde(default = "default_max_batch")]
+    pub max_batch_size: usize,
+    /// How long the first request of a batch may wait for others, microseconds.
+    #[serde(default = "default_delay")]
+    pub max_queue_delay_us: u64,
+    /// Worker threads, each with its own instance (Triton's `instance_group` count).
+    #[serde(default = "default_instances")]
+    pub instances: usize,
+    /// Requests that may wait in the queue before new ones are refused with 503.
+    #[serde(default = "default_queue")]
+    pub queue_capacity: usize,
+    /// Per-request deadline, milliseconds.
+    #[serde(default = "default_timeout")]
+    pub timeout_ms: u64,
+    #[serde(default)]
+    pub version_policy: VersionPolicy,
+    pub inputs: Vec<TensorSpec>,
+    pub outputs: Vec<TensorSpec>,
+}
+
+fn default_max_batch() -> usize {
+    256
+}
+fn default_delay() -> u64 {
+    100
+}
+fn default_instances() -> usize {
+    1
+}
+fn default_queue() -> usize {
+    1024
+}
+fn default_timeout() -> u64 {
+    5000
+}
+
+/// Problems with the repository or a model's configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum RepositoryError {
+    #[error("no model named {0:?} in the repository")]
+    NoSuchModel(String),
+    #[error("model {model}: {message}")]
+    BadConfig { model: String, message: String },
+    #[error("cannot read {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+}
+
+impl ModelConfig {
+    /// Checks the values a configuration file could get wrong.
+    pub fn validate(&self, model: &str) -> Result<(), RepositoryError> {
+        let bad = |m: String| Err(RepositoryError::BadConfig { model: model.into(), message: m });
+        if self.inputs.is_empty() || self.outputs.is_empty() {
+            return bad("needs at least one input and one output".into());
+        }
+        if self.instances == 0 || self.instances > 64 {
+            return bad("instances must be within 1..=64".into());
+        }
+        if self.queue_capacity == 0 {
+            return bad("queue_capacity must be positive".into());
+        }
+        if self.platform == Platform::Waypoint && self.backend.is_none() {
+            return bad("platform \"waypoint\" needs a `backend`".into());
+        }
+        let mut names = BTreeSet::new();
+        for t in self.inputs.iter().chain(&self.outputs) {
+            if !names.insert(&t.name) {
+                return bad(format!("tensor name {:?} is used twice", t.name));
+            }
+            if t.dims.is_empty() || t.dims.iter().any(|d| *d == 0 || *d < -1) {
+                return bad(format!("tensor {:?}: dims must be positive or -1", t.name));
+            }
+            if self.max_batch_size > 0 && t.dims[0] != -1 {
+                return bad(format!("tensor {:?}: a batching model's first dimension must be -1", t.name));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A repository root.
+#[derive(Debug, Clone)]
+pub struct Repository {
+    pub root: PathBuf,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RepositoryError + '_ {
+    move |source| RepositoryError::Io { path: path.display().to_string(), source }
+}
+
+/// A model name must be a plain directory name.
+pub fn valid_model_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+        && !name.starts_with('.')
+}
+
+impl Repository {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// Names of the models in the repository (directories with a `config.toml`), sorted.
+    pub fn models(&self) -> Result<Vec<String>, RepositoryError> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&self.root).map_err(io_err(&self.root))? {
+            let entry = entry.map_err(io_err(&self.root))?;
+            let name = entry.file_name().to_string_lossy().to_string();
+            if valid_model_name(&name) && entry.path().join("config.toml").is_file() {
+                out.push(name);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    pub fn model_dir(&self, model: &str) -> Result<PathBuf, RepositoryError> {
+        if !valid_model_name(model) {
+            return Err(RepositoryError::NoSuchModel(model.into()));
+        }
+        let dir = self.root.join(model);
+        if dir.join("config.toml").is_file() {
+            Ok(dir)
+        } else {
+            Err(RepositoryError::NoSuchModel(model.into()))
+        }
+    }
+
+    /// Reads and validates a model's configuration.
+    pub fn config(&self, model: &str) -> Result<ModelConfig, RepositoryError> {
+        let path = self.model_dir(model)?.join("config.toml");
+        let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
+        let cfg: ModelConfig = toml::from_str(&text)
+            .map_err(|e| RepositoryError::BadConfig { model: model.into(), message: e.to_string() })?;
+        cfg.validate(model)?;
+        Ok(cfg)
+    }
+
+    /// Version numbers present on disk, ascending.
+    pub fn versions_on_disk(&self, model: &str) -> Result<Vec<u64>, RepositoryError> {
+        let dir = self.model_dir(model)?;
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&dir).map_err(io_err(&dir))? {
+            let entry = entry.map_err(io_err(&dir))?;
+            if entry.path().is_dir() {
+                if let Ok(v) = entry.file_name().to_string_lossy().parse::<u64>() {
+                    if v > 0 {
+                        out.push(v);
+                    }
+                }
+            }
+        }
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    /// Versions the policy selects among those on disk.
+    pub fn versions_to_serve(&self, model: &str, policy: &VersionPolicy) -> Result<Vec<u64>, RepositoryError> {
+        let on_disk = self.versions_on_disk(model)?;
+        Ok(match policy {
+            VersionPolicy::Latest => on_disk.last().copied().into_iter().collect(),
+            VersionPolicy::All => on_disk,
+            VersionPolicy::Specific(v) => on_disk.into_iter().filter(|x| v.contains(x)).collect(),
+        })
+    }
+
+    pub fn version_dir(&self, model: &str, version: u64) -> Result<PathBuf, RepositoryError> {
+        Ok(self.model_dir(model)?.join(version.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_validates_a_config() {
+        let text = r#"
+platform = "waypoint"
+backend = "constant_velocity"
+max_batch_size = 64
+version_policy = { specific = [1, 3] }
+[[inputs]]
+name = "history"
+datatype = "FP32"
+dims = [-1, 8, 2]
+[[outputs]]
+name = "trajectory"
+datatype = "FP32"
+dims = [-1, 12, 2]
+"#;
+        let cfg: ModelConfig = toml::from_str(text).unwrap();
+        cfg.validate("m").unwrap();
+        assert_eq!(cfg.version_policy, VersionPolicy::Specific(vec![1, 3]));
+        assert_eq!(cfg.instances, 1);
+        let mut bad = cfg.clone();
+        bad.inputs[0].dims = vec![8, 2];
+        assert!(bad.validate("m").is_err());
+        assert!(!valid_model_name("../etc"));
+        assert!(valid_model_name("trajectory_cv"));
+    }
+}
