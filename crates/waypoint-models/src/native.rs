@@ -1,18 +1,39 @@
 //! Native model implementations the server can instantiate by backend name.
+//!
+//! Built-in backends are listed in [`BUILTIN`]; a program embedding Waypoint adds its own with
+//! [`register`] before the server loads its repository.
 
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::{Arc, RwLock};
 
 use crate::model::Model;
 use crate::trajectory::ConstantVelocity;
 use crate::ModelError;
 
-/// Backend names accepted in a model's `config.toml` (`platform = "waypoint"`).
-pub const BACKENDS: [&str; 1] = ["constant_velocity"];
+/// Builds one model instance from its version directory.
+pub type Factory = Arc<dyn Fn(&Path) -> Result<Box<dyn Model>, ModelError> + Send + Sync>;
+
+/// Backend names built in (`platform = "waypoint"`, `backend = ...` in `config.toml`).
+pub const BUILTIN: [&str; 1] = ["constant_velocity"];
+
+static REGISTERED: RwLock<BTreeMap<String, Factory>> = RwLock::new(BTreeMap::new());
+
+/// Registers (or replaces) a backend under `name`.
+pub fn register(name: &str, factory: Factory) {
+    REGISTERED.write().unwrap_or_else(|p| p.into_inner()).insert(name.to_string(), factory);
+}
 
 /// Creates one instance of a native model from its version directory.
-pub fn instantiate(backend: &str, _version_dir: &Path) -> Result<Box<dyn Model>, ModelError> {
+pub fn instantiate(backend: &str, version_dir: &Path) -> Result<Box<dyn Model>, ModelError> {
     match backend {
         "constant_velocity" => Ok(Box::new(ConstantVelocity)),
-        other => Err(ModelError::Load(format!("unknown native backend {other:?}; known: {BACKENDS:?}"))),
+        other => {
+            let factory = REGISTERED.read().unwrap_or_else(|p| p.into_inner()).get(other).cloned();
+            match factory {
+                Some(f) => f(version_dir),
+                None => Err(ModelError::Load(format!("unknown native backend {other:?}; built in: {BUILTIN:?}"))),
+            }
+        }
     }
 }

@@ -91,6 +91,34 @@ pub fn decode_client(codec: Codec, bytes: &[u8], max_bytes: usize) -> Result<Cli
 mod tests {
     use super::*;
     use crate::messages::{Command, StreamName};
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+
+        /// No byte string makes the decoder panic, in either codec; what it refuses is
+        /// classified.
+        #[test]
+        fn decoder_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            for codec in [Codec::MsgPack, Codec::Json] {
+                if let Err(e) = decode_client(codec, &bytes, 256) {
+                    prop_assert!(!e.message.is_empty());
+                }
+            }
+        }
+
+        /// Valid messages with a corrupted byte either decode or are refused, never panic.
+        #[test]
+        fn corrupted_valid_messages_are_handled(seed in 0u64..1000, pos in 0usize..200, byte in any::<u8>()) {
+            let msg = ClientMessage::Command { id: RequestId::Num(seed), command: Command::Reset { seed } };
+            for codec in [Codec::MsgPack, Codec::Json] {
+                let mut b = encode(codec, &msg).unwrap();
+                let i = pos % b.len();
+                b[i] = byte;
+                let _ = decode_client(codec, &b, 1024);
+            }
+        }
+    }
 
     #[test]
     fn decodes_both_codecs_and_classifies_errors() {

@@ -130,11 +130,73 @@ pub enum ClientMessage {
     Ping {
         id: RequestId,
     },
+    /// One inference request; answered by `infer_result` or `error`.
+    Infer {
+        id: RequestId,
+        #[serde(flatten)]
+        request: InferRequest,
+    },
+    /// Many inference requests answered in one `batch_result`; a failing request does not
+    /// fail its siblings.
+    Batch {
+        id: RequestId,
+        requests: Vec<InferRequest>,
+    },
 }
 
 impl ClientMessage {
     /// The `type` values of client messages.
-    pub const TYPES: [&'static str; 4] = ["subscribe", "unsubscribe", "command", "ping"];
+    pub const TYPES: [&'static str; 6] = ["subscribe", "unsubscribe", "command", "ping", "infer", "batch"];
+}
+
+/// Most requests one `batch` message may carry.
+pub const MAX_BATCH_REQUESTS: usize = 4096;
+
+/// A tensor on the wire: Open Inference Protocol datatype names (`FP32`, `FP64`, `INT32`,
+/// `INT64`, `UINT8`, `BOOL`); `data` is a `bin` of little-endian values (MessagePack) or an
+/// array of numbers (JSON), row-major.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WireTensor {
+    pub name: String,
+    pub datatype: String,
+    pub shape: Vec<u64>,
+    pub data: Bulk,
+}
+
+/// What to run: a model (and optionally a version) on named inputs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InferRequest {
+    pub model: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    pub inputs: Vec<WireTensor>,
+    /// Output names to return; all when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outputs: Option<Vec<String>>,
+}
+
+/// The result of one inference.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InferResult {
+    pub model: String,
+    pub version: String,
+    pub outputs: Vec<WireTensor>,
+}
+
+/// One entry of a `batch_result`, in request order: `result` or `error`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchItem {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<InferResult>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody>,
+}
+
+/// An error inside a batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: ErrorCode,
+    pub message: String,
 }
 
 /// Machine-readable error codes.
@@ -149,6 +211,12 @@ pub enum ErrorCode {
     TooLarge,
     /// Well-formed but refused (e.g. an agent id that does not exist).
     BadCommand,
+    /// No such model or version.
+    NotFound,
+    /// Inputs do not match the model (names, datatypes, shapes).
+    BadInput,
+    /// The request did not finish within the model's deadline.
+    Timeout,
     /// The server is too busy to take the request now.
     Overloaded,
     Internal,
@@ -312,6 +380,15 @@ pub enum ServerMessage {
     Pong {
         id: RequestId,
         t_secs: f64,
+    },
+    InferResult {
+        id: RequestId,
+        #[serde(flatten)]
+        result: InferResult,
+    },
+    BatchResult {
+        id: RequestId,
+        results: Vec<BatchItem>,
     },
     /// Stream frames were dropped because this client read too slowly.
     Dropped {

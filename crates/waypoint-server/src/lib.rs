@@ -20,6 +20,7 @@ pub mod registry;
 pub mod repository;
 pub mod scene_runner;
 pub mod ws;
+pub mod ws_infer;
 
 use std::future::Future;
 use std::sync::Arc;

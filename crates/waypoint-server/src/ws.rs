@@ -62,6 +62,9 @@ async fn serve_socket(state: AppState, socket: WebSocket, codec: Codec) {
     });
     send(&queue, &hello).await;
     let writer = tokio::spawn(write_loop(queue.clone(), sink));
+    // Inference requests run concurrently (so they can share batches); this caps how many one
+    // connection may have in flight before the server stops reading from it.
+    let inflight = Arc::new(tokio::sync::Semaphore::new(MAX_INFLIGHT_PER_CONNECTION));
     while let Some(msg) = stream.next().await {
         let bytes = match msg {
             Ok(Message::Text(t)) => axum::body::Bytes::from(t),
@@ -74,7 +77,17 @@ async fn serve_socket(state: AppState, socket: WebSocket, codec: Codec) {
             }
         };
         metrics.ws_messages_in.fetch_add(1, Ordering::Relaxed);
-        handle(&state, &queue, &bytes).await;
+        match decode_client(queue.codec, &bytes, state.config.max_message_bytes) {
+            Ok(msg @ (ClientMessage::Infer { .. } | ClientMessage::Batch { .. })) => {
+                let Ok(permit) = inflight.clone().acquire_owned().await else { break };
+                let (state, queue) = (state.clone(), queue.clone());
+                tokio::spawn(async move {
+                    handle(&state, &queue, Ok(msg)).await;
+                    drop(permit);
+                });
+            }
+            decoded => handle(&state, &queue, decoded).await,
+        }
     }
     queue.close();
     let _ = writer.await;
@@ -114,8 +127,11 @@ fn error(id: Option<RequestId>, code: ErrorCode, message: impl Into<String>) -> 
     ServerMessage::Error { id, code, message: message.into() }
 }
 
-async fn handle(state: &AppState, queue: &ClientQueue, bytes: &[u8]) {
-    let reply = match decode_client(queue.codec, bytes, state.config.max_message_bytes) {
+/// Most inference requests one connection may have running at once.
+pub const MAX_INFLIGHT_PER_CONNECTION: usize = 256;
+
+async fn handle(state: &AppState, queue: &ClientQueue, decoded: Result<ClientMessage, waypoint_protocol::DecodeError>) {
+    let reply = match decoded {
         Err(e) => error(e.id, e.code, e.message),
         Ok(ClientMessage::Subscribe { id, streams, options }) => {
             let now = queue.set_subscriptions(&streams, &[], Some(options));
@@ -138,6 +154,24 @@ async fn handle(state: &AppState, queue: &ClientQueue, bytes: &[u8]) {
             Err(e @ CommandError::Gone) => error(Some(id), ErrorCode::Internal, e.to_string()),
         },
         Ok(ClientMessage::Ping { id }) => ServerMessage::Pong { id, t_secs: state.scene.t_secs() },
+        Ok(ClientMessage::Infer { id, request }) => match crate::ws_infer::run(state, &request, queue.codec).await {
+            Ok(result) => ServerMessage::InferResult { id, result },
+            Err(e) => error(Some(id), e.code, e.message),
+        },
+        Ok(ClientMessage::Batch { id, requests }) => {
+            if requests.len() > waypoint_protocol::MAX_BATCH_REQUESTS {
+                error(
+                    Some(id),
+                    ErrorCode::TooLarge,
+                    format!("a batch may hold at most {} requests", waypoint_protocol::MAX_BATCH_REQUESTS),
+                )
+            } else {
+                ServerMessage::BatchResult {
+                    id,
+                    results: crate::ws_infer::run_batch(state, &requests, queue.codec).await,
+                }
+            }
+        }
     };
     if matches!(reply, ServerMessage::Error { .. }) {
         state.metrics.ws_errors.fetch_add(1, Ordering::Relaxed);

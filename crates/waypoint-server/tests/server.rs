@@ -11,6 +11,9 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use waypoint_protocol::{ServerMessage, SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK};
 use waypoint_server::{AppState, ServerConfig};
 
+#[path = "server/serving.rs"]
+mod serving;
+
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 struct TestServer {

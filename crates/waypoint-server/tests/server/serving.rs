@@ -1,0 +1,397 @@
+//! The serving core: OIP errors, admission control, hot swap under load, load/unload cycles,
+//! inference over the WebSocket.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use waypoint_models::{Model, ModelError, Tensor};
+
+use super::*;
+
+const CV_CONFIG: &str = r#"
+platform = "waypoint"
+backend = "constant_velocity"
+max_batch_size = 64
+max_queue_delay_us = 200
+version_policy = "latest"
+[[inputs]]
+name = "history"
+datatype = "FP32"
+dims = [-1, 8, 2]
+[[outputs]]
+name = "trajectory"
+datatype = "FP32"
+dims = [-1, 12, 2]
+"#;
+
+/// Identity over `x` FP32 [-1, 4] that takes 20 ms per batch: lets a test fill the queue.
+struct Slow;
+impl Model for Slow {
+    fn infer(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, ModelError> {
+        std::thread::sleep(Duration::from_millis(20));
+        let mut y = inputs[0].clone();
+        y.name = "y".into();
+        Ok(vec![y])
+    }
+}
+
+fn repo_with(models: &[(&str, &str, &[u64])]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, config, versions) in models {
+        let m = dir.path().join(name);
+        std::fs::create_dir_all(&m).unwrap();
+        std::fs::write(m.join("config.toml"), config).unwrap();
+        for v in *versions {
+            std::fs::create_dir_all(m.join(v.to_string())).unwrap();
+        }
+    }
+    dir
+}
+
+fn config_for(repo: &Path) -> ServerConfig {
+    ServerConfig { model_repository: repo.to_path_buf(), autostart: false, ..ServerConfig::default() }
+}
+
+fn history_json(rows: usize) -> Value {
+    let data: Vec<f32> = (0..rows * 16).map(|i| (i % 16) as f32 * 0.5).collect();
+    json!({"id": "q", "inputs": [{"name": "history", "shape": [rows, 8, 2], "datatype": "FP32", "data": data}]})
+}
+
+async fn post(url: &str, body: impl Into<reqwest::Body>, headers: &[(&str, String)]) -> (u16, Value) {
+    let client = reqwest::Client::new();
+    let mut req = client.post(url).body(body);
+    for (k, v) in headers {
+        req = req.header(*k, v.clone());
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let bytes = resp.bytes().await.unwrap();
+    let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (status, v)
+}
+
+mod oip {
+    use super::*;
+
+    #[tokio::test]
+    async fn bad_requests_get_the_right_status_and_a_json_error() {
+        let repo = repo_with(&[("cv", CV_CONFIG, &[1])]);
+        let server = TestServer::start(ServerConfig { max_request_bytes: 64 << 10, ..config_for(repo.path()) }).await;
+        let base = format!("http://{}/v2/models", server.addr);
+
+        let (s, v) = post(&format!("{base}/cv/infer"), history_json(2).to_string(), &[]).await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["id"], "q");
+        assert_eq!(v["outputs"][0]["shape"], json!([2, 12, 2]));
+
+        let cases: Vec<(String, String, u16, &str)> = vec![
+            (format!("{base}/cv/infer"), "{not json".into(), 400, "malformed"),
+            (
+                format!("{base}/cv/infer"),
+                json!({"inputs": [{"name": "history", "shape": [1, 8, 2], "datatype": "INT32", "data": vec![1; 16]}]})
+                    .to_string(),
+                400,
+                "datatype",
+            ),
+            (
+                format!("{base}/cv/infer"),
+                json!({"inputs": [{"name": "history", "shape": [1, 16], "datatype": "FP32", "data": vec![1.0; 16]}]})
+                    .to_string(),
+                400,
+                "shape",
+            ),
+            (
+                format!("{base}/cv/infer"),
+                json!({"inputs": [{"name": "nope", "shape": [1], "datatype": "FP32", "data": [1.0]}]}).to_string(),
+                400,
+                "no input",
+            ),
+            (format!("{base}/cv/infer"), history_json(65).to_string(), 400, "max_batch_size"),
+            (format!("{base}/ghost/infer"), history_json(1).to_string(), 404, "not loaded"),
+            (format!("{base}/cv/versions/9/infer"), history_json(1).to_string(), 404, "no version"),
+            (format!("{base}/cv/infer"), history_json(3000).to_string(), 413, "too large"),
+        ];
+        for (url, body, status, needle) in cases {
+            let (s, v) = post(&url, body, &[]).await;
+            assert_eq!(s, status, "{url}: {v}");
+            let msg = v["error"].as_str().unwrap_or_else(|| panic!("no error field: {v}"));
+            assert!(msg.contains(needle), "{msg:?} should mention {needle:?}");
+        }
+
+        // Binary extension: a correct body, then the same body cut short.
+        let header = json!({"inputs": [{"name": "history", "shape": [1, 8, 2], "datatype": "FP32", "parameters": {"binary_data_size": 64}}]});
+        let mut body = serde_json::to_vec(&header).unwrap();
+        let n = body.len();
+        for i in 0..16 {
+            body.extend_from_slice(&(i as f32).to_le_bytes());
+        }
+        let h = [("Inference-Header-Content-Length", n.to_string())];
+        let (s, v) = post(&format!("{base}/cv/infer"), body.clone(), &h).await;
+        assert_eq!(s, 200, "{v}");
+        let (s, v) = post(&format!("{base}/cv/infer"), body[..body.len() - 5].to_vec(), &h).await;
+        assert_eq!(s, 400);
+        assert!(v["error"].as_str().unwrap().contains("remain"));
+        let (s, _) =
+            post(&format!("{base}/cv/infer"), body, &[("Inference-Header-Content-Length", "abc".into())]).await;
+        assert_eq!(s, 400);
+        // Metrics count the outcomes per model and version.
+        let bad =
+            server.metric("waypoint_inference_requests_total{model=\"cv\",version=\"1\",status=\"bad_request\"}").await;
+        assert!(bad >= 4.0, "{bad}");
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_answers_503_with_retry_after() {
+        waypoint_models::native::register("slow_identity", Arc::new(|_: &Path| Ok(Box::new(Slow) as Box<dyn Model>)));
+        let slow = r#"
+platform = "waypoint"
+backend = "slow_identity"
+max_batch_size = 0
+queue_capacity = 2
+[[inputs]]
+name = "x"
+datatype = "FP32"
+dims = [4]
+[[outputs]]
+name = "y"
+datatype = "FP32"
+dims = [4]
+"#;
+        let repo = repo_with(&[("slow", slow, &[1])]);
+        let server = TestServer::start(config_for(repo.path())).await;
+        let url = format!("http://{}/v2/models/slow/infer", server.addr);
+        let body =
+            json!({"inputs": [{"name": "x", "shape": [4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}).to_string();
+        let client = reqwest::Client::new();
+        let sends = (0..12).map(|_| client.post(&url).body(body.clone()).send());
+        let responses = futures_util::future::join_all(sends).await;
+        let mut ok = 0;
+        let mut busy = 0;
+        for r in responses {
+            let r = r.unwrap();
+            match r.status().as_u16() {
+                200 => ok += 1,
+                503 => {
+                    assert_eq!(r.headers().get("retry-after").unwrap(), "1");
+                    let v: Value = r.json().await.unwrap();
+                    assert!(v["error"].as_str().unwrap().contains("queue is full"));
+                    busy += 1;
+                }
+                other => panic!("unexpected status {other}"),
+            }
+        }
+        assert!(ok >= 2 && busy >= 1, "ok {ok}, busy {busy}");
+        server.stop().await;
+    }
+}
+
+mod lifecycle {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_request_fails_while_versions_are_swapped_under_load() {
+        let repo = repo_with(&[("cv", CV_CONFIG, &[1])]);
+        let server = TestServer::start(config_for(repo.path())).await;
+        let url = format!("http://{}/v2/models/cv/infer", server.addr);
+        let load_url = format!("http://{}/v2/repository/models/cv/load", server.addr);
+        let stop_at = Instant::now() + Duration::from_secs(3);
+        let ok = Arc::new(AtomicU64::new(0));
+        let versions_seen = Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+        let mut workers = Vec::new();
+        for _ in 0..4 {
+            let (url, ok, seen) = (url.clone(), ok.clone(), versions_seen.clone());
+            workers.push(tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                let body = history_json(3).to_string();
+                let mut failures = Vec::new();
+                while Instant::now() < stop_at {
+                    let r = client.post(&url).body(body.clone()).send().await.unwrap();
+                    let status = r.status();
+                    let v: Value = r.json().await.unwrap();
+                    if status == 200 {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                        seen.lock().unwrap().insert(v["model_version"].as_str().unwrap().to_string());
+                    } else {
+                        failures.push(format!("{status}: {v}"));
+                    }
+                }
+                failures
+            }));
+        }
+        // Swap between versions 1, 2, 3 while the load runs.
+        let client = reqwest::Client::new();
+        let mut swaps = 0;
+        while Instant::now() < stop_at - Duration::from_millis(300) {
+            let next = swaps % 3 + 2;
+            std::fs::create_dir_all(repo.path().join("cv").join(next.to_string())).unwrap();
+            let r = client.post(&load_url).body("{}").send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            std::fs::remove_dir_all(repo.path().join("cv").join(next.to_string())).unwrap();
+            swaps += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut failures = Vec::new();
+        for w in workers {
+            failures.extend(w.await.unwrap());
+        }
+        assert!(
+            failures.is_empty(),
+            "{} failed requests, e.g. {:?}",
+            failures.len(),
+            &failures[..failures.len().min(3)]
+        );
+        assert!(ok.load(Ordering::Relaxed) > 100, "only {} requests", ok.load(Ordering::Relaxed));
+        assert!(swaps >= 5);
+        assert!(versions_seen.lock().unwrap().len() >= 2, "requests saw {:?}", versions_seen.lock().unwrap());
+        server.stop().await;
+    }
+
+    fn threads_and_rss_kib() -> (usize, usize) {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let field = |k: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(k))
+                .unwrap()
+                .split_whitespace()
+                .nth(1)
+                .unwrap()
+                .parse::<usize>()
+                .unwrap()
+        };
+        (field("Threads:"), field("VmRSS:"))
+    }
+
+    #[tokio::test]
+    async fn load_unload_cycles_do_not_grow_memory_or_threads() {
+        let mut cfg = CV_CONFIG.replace("max_batch_size = 64", "max_batch_size = 64\ninstances = 2");
+        cfg.push('\n');
+        let repo = repo_with(&[("cv", &cfg, &[1])]);
+        let server = TestServer::start(config_for(repo.path())).await;
+        let client = reqwest::Client::new();
+        let base = format!("http://{}/v2", server.addr);
+        let cycle = |n: usize| {
+            let (client, base) = (client.clone(), base.clone());
+            async move {
+                for _ in 0..n {
+                    assert_eq!(
+                        client.post(format!("{base}/repository/models/cv/unload")).send().await.unwrap().status(),
+                        200
+                    );
+                    assert_eq!(
+                        client.post(format!("{base}/repository/models/cv/load")).send().await.unwrap().status(),
+                        200
+                    );
+                    let r = client
+                        .post(format!("{base}/models/cv/infer"))
+                        .body(history_json(2).to_string())
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(r.status(), 200);
+                }
+            }
+        };
+        cycle(10).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (threads0, rss0) = threads_and_rss_kib();
+        cycle(100).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (threads1, rss1) = threads_and_rss_kib();
+        assert!(threads1 <= threads0 + 2, "threads grew from {threads0} to {threads1}");
+        assert!(rss1 < rss0 + 16 * 1024, "RSS grew from {rss0} KiB to {rss1} KiB");
+        server.stop().await;
+    }
+}
+
+mod websocket {
+    use super::*;
+
+    #[tokio::test]
+    async fn infer_and_batch_over_both_subprotocols() {
+        let repo = repo_with(&[("cv", CV_CONFIG, &[1])]);
+        let server = TestServer::start(config_for(repo.path())).await;
+        for sp in [SUBPROTOCOL_MSGPACK, SUBPROTOCOL_JSON] {
+            let mut ws = server.connect(sp).await;
+            next_msg(&mut ws).await;
+            let hist: Vec<f32> = (0..8).flat_map(|i| [i as f32, 2.0 * i as f32]).collect();
+            let data = if sp == SUBPROTOCOL_MSGPACK {
+                let bytes: Vec<u8> = hist.iter().flat_map(|v| v.to_le_bytes()).collect();
+                waypoint_protocol::Bulk::Bytes(bytes)
+            } else {
+                waypoint_protocol::Bulk::Numbers(hist.iter().map(|v| f64::from(*v)).collect())
+            };
+            let tensor = waypoint_protocol::WireTensor {
+                name: "history".into(),
+                datatype: "FP32".into(),
+                shape: vec![1, 8, 2],
+                data,
+            };
+            let req = waypoint_protocol::InferRequest {
+                model: "cv".into(),
+                version: None,
+                inputs: vec![tensor.clone()],
+                outputs: None,
+            };
+            let msg = waypoint_protocol::ClientMessage::Infer {
+                id: waypoint_protocol::RequestId::Num(1),
+                request: req.clone(),
+            };
+            let codec = if sp == SUBPROTOCOL_MSGPACK {
+                waypoint_protocol::Codec::MsgPack
+            } else {
+                waypoint_protocol::Codec::Json
+            };
+            let bytes = waypoint_protocol::encode(codec, &msg).unwrap();
+            let frame = if sp == SUBPROTOCOL_MSGPACK {
+                Message::Binary(bytes.into())
+            } else {
+                Message::Text(String::from_utf8(bytes).unwrap().into())
+            };
+            ws.send(frame).await.unwrap();
+            let result = wait_for(&mut ws, |m| match m {
+                ServerMessage::InferResult { result, .. } => Some(result.clone()),
+                _ => None,
+            })
+            .await;
+            assert_eq!(result.version, "1");
+            let out = &result.outputs[0];
+            assert_eq!(out.shape, vec![1, 12, 2]);
+            let values =
+                out.data.to_f64(waypoint_protocol::BulkFormat::F32, waypoint_protocol::Compression::None).unwrap();
+            // Constant velocity (1, 2) per step from (7, 14).
+            assert_eq!((values[0], values[1], values[22], values[23]), (8.0, 16.0, 19.0, 38.0));
+
+            // A batch with a bad sibling: the good requests still succeed.
+            let mut bad = req.clone();
+            bad.inputs[0].shape = vec![1, 4, 4];
+            let mut unknown = req.clone();
+            unknown.model = "ghost".into();
+            let batch = waypoint_protocol::ClientMessage::Batch {
+                id: waypoint_protocol::RequestId::Str("b".into()),
+                requests: vec![req.clone(), bad, unknown, req.clone()],
+            };
+            let bytes = waypoint_protocol::encode(codec, &batch).unwrap();
+            let frame = if sp == SUBPROTOCOL_MSGPACK {
+                Message::Binary(bytes.into())
+            } else {
+                Message::Text(String::from_utf8(bytes).unwrap().into())
+            };
+            ws.send(frame).await.unwrap();
+            let results = wait_for(&mut ws, |m| match m {
+                ServerMessage::BatchResult { results, .. } => Some(results.clone()),
+                _ => None,
+            })
+            .await;
+            assert_eq!(results.len(), 4);
+            assert!(results[0].result.is_some() && results[3].result.is_some());
+            assert_eq!(serde_json::to_value(results[1].error.as_ref().unwrap().code).unwrap(), "bad_input");
+            assert_eq!(serde_json::to_value(results[2].error.as_ref().unwrap().code).unwrap(), "not_found");
+        }
+        server.stop().await;
+    }
+}
