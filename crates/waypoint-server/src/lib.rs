@@ -7,6 +7,7 @@
 //! The binary is a thin wrapper around these; tests bind port 0 and drive the real server.
 
 pub mod config;
+pub mod control;
 pub mod engine;
 pub mod error;
 pub mod http;
@@ -84,8 +85,10 @@ pub fn app(state: AppState) -> Router {
         .layer(CompressionLayer::new())
         .layer(RequestDecompressionLayer::new())
         .layer(DefaultBodyLimit::max(state.config.max_request_bytes));
+    let api = control::routes().layer(DefaultBodyLimit::max(1 << 20));
     Router::new()
         .merge(v2)
+        .merge(api)
         .route("/", get(http::index))
         .route("/ws", get(ws::ws_handler))
         .route("/v2/health/live", get(http::live))

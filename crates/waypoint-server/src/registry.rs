@@ -67,6 +67,52 @@ pub struct Registry {
     metrics: Arc<Metrics>,
     /// Last failure per model, for the index.
     failures: RwLock<BTreeMap<String, String>>,
+    /// Batching settings changed at run time, applied over `config.toml` on every load.
+    overrides: RwLock<BTreeMap<String, BatchingPatch>>,
+}
+
+/// Run-time changes to a model's batching knobs (control API).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchingPatch {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_batch_size: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_queue_delay_us: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instances: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_capacity: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+impl BatchingPatch {
+    fn apply(&self, c: &mut ModelConfig) {
+        if let Some(v) = self.max_batch_size {
+            c.max_batch_size = v;
+        }
+        if let Some(v) = self.max_queue_delay_us {
+            c.max_queue_delay_us = v;
+        }
+        if let Some(v) = self.instances {
+            c.instances = v;
+        }
+        if let Some(v) = self.queue_capacity {
+            c.queue_capacity = v;
+        }
+        if let Some(v) = self.timeout_ms {
+            c.timeout_ms = v;
+        }
+    }
+
+    fn merge(&mut self, other: &BatchingPatch) {
+        self.max_batch_size = other.max_batch_size.or(self.max_batch_size);
+        self.max_queue_delay_us = other.max_queue_delay_us.or(self.max_queue_delay_us);
+        self.instances = other.instances.or(self.instances);
+        self.queue_capacity = other.queue_capacity.or(self.queue_capacity);
+        self.timeout_ms = other.timeout_ms.or(self.timeout_ms);
+    }
 }
 
 fn instantiate(model: &str, config: &ModelConfig, dir: &std::path::Path) -> Result<Box<dyn Model>, ModelError> {
@@ -80,7 +126,13 @@ fn instantiate(model: &str, config: &ModelConfig, dir: &std::path::Path) -> Resu
 
 impl Registry {
     pub fn new(repository: Repository, metrics: Arc<Metrics>) -> Self {
-        Self { repository, models: RwLock::new(BTreeMap::new()), metrics, failures: RwLock::new(BTreeMap::new()) }
+        Self {
+            repository,
+            models: RwLock::new(BTreeMap::new()),
+            metrics,
+            failures: RwLock::new(BTreeMap::new()),
+            overrides: RwLock::new(BTreeMap::new()),
+        }
     }
 
     pub fn repository(&self) -> &Repository {
@@ -137,8 +189,36 @@ impl Registry {
         }
     }
 
+    /// Changes a loaded model's batching knobs: validates the result, rebuilds its versions
+    /// with it and swaps them in (running requests finish on the old engines).
+    pub fn reconfigure(&self, model: &str, patch: &BatchingPatch) -> Result<Arc<ModelConfig>, RegistryError> {
+        if self.versions(model).is_none() {
+            return Err(RegistryError::NotLoaded(model.into()));
+        }
+        let previous = self.overrides.read().unwrap_or_else(|p| p.into_inner()).get(model).cloned();
+        let mut merged = previous.clone().unwrap_or_default();
+        merged.merge(patch);
+        self.overrides.write().unwrap_or_else(|p| p.into_inner()).insert(model.into(), merged);
+        match self.load(model) {
+            Ok(_) => Ok(self.versions(model).map(|(c, _)| c).ok_or_else(|| RegistryError::NotLoaded(model.into()))?),
+            Err(e) => {
+                let mut o = self.overrides.write().unwrap_or_else(|p| p.into_inner());
+                match previous {
+                    Some(p) => o.insert(model.into(), p),
+                    None => o.remove(model),
+                };
+                Err(e)
+            }
+        }
+    }
+
     fn build(&self, model: &str) -> Result<ModelEntry, RegistryError> {
-        let config = Arc::new(self.repository.config(model)?);
+        let mut config = self.repository.config(model)?;
+        if let Some(patch) = self.overrides.read().unwrap_or_else(|p| p.into_inner()).get(model) {
+            patch.apply(&mut config);
+            config.validate(model)?;
+        }
+        let config = Arc::new(config);
         let versions = self.repository.versions_to_serve(model, &config.version_policy)?;
         if versions.is_empty() {
             return Err(RegistryError::NoVersions(model.into()));

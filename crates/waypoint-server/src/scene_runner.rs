@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 use waypoint_protocol::convert::{stream_items, SceneStatus, StreamItem};
-use waypoint_protocol::{Command, ReplyBody, StreamName};
+use waypoint_protocol::{Command, ReplyBody, SceneMsg, ServerMessage, StreamName};
 use waypoint_sim::fault::{FaultSpec, Sensor};
 use waypoint_sim::{Frame, Scene};
 
@@ -39,6 +39,7 @@ pub struct SceneRunner {
     shutdown: Arc<AtomicBool>,
     ready: Arc<AtomicBool>,
     t_bits: Arc<AtomicU64>,
+    last_scene: Arc<Mutex<Option<SceneMsg>>>,
 }
 
 /// How often the scene status is re-sent while the scene is paused.
@@ -54,6 +55,7 @@ struct Loop {
     hub: Arc<Hub>,
     metrics: Arc<Metrics>,
     last: Option<Frame>,
+    last_scene: Arc<Mutex<Option<SceneMsg>>>,
 }
 
 impl Loop {
@@ -72,9 +74,16 @@ impl Loop {
         self.metrics.sim_tick_nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         self.metrics.sim_ticks.fetch_add(1, Ordering::Relaxed);
         for item in stream_items(&frame, &self.status()) {
+            self.remember(&item);
             self.hub.publish(&item);
         }
         self.last = Some(frame);
+    }
+
+    fn remember(&self, item: &StreamItem) {
+        if let StreamItem::Ready(_, ServerMessage::Scene(m)) = item {
+            *self.last_scene.lock().unwrap_or_else(|p| p.into_inner()) = Some(m.clone());
+        }
     }
 
     /// Re-publishes the scene status (after a command while paused).
@@ -82,7 +91,7 @@ impl Loop {
         if let Some(frame) = &self.last {
             let status = self.status();
             if let Some(item) = stream_items(frame, &status).into_iter().find(|i| i.stream() == StreamName::Scene) {
-                let item: StreamItem = item;
+                self.remember(&item);
                 self.hub.publish(&item);
             }
         }
@@ -132,18 +141,32 @@ impl SceneRunner {
         let shutdown = Arc::new(AtomicBool::new(false));
         let ready = Arc::new(AtomicBool::new(!config.autostart));
         let t_bits = Arc::new(AtomicU64::new(0));
-        let mut lp = Loop { scene, running: config.autostart, speed: config.speed, hub, metrics, last: None };
+        let last_scene = Arc::new(Mutex::new(None));
+        let mut lp = Loop {
+            scene,
+            running: config.autostart,
+            speed: config.speed,
+            hub,
+            metrics,
+            last: None,
+            last_scene: last_scene.clone(),
+        };
         let (sd, rd, tb) = (shutdown.clone(), ready.clone(), t_bits.clone());
         let thread = std::thread::Builder::new()
             .name("waypoint-scene".into())
             .spawn(move || run_loop(&mut lp, &rx, &sd, &rd, &tb))
             .map_err(|e| ServerError::Config(format!("cannot start the scene thread: {e}")))?;
-        Ok(Self { tx, thread: Mutex::new(Some(thread)), shutdown, ready, t_bits })
+        Ok(Self { tx, thread: Mutex::new(Some(thread)), shutdown, ready, t_bits, last_scene })
     }
 
     /// Whether the scene has produced its first frame.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
+    }
+
+    /// The latest `scene` stream message, if a frame has been produced.
+    pub fn last_scene(&self) -> Option<SceneMsg> {
+        self.last_scene.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Current scene time.

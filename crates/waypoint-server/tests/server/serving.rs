@@ -395,3 +395,75 @@ mod websocket {
         server.stop().await;
     }
 }
+
+mod control {
+    use super::*;
+
+    #[tokio::test]
+    async fn control_api_drives_the_scene_and_batching_and_matches_its_openapi() {
+        let repo = repo_with(&[("cv", CV_CONFIG, &[1])]);
+        let server = TestServer::start(ServerConfig { autostart: true, speed: 5.0, ..config_for(repo.path()) }).await;
+        let base = format!("http://{}", server.addr);
+        let client = reqwest::Client::new();
+
+        let doc: Value = client.get(format!("{base}/api/openapi.json")).send().await.unwrap().json().await.unwrap();
+        assert_eq!(doc["openapi"], "3.0.3");
+        // Every parameterless GET in the document answers (no 404: the document matches the router).
+        for (path, ops) in doc["paths"].as_object().unwrap() {
+            if ops.get("get").is_some() && !path.contains('{') {
+                let s = client.get(format!("{base}{path}")).send().await.unwrap().status().as_u16();
+                assert!(s == 200 || s == 503, "{path}: {s}");
+            }
+        }
+
+        let (s, v) = post(
+            &format!("{base}/api/v1/scene/commands"),
+            json!({"op": "add_agent", "kind": "vehicle"}).to_string(),
+            &[],
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+        let id = v["agent_id"].as_u64().unwrap();
+        let mut seen = false;
+        for _ in 0..50 {
+            let scene: Value = client.get(format!("{base}/api/v1/scene")).send().await.unwrap().json().await.unwrap();
+            if scene["agents"].as_array().is_some_and(|a| a.iter().any(|x| x["id"] == id)) {
+                seen = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(seen, "added agent never appeared in /api/v1/scene");
+        let (s, v) = post(
+            &format!("{base}/api/v1/scene/commands"),
+            json!({"op": "remove_agent", "agent_id": 4242}).to_string(),
+            &[],
+        )
+        .await;
+        assert_eq!(s, 400);
+        assert!(v["error"].as_str().unwrap().contains("4242"));
+        let (s, _) = post(&format!("{base}/api/v1/scene/commands"), "{\"op\": \"warp\"}", &[]).await;
+        assert_eq!(s, 400);
+
+        // Batching knobs change live and show in the model's configuration.
+        let url = format!("{base}/api/v1/models/cv/config");
+        let r = client
+            .patch(&url)
+            .body(json!({"max_batch_size": 8, "max_queue_delay_us": 0}).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let cfg: Value = client.get(&url).send().await.unwrap().json().await.unwrap();
+        assert_eq!((cfg["max_batch_size"].as_u64(), cfg["max_queue_delay_us"].as_u64()), (Some(8), Some(0)));
+        let (s, v) = post(&format!("{base}/v2/models/cv/infer"), history_json(9).to_string(), &[]).await;
+        assert_eq!(s, 400, "{v}");
+        let r = client.patch(&url).body(json!({"instances": 0}).to_string()).send().await.unwrap();
+        assert_eq!(r.status(), 400, "invalid knobs are refused");
+        let r = client.patch(&url).body(json!({"colour": "red"}).to_string()).send().await.unwrap();
+        assert_eq!(r.status(), 400);
+        let (s, _) = post(&format!("{base}/v2/models/cv/infer"), history_json(8).to_string(), &[]).await;
+        assert_eq!(s, 200, "the model still serves after a refused change");
+        server.stop().await;
+    }
+}
