@@ -37,6 +37,11 @@ pub fn encode<T: Serialize>(codec: Codec, msg: &T) -> Result<Vec<u8>, ProtocolEr
     }
 }
 
+/// Decodes a server message (for clients written in Rust: tests, `waypoint bench`).
+pub fn decode_server(codec: Codec, bytes: &[u8]) -> Result<crate::messages::ServerMessage, String> {
+    parse(codec, bytes)
+}
+
 /// Why a client message was refused, with the id to echo when it could be read.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DecodeError {

@@ -2,7 +2,9 @@
 //! (one model instance each) that form dynamic batches.
 //!
 //! A worker takes the first waiting request, then keeps collecting requests until the batch
-//! holds `max_batch_size` rows or `max_queue_delay_us` has passed since it took the first one;
+//! holds `max_batch_size` rows or `max_queue_delay_us` has passed since it took the first one
+//! (it waits only while more requests are in flight than it holds, so a lone request is not
+//! delayed);
 //! it concatenates the inputs along dimension 0, runs the model once and splits the outputs back
 //! per request. The queue is bounded: when it is full, [`VersionEngine::submit`] refuses at once.
 
@@ -129,10 +131,13 @@ fn worker(mut model: Box<dyn Model>, rx: &Receiver<Job>, s: BatchSettings, metri
         if s.max_batch_size > 0 {
             let deadline = Instant::now() + s.max_queue_delay;
             while rows < s.max_batch_size {
-                let next = if s.max_queue_delay.is_zero() {
-                    rx.try_recv().map_err(|_| RecvTimeoutError::Timeout)
-                } else {
-                    rx.recv_deadline(deadline)
+                // Wait for company only when more requests are in flight than this batch holds
+                // (they are being validated or queued right now); a lone request runs at once.
+                let others_coming = metrics.in_flight.load(Ordering::Relaxed) > jobs.len() as i64;
+                let next = match rx.try_recv() {
+                    Ok(j) => Ok(j),
+                    Err(_) if others_coming && !s.max_queue_delay.is_zero() => rx.recv_deadline(deadline),
+                    Err(_) => Err(RecvTimeoutError::Timeout),
                 };
                 match next {
                     Ok(j) if rows + j.rows <= s.max_batch_size => {

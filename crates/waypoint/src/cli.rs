@@ -36,6 +36,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Print a summary of a recorded file (ETH/UCY tracks or a Udacity lidar/radar log).
     Replay(ReplayArgs),
+    /// Load generator: latency percentiles and throughput against a running server.
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

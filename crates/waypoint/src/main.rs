@@ -1,6 +1,7 @@
 //! `waypoint`: the command-line entry point. Parses configuration, sets up logging and hands
 //! over to the library crates.
 
+mod bench;
 mod cli;
 
 use anyhow::Result;
@@ -12,5 +13,6 @@ fn main() -> Result<()> {
     match cli.command {
         cli::Command::Serve(args) => cli::serve(args),
         cli::Command::Replay(args) => cli::replay(args),
+        cli::Command::Bench(args) => bench::bench(args),
     }
 }
