@@ -38,6 +38,8 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Load generator: latency percentiles and throughput against a running server.
     Bench(crate::bench::BenchArgs),
+    /// Evaluate a model on public data, beside the published reference numbers.
+    Eval(crate::eval::EvalArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

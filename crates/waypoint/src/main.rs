@@ -3,6 +3,8 @@
 
 mod bench;
 mod cli;
+mod eval;
+mod plot;
 
 use anyhow::Result;
 use clap::Parser;
@@ -14,5 +16,6 @@ fn main() -> Result<()> {
         cli::Command::Serve(args) => cli::serve(args),
         cli::Command::Replay(args) => cli::replay(args),
         cli::Command::Bench(args) => bench::bench(args),
+        cli::Command::Eval(args) => eval::eval(args),
     }
 }

@@ -1,0 +1,33 @@
+//! One UKF predict + update (lidar and radar) and one EKF step.
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use waypoint_models::fusion::ekf::EkfConfig;
+use waypoint_models::fusion::ukf::UkfConfig;
+use waypoint_models::fusion::{Ekf, Measurement, Ukf};
+
+fn steps(c: &mut Criterion) {
+    let mut t = 0.0;
+    let mut ukf = Ukf::new(UkfConfig::default());
+    ukf.process(&Measurement::Lidar { t_secs: 0.0, px_m: 5.0, py_m: 1.0 });
+    c.bench_function("ukf_predict_update_lidar", |b| {
+        b.iter(|| {
+            t += 0.05;
+            black_box(ukf.process(&Measurement::Lidar { t_secs: t, px_m: 5.0 + t, py_m: 1.0 }))
+        })
+    });
+    c.bench_function("ukf_predict_update_radar", |b| {
+        b.iter(|| {
+            t += 0.05;
+            black_box(ukf.process(&Measurement::Radar { t_secs: t, rho_m: 5.0 + t, phi_rad: 0.2, rho_dot_mps: 1.0 }))
+        })
+    });
+    let mut ekf = Ekf::new(EkfConfig::default());
+    c.bench_function("ekf_predict_update_radar", |b| {
+        b.iter(|| {
+            t += 0.05;
+            black_box(ekf.process(&Measurement::Radar { t_secs: t, rho_m: 5.0 + t, phi_rad: 0.2, rho_dot_mps: 1.0 }))
+        })
+    });
+}
+
+criterion_group!(benches, steps);
+criterion_main!(benches);

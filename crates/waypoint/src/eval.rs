@@ -1,0 +1,110 @@
+//! `waypoint eval <model>`: each model's figures on public data, beside the published numbers.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use serde_json::json;
+use waypoint_models::fusion::{self, ekf::EkfConfig, eval as feval, ukf::UkfConfig};
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    #[command(subcommand)]
+    pub model: EvalModel,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EvalModel {
+    /// Lidar + radar fusion on a log in the Udacity format.
+    Fusion(FusionArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FusionArgs {
+    /// The log (`L px py t gt...` / `R rho phi rho_dot t gt...` rows).
+    #[arg(long)]
+    pub udacity: PathBuf,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Write a plot of estimates against ground truth and NIS over time.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Choose the UKF process noise on this log by NIS consistency instead of using the defaults.
+    #[arg(long)]
+    pub calibrate: bool,
+}
+
+pub fn eval(args: EvalArgs) -> Result<()> {
+    match args.model {
+        EvalModel::Fusion(a) => eval_fusion(a),
+    }
+}
+
+fn eval_fusion(a: FusionArgs) -> Result<()> {
+    let rows =
+        waypoint_sim::replay::read_udacity(&a.udacity).with_context(|| format!("reading {}", a.udacity.display()))?;
+    let data = fusion::from_udacity(&rows);
+    let ukf_cfg = if a.calibrate { feval::calibrate_ukf(&data, UkfConfig::default()) } else { UkfConfig::default() };
+    let ukf = feval::run_ukf(&data, ukf_cfg);
+    let ekf = feval::run_ekf(&data, EkfConfig::default());
+    if let Some(path) = &a.plot {
+        crate::plot::fusion_plot(path, &data, &ukf, &ekf)?;
+    }
+    let reference = json!({
+        "ukf_rubric": [0.09, 0.10, 0.40, 0.30],
+        "ekf_rubric": [0.11, 0.11, 0.52, 0.52],
+        "ukf_good_published": [0.069, 0.083, 0.334, 0.238],
+        "ekf_typical_reproduced": [0.097, 0.086, 0.451, 0.440],
+    });
+    let summary = |r: &feval::FilterReport| {
+        json!({
+            "rmse": {"px": r.rmse[0], "py": r.rmse[1], "vx": r.rmse[2], "vy": r.rmse[3]},
+            "nis_above_95_lidar": r.nis_above_95_lidar,
+            "nis_above_95_radar": r.nis_above_95_radar,
+            "mean_nis_lidar": r.mean_nis_lidar,
+            "mean_nis_radar": r.mean_nis_radar,
+        })
+    };
+    if a.json {
+        let out = json!({
+            "file": a.udacity.display().to_string(),
+            "rows": data.len(),
+            "ukf": summary(&ukf),
+            "ukf_config": ukf_cfg,
+            "ekf": summary(&ekf),
+            "reference": reference,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!("{} ({} measurements)", a.udacity.display(), data.len());
+    println!(
+        "{:<34} {:>8} {:>8} {:>8} {:>8}   {:>14} {:>14}",
+        "RMSE", "px", "py", "vx", "vy", "NIS>95% lidar", "NIS>95% radar"
+    );
+    let row = |name: &str, r: &feval::FilterReport| {
+        println!(
+            "{name:<34} {:>8.4} {:>8.4} {:>8.4} {:>8.4}   {:>13.1}% {:>13.1}%",
+            r.rmse[0],
+            r.rmse[1],
+            r.rmse[2],
+            r.rmse[3],
+            100.0 * r.nis_above_95_lidar,
+            100.0 * r.nis_above_95_radar
+        )
+    };
+    row("Waypoint UKF (CTRV)", &ukf);
+    row("Waypoint EKF (constant velocity)", &ekf);
+    let refrow =
+        |name: &str, v: [f64; 4]| println!("{name:<34} {:>8.3} {:>8.3} {:>8.3} {:>8.3}", v[0], v[1], v[2], v[3]);
+    refrow("UKF rubric (must be at or below)", [0.09, 0.10, 0.40, 0.30]);
+    refrow("UKF, good published", [0.069, 0.083, 0.334, 0.238]);
+    refrow("EKF rubric", [0.11, 0.11, 0.52, 0.52]);
+    refrow("EKF, typical (reproduced)", [0.097, 0.086, 0.451, 0.440]);
+    println!(
+        "UKF process noise: accel {} m/s², yaw accel {} rad/s² (ideal NIS>95% share: 5%)",
+        ukf_cfg.std_accel_mps2, ukf_cfg.std_yaw_accel_rps2
+    );
+    Ok(())
+}
