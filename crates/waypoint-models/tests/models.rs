@@ -101,3 +101,146 @@ mod fusion {
         }
     }
 }
+
+mod trajectory {
+    use std::path::Path;
+
+    use waypoint_models::trajectory::data::{ade_fde, windows, Window};
+    use waypoint_models::trajectory::model::{TrajectoryModel, WEIGHTS_FILE};
+    use waypoint_models::trajectory::tcn::{features, FastTcn, TrainConfig, Trainer};
+    use waypoint_models::{Model, Tensor, TensorData};
+    use waypoint_sim::replay::TrackRow;
+    use waypoint_sim::rng::SimRng;
+
+    fn shipped_weights() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/trajectory/1").join(WEIGHTS_FILE)
+    }
+
+    /// Toy data: agents walking straight at a steady speed, then slowing down by a fixed
+    /// factor — something constant velocity gets wrong and a model can learn.
+    fn toy_windows(n: usize, seed: u64) -> Vec<Window> {
+        let mut rng = SimRng::new(seed);
+        (0..n)
+            .map(|_| {
+                let heading = rng.range(0.0, std::f64::consts::TAU) as f32;
+                let speed = rng.range(0.3, 0.7) as f32;
+                let (s, c) = heading.sin_cos();
+                let start = [rng.range(-5.0, 5.0) as f32, rng.range(-5.0, 5.0) as f32];
+                let mut pos = start;
+                let mut pts = [[0f32; 2]; 20];
+                for (k, p) in pts.iter_mut().enumerate() {
+                    *p = pos;
+                    let v = if k < 7 { speed } else { speed * 0.6 };
+                    pos = [pos[0] + v * c, pos[1] + v * s];
+                }
+                let mut w = Window { obs: [[0.0; 2]; 8], fut: [[0.0; 2]; 12] };
+                w.obs.copy_from_slice(&pts[..8]);
+                w.fut.copy_from_slice(&pts[8..]);
+                w
+            })
+            .collect()
+    }
+
+    #[test]
+    fn windowing_on_a_hand_made_file_gives_known_ade_fde() {
+        // One agent walking 1 m per frame along x for 20 frames, then the constant-velocity
+        // prediction of a slower walker: known errors.
+        let rows: Vec<TrackRow> =
+            (0..20).map(|f| TrackRow { frame_id: f * 10, agent_id: 3, x_m: f as f64, y_m: 0.0 }).collect();
+        let w = windows(&rows);
+        assert_eq!(w.len(), 1);
+        let slower: [[f32; 2]; 12] = std::array::from_fn(|k| [7.0 + 0.5 * (k + 1) as f32, 0.0]);
+        let (ade, fde) = ade_fde(&slower, &w[0].fut);
+        // Errors 0.5 k for k = 1..=12: mean 3.25, final 6.
+        assert!((ade - 3.25).abs() < 1e-6 && (fde - 6.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn fast_forward_matches_candle_and_survives_save_and_reload() {
+        let trainer = Trainer::new(3).unwrap();
+        let ws = toy_windows(16, 1);
+        let feats: Vec<[f32; 14]> = ws.iter().map(|w| features(&w.obs).1).collect();
+        let reference = trainer.forward_raw(&feats).unwrap();
+        let fast = FastTcn::from_varmap(&trainer.varmap).unwrap();
+        for (f, r) in feats.iter().zip(&reference) {
+            let out = fast.forward(f);
+            for (a, b) in out.iter().zip(r) {
+                assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+            }
+        }
+        let dir = tempfile_dir();
+        let path = dir.join("w.safetensors");
+        trainer.save(&path).unwrap();
+        let reloaded = FastTcn::load(&path).unwrap();
+        for f in &feats {
+            assert_eq!(reloaded.forward(f), fast.forward(f));
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    fn tempfile_dir() -> std::path::PathBuf {
+        let d =
+            std::env::temp_dir().join(format!("waypoint-test-{}-{}", std::process::id(), SimRng::new(9).next_u64()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn training_on_a_toy_set_lowers_the_loss_and_beats_constant_velocity() {
+        let ws = toy_windows(600, 2);
+        let mut trainer = Trainer::new(5).unwrap();
+        let cfg = TrainConfig { epochs: 15, batch_size: 64, patience: 15, speed_jitter: 0.0, ..TrainConfig::default() };
+        let report = trainer.train(&ws, &cfg, |_| {}).unwrap();
+        let first = report.epochs.first().unwrap().train_loss;
+        let best = report.epochs.iter().map(|e| e.train_loss).fold(f64::INFINITY, f64::min);
+        assert!(best < 0.5 * first, "loss went from {first} to {best}");
+        let fast = FastTcn::from_varmap(&trainer.varmap).unwrap();
+        let test = toy_windows(100, 3);
+        let (mut learned, mut cv) = (0.0, 0.0);
+        for w in &test {
+            learned += ade_fde(&fast.predict(&w.obs).0, &w.fut).0;
+            cv += ade_fde(&waypoint_models::trajectory::ConstantVelocity::predict(&w.obs), &w.fut).0;
+        }
+        assert!(learned < 0.5 * cv, "learned ADE {learned} vs CV {cv}");
+    }
+
+    #[test]
+    fn the_shipped_model_predicts_a_straight_walk_straight() {
+        let mut model = TrajectoryModel::load(shipped_weights().parent().unwrap()).unwrap();
+        // 1.2 m/s heading 30 degrees.
+        let (s, c) = (30f32.to_radians().sin(), 30f32.to_radians().cos());
+        let hist: Vec<f32> = (0..8).flat_map(|k| [3.0 + 0.48 * k as f32 * c, -1.0 + 0.48 * k as f32 * s]).collect();
+        let input = Tensor::new("history", vec![1, 8, 2], TensorData::F32(hist)).unwrap();
+        let out = model.infer(&[input]).unwrap();
+        let p = out[0].as_f32().unwrap();
+        let last = [3.0 + 0.48 * 7.0 * c, -1.0 + 0.48 * 7.0 * s];
+        for k in 0..12 {
+            let d = [p[2 * k] - last[0], p[2 * k + 1] - last[1]];
+            // Distance from the line of travel, and progress along it.
+            let across = (-s * d[0] + c * d[1]).abs();
+            let along = c * d[0] + s * d[1];
+            assert!(across < 0.1 + 0.02 * k as f32, "step {k}: {across} m off the line");
+            assert!(along > 0.2 * (k + 1) as f32, "step {k}: only {along} m ahead");
+        }
+        let sigma = out[1].as_f32().unwrap();
+        assert!(sigma[22] > sigma[0], "uncertainty grows with the horizon");
+    }
+}
+
+mod trajectory_batch {
+    use waypoint_models::trajectory::tcn::{FastTcn, Trainer};
+
+    #[test]
+    fn batched_forward_equals_the_per_sample_forward() {
+        let trainer = Trainer::new(11).unwrap();
+        let fast = FastTcn::from_varmap(&trainer.varmap).unwrap();
+        let xs: Vec<[f32; 14]> =
+            (0..37).map(|i| std::array::from_fn(|k| ((i * 7 + k * 3) % 11) as f32 * 0.2 - 1.0)).collect();
+        let batched = fast.forward_batch(&xs);
+        for (x, out) in xs.iter().zip(&batched) {
+            for (a, b) in fast.forward(x).iter().zip(out) {
+                assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+            }
+        }
+    }
+}

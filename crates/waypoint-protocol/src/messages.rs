@@ -30,10 +30,12 @@ pub enum StreamName {
     Camera,
     Imu,
     Gps,
+    /// Trajectory predictions for every agent, from the served `trajectory` model.
+    Predictions,
 }
 
 impl StreamName {
-    pub const ALL: [StreamName; 7] = [
+    pub const ALL: [StreamName; 8] = [
         StreamName::Scene,
         StreamName::Truth,
         StreamName::Lidar,
@@ -41,6 +43,7 @@ impl StreamName {
         StreamName::Camera,
         StreamName::Imu,
         StreamName::Gps,
+        StreamName::Predictions,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -52,6 +55,7 @@ impl StreamName {
             StreamName::Camera => "camera",
             StreamName::Imu => "imu",
             StreamName::Gps => "gps",
+            StreamName::Predictions => "predictions",
         }
     }
 }
@@ -352,6 +356,22 @@ pub struct GpsMsg {
     pub fixes: Vec<GpsFix>,
 }
 
+/// `predictions` stream message: for `count` agents (in `agent_ids` order), 12 future
+/// positions `[x_m, y_m]` (f32, `count × 12 × 2`) and their one-sigma uncertainty along and
+/// across the agent's heading (same layout), made at `t_secs` from the last 3.2 s of each
+/// agent, 0.4 s apart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PredictionsMsg {
+    pub seq: u64,
+    pub t_secs: f64,
+    pub model: String,
+    pub version: String,
+    pub count: u32,
+    pub agent_ids: Vec<u32>,
+    pub trajectory: Bulk,
+    pub sigma: Bulk,
+}
+
 /// First message on every connection.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HelloMsg {
@@ -402,4 +422,5 @@ pub enum ServerMessage {
     Camera(CameraMsg),
     Imu(ImuMsg),
     Gps(GpsMsg),
+    Predictions(PredictionsMsg),
 }

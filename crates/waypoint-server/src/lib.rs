@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod oip;
 pub mod oip_codec;
 pub mod onnx;
+pub mod predictor;
 pub mod registry;
 pub mod repository;
 pub mod scene_runner;
@@ -74,7 +75,12 @@ impl AppState {
             }
             Err(e) => tracing::warn!(error = %e, "no model repository; serving no models"),
         }
-        let scene = Arc::new(SceneRunner::spawn(&config, hub.clone(), metrics.clone())?);
+        // Live predictions need a runtime to run requests on; without one (a caller outside
+        // tokio) the scene streams without them.
+        let predictor = tokio::runtime::Handle::try_current()
+            .ok()
+            .map(|h| predictor::Predictor::new(registry.clone(), hub.clone(), h));
+        let scene = Arc::new(SceneRunner::spawn(&config, hub.clone(), metrics.clone(), predictor)?);
         Ok(Self { config: Arc::new(config), hub, scene, metrics, registry })
     }
 }

@@ -56,6 +56,7 @@ struct Loop {
     metrics: Arc<Metrics>,
     last: Option<Frame>,
     last_scene: Arc<Mutex<Option<SceneMsg>>>,
+    predictor: Option<crate::predictor::Predictor>,
 }
 
 impl Loop {
@@ -76,6 +77,9 @@ impl Loop {
         for item in stream_items(&frame, &self.status()) {
             self.remember(&item);
             self.hub.publish(&item);
+        }
+        if let Some(p) = &mut self.predictor {
+            p.on_frame(&frame);
         }
         self.last = Some(frame);
     }
@@ -103,7 +107,12 @@ impl Loop {
         match cmd {
             Command::Start => self.running = true,
             Command::Stop => self.running = false,
-            Command::Reset { seed } => self.scene.reset(seed).map_err(refused)?,
+            Command::Reset { seed } => {
+                self.scene.reset(seed).map_err(refused)?;
+                if let Some(p) = &mut self.predictor {
+                    p.clear();
+                }
+            }
             Command::AddAgent { kind } => reply.agent_id = Some(self.scene.add_agent(kind).map_err(refused)?),
             Command::RemoveAgent { agent_id } => self.scene.remove_agent(agent_id).map_err(refused)?,
             Command::Clear => self.scene.clear(),
@@ -129,7 +138,12 @@ impl Loop {
 
 impl SceneRunner {
     /// Builds the scene and starts its thread.
-    pub fn spawn(config: &ServerConfig, hub: Arc<Hub>, metrics: Arc<Metrics>) -> Result<Self, ServerError> {
+    pub fn spawn(
+        config: &ServerConfig,
+        hub: Arc<Hub>,
+        metrics: Arc<Metrics>,
+        predictor: Option<crate::predictor::Predictor>,
+    ) -> Result<Self, ServerError> {
         let mut scene = Scene::new(config.scene.clone()).map_err(|e| ServerError::Config(e.to_string()))?;
         if let Some(tracks) = &config.replay_tracks {
             scene.replay_tracks(tracks.clone(), waypoint_sim::geometry::Vec2::default());
@@ -150,6 +164,7 @@ impl SceneRunner {
             metrics,
             last: None,
             last_scene: last_scene.clone(),
+            predictor,
         };
         let (sd, rd, tb) = (shutdown.clone(), ready.clone(), t_bits.clone());
         let thread = std::thread::Builder::new()

@@ -40,6 +40,15 @@ pub enum Command {
     Bench(crate::bench::BenchArgs),
     /// Evaluate a model on public data, beside the published reference numbers.
     Eval(crate::eval::EvalArgs),
+    /// Train a model and write it as a new version into the model repository.
+    #[command(subcommand)]
+    Train(TrainCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrainCommand {
+    /// The learned trajectory model, on ETH/UCY track files.
+    Trajectory(crate::trajectory_cmd::TrainArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -5,6 +5,7 @@ mod bench;
 mod cli;
 mod eval;
 mod plot;
+mod trajectory_cmd;
 
 use anyhow::Result;
 use clap::Parser;
@@ -17,5 +18,6 @@ fn main() -> Result<()> {
         cli::Command::Replay(args) => cli::replay(args),
         cli::Command::Bench(args) => bench::bench(args),
         cli::Command::Eval(args) => eval::eval(args),
+        cli::Command::Train(cli::TrainCommand::Trajectory(args)) => trajectory_cmd::train(args),
     }
 }

@@ -300,3 +300,22 @@ pub fn fusion_plot(
     );
     c.save(path)
 }
+
+/// Loss curve of a trajectory training run: training loss and validation ADE per epoch.
+pub fn loss_plot(path: &Path, report: &waypoint_models::trajectory::tcn::TrainReport) -> Result<()> {
+    let mut c = Canvas::new(900, 500);
+    let train: Vec<(f64, f64)> = report.epochs.iter().map(|e| (e.epoch as f64, e.train_loss)).collect();
+    let val: Vec<(f64, f64)> = report.epochs.iter().map(|e| (e.epoch as f64, e.val_ade_m)).collect();
+    chart(
+        &mut c,
+        (0, 0, 900, 500),
+        "TRAINING",
+        "EPOCH",
+        &[
+            Series { name: "TRAIN LOSS", points: train, dots: false },
+            Series { name: "VAL ADE (M)", points: val, dots: false },
+        ],
+        false,
+    );
+    c.save(path)
+}

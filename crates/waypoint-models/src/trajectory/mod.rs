@@ -1,6 +1,13 @@
 //! Trajectory prediction: from an agent's last 8 positions (0.4 s apart) predict its next 12.
+//!
+//! [`cv`] and [`kalman`] are the baselines; [`tcn`] the learned model; [`data`] turns ETH/UCY
+//! files into evaluation windows and defines the agent-centric frame; [`model`] serves them.
 
 pub mod cv;
+pub mod data;
+pub mod kalman;
+pub mod model;
+pub mod tcn;
 
 pub use cv::ConstantVelocity;
 

@@ -1,0 +1,589 @@
+//! The learned trajectory model: a small temporal convolutional network in the agent-centric
+//! frame that predicts a correction to constant velocity, with per-step uncertainty.
+//!
+//! Input: the 7 displacements between the 8 observed positions, in the agent frame (origin at
+//! the last position, x along the recent heading), divided by [`VEL_SCALE_M`]: `[B, 2, 7]`.
+//! Two 1-D convolutions (kernel 3, 32 channels, ReLU) read the sequence; their output and the
+//! raw input go through a 128-unit layer to 48 numbers: 12 (dx, dy) corrections to the
+//! constant-velocity extrapolation and 12 (log sigma_along, log sigma_across).
+//!
+//! Training and evaluation use candle; serving uses [`FastTcn`], the same arithmetic in plain
+//! loops over the same weights (checked equal in a test), which runs a batch-1 prediction in a
+//! few microseconds on one core.
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Module, Tensor as CTensor, D};
+use candle_nn::{conv1d, linear, Conv1d, Conv1dConfig, Linear, VarBuilder, VarMap};
+
+use super::data::{AgentFrame, Window};
+use super::{OBS_STEPS, PRED_STEPS};
+use crate::ModelError;
+
+/// Displacements are divided by this before entering the network, metres.
+pub const VEL_SCALE_M: f32 = 0.5;
+const STEPS_IN: usize = OBS_STEPS - 1;
+const CH: usize = 32;
+const HIDDEN: usize = 128;
+const OUT: usize = PRED_STEPS * 4;
+/// Limits of the predicted log sigma (sigma between 1 cm and 20 m).
+const LOG_SIGMA_RANGE: (f32, f32) = (-4.6, 3.0);
+
+fn cerr(e: candle_core::Error) -> ModelError {
+    ModelError::Internal(format!("candle: {e}"))
+}
+
+/// The network built on a candle variable store.
+pub struct Tcn {
+    c1: Conv1d,
+    c2: Conv1d,
+    f1: Linear,
+    f2: Linear,
+}
+
+impl std::fmt::Debug for Tcn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tcn")
+    }
+}
+
+impl Tcn {
+    pub fn new(vb: VarBuilder) -> Result<Self, ModelError> {
+        let cfg = Conv1dConfig::default();
+        Ok(Self {
+            c1: conv1d(2, CH, 3, cfg, vb.pp("c1")).map_err(cerr)?,
+            c2: conv1d(CH, CH, 3, cfg, vb.pp("c2")).map_err(cerr)?,
+            f1: linear(CH * (STEPS_IN - 4) + 2 * STEPS_IN, HIDDEN, vb.pp("f1")).map_err(cerr)?,
+            f2: linear(HIDDEN, OUT, vb.pp("f2")).map_err(cerr)?,
+        })
+    }
+
+    /// `[B, 2, 7]` features to `[B, 48]` raw outputs.
+    pub fn forward(&self, x: &CTensor) -> candle_core::Result<CTensor> {
+        let b = x.dim(0)?;
+        let h = self.c1.forward(x)?.relu()?;
+        let h = self.c2.forward(&h)?.relu()?;
+        let h = CTensor::cat(&[h.flatten_from(1)?, x.reshape((b, 2 * STEPS_IN))?], 1)?;
+        let h = self.f1.forward(&h)?.relu()?;
+        self.f2.forward(&h)
+    }
+}
+
+/// Network input for one observation: agent frame and the scaled displacements, channel-major
+/// (`[dx_1..dx_7, dy_1..dy_7]`).
+pub fn features(obs: &[[f32; 2]; OBS_STEPS]) -> (AgentFrame, [f32; 2 * STEPS_IN]) {
+    let frame = AgentFrame::of(obs);
+    let local: [[f32; 2]; OBS_STEPS] = std::array::from_fn(|i| frame.to_local(obs[i]));
+    let mut f = [0f32; 2 * STEPS_IN];
+    for k in 0..STEPS_IN {
+        f[k] = (local[k + 1][0] - local[k][0]) / VEL_SCALE_M;
+        f[STEPS_IN + k] = (local[k + 1][1] - local[k][1]) / VEL_SCALE_M;
+    }
+    (frame, f)
+}
+
+/// Turns raw outputs into agent-frame positions (constant velocity + correction) and sigmas.
+pub fn decode(feat: &[f32; 2 * STEPS_IN], out: &[f32]) -> ([[f32; 2]; PRED_STEPS], [[f32; 2]; PRED_STEPS]) {
+    let v = [feat[STEPS_IN - 1] * VEL_SCALE_M, feat[2 * STEPS_IN - 1] * VEL_SCALE_M];
+    let pos = std::array::from_fn(|k| {
+        let s = (k + 1) as f32;
+        [s * v[0] + out[2 * k], s * v[1] + out[2 * k + 1]]
+    });
+    let sig = std::array::from_fn(|k| {
+        let c = |x: f32| x.clamp(LOG_SIGMA_RANGE.0, LOG_SIGMA_RANGE.1).exp();
+        [c(out[2 * PRED_STEPS + 2 * k]), c(out[2 * PRED_STEPS + 2 * k + 1])]
+    });
+    (pos, sig)
+}
+
+/// Training settings.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct TrainConfig {
+    pub seed: u64,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    pub weight_decay: f64,
+    /// Stop when validation ADE has not improved for this many epochs.
+    pub patience: usize,
+    /// Share of the training windows held out for validation.
+    pub validation_share: f64,
+    /// Weight of the Gaussian negative log-likelihood next to the displacement loss.
+    pub nll_weight: f64,
+    /// Random speed scaling of augmented samples, e.g. 0.2 for ×[0.8, 1.2].
+    pub speed_jitter: f32,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            seed: 7,
+            epochs: 40,
+            batch_size: 256,
+            learning_rate: 2e-3,
+            weight_decay: 1e-4,
+            patience: 6,
+            validation_share: 0.1,
+            nll_weight: 0.05,
+            speed_jitter: 0.2,
+        }
+    }
+}
+
+/// Per-epoch record of a training run.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct EpochRecord {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub val_ade_m: f64,
+    pub val_fde_m: f64,
+}
+
+/// The outcome of training.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct TrainReport {
+    pub config: TrainConfig,
+    pub train_windows: usize,
+    pub val_windows: usize,
+    pub best_epoch: usize,
+    pub best_val_ade_m: f64,
+    pub best_val_fde_m: f64,
+    pub epochs: Vec<EpochRecord>,
+    pub seconds: f64,
+}
+
+/// A training sample in the agent frame: the frame, the network features and the future.
+type Sample = (AgentFrame, [f32; 2 * STEPS_IN], [[f32; 2]; PRED_STEPS]);
+
+/// Candle-side model with its variables.
+pub struct Trainer {
+    pub varmap: VarMap,
+    pub net: Tcn,
+}
+
+impl std::fmt::Debug for Trainer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Trainer")
+    }
+}
+
+fn batch_tensors(samples: &[Sample]) -> candle_core::Result<(CTensor, CTensor)> {
+    let b = samples.len();
+    let x: Vec<f32> = samples.iter().flat_map(|s| s.1).collect();
+    let y: Vec<f32> = samples.iter().flat_map(|s| s.2.iter().flatten().copied().collect::<Vec<_>>()).collect();
+    Ok((CTensor::from_vec(x, (b, 2, STEPS_IN), &Device::Cpu)?, CTensor::from_vec(y, (b, PRED_STEPS, 2), &Device::Cpu)?))
+}
+
+/// A window in the agent frame: features and the future positions.
+fn sample(w: &Window) -> Sample {
+    let (frame, f) = features(&w.obs);
+    let fut = std::array::from_fn(|k| frame.to_local(w.fut[k]));
+    (frame, f, fut)
+}
+
+/// Mirrored (y → −y) and speed-scaled copy of an agent-frame sample.
+fn augment(s: &Sample, flip: bool, scale: f32) -> Sample {
+    let mut f = s.1;
+    let mut fut = s.2;
+    for (i, v) in f.iter_mut().enumerate() {
+        *v *= scale;
+        if flip && i >= STEPS_IN {
+            *v = -*v;
+        }
+    }
+    for p in &mut fut {
+        p[0] *= scale;
+        p[1] *= if flip { -scale } else { scale };
+    }
+    (s.0, f, fut)
+}
+
+impl Trainer {
+    /// A freshly initialised network (seeded).
+    pub fn new(seed: u64) -> Result<Self, ModelError> {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+        let net = Tcn::new(vb)?;
+        // Candle's CPU initialisation is not seedable: draw every parameter again from our own
+        // seeded generator, uniform in ±1/sqrt(fan_in) (PyTorch's default for these layers).
+        let mut rng = waypoint_sim::rng::SimRng::new(seed);
+        {
+            let data = varmap.data().lock().map_err(|_| ModelError::Internal("poisoned varmap".into()))?;
+            let mut names: Vec<&String> = data.keys().collect();
+            names.sort();
+            for name in names {
+                let var = &data[name];
+                let layer = name.split('.').next().unwrap_or("");
+                let fan_in = match layer {
+                    "c1" => 2 * 3,
+                    "c2" => CH * 3,
+                    "f1" => IN1,
+                    _ => HIDDEN,
+                } as f64;
+                let bound = 1.0 / fan_in.sqrt();
+                let shape = var.as_tensor().shape().clone();
+                let values: Vec<f32> = (0..shape.elem_count()).map(|_| rng.range(-bound, bound) as f32).collect();
+                var.set(&CTensor::from_vec(values, shape, &Device::Cpu).map_err(cerr)?).map_err(cerr)?;
+            }
+        }
+        Ok(Self { varmap, net })
+    }
+
+    /// Loads weights saved by [`Trainer::save`].
+    pub fn load(path: &Path) -> Result<Self, ModelError> {
+        let mut t = Self::new(0)?;
+        t.varmap.load(path).map_err(|e| ModelError::Load(format!("{}: {e}", path.display())))?;
+        Ok(t)
+    }
+
+    pub fn save(&self, path: &Path) -> Result<(), ModelError> {
+        self.varmap.save(path).map_err(|e| ModelError::Internal(format!("cannot save {}: {e}", path.display())))
+    }
+
+    /// Loss of a batch: mean displacement error plus weighted Gaussian NLL (means detached).
+    fn loss(&self, x: &CTensor, y: &CTensor, nll_weight: f64) -> candle_core::Result<CTensor> {
+        let b = x.dim(0)?;
+        let out = self.net.forward(x)?;
+        let corr = out.narrow(1, 0, 2 * PRED_STEPS)?.reshape((b, PRED_STEPS, 2))?;
+        let log_sigma = out.narrow(1, 2 * PRED_STEPS, 2 * PRED_STEPS)?.reshape((b, PRED_STEPS, 2))?;
+        let log_sigma = log_sigma.clamp(LOG_SIGMA_RANGE.0, LOG_SIGMA_RANGE.1)?;
+        // Constant-velocity extrapolation of the last displacement.
+        let last_dx = x.narrow(1, 0, 1)?.narrow(2, STEPS_IN - 1, 1)?.reshape((b, 1, 1))?;
+        let last_dy = x.narrow(1, 1, 1)?.narrow(2, STEPS_IN - 1, 1)?.reshape((b, 1, 1))?;
+        let v = (CTensor::cat(&[last_dx, last_dy], 2)? * f64::from(VEL_SCALE_M))?;
+        let steps = CTensor::arange(1f32, (PRED_STEPS + 1) as f32, &Device::Cpu)?.reshape((1, PRED_STEPS, 1))?;
+        let cv = v.broadcast_mul(&steps)?;
+        let pred = (cv + corr)?;
+        let diff = (pred - y)?;
+        let dist = (diff.sqr()?.sum(D::Minus1)? + 1e-6)?.sqrt()?;
+        let ade = dist.mean_all()?;
+        let d2 = diff.detach().sqr()?;
+        let inv_var = (log_sigma.clone() * -2.0)?.exp()?;
+        let nll = (((d2 * inv_var)? * 0.5)? + log_sigma)?.mean_all()?;
+        ade + (nll * nll_weight)?
+    }
+
+    /// Predictions in the agent frame for a set of windows (for validation).
+    fn ade_fde(&self, samples: &[Sample]) -> Result<(f64, f64), ModelError> {
+        let fast = FastTcn::from_varmap(&self.varmap)?;
+        let (mut ade, mut fde) = (0.0, 0.0);
+        for s in samples {
+            let out = fast.forward(&s.1);
+            let (pos, _) = decode(&s.1, &out);
+            let (a, f) = super::data::ade_fde(&pos, &s.2);
+            ade += a;
+            fde += f;
+        }
+        let n = samples.len().max(1) as f64;
+        Ok((ade / n, fde / n))
+    }
+
+    /// Trains on windows (seeded split, augmentation, early stopping); keeps the best epoch's
+    /// weights. `progress` is called after every epoch.
+    pub fn train(
+        &mut self,
+        windows: &[Window],
+        cfg: &TrainConfig,
+        progress: impl FnMut(&EpochRecord),
+    ) -> Result<TrainReport, ModelError> {
+        self.train_groups(&[windows.to_vec()], cfg, progress)
+    }
+
+    /// Like [`Trainer::train`], with windows grouped by source (a file, a scene). Every epoch
+    /// draws the same number of training samples from each group (smaller groups repeat, up to
+    /// ten times), so that one large scene does not dominate what the model learns.
+    pub fn train_groups(
+        &mut self,
+        groups: &[Vec<Window>],
+        cfg: &TrainConfig,
+        mut progress: impl FnMut(&EpochRecord),
+    ) -> Result<TrainReport, ModelError> {
+        use candle_nn::Optimizer;
+        let started = std::time::Instant::now();
+        let mut rng = waypoint_sim::rng::SimRng::new(cfg.seed);
+        let largest = groups.iter().map(Vec::len).max().unwrap_or(0);
+        let mut all: Vec<_> = Vec::new();
+        let mut reps_of: Vec<usize> = Vec::new();
+        for g in groups {
+            let reps =
+                if g.is_empty() { 0 } else { (largest as f64 / g.len() as f64).round().clamp(1.0, 10.0) as usize };
+            for w in g {
+                all.push(sample(w));
+                reps_of.push(reps);
+            }
+        }
+        let windows_len = all.len();
+        let mut perm: Vec<usize> = (0..windows_len).collect();
+        for i in (1..perm.len()).rev() {
+            perm.swap(i, rng.below(i + 1));
+        }
+        let all: Vec<_> = perm.iter().map(|&i| all[i]).collect();
+        let reps_of: Vec<usize> = perm.iter().map(|&i| reps_of[i]).collect();
+        let n_val =
+            ((all.len() as f64 * cfg.validation_share).round() as usize).clamp(usize::from(!all.is_empty()), all.len());
+        let (val, train) = all.split_at(n_val);
+        if train.is_empty() {
+            return Err(ModelError::BadInput("no training windows".into()));
+        }
+        let params =
+            candle_nn::ParamsAdamW { lr: cfg.learning_rate, weight_decay: cfg.weight_decay, ..Default::default() };
+        let mut opt = candle_nn::AdamW::new(self.varmap.all_vars(), params).map_err(cerr)?;
+        let mut best = (f64::INFINITY, f64::INFINITY, 0usize, Vec::new());
+        let mut records = Vec::new();
+        let mut order: Vec<usize> = (0..train.len()).flat_map(|i| std::iter::repeat_n(i, reps_of[n_val + i])).collect();
+        for epoch in 1..=cfg.epochs {
+            for i in (1..order.len()).rev() {
+                order.swap(i, rng.below(i + 1));
+            }
+            // Cosine learning-rate decay over the planned epochs.
+            let lr =
+                cfg.learning_rate * 0.5 * (1.0 + (std::f64::consts::PI * (epoch - 1) as f64 / cfg.epochs as f64).cos());
+            opt.set_learning_rate(lr.max(cfg.learning_rate * 0.02));
+            let mut total = 0.0;
+            let mut batches = 0;
+            for chunk in order.chunks(cfg.batch_size) {
+                let batch: Vec<_> = chunk
+                    .iter()
+                    .map(|&i| {
+                        let flip = rng.chance(0.5);
+                        let scale = 1.0 + cfg.speed_jitter * (2.0 * rng.uniform() as f32 - 1.0);
+                        augment(&train[i], flip, scale)
+                    })
+                    .collect();
+                let (x, y) = batch_tensors(&batch).map_err(cerr)?;
+                let loss = self.loss(&x, &y, cfg.nll_weight).map_err(cerr)?;
+                opt.backward_step(&loss).map_err(cerr)?;
+                total += f64::from(loss.to_scalar::<f32>().map_err(cerr)?);
+                batches += 1;
+            }
+            let (val_ade, val_fde) = if val.is_empty() { (f64::NAN, f64::NAN) } else { self.ade_fde(val)? };
+            let rec = EpochRecord {
+                epoch,
+                train_loss: total / batches.max(1) as f64,
+                val_ade_m: val_ade,
+                val_fde_m: val_fde,
+            };
+            progress(&rec);
+            records.push(rec);
+            let score = if val_ade.is_finite() { val_ade } else { total };
+            if score < best.0 {
+                best = (score, val_fde, epoch, self.snapshot()?);
+            } else if epoch - best.2 >= cfg.patience {
+                break;
+            }
+        }
+        if !best.3.is_empty() {
+            self.restore(&best.3)?;
+        }
+        Ok(TrainReport {
+            config: cfg.clone(),
+            train_windows: train.len(),
+            val_windows: val.len(),
+            best_epoch: best.2,
+            best_val_ade_m: best.0,
+            best_val_fde_m: best.1,
+            epochs: records,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    fn snapshot(&self) -> Result<Vec<(String, CTensor)>, ModelError> {
+        let data = self.varmap.data().lock().map_err(|_| ModelError::Internal("poisoned varmap".into()))?;
+        data.iter().map(|(k, v)| Ok((k.clone(), v.as_tensor().copy().map_err(cerr)?))).collect()
+    }
+
+    fn restore(&self, snap: &[(String, CTensor)]) -> Result<(), ModelError> {
+        let data = self.varmap.data().lock().map_err(|_| ModelError::Internal("poisoned varmap".into()))?;
+        for (k, t) in snap {
+            if let Some(v) = data.get(k) {
+                v.set(t).map_err(cerr)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Candle forward for a batch of observations (the reference for [`FastTcn`]).
+    pub fn forward_raw(&self, feats: &[[f32; 14]]) -> Result<Vec<Vec<f32>>, ModelError> {
+        let x = CTensor::from_vec(
+            feats.iter().flatten().copied().collect::<Vec<_>>(),
+            (feats.len(), 2, STEPS_IN),
+            &Device::Cpu,
+        )
+        .map_err(cerr)?;
+        let out = self.net.forward(&x).map_err(cerr)?;
+        out.to_vec2::<f32>().map_err(cerr)
+    }
+}
+
+/// The network's arithmetic in plain loops, for serving.
+#[derive(Debug, Clone)]
+pub struct FastTcn {
+    c1_w: Vec<f32>, // [CH, 2, 3]
+    c1_b: Vec<f32>,
+    c2_w: Vec<f32>, // [CH, CH, 3]
+    c2_b: Vec<f32>,
+    f1_w: Vec<f32>, // [HIDDEN, IN1]
+    f1_b: Vec<f32>,
+    f2_w: Vec<f32>, // [OUT, HIDDEN]
+    f2_b: Vec<f32>,
+}
+
+const IN1: usize = CH * (STEPS_IN - 4) + 2 * STEPS_IN;
+
+fn get(map: &std::collections::HashMap<String, CTensor>, name: &str, len: usize) -> Result<Vec<f32>, ModelError> {
+    let t = map.get(name).ok_or_else(|| ModelError::Load(format!("weights lack {name:?}")))?;
+    let v = t.flatten_all().and_then(|t| t.to_dtype(DType::F32)).and_then(|t| t.to_vec1::<f32>()).map_err(cerr)?;
+    if v.len() != len {
+        return Err(ModelError::Load(format!("{name:?} has {} values, expected {len}", v.len())));
+    }
+    Ok(v)
+}
+
+impl FastTcn {
+    fn from_map(map: &std::collections::HashMap<String, CTensor>) -> Result<Self, ModelError> {
+        Ok(Self {
+            c1_w: get(map, "c1.weight", CH * 2 * 3)?,
+            c1_b: get(map, "c1.bias", CH)?,
+            c2_w: get(map, "c2.weight", CH * CH * 3)?,
+            c2_b: get(map, "c2.bias", CH)?,
+            f1_w: get(map, "f1.weight", HIDDEN * IN1)?,
+            f1_b: get(map, "f1.bias", HIDDEN)?,
+            f2_w: get(map, "f2.weight", OUT * HIDDEN)?,
+            f2_b: get(map, "f2.bias", OUT)?,
+        })
+    }
+
+    /// Reads a safetensors weight file.
+    pub fn load(path: &Path) -> Result<Self, ModelError> {
+        let map = candle_core::safetensors::load(path, &Device::Cpu)
+            .map_err(|e| ModelError::Load(format!("{}: {e}", path.display())))?;
+        Self::from_map(&map)
+    }
+
+    pub fn from_varmap(vm: &VarMap) -> Result<Self, ModelError> {
+        let data = vm.data().lock().map_err(|_| ModelError::Internal("poisoned varmap".into()))?;
+        let map = data.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect();
+        Self::from_map(&map)
+    }
+
+    /// One observation's features to the 48 raw outputs.
+    pub fn forward(&self, x: &[f32; 2 * STEPS_IN]) -> [f32; OUT] {
+        // conv1: [2, 7] -> [CH, 5]
+        let mut h1 = [0f32; CH * (STEPS_IN - 2)];
+        for o in 0..CH {
+            for t in 0..STEPS_IN - 2 {
+                let mut acc = self.c1_b[o];
+                for i in 0..2 {
+                    for k in 0..3 {
+                        acc += self.c1_w[(o * 2 + i) * 3 + k] * x[i * STEPS_IN + t + k];
+                    }
+                }
+                h1[o * (STEPS_IN - 2) + t] = acc.max(0.0);
+            }
+        }
+        // conv2: [CH, 5] -> [CH, 3], then the flattened input appended.
+        let mut z = [0f32; IN1];
+        for o in 0..CH {
+            for t in 0..STEPS_IN - 4 {
+                let mut acc = self.c2_b[o];
+                for i in 0..CH {
+                    let w = &self.c2_w[(o * CH + i) * 3..(o * CH + i) * 3 + 3];
+                    let h = &h1[i * (STEPS_IN - 2) + t..i * (STEPS_IN - 2) + t + 3];
+                    acc += w[0] * h[0] + w[1] * h[1] + w[2] * h[2];
+                }
+                z[o * (STEPS_IN - 4) + t] = acc.max(0.0);
+            }
+        }
+        z[CH * (STEPS_IN - 4)..].copy_from_slice(x);
+        let mut h = [0f32; HIDDEN];
+        for (o, hv) in h.iter_mut().enumerate() {
+            let w = &self.f1_w[o * IN1..(o + 1) * IN1];
+            *hv = (self.f1_b[o] + w.iter().zip(&z).map(|(a, b)| a * b).sum::<f32>()).max(0.0);
+        }
+        let mut out = [0f32; OUT];
+        for (o, ov) in out.iter_mut().enumerate() {
+            let w = &self.f2_w[o * HIDDEN..(o + 1) * HIDDEN];
+            *ov = self.f2_b[o] + w.iter().zip(&h).map(|(a, b)| a * b).sum::<f32>();
+        }
+        out
+    }
+
+    /// Many observations at once: the same arithmetic as [`FastTcn::forward`], laid out as
+    /// matrix products (im2col for the convolutions) so that large batches run on a blocked,
+    /// vectorised GEMM.
+    pub fn forward_batch(&self, xs: &[[f32; 2 * STEPS_IN]]) -> Vec<[f32; OUT]> {
+        use nalgebra::DMatrix;
+        let b = xs.len();
+        if b == 0 {
+            return Vec::new();
+        }
+        let (l1, l2) = (STEPS_IN - 2, STEPS_IN - 4);
+        // Weights in column-major matrices [out × in].
+        let w1 = DMatrix::from_row_slice(CH, 6, &self.c1_w);
+        let w2 = DMatrix::from_row_slice(CH, CH * 3, &self.c2_w);
+        let wf1 = DMatrix::from_row_slice(HIDDEN, IN1, &self.f1_w);
+        let wf2 = DMatrix::from_row_slice(OUT, HIDDEN, &self.f2_w);
+        // conv1 patches: column (s, t) = [x[i][t + k] for i, k].
+        let mut p1 = DMatrix::<f32>::zeros(6, b * l1);
+        for (s, x) in xs.iter().enumerate() {
+            for t in 0..l1 {
+                let mut col = p1.column_mut(s * l1 + t);
+                for i in 0..2 {
+                    for k in 0..3 {
+                        col[i * 3 + k] = x[i * STEPS_IN + t + k];
+                    }
+                }
+            }
+        }
+        let mut h1 = DMatrix::<f32>::zeros(CH, b * l1);
+        h1.gemm(1.0, &w1, &p1, 0.0);
+        for mut col in h1.column_iter_mut() {
+            for (o, v) in col.iter_mut().enumerate() {
+                *v = (*v + self.c1_b[o]).max(0.0);
+            }
+        }
+        let mut p2 = DMatrix::<f32>::zeros(CH * 3, b * l2);
+        for s in 0..b {
+            for t in 0..l2 {
+                let mut col = p2.column_mut(s * l2 + t);
+                for i in 0..CH {
+                    for k in 0..3 {
+                        col[i * 3 + k] = h1[(i, s * l1 + t + k)];
+                    }
+                }
+            }
+        }
+        let mut h2 = DMatrix::<f32>::zeros(CH, b * l2);
+        h2.gemm(1.0, &w2, &p2, 0.0);
+        let mut z = DMatrix::<f32>::zeros(IN1, b);
+        for (s, x) in xs.iter().enumerate() {
+            let mut col = z.column_mut(s);
+            for o in 0..CH {
+                for t in 0..l2 {
+                    col[o * l2 + t] = (h2[(o, s * l2 + t)] + self.c2_b[o]).max(0.0);
+                }
+            }
+            for (j, v) in x.iter().enumerate() {
+                col[CH * l2 + j] = *v;
+            }
+        }
+        let mut h = DMatrix::<f32>::zeros(HIDDEN, b);
+        h.gemm(1.0, &wf1, &z, 0.0);
+        for mut col in h.column_iter_mut() {
+            for (o, v) in col.iter_mut().enumerate() {
+                *v = (*v + self.f1_b[o]).max(0.0);
+            }
+        }
+        let mut out = DMatrix::<f32>::zeros(OUT, b);
+        out.gemm(1.0, &wf2, &h, 0.0);
+        out.column_iter().map(|col| std::array::from_fn(|o| col[o] + self.f2_b[o])).collect()
+    }
+
+    /// World-frame prediction and (along-track, cross-track) sigmas for one observation.
+    pub fn predict(&self, obs: &[[f32; 2]; OBS_STEPS]) -> ([[f32; 2]; PRED_STEPS], [[f32; 2]; PRED_STEPS]) {
+        let (frame, f) = features(obs);
+        let out = self.forward(&f);
+        let (pos, sig) = decode(&f, &out);
+        (std::array::from_fn(|k| frame.to_world(pos[k])), sig)
+    }
+}
