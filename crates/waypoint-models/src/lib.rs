@@ -5,6 +5,7 @@
 //! registry of native model implementations the server can instantiate by name; one module per
 //! model family (`trajectory`, ...). Nothing here knows about async runtimes or the network.
 
+pub mod anomaly;
 pub mod fusion;
 pub mod model;
 pub mod native;

@@ -17,6 +17,8 @@ pub struct EvalArgs {
 pub enum EvalModel {
     /// Lidar + radar fusion on a log in the Udacity format.
     Fusion(FusionArgs),
+    /// Streaming anomaly detection on the Numenta Anomaly Benchmark.
+    Anomaly(crate::anomaly_cmd::EvalAnomalyArgs),
     /// Trajectory prediction on ETH/UCY files (ADE/FDE, Social-GAN windows).
     Trajectory(crate::trajectory_cmd::EvalTrajectoryArgs),
 }
@@ -40,6 +42,7 @@ pub struct FusionArgs {
 pub fn eval(args: EvalArgs) -> Result<()> {
     match args.model {
         EvalModel::Fusion(a) => eval_fusion(a),
+        EvalModel::Anomaly(a) => crate::anomaly_cmd::eval(a),
         EvalModel::Trajectory(a) => crate::trajectory_cmd::eval(a),
     }
 }

@@ -1,6 +1,7 @@
 //! `waypoint`: the command-line entry point. Parses configuration, sets up logging and hands
 //! over to the library crates.
 
+mod anomaly_cmd;
 mod bench;
 mod cli;
 mod eval;

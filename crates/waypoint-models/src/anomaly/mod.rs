@@ -1,0 +1,7 @@
+//! Streaming sensor-health anomaly detection ([`detector`]) and its evaluation on the Numenta
+//! Anomaly Benchmark ([`nab`]).
+
+pub mod detector;
+pub mod nab;
+
+pub use detector::{Detector, DetectorConfig};

@@ -1,0 +1,96 @@
+//! `waypoint eval anomaly --nab DIR`: the detector online over every NAB series, scored with
+//! NAB v1.1 beside the published scoreboard; optionally results in NAB's own layout.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use serde_json::json;
+use waypoint_models::anomaly::nab::{evaluate, read_corpus};
+use waypoint_models::anomaly::{Detector, DetectorConfig};
+
+#[derive(Debug, Args)]
+pub struct EvalAnomalyArgs {
+    /// NAB directory (with `data/` and `combined_windows.json`).
+    #[arg(long)]
+    pub nab: PathBuf,
+    /// Write `OUT/waypoint/<category>/waypoint_<file>.csv` (timestamp,value,anomaly_score,label).
+    #[arg(long)]
+    pub results: Option<PathBuf>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Published NAB scoreboard (standard, low FP, low FN) on the full corpus.
+const SCOREBOARD: [(&str, [f64; 3]); 9] = [
+    ("ARTime", [74.9, 65.1, 80.4]),
+    ("Numenta HTM", [70.5, 62.6, 75.2]),
+    ("CAD OSE", [69.9, 67.0, 73.2]),
+    ("KNN CAD", [58.0, 43.4, 64.8]),
+    ("Random Cut Forest", [51.7, 38.4, 59.7]),
+    ("Twitter ADVec", [47.1, 33.6, 53.5]),
+    ("Windowed Gaussian", [39.6, 20.9, 47.4]),
+    ("random", [11.0, 1.2, 19.5]),
+    ("null", [0.0, 0.0, 0.0]),
+];
+
+pub fn eval(a: EvalAnomalyArgs) -> Result<()> {
+    let corpus = read_corpus(&a.nab).with_context(|| format!("reading {}", a.nab.display()))?;
+    let started = std::time::Instant::now();
+    let samples: usize = corpus.iter().map(|s| s.values.len()).sum();
+    let scores: Vec<Vec<f64>> = corpus
+        .iter()
+        .map(|s| {
+            let mut d = Detector::new(DetectorConfig::default());
+            s.values.iter().map(|v| d.update(*v)).collect()
+        })
+        .collect();
+    let secs = started.elapsed().as_secs_f64();
+    if let Some(out) = &a.results {
+        for (s, sc) in corpus.iter().zip(&scores) {
+            let (cat, file) = s.key.split_once('/').unwrap_or(("", &s.key));
+            let dir = out.join("waypoint").join(cat);
+            std::fs::create_dir_all(&dir)?;
+            let mut text = String::from("timestamp,value,anomaly_score,label\n");
+            for (i, ((t, v), score)) in s.timestamps.iter().zip(&s.values).zip(sc).enumerate() {
+                let label = u8::from(s.windows.iter().any(|(a, b)| i >= *a && i <= *b));
+                text.push_str(&format!("{t},{v},{score:.6},{label}\n"));
+            }
+            std::fs::write(dir.join(format!("waypoint_{file}")), text)?;
+        }
+    }
+    let results = evaluate(&corpus, &scores);
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "series": corpus.len(),
+                "windows": corpus.iter().map(|s| s.windows.len()).sum::<usize>(),
+                "samples": samples,
+                "samples_per_sec": samples as f64 / secs,
+                "profiles": results,
+                "published": SCOREBOARD.iter().map(|(n, v)| json!({"detector": n, "standard": v[0], "low_fp": v[1], "low_fn": v[2]})).collect::<Vec<_>>(),
+            }))?
+        );
+        return Ok(());
+    }
+    println!(
+        "{} series, {} windows, {samples} samples ({:.1} M samples/s)",
+        corpus.len(),
+        corpus.iter().map(|s| s.windows.len()).sum::<usize>(),
+        samples as f64 / secs / 1e6
+    );
+    println!("{:<22} {:>10} {:>10} {:>10}", "detector", "standard", "low FP", "low FN");
+    println!(
+        "{:<22} {:>10.1} {:>10.1} {:>10.1}",
+        "Waypoint (this run)", results[0].normalized, results[1].normalized, results[2].normalized
+    );
+    for (n, v) in SCOREBOARD {
+        println!("{n:<22} {:>10.1} {:>10.1} {:>10.1}", v[0], v[1], v[2]);
+    }
+    for r in &results {
+        println!("{:<20} threshold {:.4}: TP {} FP {} FN {}", r.profile.name, r.threshold, r.tp, r.fp, r.fn_);
+    }
+    Ok(())
+}
