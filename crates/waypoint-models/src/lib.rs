@@ -6,6 +6,7 @@
 //! model family (`trajectory`, ...). Nothing here knows about async runtimes or the network.
 
 pub mod anomaly;
+pub mod detection;
 pub mod fusion;
 pub mod model;
 pub mod native;

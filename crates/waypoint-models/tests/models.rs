@@ -244,3 +244,30 @@ mod trajectory_batch {
         }
     }
 }
+
+mod detection {
+    use std::path::Path;
+
+    use waypoint_models::detection::classifier::Classifier;
+    use waypoint_models::detection::model::CLASSIFIER_FILE;
+    use waypoint_models::detection::segment::SegmentConfig;
+    use waypoint_models::detection::simdata;
+
+    #[test]
+    fn the_shipped_classifier_labels_fresh_simulated_clusters() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/detection/1").join(CLASSIFIER_FILE);
+        let clf = Classifier::load(&path).unwrap();
+        // A scene with a seed the training never used (training uses 1000..1012).
+        let samples = simdata::generate(9000, 1, 40, 10, &SegmentConfig::default());
+        assert!(samples.len() > 50, "{} clusters", samples.len());
+        let correct = samples
+            .iter()
+            .filter(|(f, label)| {
+                let p = clf.predict(f);
+                (0..4).max_by(|a, b| p[*a].total_cmp(&p[*b])) == Some(*label)
+            })
+            .count();
+        let acc = correct as f64 / samples.len() as f64;
+        assert!(acc > 0.85, "accuracy {acc}");
+    }
+}

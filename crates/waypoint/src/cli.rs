@@ -49,6 +49,8 @@ pub enum Command {
 pub enum TrainCommand {
     /// The learned trajectory model, on ETH/UCY track files.
     Trajectory(crate::trajectory_cmd::TrainArgs),
+    /// The lidar object classifier, on simulated 64-beam sweeps.
+    Detection(crate::detection_cmd::TrainDetectionArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

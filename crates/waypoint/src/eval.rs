@@ -17,6 +17,8 @@ pub struct EvalArgs {
 pub enum EvalModel {
     /// Lidar + radar fusion on a log in the Udacity format.
     Fusion(FusionArgs),
+    /// Lidar object detection on KITTI frames or simulated scenes.
+    Detection(crate::detection_cmd::EvalDetectionArgs),
     /// Streaming anomaly detection on the Numenta Anomaly Benchmark.
     Anomaly(crate::anomaly_cmd::EvalAnomalyArgs),
     /// Trajectory prediction on ETH/UCY files (ADE/FDE, Social-GAN windows).
@@ -42,6 +44,7 @@ pub struct FusionArgs {
 pub fn eval(args: EvalArgs) -> Result<()> {
     match args.model {
         EvalModel::Fusion(a) => eval_fusion(a),
+        EvalModel::Detection(a) => crate::detection_cmd::eval(a),
         EvalModel::Anomaly(a) => crate::anomaly_cmd::eval(a),
         EvalModel::Trajectory(a) => crate::trajectory_cmd::eval(a),
     }

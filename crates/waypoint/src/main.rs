@@ -4,6 +4,7 @@
 mod anomaly_cmd;
 mod bench;
 mod cli;
+mod detection_cmd;
 mod eval;
 mod plot;
 mod trajectory_cmd;
@@ -20,5 +21,6 @@ fn main() -> Result<()> {
         cli::Command::Bench(args) => bench::bench(args),
         cli::Command::Eval(args) => eval::eval(args),
         cli::Command::Train(cli::TrainCommand::Trajectory(args)) => trajectory_cmd::train(args),
+        cli::Command::Train(cli::TrainCommand::Detection(args)) => detection_cmd::train(args),
     }
 }

@@ -1,0 +1,207 @@
+//! Object classifier for lidar clusters: a small softmax MLP over geometric features, trained by
+//! Waypoint on simulated 64-beam sweeps (`waypoint train detection`).
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Module, Tensor as CTensor};
+use candle_nn::{linear, Linear, VarBuilder, VarMap};
+
+use super::boxfit::FittedBox;
+use crate::ModelError;
+
+/// Classes, in output order.
+pub const CLASSES: [&str; 4] = ["vehicle", "pedestrian", "cyclist", "other"];
+/// Number of features.
+pub const N_FEATURES: usize = 7;
+const HIDDEN: usize = 32;
+
+/// Features of a cluster: box size, height, point count and density (range-compensated),
+/// vertical spread and range. Geometry only: intensity is left out because reflectance scales
+/// differ between sensors (and between the simulator and a real lidar).
+pub fn features(b: &FittedBox, points: &[[f32; 4]]) -> [f32; N_FEATURES] {
+    let n = points.len().max(1) as f32;
+    let range = (b.x_m.hypot(b.y_m) as f32).max(1.0);
+    let mean_z = points.iter().map(|p| p[2]).sum::<f32>() / n;
+    let sd_z = (points.iter().map(|p| (p[2] - mean_z).powi(2)).sum::<f32>() / n).sqrt();
+    [
+        b.length_m as f32,
+        b.width_m as f32,
+        b.height_m as f32,
+        n.ln(),
+        (n * range * range / (b.length_m * b.width_m).max(0.1) as f32).ln(),
+        sd_z,
+        range.ln(),
+    ]
+}
+
+fn cerr(e: candle_core::Error) -> ModelError {
+    ModelError::Internal(format!("candle: {e}"))
+}
+
+/// The trained classifier, evaluated in plain loops.
+#[derive(Debug, Clone)]
+pub struct Classifier {
+    mean: Vec<f32>,
+    std: Vec<f32>,
+    w1: Vec<f32>,
+    b1: Vec<f32>,
+    w2: Vec<f32>,
+    b2: Vec<f32>,
+}
+
+fn take(map: &std::collections::HashMap<String, CTensor>, k: &str, len: usize) -> Result<Vec<f32>, ModelError> {
+    let t = map.get(k).ok_or_else(|| ModelError::Load(format!("classifier weights lack {k:?}")))?;
+    let v = t.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(cerr)?;
+    if v.len() != len {
+        return Err(ModelError::Load(format!("{k:?}: {} values, expected {len}", v.len())));
+    }
+    Ok(v)
+}
+
+impl Classifier {
+    pub fn load(path: &Path) -> Result<Self, ModelError> {
+        let map = candle_core::safetensors::load(path, &Device::Cpu)
+            .map_err(|e| ModelError::Load(format!("{}: {e}", path.display())))?;
+        Ok(Self {
+            mean: take(&map, "norm.mean", N_FEATURES)?,
+            std: take(&map, "norm.std", N_FEATURES)?,
+            w1: take(&map, "l1.weight", HIDDEN * N_FEATURES)?,
+            b1: take(&map, "l1.bias", HIDDEN)?,
+            w2: take(&map, "l2.weight", CLASSES.len() * HIDDEN)?,
+            b2: take(&map, "l2.bias", CLASSES.len())?,
+        })
+    }
+
+    /// Class probabilities (softmax).
+    pub fn predict(&self, f: &[f32; N_FEATURES]) -> [f32; 4] {
+        let x: Vec<f32> = f.iter().enumerate().map(|(i, v)| (v - self.mean[i]) / self.std[i]).collect();
+        let h: Vec<f32> = (0..HIDDEN)
+            .map(|o| (self.b1[o] + (0..N_FEATURES).map(|i| self.w1[o * N_FEATURES + i] * x[i]).sum::<f32>()).max(0.0))
+            .collect();
+        let logits: [f32; 4] =
+            std::array::from_fn(|o| self.b2[o] + (0..HIDDEN).map(|i| self.w2[o * HIDDEN + i] * h[i]).sum::<f32>());
+        let m = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let e = logits.map(|l| (l - m).exp());
+        let s: f32 = e.iter().sum();
+        e.map(|v| v / s)
+    }
+}
+
+/// Training report.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ClassifierReport {
+    pub samples: usize,
+    pub per_class: [usize; 4],
+    pub train_accuracy: f64,
+    pub val_accuracy: f64,
+    /// Validation confusion matrix, rows = truth, columns = prediction.
+    pub confusion: [[usize; 4]; 4],
+}
+
+/// Trains on (features, class) samples; writes the weights (with normalisation) to `out`.
+pub fn train(
+    samples: &[([f32; N_FEATURES], usize)],
+    seed: u64,
+    epochs: usize,
+    out: &Path,
+) -> Result<ClassifierReport, ModelError> {
+    use candle_nn::Optimizer;
+    if samples.len() < 20 {
+        return Err(ModelError::BadInput("too few samples".into()));
+    }
+    let mut rng = waypoint_sim::rng::SimRng::new(seed);
+    let mut idx: Vec<usize> = (0..samples.len()).collect();
+    for i in (1..idx.len()).rev() {
+        idx.swap(i, rng.below(i + 1));
+    }
+    let n_val = samples.len() / 5;
+    let (val, tr) = idx.split_at(n_val);
+    let mut mean = [0f32; N_FEATURES];
+    let mut std = [0f32; N_FEATURES];
+    for &i in tr {
+        for (m, v) in mean.iter_mut().zip(&samples[i].0) {
+            *m += v / tr.len() as f32;
+        }
+    }
+    for &i in tr {
+        for k in 0..N_FEATURES {
+            std[k] += (samples[i].0[k] - mean[k]).powi(2) / tr.len() as f32;
+        }
+    }
+    let std = std.map(|v| v.sqrt().max(1e-3));
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let l1: Linear = linear(N_FEATURES, HIDDEN, vb.pp("l1")).map_err(cerr)?;
+    let l2: Linear = linear(HIDDEN, CLASSES.len(), vb.pp("l2")).map_err(cerr)?;
+    {
+        // Seeded initialisation (candle's CPU initialisation cannot be seeded).
+        let data = varmap.data().lock().map_err(|_| ModelError::Internal("poisoned".into()))?;
+        let mut names: Vec<&String> = data.keys().collect();
+        names.sort();
+        for n in names {
+            let var = &data[n];
+            let fan_in = if n.starts_with("l1") { N_FEATURES } else { HIDDEN } as f64;
+            let shape = var.as_tensor().shape().clone();
+            let v: Vec<f32> =
+                (0..shape.elem_count()).map(|_| rng.range(-1.0, 1.0) as f32 / fan_in.sqrt() as f32).collect();
+            var.set(&CTensor::from_vec(v, shape, &Device::Cpu).map_err(cerr)?).map_err(cerr)?;
+        }
+    }
+    // Class weights: inverse frequency, so rare classes count.
+    let mut counts = [0usize; 4];
+    for &i in tr {
+        counts[samples[i].1] += 1;
+    }
+    let weights: Vec<f32> = counts.iter().map(|c| tr.len() as f32 / (4.0 * (*c).max(1) as f32)).collect();
+    let norm = |i: usize| -> Vec<f32> { (0..N_FEATURES).map(|k| (samples[i].0[k] - mean[k]) / std[k]).collect() };
+    let x_tr: Vec<f32> = tr.iter().flat_map(|&i| norm(i)).collect();
+    let x_tr = CTensor::from_vec(x_tr, (tr.len(), N_FEATURES), &Device::Cpu).map_err(cerr)?;
+    let y_tr: Vec<u32> = tr.iter().map(|&i| samples[i].1 as u32).collect();
+    let w_tr: Vec<f32> = tr.iter().map(|&i| weights[samples[i].1]).collect();
+    let y_tr = CTensor::from_vec(y_tr, tr.len(), &Device::Cpu).map_err(cerr)?;
+    let w_tr = CTensor::from_vec(w_tr, tr.len(), &Device::Cpu).map_err(cerr)?;
+    let mut opt = candle_nn::AdamW::new(
+        varmap.all_vars(),
+        candle_nn::ParamsAdamW { lr: 0.01, weight_decay: 1e-4, ..Default::default() },
+    )
+    .map_err(cerr)?;
+    for _ in 0..epochs {
+        let logits = l2.forward(&l1.forward(&x_tr).map_err(cerr)?.relu().map_err(cerr)?).map_err(cerr)?;
+        let logp = candle_nn::ops::log_softmax(&logits, 1).map_err(cerr)?;
+        let picked = logp.gather(&y_tr.unsqueeze(1).map_err(cerr)?, 1).map_err(cerr)?.squeeze(1).map_err(cerr)?;
+        let loss = (picked * &w_tr).map_err(cerr)?.mean_all().map_err(cerr)?.neg().map_err(cerr)?;
+        opt.backward_step(&loss).map_err(cerr)?;
+    }
+    // Save weights and normalisation together.
+    let mut tensors: std::collections::HashMap<String, CTensor> = std::collections::HashMap::new();
+    {
+        let data = varmap.data().lock().map_err(|_| ModelError::Internal("poisoned".into()))?;
+        for (k, v) in data.iter() {
+            tensors.insert(k.clone(), v.as_tensor().clone());
+        }
+    }
+    tensors.insert("norm.mean".into(), CTensor::from_vec(mean.to_vec(), N_FEATURES, &Device::Cpu).map_err(cerr)?);
+    tensors.insert("norm.std".into(), CTensor::from_vec(std.to_vec(), N_FEATURES, &Device::Cpu).map_err(cerr)?);
+    candle_core::safetensors::save(&tensors, out)
+        .map_err(|e| ModelError::Internal(format!("cannot save {}: {e}", out.display())))?;
+    let clf = Classifier::load(out)?;
+    let accuracy = |set: &[usize], confusion: &mut [[usize; 4]; 4]| {
+        let mut ok = 0;
+        for &i in set {
+            let p = clf.predict(&samples[i].0);
+            let c = (0..4).max_by(|a, b| p[*a].total_cmp(&p[*b])).unwrap_or(3);
+            confusion[samples[i].1][c] += 1;
+            ok += usize::from(c == samples[i].1);
+        }
+        ok as f64 / set.len().max(1) as f64
+    };
+    let mut scratch = [[0; 4]; 4];
+    let mut confusion = [[0; 4]; 4];
+    let train_accuracy = accuracy(tr, &mut scratch);
+    let val_accuracy = accuracy(val, &mut confusion);
+    let mut per_class = [0; 4];
+    for s in samples {
+        per_class[s.1] += 1;
+    }
+    Ok(ClassifierReport { samples: samples.len(), per_class, train_accuracy, val_accuracy, confusion })
+}

@@ -1,0 +1,67 @@
+//! Training data for the classifier from simulated 64-beam sweeps: every cluster, labelled with
+//! the class of the agent whose box contains it, or "other".
+
+use waypoint_sim::geometry::Vec2;
+use waypoint_sim::sensors::LidarConfig;
+use waypoint_sim::{AgentKind, Scene, SceneConfig};
+
+use super::boxfit;
+use super::classifier::{features, N_FEATURES};
+use super::segment::{self, SegmentConfig};
+
+/// The class index of an agent kind.
+pub fn class_of(kind: AgentKind) -> usize {
+    match kind {
+        AgentKind::Vehicle => 0,
+        AgentKind::Pedestrian => 1,
+        AgentKind::Cyclist => 2,
+    }
+}
+
+/// Samples from `scenes` scenes seeded `first_seed`, `first_seed + 1`, ..., of `ticks` ticks
+/// each (every `every`-th sweep).
+pub fn generate(
+    first_seed: u64,
+    scenes: u64,
+    ticks: usize,
+    every: usize,
+    seg: &SegmentConfig,
+) -> Vec<([f32; N_FEATURES], usize)> {
+    let mut out = Vec::new();
+    for seed in 0..scenes {
+        let mut cfg =
+            SceneConfig { seed: first_seed + seed, vehicles: 8, pedestrians: 8, cyclists: 5, ..SceneConfig::default() };
+        cfg.sensors.lidar = LidarConfig::hdl64e();
+        let Ok(mut scene) = Scene::new(cfg) else { continue };
+        for t in 0..ticks {
+            let frame = scene.tick();
+            if t % every != 0 {
+                continue;
+            }
+            for sweep in &frame.lidar {
+                let pose = sweep.world_from_sensor;
+                let (_, ground_z) = segment::ground(&sweep.points, seg);
+                for c in segment::cluster(&sweep.points, seg) {
+                    let pts: Vec<[f32; 4]> = c.iter().map(|i| sweep.points[*i]).collect();
+                    let g = c.iter().map(|i| f64::from(ground_z[*i])).sum::<f64>() / c.len() as f64;
+                    let Some(b) = boxfit::fit(&pts, g) else { continue };
+                    if b.length_m > 12.0 || b.height_m < 0.3 {
+                        continue;
+                    }
+                    let world = Vec2::new(pose.x_m, pose.y_m) + Vec2::new(b.x_m, b.y_m).rotate(pose.yaw_rad);
+                    let label = frame
+                        .truth
+                        .agents
+                        .iter()
+                        .find(|a| {
+                            let rel = (world - Vec2::new(a.x_m, a.y_m)).rotate(-a.yaw_rad);
+                            rel.x.abs() < a.length_m / 2.0 + 0.5 && rel.y.abs() < a.width_m / 2.0 + 0.5
+                        })
+                        .map_or(3, |a| class_of(a.kind));
+                    out.push((features(&b, &pts), label));
+                }
+            }
+        }
+    }
+    out
+}

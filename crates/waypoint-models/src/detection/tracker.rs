@@ -1,0 +1,307 @@
+//! Multi-object tracker: a constant-velocity Kalman filter per track in the world frame,
+//! Mahalanobis gating, optimal assignment (Hungarian algorithm), track birth after two hits
+//! and death after three misses, stable ids.
+
+// The 4×4 filter algebra is written with index loops that mirror the matrix formulas.
+#![allow(clippy::needless_range_loop)]
+
+/// One detection handed to the tracker: world position and class.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Observation {
+    pub x_m: f64,
+    pub y_m: f64,
+    pub class: usize,
+}
+
+/// A track's public state.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct TrackState {
+    pub id: u32,
+    pub x_m: f64,
+    pub y_m: f64,
+    pub vx_mps: f64,
+    pub vy_mps: f64,
+    pub class: usize,
+    pub hits: u32,
+    pub misses: u32,
+    /// Index of the observation that updated it this frame, if any.
+    pub observation: Option<usize>,
+}
+
+#[derive(Debug, Clone)]
+struct Track {
+    state: TrackState,
+    x: [f64; 4],
+    p: [[f64; 4]; 4],
+}
+
+/// Tracker settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TrackerConfig {
+    pub meas_sigma_m: f64,
+    pub accel_sigma_mps2: f64,
+    /// Gate on the squared Mahalanobis distance (chi-square, 2 dof, 99.9 %: 13.8).
+    pub gate: f64,
+    pub confirm_hits: u32,
+    pub max_misses: u32,
+}
+
+impl Default for TrackerConfig {
+    fn default() -> Self {
+        Self { meas_sigma_m: 0.3, accel_sigma_mps2: 3.0, gate: 13.8, confirm_hits: 2, max_misses: 3 }
+    }
+}
+
+/// The tracker.
+#[derive(Debug, Clone, Default)]
+pub struct Tracker {
+    pub config: TrackerConfig,
+    tracks: Vec<Track>,
+    next_id: u32,
+}
+
+/// Minimum-cost assignment of rows to columns (square or rectangular), O(n³).
+pub fn hungarian(cost: &[Vec<f64>]) -> Vec<Option<usize>> {
+    let n_rows = cost.len();
+    let n_cols = cost.first().map_or(0, Vec::len);
+    let n = n_rows.max(n_cols);
+    if n == 0 {
+        return Vec::new();
+    }
+    let big = 1e9;
+    let c = |i: usize, j: usize| if i < n_rows && j < n_cols { cost[i][j] } else { big };
+    let (mut u, mut v) = (vec![0.0; n + 1], vec![0.0; n + 1]);
+    let (mut p, mut way) = (vec![0usize; n + 1], vec![0usize; n + 1]);
+    for i in 1..=n {
+        p[0] = i;
+        let mut j0 = 0;
+        let mut minv = vec![f64::INFINITY; n + 1];
+        let mut used = vec![false; n + 1];
+        loop {
+            used[j0] = true;
+            let i0 = p[j0];
+            let mut delta = f64::INFINITY;
+            let mut j1 = 0;
+            for j in 1..=n {
+                if !used[j] {
+                    let cur = c(i0 - 1, j - 1) - u[i0] - v[j];
+                    if cur < minv[j] {
+                        minv[j] = cur;
+                        way[j] = j0;
+                    }
+                    if minv[j] < delta {
+                        delta = minv[j];
+                        j1 = j;
+                    }
+                }
+            }
+            for j in 0..=n {
+                if used[j] {
+                    u[p[j]] += delta;
+                    v[j] -= delta;
+                } else {
+                    minv[j] -= delta;
+                }
+            }
+            j0 = j1;
+            if p[j0] == 0 {
+                break;
+            }
+        }
+        loop {
+            let j1 = way[j0];
+            p[j0] = p[j1];
+            j0 = j1;
+            if j0 == 0 {
+                break;
+            }
+        }
+    }
+    let mut out = vec![None; n_rows];
+    for j in 1..=n {
+        if p[j] > 0 && p[j] <= n_rows && j <= n_cols && cost[p[j] - 1][j - 1] < big / 2.0 {
+            out[p[j] - 1] = Some(j - 1);
+        }
+    }
+    out
+}
+
+impl Tracker {
+    pub fn new(config: TrackerConfig) -> Self {
+        Self { config, tracks: Vec::new(), next_id: 1 }
+    }
+
+    /// Confirmed tracks (seen at least `confirm_hits` times).
+    pub fn tracks(&self) -> Vec<TrackState> {
+        self.tracks.iter().filter(|t| t.state.hits >= self.config.confirm_hits).map(|t| t.state).collect()
+    }
+
+    /// Advances all tracks by `dt_secs` and updates them with this frame's observations.
+    pub fn step(&mut self, dt_secs: f64, obs: &[Observation]) {
+        let dt = dt_secs.clamp(0.0, 5.0);
+        let q = self.config.accel_sigma_mps2.powi(2);
+        let r = self.config.meas_sigma_m.powi(2);
+        for t in &mut self.tracks {
+            let x = t.x;
+            t.x = [x[0] + dt * x[2], x[1] + dt * x[3], x[2], x[3]];
+            let p = t.p;
+            let mut np = [[0.0; 4]; 4];
+            // P = F P F^T + Q for F = [[I, dt I], [0, I]].
+            for i in 0..4 {
+                for j in 0..4 {
+                    let f = |a: usize, b: usize| {
+                        if a == b {
+                            1.0
+                        } else if b == a + 2 && a < 2 {
+                            dt
+                        } else {
+                            0.0
+                        }
+                    };
+                    let mut acc = 0.0;
+                    for k in 0..4 {
+                        for l in 0..4 {
+                            acc += f(i, k) * p[k][l] * f(j, l);
+                        }
+                    }
+                    np[i][j] = acc;
+                }
+            }
+            for a in 0..2 {
+                np[a][a] += q * dt.powi(4) / 4.0;
+                np[a][a + 2] += q * dt.powi(3) / 2.0;
+                np[a + 2][a] += q * dt.powi(3) / 2.0;
+                np[a + 2][a + 2] += q * dt * dt;
+            }
+            t.p = np;
+            t.state.observation = None;
+        }
+        // Gated Mahalanobis costs.
+        let cost: Vec<Vec<f64>> = self
+            .tracks
+            .iter()
+            .map(|t| {
+                obs.iter()
+                    .map(|o| {
+                        let (dx, dy) = (o.x_m - t.x[0], o.y_m - t.x[1]);
+                        let (s00, s01, s11) = (t.p[0][0] + r, t.p[0][1], t.p[1][1] + r);
+                        let det = s00 * s11 - s01 * s01;
+                        let d2 = (s11 * dx * dx - 2.0 * s01 * dx * dy + s00 * dy * dy) / det.max(1e-12);
+                        if d2 < self.config.gate {
+                            d2
+                        } else {
+                            1e9
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let assignment = hungarian(&cost);
+        let mut used = vec![false; obs.len()];
+        for (ti, a) in assignment.iter().enumerate() {
+            let t = &mut self.tracks[ti];
+            match a {
+                Some(j) => {
+                    used[*j] = true;
+                    let o = obs[*j];
+                    let (s00, s01, s11) = (t.p[0][0] + r, t.p[0][1], t.p[1][1] + r);
+                    let det = (s00 * s11 - s01 * s01).max(1e-12);
+                    let si = [[s11 / det, -s01 / det], [-s01 / det, s00 / det]];
+                    let y = [o.x_m - t.x[0], o.y_m - t.x[1]];
+                    let mut k = [[0.0; 2]; 4];
+                    for i in 0..4 {
+                        for j2 in 0..2 {
+                            k[i][j2] = t.p[i][0] * si[0][j2] + t.p[i][1] * si[1][j2];
+                        }
+                    }
+                    for i in 0..4 {
+                        t.x[i] += k[i][0] * y[0] + k[i][1] * y[1];
+                    }
+                    let p = t.p;
+                    for i in 0..4 {
+                        for j2 in 0..4 {
+                            t.p[i][j2] = p[i][j2] - (k[i][0] * p[0][j2] + k[i][1] * p[1][j2]);
+                        }
+                    }
+                    t.state.hits += 1;
+                    t.state.misses = 0;
+                    t.state.class = o.class;
+                    t.state.observation = Some(*j);
+                }
+                None => t.state.misses += 1,
+            }
+            t.state.x_m = t.x[0];
+            t.state.y_m = t.x[1];
+            t.state.vx_mps = t.x[2];
+            t.state.vy_mps = t.x[3];
+        }
+        let max_misses = self.config.max_misses;
+        let confirm = self.config.confirm_hits;
+        // Tentative tracks die at their first miss; confirmed ones after `max_misses`.
+        self.tracks.retain(|t| t.state.misses <= if t.state.hits >= confirm { max_misses } else { 0 });
+        for (j, o) in obs.iter().enumerate().filter(|(j, _)| !used[*j]) {
+            let id = self.next_id;
+            self.next_id += 1;
+            let mut p = [[0.0; 4]; 4];
+            p[0][0] = r;
+            p[1][1] = r;
+            p[2][2] = 25.0;
+            p[3][3] = 25.0;
+            self.tracks.push(Track {
+                state: TrackState {
+                    id,
+                    x_m: o.x_m,
+                    y_m: o.y_m,
+                    vx_mps: 0.0,
+                    vy_mps: 0.0,
+                    class: o.class,
+                    hits: 1,
+                    misses: 0,
+                    observation: Some(j),
+                },
+                x: [o.x_m, o.y_m, 0.0, 0.0],
+                p,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hungarian_finds_the_optimum() {
+        let cost = vec![vec![4.0, 1.0, 3.0], vec![2.0, 0.0, 5.0], vec![3.0, 2.0, 2.0]];
+        // Optimum: 0->1 (1), 1->0 (2), 2->2 (2) = 5.
+        assert_eq!(hungarian(&cost), vec![Some(1), Some(0), Some(2)]);
+        let rect = vec![vec![1.0, 9.0, 9.0], vec![9.0, 9.0, 1.0]];
+        assert_eq!(hungarian(&rect), vec![Some(0), Some(2)]);
+        assert_eq!(hungarian(&[vec![1e9]]), vec![None]);
+    }
+
+    #[test]
+    fn keeps_ids_through_a_one_frame_miss() {
+        let mut t = Tracker::new(TrackerConfig::default());
+        let frame = |k: usize| {
+            vec![
+                Observation { x_m: 10.0 + k as f64, y_m: 0.0, class: 0 },
+                Observation { x_m: -5.0, y_m: 3.0 + 0.1 * k as f64, class: 1 },
+            ]
+        };
+        for k in 0..5 {
+            t.step(0.1 * 10.0, &frame(k));
+        }
+        let ids: Vec<u32> = t.tracks().iter().map(|s| s.id).collect();
+        assert_eq!(ids.len(), 2);
+        // Frame 5: the first object is not seen.
+        t.step(1.0, &frame(5)[1..]);
+        for k in 6..9 {
+            t.step(1.0, &frame(k));
+        }
+        let after: Vec<u32> = t.tracks().iter().map(|s| s.id).collect();
+        assert_eq!(after, ids, "ids must survive a one-frame miss");
+        let car = t.tracks().into_iter().find(|s| s.class == 0).unwrap();
+        assert!((car.vx_mps - 1.0).abs() < 0.2, "{car:?}");
+    }
+}
