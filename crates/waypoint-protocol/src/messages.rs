@@ -32,10 +32,13 @@ pub enum StreamName {
     Gps,
     /// Trajectory predictions for every agent, from the served `trajectory` model.
     Predictions,
+    /// Objects detected in each lidar sweep by the served `detection` model, and the tracks
+    /// built from them.
+    Tracks,
 }
 
 impl StreamName {
-    pub const ALL: [StreamName; 8] = [
+    pub const ALL: [StreamName; 9] = [
         StreamName::Scene,
         StreamName::Truth,
         StreamName::Lidar,
@@ -44,6 +47,7 @@ impl StreamName {
         StreamName::Imu,
         StreamName::Gps,
         StreamName::Predictions,
+        StreamName::Tracks,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -56,6 +60,7 @@ impl StreamName {
             StreamName::Imu => "imu",
             StreamName::Gps => "gps",
             StreamName::Predictions => "predictions",
+            StreamName::Tracks => "tracks",
         }
     }
 }
@@ -372,6 +377,45 @@ pub struct PredictionsMsg {
     pub sigma: Bulk,
 }
 
+/// One detected object in the world frame.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DetectedObject {
+    pub x_m: f64,
+    pub y_m: f64,
+    pub length_m: f64,
+    pub width_m: f64,
+    pub height_m: f64,
+    pub yaw_rad: f64,
+    /// `vehicle`, `pedestrian` or `cyclist`.
+    pub class: String,
+    pub score: f32,
+}
+
+/// One confirmed track in the world frame.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TrackedObject {
+    pub id: u32,
+    pub x_m: f64,
+    pub y_m: f64,
+    pub vx_mps: f64,
+    pub vy_mps: f64,
+    pub class: u8,
+    /// Frames since the track was last seen (0: seen in this sweep).
+    pub misses: u32,
+}
+
+/// `tracks` stream message: the detections of one lidar sweep and the confirmed tracks after
+/// it (`class`: 0 vehicle, 1 pedestrian, 2 cyclist).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TracksMsg {
+    pub seq: u64,
+    pub t_secs: f64,
+    pub model: String,
+    pub version: String,
+    pub detections: Vec<DetectedObject>,
+    pub tracks: Vec<TrackedObject>,
+}
+
 /// First message on every connection.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HelloMsg {
@@ -423,4 +467,5 @@ pub enum ServerMessage {
     Imu(ImuMsg),
     Gps(GpsMsg),
     Predictions(PredictionsMsg),
+    Tracks(TracksMsg),
 }

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod oip;
 pub mod oip_codec;
 pub mod onnx;
+pub mod perception;
 pub mod predictor;
 pub mod registry;
 pub mod repository;
@@ -77,10 +78,10 @@ impl AppState {
         }
         // Live predictions need a runtime to run requests on; without one (a caller outside
         // tokio) the scene streams without them.
-        let predictor = tokio::runtime::Handle::try_current()
-            .ok()
-            .map(|h| predictor::Predictor::new(registry.clone(), hub.clone(), h));
-        let scene = Arc::new(SceneRunner::spawn(&config, hub.clone(), metrics.clone(), predictor)?);
+        let handle = tokio::runtime::Handle::try_current().ok();
+        let predictor = handle.clone().map(|h| predictor::Predictor::new(registry.clone(), hub.clone(), h));
+        let perception = handle.as_ref().map(|h| perception::Perception::start(registry.clone(), hub.clone(), h));
+        let scene = Arc::new(SceneRunner::spawn(&config, hub.clone(), metrics.clone(), predictor, perception)?);
         Ok(Self { config: Arc::new(config), hub, scene, metrics, registry })
     }
 }

@@ -57,6 +57,7 @@ struct Loop {
     last: Option<Frame>,
     last_scene: Arc<Mutex<Option<SceneMsg>>>,
     predictor: Option<crate::predictor::Predictor>,
+    perception: Option<crate::perception::Perception>,
 }
 
 impl Loop {
@@ -80,6 +81,9 @@ impl Loop {
         }
         if let Some(p) = &mut self.predictor {
             p.on_frame(&frame);
+        }
+        if let (Some(p), Some(sweep)) = (&self.perception, frame.lidar.last()) {
+            p.offer(frame.seq, sweep);
         }
         self.last = Some(frame);
     }
@@ -143,6 +147,7 @@ impl SceneRunner {
         hub: Arc<Hub>,
         metrics: Arc<Metrics>,
         predictor: Option<crate::predictor::Predictor>,
+        perception: Option<crate::perception::Perception>,
     ) -> Result<Self, ServerError> {
         let mut scene = Scene::new(config.scene.clone()).map_err(|e| ServerError::Config(e.to_string()))?;
         if let Some(tracks) = &config.replay_tracks {
@@ -165,6 +170,7 @@ impl SceneRunner {
             last: None,
             last_scene: last_scene.clone(),
             predictor,
+            perception,
         };
         let (sd, rd, tb) = (shutdown.clone(), ready.clone(), t_bits.clone());
         let thread = std::thread::Builder::new()

@@ -285,6 +285,51 @@ mod predictions {
     }
 }
 
+mod perception {
+    use super::*;
+
+    #[tokio::test]
+    async fn lidar_sweeps_become_detections_and_tracks_near_real_agents() {
+        let server = TestServer::start(ServerConfig { speed: 3.0, ..ServerConfig::default() }).await;
+        let mut ws = server.connect(SUBPROTOCOL_MSGPACK).await;
+        next_msg(&mut ws).await;
+        send_json(
+            &mut ws,
+            SUBPROTOCOL_MSGPACK,
+            serde_json::json!({"type": "subscribe", "id": 1, "streams": ["tracks", "truth"]}),
+        )
+        .await;
+        let mut truth = None;
+        let mut near = 0;
+        let mut with_tracks = 0;
+        for _ in 0..40 {
+            let msg = wait_for(&mut ws, |m| match m {
+                ServerMessage::Truth(t) => {
+                    truth = Some(t.clone());
+                    None
+                }
+                ServerMessage::Tracks(t) => Some(t.clone()),
+                _ => None,
+            })
+            .await;
+            assert_eq!(msg.model, "detection");
+            let Some(t) = &truth else { continue };
+            if !msg.tracks.is_empty() {
+                with_tracks += 1;
+            }
+            // Detections lie on real agents (within a few metres of one).
+            near += msg
+                .detections
+                .iter()
+                .filter(|d| t.truth.agents.iter().any(|a| (a.x_m - d.x_m).hypot(a.y_m - d.y_m) < 3.0))
+                .count();
+        }
+        assert!(near >= 20, "only {near} detections near agents");
+        assert!(with_tracks >= 10, "confirmed tracks in only {with_tracks} sweeps");
+        server.stop().await;
+    }
+}
+
 mod commands {
     use super::*;
 
