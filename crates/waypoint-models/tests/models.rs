@@ -77,6 +77,31 @@ mod fusion {
     }
 
     #[test]
+    fn a_sensor_away_from_the_origin_gives_the_translated_estimate() {
+        let path = |t: f64| (2.0 + 3.0 * t, -4.0 + 1.5 * t, 3.0, 1.5);
+        let ms = measurements(path, 5.0, 4);
+        let origin = (100.0, -50.0);
+        let shifted: Vec<Measurement> = ms
+            .iter()
+            .map(|m| match *m {
+                Measurement::Lidar { t_secs, px_m, py_m } => {
+                    Measurement::Lidar { t_secs, px_m: px_m + origin.0, py_m: py_m + origin.1 }
+                }
+                radar => radar,
+            })
+            .collect();
+        let (mut a, mut b) = (Ukf::new(UkfConfig::default()), Ukf::new(UkfConfig::default()));
+        for (m, s) in ms.iter().zip(&shifted) {
+            let ea = a.process(m);
+            let eb = b.process_from(origin, s);
+            assert!(
+                (ea.px_m + origin.0 - eb.px_m).abs() < 1e-6 && (ea.vx_mps - eb.vx_mps).abs() < 1e-6,
+                "{ea:?} {eb:?}"
+            );
+        }
+    }
+
+    #[test]
     fn degenerate_rows_give_finite_output() {
         let rows = [
             Measurement::Radar { t_secs: 1000.0, rho_m: 0.0, phi_rad: 0.0, rho_dot_mps: 0.0 },

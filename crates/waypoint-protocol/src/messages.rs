@@ -404,8 +404,28 @@ pub struct TrackedObject {
     pub misses: u32,
 }
 
+/// The fused (lidar + radar, unscented Kalman filter) state of one track.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct FusedTrack {
+    pub id: u32,
+    pub x_m: f64,
+    pub y_m: f64,
+    pub vx_mps: f64,
+    pub vy_mps: f64,
+    pub yaw_rad: f64,
+    pub yaw_rate_rps: f64,
+    /// Trace of the position covariance, m².
+    pub pos_var_m2: f64,
+    /// Updates each sensor contributed to this track so far.
+    pub lidar_updates: u32,
+    pub radar_updates: u32,
+    /// Latest normalised innovation squared per sensor (2 and 3 degrees of freedom).
+    pub nis_lidar: Option<f64>,
+    pub nis_radar: Option<f64>,
+}
+
 /// `tracks` stream message: the detections of one lidar sweep and the confirmed tracks after
-/// it (`class`: 0 vehicle, 1 pedestrian, 2 cyclist).
+/// it (`class`: 0 vehicle, 1 pedestrian, 2 cyclist), with each track's fused state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TracksMsg {
     pub seq: u64,
@@ -414,6 +434,7 @@ pub struct TracksMsg {
     pub version: String,
     pub detections: Vec<DetectedObject>,
     pub tracks: Vec<TrackedObject>,
+    pub fused: Vec<FusedTrack>,
 }
 
 /// First message on every connection.

@@ -1,18 +1,24 @@
 //! Live perception: every lidar sweep of the scene goes through the served `detection` model's
 //! engine; detections are moved into the world frame and fed to a multi-object tracker; the
-//! result is published on the `tracks` stream. Sweeps are processed in order by one task; when
+//! result is published on the `tracks` stream. Each confirmed track also carries an unscented
+//! Kalman filter (CTRV) updated with its lidar detection and with the radar returns gated to
+//! it — the `fusion` model's filter, run per object. Sweeps are processed in order by one task; when
 //! it is still busy with an earlier sweep, a new one is skipped (counted in the logs), never
 //! queued without bound.
 
 use std::sync::Arc;
 
+use std::collections::BTreeMap;
 use tokio::sync::mpsc;
 use waypoint_models::detection::classifier::CLASSES;
+
 use waypoint_models::detection::tracker::{Observation, Tracker, TrackerConfig};
+use waypoint_models::fusion::ukf::UkfConfig;
+use waypoint_models::fusion::{Measurement, Ukf};
 use waypoint_models::{Tensor, TensorData};
 use waypoint_protocol::convert::StreamItem;
-use waypoint_protocol::{DetectedObject, ServerMessage, StreamName, TrackedObject, TracksMsg};
-use waypoint_sim::frame::LidarSweep;
+use waypoint_protocol::{DetectedObject, FusedTrack, ServerMessage, StreamName, TrackedObject, TracksMsg};
+use waypoint_sim::frame::{LidarSweep, RadarScan};
 use waypoint_sim::geometry::Vec2;
 
 use crate::hub::Hub;
@@ -24,17 +30,40 @@ pub const DETECTION_MODEL: &str = "detection";
 /// Handle that accepts sweeps.
 #[derive(Debug, Clone)]
 pub struct Perception {
-    tx: mpsc::Sender<(u64, LidarSweep)>,
+    tx: mpsc::Sender<Input>,
+}
+
+/// What one tick hands to perception: the sweep, the radar scans of the tick and the ego
+/// velocity (odometry) to remove the sensor's own motion from radar range rates.
+#[derive(Debug)]
+struct Input {
+    seq: u64,
+    sweep: LidarSweep,
+    radar: Vec<RadarScan>,
+    ego_velocity: (f64, f64),
+}
+
+/// Radar returns farther than this from a track are not associated with it, metres.
+const RADAR_GATE_M: f64 = 2.5;
+
+#[derive(Debug)]
+struct Fused {
+    ukf: Ukf,
+    lidar: u32,
+    radar: u32,
+    nis_lidar: Option<f64>,
+    nis_radar: Option<f64>,
 }
 
 impl Perception {
     /// Starts the perception task on the runtime.
     pub fn start(registry: Arc<Registry>, hub: Arc<Hub>, handle: &tokio::runtime::Handle) -> Self {
-        let (tx, mut rx) = mpsc::channel::<(u64, LidarSweep)>(1);
+        let (tx, mut rx) = mpsc::channel::<Input>(1);
         handle.spawn(async move {
             let mut tracker = Tracker::new(TrackerConfig::default());
+            let mut fused: BTreeMap<u32, Fused> = BTreeMap::new();
             let mut last_t: Option<f64> = None;
-            while let Some((seq, sweep)) = rx.recv().await {
+            while let Some(Input { seq, sweep, radar, ego_velocity }) = rx.recv().await {
                 let Ok(loaded) = registry.get(DETECTION_MODEL, None) else { continue };
                 let n = sweep.points.len();
                 let flat: Vec<f32> = sweep.points.iter().flatten().copied().collect();
@@ -80,8 +109,77 @@ impl Perception {
                 let dt = last_t.map_or(0.1, |t| (sweep.t_secs - t).max(0.0));
                 last_t = Some(sweep.t_secs);
                 tracker.step(dt, &obs);
-                let tracks = tracker
-                    .tracks()
+                let confirmed = tracker.tracks();
+                fused.retain(|id, _| confirmed.iter().any(|t| t.id == *id));
+                // Radar returns of the tick, in time order, then the lidar detection.
+                let mut scans: Vec<&RadarScan> = radar.iter().filter(|r| r.t_secs <= sweep.t_secs + 1e-9).collect();
+                scans.sort_by(|a, b| a.t_secs.total_cmp(&b.t_secs));
+                for t in &confirmed {
+                    let f = fused.entry(t.id).or_insert_with(|| Fused {
+                        ukf: Ukf::new(UkfConfig::default()),
+                        lidar: 0,
+                        radar: 0,
+                        nis_lidar: None,
+                        nis_radar: None,
+                    });
+                    for scan in &scans {
+                        let mount = (scan.world_from_sensor.x_m, scan.world_from_sensor.y_m);
+                        let best = scan
+                            .targets
+                            .iter()
+                            .map(|r| {
+                                let bearing = scan.world_from_sensor.yaw_rad + r.azimuth_rad;
+                                let pos = (mount.0 + r.range_m * bearing.cos(), mount.1 + r.range_m * bearing.sin());
+                                ((pos.0 - t.x_m).hypot(pos.1 - t.y_m), r, bearing)
+                            })
+                            .filter(|(d, _, _)| *d < RADAR_GATE_M)
+                            .min_by(|a, b| a.0.total_cmp(&b.0));
+                        if let Some((_, r, bearing)) = best {
+                            // Remove the ego's own motion from the range rate.
+                            let own = ego_velocity.0 * bearing.cos() + ego_velocity.1 * bearing.sin();
+                            let m = Measurement::Radar {
+                                t_secs: scan.t_secs,
+                                rho_m: r.range_m,
+                                phi_rad: bearing,
+                                rho_dot_mps: r.range_rate_mps + own,
+                            };
+                            let e = f.ukf.process_from(mount, &m);
+                            if e.nis.is_some() {
+                                f.radar += 1;
+                                f.nis_radar = e.nis;
+                            }
+                        }
+                    }
+                    if let Some(i) = t.observation {
+                        let d = &obs[i];
+                        let e = f.ukf.process(&Measurement::Lidar { t_secs: sweep.t_secs, px_m: d.x_m, py_m: d.y_m });
+                        f.lidar += 1;
+                        if e.nis.is_some() {
+                            f.nis_lidar = e.nis;
+                        }
+                    }
+                }
+                let fused_out: Vec<FusedTrack> = fused
+                    .iter()
+                    .map(|(id, f)| {
+                        let (x, p) = f.ukf.state();
+                        FusedTrack {
+                            id: *id,
+                            x_m: x[0],
+                            y_m: x[1],
+                            vx_mps: x[2] * x[3].cos(),
+                            vy_mps: x[2] * x[3].sin(),
+                            yaw_rad: x[3],
+                            yaw_rate_rps: x[4],
+                            pos_var_m2: p[(0, 0)] + p[(1, 1)],
+                            lidar_updates: f.lidar,
+                            radar_updates: f.radar,
+                            nis_lidar: f.nis_lidar,
+                            nis_radar: f.nis_radar,
+                        }
+                    })
+                    .collect();
+                let tracks = confirmed
                     .into_iter()
                     .map(|t| TrackedObject {
                         id: t.id,
@@ -100,6 +198,7 @@ impl Perception {
                     version: loaded.version.to_string(),
                     detections,
                     tracks,
+                    fused: fused_out,
                 };
                 hub.publish(&StreamItem::Ready(StreamName::Tracks, ServerMessage::Tracks(msg)));
             }
@@ -107,9 +206,11 @@ impl Perception {
         Self { tx }
     }
 
-    /// Offers a sweep; skipped when the previous one is still being processed.
-    pub fn offer(&self, seq: u64, sweep: &LidarSweep) {
-        if self.tx.try_send((seq, sweep.clone())).is_err() {
+    /// Offers a tick's sweep and radar scans; skipped when the previous sweep is still being
+    /// processed.
+    pub fn offer(&self, seq: u64, sweep: &LidarSweep, radar: &[RadarScan], ego_velocity: (f64, f64)) {
+        let input = Input { seq, sweep: sweep.clone(), radar: radar.to_vec(), ego_velocity };
+        if self.tx.try_send(input).is_err() {
             tracing::trace!(seq, "perception busy; sweep skipped");
         }
     }

@@ -83,7 +83,8 @@ impl Loop {
             p.on_frame(&frame);
         }
         if let (Some(p), Some(sweep)) = (&self.perception, frame.lidar.last()) {
-            p.offer(frame.seq, sweep);
+            let ego = &frame.truth.ego;
+            p.offer(frame.seq, sweep, &frame.radar, (ego.vx_mps, ego.vy_mps));
         }
         self.last = Some(frame);
     }

@@ -302,7 +302,9 @@ mod perception {
         let mut truth = None;
         let mut near = 0;
         let mut with_tracks = 0;
-        for _ in 0..40 {
+        let mut fused_near = 0;
+        let mut radar_fused = false;
+        for _ in 0..60 {
             let msg = wait_for(&mut ws, |m| match m {
                 ServerMessage::Truth(t) => {
                     truth = Some(t.clone());
@@ -317,6 +319,13 @@ mod perception {
             if !msg.tracks.is_empty() {
                 with_tracks += 1;
             }
+            for f in &msg.fused {
+                assert!(f.x_m.is_finite() && f.vx_mps.is_finite() && f.pos_var_m2.is_finite());
+                radar_fused |= f.radar_updates > 0 && f.nis_radar.is_some_and(f64::is_finite);
+                if f.lidar_updates >= 5 && t.truth.agents.iter().any(|a| (a.x_m - f.x_m).hypot(a.y_m - f.y_m) < 2.0) {
+                    fused_near += 1;
+                }
+            }
             // Detections lie on real agents (within a few metres of one).
             near += msg
                 .detections
@@ -326,6 +335,8 @@ mod perception {
         }
         assert!(near >= 20, "only {near} detections near agents");
         assert!(with_tracks >= 10, "confirmed tracks in only {with_tracks} sweeps");
+        assert!(fused_near >= 10, "only {fused_near} fused states near agents");
+        assert!(radar_fused, "no track was ever updated by radar");
         server.stop().await;
     }
 }
