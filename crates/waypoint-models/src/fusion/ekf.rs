@@ -3,7 +3,7 @@
 
 use nalgebra::{Matrix2x4, Matrix3x4, Matrix4, Vector4};
 
-use super::{normalize_angle, Estimate, Measurement, SensorNoise, MAX_GAP_SECS};
+use super::{classify, normalize_angle, Estimate, Measurement, SensorNoise, Step};
 
 /// EKF configuration.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -67,21 +67,14 @@ impl Ekf {
 
     pub fn process(&mut self, m: &Measurement) -> Estimate {
         let t = m.t_secs();
-        if !m.is_finite() {
-            return self.estimate(self.t_secs.unwrap_or(0.0), None);
-        }
-        let Some(t0) = self.t_secs else {
-            self.init(m);
-            return self.estimate(t, None);
+        let dt = match classify(self.t_secs, m) {
+            Step::Skip(at) => return self.estimate(at, None),
+            Step::Init => {
+                self.init(m);
+                return self.estimate(t, None);
+            }
+            Step::Advance(dt) => dt,
         };
-        let dt = t - t0;
-        if dt < 0.0 {
-            return self.estimate(t0, None);
-        }
-        if dt > MAX_GAP_SECS {
-            self.init(m);
-            return self.estimate(t, None);
-        }
         self.predict(dt);
         self.t_secs = Some(t);
         let nis = match *m {

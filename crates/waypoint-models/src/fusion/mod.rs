@@ -46,6 +46,33 @@ impl Measurement {
     }
 }
 
+/// What a filter does with a measurement, given the time of its last one (the rules in this
+/// module's documentation, shared by both filters).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Step {
+    /// Ignore it; report the current estimate at this time.
+    Skip(f64),
+    /// (Re)initialise from it.
+    Init,
+    /// Predict over this many seconds (possibly 0), then update.
+    Advance(f64),
+}
+
+pub(crate) fn classify(last_t: Option<f64>, m: &Measurement) -> Step {
+    if !m.is_finite() {
+        return Step::Skip(last_t.unwrap_or(0.0));
+    }
+    let Some(t0) = last_t else { return Step::Init };
+    let dt = m.t_secs() - t0;
+    if dt < 0.0 {
+        Step::Skip(t0)
+    } else if dt > MAX_GAP_SECS {
+        Step::Init
+    } else {
+        Step::Advance(dt)
+    }
+}
+
 /// Measurement noise (one sigma), shared by both filters.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SensorNoise {

@@ -6,7 +6,7 @@
 
 use nalgebra::{SMatrix, SVector};
 
-use super::{normalize_angle, Estimate, Measurement, SensorNoise, MAX_GAP_SECS};
+use super::{classify, normalize_angle, Estimate, Measurement, SensorNoise, Step};
 
 type V5 = SVector<f64, 5>;
 type M5 = SMatrix<f64, 5, 5>;
@@ -102,22 +102,15 @@ impl Ukf {
     /// Processes one measurement and returns the estimate after it.
     pub fn process(&mut self, m: &Measurement) -> Estimate {
         let t = m.t_secs();
-        if !m.is_finite() {
-            return self.estimate(self.t_secs.unwrap_or(0.0), None);
-        }
-        let Some(t0) = self.t_secs else {
-            self.init(m);
-            return self.estimate(t, None);
+        let dt = match classify(self.t_secs, m) {
+            // Non-finite or out of order: the filter does not go back in time.
+            Step::Skip(at) => return self.estimate(at, None),
+            Step::Init => {
+                self.init(m);
+                return self.estimate(t, None);
+            }
+            Step::Advance(dt) => dt,
         };
-        let dt = t - t0;
-        if dt < 0.0 {
-            // Out of order: the filter does not go back in time.
-            return self.estimate(t0, None);
-        }
-        if dt > MAX_GAP_SECS {
-            self.init(m);
-            return self.estimate(t, None);
-        }
         let mut rest = dt;
         while rest > 1e-9 {
             let step = rest.min(MAX_STEP_SECS);
