@@ -15,16 +15,19 @@ test("status page connects and counts live data on every stream", async () => {
     // Every stream has delivered messages and shows what it carried.
     await page.waitForFunction(
       () =>
-        ["scene", "truth", "lidar", "radar", "camera", "imu", "gps"].every(
+        ["scene", "truth", "lidar", "radar", "camera", "imu", "gps", "predictions", "tracks"].every(
           (s) => Number(document.querySelector(`#row-${s} .n`).textContent) > 2,
         ),
       null,
-      { timeout: 15000 },
+      { timeout: 25000 },
     );
     const lidarLast = await page.textContent("#row-lidar .last");
     const points = Number(lidarLast.split(" ")[0]);
     assert.ok(points > 1000, `lidar sweep of ${points} points`);
     assert.equal(await page.textContent("#agents"), "12");
+    // The models' streams say which model produced them.
+    assert.match(await page.textContent("#row-predictions .last"), /agents \(trajectory v1\)/);
+    assert.match(await page.textContent("#row-tracks .last"), /\d+ tracks, \d+ detections/);
     const t1 = Number(await page.textContent("#t"));
     await page.waitForTimeout(1200);
     const t2 = Number(await page.textContent("#t"));
