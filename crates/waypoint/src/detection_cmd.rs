@@ -272,6 +272,7 @@ fn eval_sim(det: &LidarDetector, as_json: bool) -> Result<()> {
     let ranges = [40.0, 25.0, 25.0];
     let (mut found, mut present, mut fp, mut tp_all) = ([0usize; 3], [0usize; 3], 0usize, 0usize);
     let (mut misses, mut switches, mut gt_total, mut track_secs) = (0usize, 0usize, 0usize, 0.0f64);
+    let (mut fp_near, mut fp_far, mut fp_duplicate) = (0usize, 0usize, 0usize);
     let mut ms = Vec::new();
     for seed in 0..4u64 {
         let mut cfg =
@@ -295,7 +296,8 @@ fn eval_sim(det: &LidarDetector, as_json: bool) -> Result<()> {
             tracker.step(0.1, &obs);
             let tracks = tracker.tracks();
             let mut matched_det = vec![false; dets.len()];
-            for a in &frame.truth.agents {
+            let mut evaluated_agent = vec![false; frame.truth.agents.len()];
+            for (ai, a) in frame.truth.agents.iter().enumerate() {
                 let k = simdata::class_of(a.kind);
                 let pos = Vec2::new(a.x_m, a.y_m);
                 if pos.dist(origin) > ranges[k] {
@@ -310,6 +312,7 @@ fn eval_sim(det: &LidarDetector, as_json: bool) -> Result<()> {
                 if rel_pts.count() < 10 {
                     continue;
                 }
+                evaluated_agent[ai] = true;
                 present[k] += 1;
                 gt_total += 1;
                 let hit = world
@@ -338,7 +341,34 @@ fn eval_sim(det: &LidarDetector, as_json: bool) -> Result<()> {
                 track_secs += 0.1;
             }
             tp_all += matched_det.iter().filter(|m| **m).count();
-            fp += matched_det.iter().zip(&dets).filter(|(m, d)| !**m && d.bbox.x_m.hypot(d.bbox.y_m) < 40.0).count();
+            // Unmatched detections within 40 m: on an agent that was evaluated, a duplicate or a
+            // wrong class (false positive); on an agent out of the evaluated range or barely
+            // visible, not counted; on no agent, clutter (false positive).
+            for (i, w) in world.iter().enumerate() {
+                if matched_det[i] || dets[i].bbox.x_m.hypot(dets[i].bbox.y_m) > 40.0 {
+                    continue;
+                }
+                let on = frame
+                    .truth
+                    .agents
+                    .iter()
+                    .enumerate()
+                    .find(|(_, a)| Vec2::new(a.x_m, a.y_m).dist(*w) < a.length_m.max(1.0));
+                match on {
+                    Some((ai, a)) if evaluated_agent[ai] => {
+                        fp += 1;
+                        fp_near += 1;
+                        if dets[i].class == simdata::class_of(a.kind) {
+                            fp_duplicate += 1;
+                        }
+                    }
+                    Some(_) => {}
+                    None => {
+                        fp += 1;
+                        fp_far += 1;
+                    }
+                }
+            }
         }
     }
     let recall: Vec<f64> = (0..3).map(|k| found[k] as f64 / present[k].max(1) as f64).collect();
@@ -350,6 +380,7 @@ fn eval_sim(det: &LidarDetector, as_json: bool) -> Result<()> {
         "recall_vehicle_40m": recall[0], "recall_pedestrian_25m": recall[1], "recall_cyclist_25m": recall[2],
         "precision_within_40m": precision, "mota": mota, "id_switches": switches, "id_switches_per_track_minute": switches_per_track_minute,
         "ms_per_sweep_hdl64e": mean_ms, "visible_agent_frames": gt_total,
+        "false_positives_on_agents": fp_near, "false_positives_duplicates": fp_duplicate, "false_positives_clutter": fp_far,
     });
     if as_json {
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -360,6 +391,7 @@ fn eval_sim(det: &LidarDetector, as_json: bool) -> Result<()> {
             recall[0], recall[1], recall[2]
         );
         println!("precision within 40 m {precision:.3}; MOTA {mota:.3}; id switches {switches} ({switches_per_track_minute:.2} per track-minute)");
+        println!("false positives: {fp_near} on evaluated agents ({fp_duplicate} duplicates of the right class, the rest a wrong class), {fp_far} on clutter");
         println!("{mean_ms:.1} ms per HDL-64E sweep");
     }
     Ok(())
