@@ -18,33 +18,6 @@ fn cross(o: (f64, f64), a: (f64, f64), b: (f64, f64)) -> f64 {
     (a.0 - o.0) * (b.1 - o.1) - (a.1 - o.1) * (b.0 - o.0)
 }
 
-/// Convex hull (monotone chain), counter-clockwise.
-pub fn hull(mut pts: Vec<(f64, f64)>) -> Vec<(f64, f64)> {
-    pts.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
-    pts.dedup();
-    if pts.len() < 3 {
-        return pts;
-    }
-    let mut lower: Vec<(f64, f64)> = Vec::new();
-    for p in &pts {
-        while lower.len() >= 2 && cross(lower[lower.len() - 2], lower[lower.len() - 1], *p) <= 0.0 {
-            lower.pop();
-        }
-        lower.push(*p);
-    }
-    let mut upper: Vec<(f64, f64)> = Vec::new();
-    for p in pts.iter().rev() {
-        while upper.len() >= 2 && cross(upper[upper.len() - 2], upper[upper.len() - 1], *p) <= 0.0 {
-            upper.pop();
-        }
-        upper.push(*p);
-    }
-    lower.pop();
-    upper.pop();
-    lower.extend(upper);
-    lower
-}
-
 /// Fits a box to points `[x, y, z, _]` standing on ground at `ground_z`. The length is the
 /// longer side; yaw is the direction of the length, in (-pi/2, pi/2].
 pub fn fit(points: &[[f32; 4]], ground_z: f64) -> Option<FittedBox> {
