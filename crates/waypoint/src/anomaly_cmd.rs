@@ -12,8 +12,17 @@ use waypoint_models::anomaly::{Detector, DetectorConfig};
 #[derive(Debug, Args)]
 pub struct EvalAnomalyArgs {
     /// NAB directory (with `data/` and `combined_windows.json`).
-    #[arg(long)]
-    pub nab: PathBuf,
+    #[arg(long, required_unless_present = "sim")]
+    pub nab: Option<PathBuf>,
+    /// Score the live sensor-health monitor on seeded simulated scenes with injected faults.
+    #[arg(long, conflicts_with = "nab")]
+    pub sim: bool,
+    /// Seeds of the simulated scenes (with `--sim`).
+    #[arg(long, value_delimiter = ',', default_values_t = [1u64, 2, 3])]
+    pub seeds: Vec<u64>,
+    /// Alarm threshold on the [0, 1] health score (with `--sim`).
+    #[arg(long, default_value_t = waypoint_models::anomaly::health::DEFAULT_THRESHOLD)]
+    pub threshold: f64,
     /// Write `OUT/waypoint/<category>/waypoint_<file>.csv` (timestamp,value,anomaly_score,label).
     #[arg(long)]
     pub results: Option<PathBuf>,
@@ -36,7 +45,8 @@ const SCOREBOARD: [(&str, [f64; 3]); 9] = [
 ];
 
 pub fn eval(a: EvalAnomalyArgs) -> Result<()> {
-    let corpus = read_corpus(&a.nab).with_context(|| format!("reading {}", a.nab.display()))?;
+    let Some(nab) = &a.nab else { return eval_sim(&a) };
+    let corpus = read_corpus(nab).with_context(|| format!("reading {}", nab.display()))?;
     let started = std::time::Instant::now();
     let samples: usize = corpus.iter().map(|s| s.values.len()).sum();
     let scores: Vec<Vec<f64>> = corpus
@@ -92,5 +102,44 @@ pub fn eval(a: EvalAnomalyArgs) -> Result<()> {
     for r in &results {
         println!("{:<20} threshold {:.4}: TP {} FP {} FN {}", r.profile.name, r.threshold, r.tp, r.fp, r.fn_);
     }
+    Ok(())
+}
+
+/// `--sim`: every fault kind on every sensor of seeded scenes, against the fault ground truth.
+fn eval_sim(a: &EvalAnomalyArgs) -> Result<()> {
+    let started = std::time::Instant::now();
+    let e = waypoint_models::anomaly::sim_eval::evaluate(&a.seeds, a.threshold);
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&e)?);
+        return Ok(());
+    }
+    println!(
+        "seeds {:?}, threshold {}, {:.0} s of clean driving: {} false alarms ({:.2} per 10 min); {:.1} s",
+        e.seeds,
+        e.threshold,
+        e.clean_secs,
+        e.false_alarms,
+        e.false_alarms_per_10min,
+        started.elapsed().as_secs_f64()
+    );
+    println!(
+        "{:<12} {:>7} {:>9} {:>7} {:>10} {:>10}",
+        "fault", "faults", "detected", "recall", "precision", "delay (s)"
+    );
+    for (kind, r) in &e.by_kind {
+        println!(
+            "{kind:<12} {:>7} {:>9} {:>7.2} {:>10.2} {:>10}",
+            r.faults,
+            r.detected,
+            r.recall,
+            r.precision,
+            r.mean_delay_secs.map_or("-".into(), |d| format!("{d:.2}"))
+        );
+    }
+    for (sensor, (d, n)) in &e.by_sensor {
+        println!("{sensor:<12} detected {d}/{n}");
+    }
+    println!("missed: {:?}", e.missed);
+    println!("false alarms by cause: {:?}", e.false_alarm_causes);
     Ok(())
 }

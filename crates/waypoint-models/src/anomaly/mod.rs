@@ -5,3 +5,5 @@ pub mod detector;
 pub mod nab;
 
 pub use detector::{Detector, DetectorConfig};
+pub mod health;
+pub mod sim_eval;
