@@ -35,10 +35,14 @@ pub enum StreamName {
     /// Objects detected in each lidar sweep by the served `detection` model, and the tracks
     /// built from them.
     Tracks,
+    /// Per-sensor health scores from the anomaly monitor, once per tick.
+    Health,
+    /// Online error of the served models against the scene's ground truth, once a second.
+    Evaluation,
 }
 
 impl StreamName {
-    pub const ALL: [StreamName; 9] = [
+    pub const ALL: [StreamName; 11] = [
         StreamName::Scene,
         StreamName::Truth,
         StreamName::Lidar,
@@ -48,6 +52,8 @@ impl StreamName {
         StreamName::Gps,
         StreamName::Predictions,
         StreamName::Tracks,
+        StreamName::Health,
+        StreamName::Evaluation,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -61,6 +67,8 @@ impl StreamName {
             StreamName::Gps => "gps",
             StreamName::Predictions => "predictions",
             StreamName::Tracks => "tracks",
+            StreamName::Health => "health",
+            StreamName::Evaluation => "evaluation",
         }
     }
 }
@@ -115,6 +123,10 @@ pub enum Command {
     /// Scene time per wall-clock second (1 = real time), 0.1 ..= 10.
     SetRate {
         speed: f64,
+    },
+    /// Alarm threshold of the sensor-health scores, in (0, 1].
+    SetThreshold {
+        value: f64,
     },
 }
 
@@ -437,6 +449,51 @@ pub struct TracksMsg {
     pub fused: Vec<FusedTrack>,
 }
 
+/// One sensor's health in a `health` message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SensorHealthMsg {
+    pub sensor: Sensor,
+    pub enabled: bool,
+    /// Anomaly score in [0, 1].
+    pub score: f64,
+    /// Score at or above the threshold.
+    pub alarm: bool,
+    /// The health feature that gave the score (empty when none scored).
+    pub cause: String,
+}
+
+/// `health` stream message: the anomaly monitor's scores after one tick. `faults` are the
+/// faults truly active during the tick (ground truth, for display and scoring).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HealthMsg {
+    pub seq: u64,
+    pub t_secs: f64,
+    pub threshold: f64,
+    /// Largest score over the enabled sensors.
+    pub combined: f64,
+    pub sensors: Vec<SensorHealthMsg>,
+    pub faults: Vec<FaultRecord>,
+}
+
+/// `evaluation` stream message: the online error of each served model, per version, against
+/// the scene's ground truth, over a sliding window. Fields are absent until there is data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvaluationMsg {
+    pub t_secs: f64,
+    pub models: Vec<ModelEvaluation>,
+}
+
+/// Online error of one model version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelEvaluation {
+    pub model: String,
+    pub version: String,
+    /// Named metrics (for example `ade_m`, `fde_m`, `recall`, `rmse_pos_m`).
+    pub metrics: std::collections::BTreeMap<String, f64>,
+    /// Samples behind the metrics.
+    pub samples: u64,
+}
+
 /// First message on every connection.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HelloMsg {
@@ -489,4 +546,6 @@ pub enum ServerMessage {
     Gps(GpsMsg),
     Predictions(PredictionsMsg),
     Tracks(TracksMsg),
+    Health(HealthMsg),
+    Evaluation(EvaluationMsg),
 }

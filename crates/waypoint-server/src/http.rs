@@ -27,6 +27,7 @@ pub async fn ready(State(state): State<AppState>) -> StatusCode {
 
 /// `GET /metrics` in the Prometheus text format.
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    let body = state.metrics.render(state.hub.queued_frame_bytes());
+    let mut body = state.metrics.render(state.hub.queued_frame_bytes());
+    body.push_str(&state.online.render());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

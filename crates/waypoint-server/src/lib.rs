@@ -16,6 +16,7 @@ pub mod inference;
 pub mod metrics;
 pub mod oip;
 pub mod oip_codec;
+pub mod online;
 pub mod onnx;
 pub mod perception;
 pub mod predictor;
@@ -59,6 +60,7 @@ pub struct AppState {
     pub scene: Arc<SceneRunner>,
     pub metrics: Arc<Metrics>,
     pub registry: Arc<Registry>,
+    pub online: Arc<online::OnlineEval>,
 }
 
 impl AppState {
@@ -78,11 +80,15 @@ impl AppState {
         }
         // Live predictions need a runtime to run requests on; without one (a caller outside
         // tokio) the scene streams without them.
+        let online = Arc::new(online::OnlineEval::default());
         let handle = tokio::runtime::Handle::try_current().ok();
-        let predictor = handle.clone().map(|h| predictor::Predictor::new(registry.clone(), hub.clone(), h));
-        let perception = handle.as_ref().map(|h| perception::Perception::start(registry.clone(), hub.clone(), h));
-        let scene = Arc::new(SceneRunner::spawn(&config, hub.clone(), metrics.clone(), predictor, perception)?);
-        Ok(Self { config: Arc::new(config), hub, scene, metrics, registry })
+        let predictor =
+            handle.clone().map(|h| predictor::Predictor::new(registry.clone(), hub.clone(), online.clone(), h));
+        let perception =
+            handle.as_ref().map(|h| perception::Perception::start(registry.clone(), hub.clone(), online.clone(), h));
+        let scene =
+            Arc::new(SceneRunner::spawn(&config, hub.clone(), metrics.clone(), online.clone(), predictor, perception)?);
+        Ok(Self { config: Arc::new(config), hub, scene, metrics, registry, online })
     }
 }
 

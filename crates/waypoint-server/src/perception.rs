@@ -57,7 +57,12 @@ struct Fused {
 
 impl Perception {
     /// Starts the perception task on the runtime.
-    pub fn start(registry: Arc<Registry>, hub: Arc<Hub>, handle: &tokio::runtime::Handle) -> Self {
+    pub fn start(
+        registry: Arc<Registry>,
+        hub: Arc<Hub>,
+        online: Arc<crate::online::OnlineEval>,
+        handle: &tokio::runtime::Handle,
+    ) -> Self {
         let (tx, mut rx) = mpsc::channel::<Input>(1);
         handle.spawn(async move {
             let mut tracker = Tracker::new(TrackerConfig::default());
@@ -191,6 +196,7 @@ impl Perception {
                         misses: t.misses,
                     })
                     .collect();
+                online.record_perception(&loaded.model, &loaded.version.to_string(), seq, &detections, &fused_out);
                 let msg = TracksMsg {
                     seq,
                     t_secs: sweep.t_secs,

@@ -14,6 +14,7 @@ use waypoint_protocol::{Bulk, PredictionsMsg, ServerMessage, StreamName};
 use waypoint_sim::Frame;
 
 use crate::hub::Hub;
+use crate::online::OnlineEval;
 use crate::registry::Registry;
 
 /// Models tried in order for the live predictions.
@@ -24,14 +25,20 @@ pub const LIVE_MODELS: [&str; 2] = ["trajectory", "trajectory_cv"];
 pub struct Predictor {
     registry: Arc<Registry>,
     hub: Arc<Hub>,
+    online: Arc<OnlineEval>,
     handle: tokio::runtime::Handle,
     histories: BTreeMap<u32, VecDeque<[f32; 2]>>,
     next_sample_secs: f64,
 }
 
 impl Predictor {
-    pub fn new(registry: Arc<Registry>, hub: Arc<Hub>, handle: tokio::runtime::Handle) -> Self {
-        Self { registry, hub, handle, histories: BTreeMap::new(), next_sample_secs: 0.0 }
+    pub fn new(
+        registry: Arc<Registry>,
+        hub: Arc<Hub>,
+        online: Arc<OnlineEval>,
+        handle: tokio::runtime::Handle,
+    ) -> Self {
+        Self { registry, hub, online, handle, histories: BTreeMap::new(), next_sample_secs: 0.0 }
     }
 
     /// Forgets every history (after a reset).
@@ -72,6 +79,7 @@ impl Predictor {
         let ids: Vec<u32> = ready.iter().map(|r| r.0).collect();
         let data: Vec<f32> = ready.into_iter().flat_map(|r| r.1).collect();
         let (registry, hub, seq, t) = (self.registry.clone(), self.hub.clone(), frame.seq, frame.t_secs);
+        let online = self.online.clone();
         self.handle.spawn(async move {
             let Some(model) = LIVE_MODELS.iter().find(|m| registry.get(m, None).is_ok()) else { return };
             let Ok(input) = Tensor::new("history", vec![ids.len(), OBS_STEPS, 2], TensorData::F32(data)) else {
@@ -83,6 +91,7 @@ impl Predictor {
                         out.outputs.iter().find(|o| o.name == name).and_then(|o| o.as_f32().ok().map(<[f32]>::to_vec))
                     };
                     let Some(traj) = find("trajectory") else { return };
+                    online.record_predictions(&loaded.model, &loaded.version.to_string(), t, &ids, &traj);
                     let sigma = find("sigma").unwrap_or_else(|| vec![0.0; ids.len() * PRED_STEPS * 2]);
                     let msg = PredictionsMsg {
                         seq,

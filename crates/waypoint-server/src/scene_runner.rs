@@ -9,13 +9,15 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
+use waypoint_models::anomaly::health::HealthMonitor;
 use waypoint_protocol::convert::{stream_items, SceneStatus, StreamItem};
-use waypoint_protocol::{Command, ReplyBody, SceneMsg, ServerMessage, StreamName};
+use waypoint_protocol::{Command, HealthMsg, ReplyBody, SceneMsg, SensorHealthMsg, ServerMessage, StreamName};
 use waypoint_sim::fault::{FaultSpec, Sensor};
 use waypoint_sim::{Frame, Scene};
 
 use crate::hub::Hub;
 use crate::metrics::Metrics;
+use crate::online::OnlineEval;
 use crate::{ServerConfig, ServerError};
 
 /// Why a command failed.
@@ -58,6 +60,8 @@ struct Loop {
     last_scene: Arc<Mutex<Option<SceneMsg>>>,
     predictor: Option<crate::predictor::Predictor>,
     perception: Option<crate::perception::Perception>,
+    health: HealthMonitor,
+    online: Arc<OnlineEval>,
 }
 
 impl Loop {
@@ -86,7 +90,38 @@ impl Loop {
             let ego = &frame.truth.ego;
             p.offer(frame.seq, sweep, &frame.radar, (ego.vx_mps, ego.vy_mps));
         }
+        self.publish_health(&frame);
+        if let Some(msg) = self.online.on_frame(frame.seq, &frame.truth) {
+            self.hub.publish(&StreamItem::Ready(StreamName::Evaluation, ServerMessage::Evaluation(msg)));
+        }
         self.last = Some(frame);
+    }
+
+    /// Scores the sensors' health on this tick and publishes it.
+    fn publish_health(&mut self, frame: &Frame) {
+        let enabled = Sensor::ALL.map(|s| self.scene.sensor_enabled(s));
+        let scores = self.health.update(frame, enabled);
+        let sensors: Vec<SensorHealthMsg> = scores
+            .iter()
+            .map(|h| SensorHealthMsg {
+                sensor: h.sensor,
+                enabled: h.enabled,
+                score: h.score,
+                alarm: h.alarm,
+                cause: h.cause.to_string(),
+            })
+            .collect();
+        self.online.record_health(scores.map(|h| h.alarm), &frame.truth);
+        let combined = scores.iter().filter(|h| h.enabled).map(|h| h.score).fold(0.0, f64::max);
+        let msg = HealthMsg {
+            seq: frame.seq,
+            t_secs: frame.t_secs,
+            threshold: self.health.threshold,
+            combined,
+            sensors,
+            faults: frame.truth.faults.clone(),
+        };
+        self.hub.publish(&StreamItem::Ready(StreamName::Health, ServerMessage::Health(msg)));
     }
 
     fn remember(&self, item: &StreamItem) {
@@ -114,6 +149,9 @@ impl Loop {
             Command::Stop => self.running = false,
             Command::Reset { seed } => {
                 self.scene.reset(seed).map_err(refused)?;
+                let threshold = self.health.threshold;
+                self.health = HealthMonitor::new();
+                self.health.threshold = threshold;
                 if let Some(p) = &mut self.predictor {
                     p.clear();
                 }
@@ -136,6 +174,12 @@ impl Loop {
                 }
                 self.speed = speed;
             }
+            Command::SetThreshold { value } => {
+                if !(value > 0.0 && value <= 1.0) {
+                    return Err(CommandError::Refused("threshold must be within (0, 1]".into()));
+                }
+                self.health.threshold = value;
+            }
         }
         Ok(reply)
     }
@@ -147,6 +191,7 @@ impl SceneRunner {
         config: &ServerConfig,
         hub: Arc<Hub>,
         metrics: Arc<Metrics>,
+        online: Arc<OnlineEval>,
         predictor: Option<crate::predictor::Predictor>,
         perception: Option<crate::perception::Perception>,
     ) -> Result<Self, ServerError> {
@@ -172,6 +217,8 @@ impl SceneRunner {
             last_scene: last_scene.clone(),
             predictor,
             perception,
+            health: HealthMonitor::new(),
+            online,
         };
         let (sd, rd, tb) = (shutdown.clone(), ready.clone(), t_bits.clone());
         let thread = std::thread::Builder::new()
