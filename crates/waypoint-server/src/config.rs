@@ -32,6 +32,9 @@ pub struct ServerConfig {
     pub repository_poll_secs: Option<u64>,
     /// Largest HTTP request body, bytes (after decompression).
     pub max_request_bytes: usize,
+    /// LightningChart JS licence key handed to the dashboard (`WAYPOINT_LCJS_LICENSE`); without
+    /// one the dashboard draws with its open-source renderer.
+    pub lcjs_license: Option<String>,
 }
 
 /// The repository shipped with the project: `models/` in the working directory when there is
@@ -60,6 +63,7 @@ impl Default for ServerConfig {
             model_repository: default_model_repository(),
             repository_poll_secs: None,
             max_request_bytes: 64 << 20,
+            lcjs_license: None,
         }
     }
 }

@@ -9,6 +9,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
+use std::sync::atomic::Ordering;
 use waypoint_protocol::Command;
 
 use crate::error::AppError;
@@ -25,6 +26,108 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/scene/commands", post(command))
         .route("/api/v1/models", get(models))
         .route("/api/v1/models/{model}/config", get(model_config).patch(patch_config))
+        .route("/api/v1/models/{model}/history", get(history))
+        .route("/api/v1/stats", get(stats))
+        .route("/api/v1/map", get(map))
+        .route("/api/v1/dashboard", get(dashboard))
+}
+
+/// What the dashboard needs to start: the server's version and the chart renderer's licence.
+async fn dashboard(State(s): State<AppState>) -> Json<Value> {
+    Json(json!({
+        "server": concat!("waypoint ", env!("CARGO_PKG_VERSION")),
+        "lcjs_license": s.config.lcjs_license,
+    }))
+}
+
+/// The static map of the scene (roads, sidewalks, crosswalks, buildings and poles), metres.
+async fn map() -> Json<Value> {
+    use waypoint_sim::map::{self, Map};
+    let m = Map::intersection();
+    let obstacles: Vec<Value> = m
+        .obstacles
+        .iter()
+        .map(|o| {
+            json!({"x_m": o.center.x, "y_m": o.center.y, "length_m": o.length_m, "width_m": o.width_m,
+                   "height_m": o.height_m, "yaw_rad": o.yaw_rad})
+        })
+        .collect();
+    let crosswalks: Vec<Value> = m
+        .walk_edges
+        .iter()
+        .filter(|e| e.crosswalk)
+        .map(|e| {
+            let (a, b) = (m.walk_nodes[e.a].pos, m.walk_nodes[e.b].pos);
+            json!([a.x, a.y, b.x, b.y])
+        })
+        .collect();
+    Json(json!({
+        "road_half_width_m": map::ROAD_HALF_WIDTH_M,
+        "lane_offset_m": map::LANE_OFFSET_M,
+        "sidewalk_outer_m": map::SIDEWALK_OUTER_M,
+        "arm_length_m": map::ARM_LENGTH_M,
+        "stop_line_m": map::STOP_LINE_M,
+        "obstacles": obstacles,
+        "crosswalks": crosswalks,
+    }))
+}
+
+/// Serving statistics per model version: request counts, latency percentiles (from the
+/// histograms), batch sizes, queue depth; and each model's loaded versions and online error.
+async fn stats(State(s): State<AppState>) -> Json<Value> {
+    let ms = |v: Option<f64>| v.map(|x| x * 1e3);
+    let versions: Vec<Value> = s
+        .metrics
+        .all_versions()
+        .into_iter()
+        .map(|((model, version), m)| {
+            let online = s.online.summary(&model, &version.to_string()).map(|(m, _)| m);
+            json!({
+                "model": model,
+                "version": version.to_string(),
+                "ok": m.ok.load(Ordering::Relaxed),
+                "failed": m.failed.load(Ordering::Relaxed) + m.bad_request.load(Ordering::Relaxed),
+                "rejected": m.rejected.load(Ordering::Relaxed),
+                "rows": m.rows.load(Ordering::Relaxed),
+                "batches": m.batches.load(Ordering::Relaxed),
+                "in_flight": m.in_flight.load(Ordering::Relaxed),
+                "queue_depth": m.queue_depth.load(Ordering::Relaxed),
+                "latency_ms": {"p50": ms(m.request.quantile(0.5)), "p90": ms(m.request.quantile(0.9)),
+                               "p99": ms(m.request.quantile(0.99)), "mean": ms(m.request.mean())},
+                "batch_size": {"mean": m.batch.mean(), "p99": m.batch.quantile(0.99)},
+                "online": online,
+            })
+        })
+        .collect();
+    let models: Vec<Value> = s
+        .registry
+        .loaded()
+        .into_iter()
+        .filter_map(|name| {
+            let (_, versions) = s.registry.versions(&name)?;
+            Some(json!({"name": name, "versions": versions}))
+        })
+        .collect();
+    Json(json!({"t_secs": s.scene.t_secs(), "models": models, "versions": versions}))
+}
+
+/// The versions of a model on disk with their training reports (`train.json`), for the
+/// dashboard's learning panel.
+async fn history(State(s): State<AppState>, Path(model): Path<String>) -> Result<Json<Value>, AppError> {
+    let repo = s.registry.repository();
+    let on_disk = repo.versions_on_disk(&model).map_err(|e| AppError::NotFound(e.to_string()))?;
+    let loaded = s.registry.versions(&model).map(|(_, v)| v).unwrap_or_default();
+    let mut out = Vec::new();
+    for v in on_disk {
+        let report = repo
+            .version_dir(&model, v)
+            .ok()
+            .and_then(|d| std::fs::read(d.join("train.json")).ok())
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+        let online = s.online.summary(&model, &v.to_string()).map(|(m, _)| m);
+        out.push(json!({"version": v.to_string(), "loaded": loaded.contains(&v), "train": report, "online": online}));
+    }
+    Ok(Json(json!({"model": model, "versions": out})))
 }
 
 async fn openapi() -> impl IntoResponse {

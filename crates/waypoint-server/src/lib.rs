@@ -102,7 +102,13 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(v2)
         .merge(api)
-        .route("/", get(http::index))
+        .merge(
+            Router::new()
+                .route("/", get(http::index))
+                .route("/assets/{*path}", get(http::asset))
+                .layer(CompressionLayer::new()),
+        )
+        .route("/status", get(http::status_page))
         .route("/ws", get(ws::ws_handler))
         .route("/v2/health/live", get(http::live))
         .route("/v2/health/ready", get(http::ready))

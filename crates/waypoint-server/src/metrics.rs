@@ -66,6 +66,33 @@ impl Histogram {
         self.count.load(Ordering::Relaxed)
     }
 
+    /// Mean of the recorded values (none before the first).
+    pub fn mean(&self) -> Option<f64> {
+        let n = self.count();
+        (n > 0).then(|| self.sum_nanos.load(Ordering::Relaxed) as f64 * 1e-9 / n as f64)
+    }
+
+    /// The `q` quantile estimated by linear interpolation within its bucket, as Prometheus'
+    /// `histogram_quantile` does (none before the first value).
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let n = self.count();
+        if n == 0 {
+            return None;
+        }
+        let rank = q.clamp(0.0, 1.0) * n as f64;
+        let mut below = 0.0;
+        let mut lower = 0.0;
+        for (b, c) in self.bounds.iter().zip(&self.counts) {
+            let c = c.load(Ordering::Relaxed) as f64;
+            if below + c >= rank && c > 0.0 {
+                return Some(lower + (b - lower) * ((rank - below) / c));
+            }
+            below += c;
+            lower = *b;
+        }
+        Some(lower)
+    }
+
     fn render(&self, out: &mut String, name: &str, labels: &str) {
         let mut cumulative = 0;
         let sep = if labels.is_empty() { "" } else { "," };
@@ -155,6 +182,11 @@ impl Default for Histogram {
 
 impl Metrics {
     /// The metrics of a model version (created on first use, kept for the process lifetime).
+    /// Every model version with metrics, in name and version order.
+    pub fn all_versions(&self) -> Vec<((String, u64), Arc<VersionMetrics>)> {
+        self.versions.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
     pub fn version(&self, model: &str, version: u64) -> Arc<VersionMetrics> {
         let mut m = self.versions.lock().unwrap_or_else(|p| p.into_inner());
         m.entry((model.to_string(), version)).or_default().clone()

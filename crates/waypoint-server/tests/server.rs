@@ -142,8 +142,22 @@ mod health {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert!(ready);
-        let page = reqwest::get(format!("{base}/")).await.unwrap().text().await.unwrap();
+        let page = reqwest::get(format!("{base}/status")).await.unwrap().text().await.unwrap();
         assert!(page.contains("waypoint.v1.msgpack"));
+        // The dashboard at `/` loads its script from `/assets/`, served gzipped and cacheable.
+        let index = reqwest::get(format!("{base}/")).await.unwrap().text().await.unwrap();
+        let script = index.split("src=\"/assets/").nth(1).and_then(|s| s.split('"').next()).expect("a module script");
+        let client = reqwest::Client::new();
+        let js = client.get(format!("{base}/assets/{script}")).header("accept-encoding", "gzip").send().await.unwrap();
+        assert_eq!(js.status(), 200);
+        assert_eq!(js.headers()["content-encoding"], "gzip");
+        assert!(js.headers()["cache-control"].to_str().unwrap().contains("immutable"));
+        assert_eq!(reqwest::get(format!("{base}/assets/nope.js")).await.unwrap().status(), 404);
+        for path in ["/api/v1/dashboard", "/api/v1/map", "/api/v1/stats"] {
+            let r = reqwest::get(format!("{base}{path}")).await.unwrap();
+            assert_eq!(r.status(), 200, "{path}");
+            let _: serde_json::Value = r.json().await.unwrap();
+        }
         server.stop().await;
     }
 

@@ -105,6 +105,10 @@ pub struct ServeArgs {
     /// Replay pedestrian tracks from an ETH/UCY file instead of simulated agents.
     #[arg(long, env = "WAYPOINT_REPLAY_TRACKS")]
     pub replay_tracks: Option<PathBuf>,
+    /// LightningChart JS licence key for the dashboard's charts (default: the open-source
+    /// renderer).
+    #[arg(long, env = "WAYPOINT_LCJS_LICENSE", hide_env_values = true)]
+    pub lcjs_license: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -155,6 +159,7 @@ fn server_config(args: &ServeArgs) -> Result<ServerConfig> {
             .unwrap_or_else(waypoint_server::config::default_model_repository),
         repository_poll_secs: Some(args.repository_poll_secs).filter(|s| *s > 0),
         max_request_bytes: args.max_request_bytes,
+        lcjs_license: args.lcjs_license.clone().filter(|k| !k.trim().is_empty()),
         ..ServerConfig::default()
     })
 }

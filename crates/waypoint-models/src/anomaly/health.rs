@@ -19,7 +19,7 @@ use super::detector::{Detector, DetectorConfig};
 pub const PERSISTENCE: usize = 3;
 
 /// Default alarm threshold on the [0, 1] scores.
-pub const DEFAULT_THRESHOLD: f64 = 0.995;
+pub const DEFAULT_THRESHOLD: f64 = 0.99;
 
 fn feature_detector() -> Detector {
     Detector::new(DetectorConfig {
@@ -87,8 +87,10 @@ impl Channel {
     fn score(&mut self, now_secs: f64, features: &[Option<f64>]) -> (f64, &'static str) {
         let mut best = (0.0, "");
         for (i, f) in features.iter().enumerate() {
+            // The detector's output is the probability that the evidence is unusual, 0.5 when it
+            // is typical; rescale so that typical is 0 and certain is 1.
             let s = match f {
-                Some(x) => self.detectors[i].update(*x),
+                Some(x) => (2.0 * self.detectors[i].update(*x) - 1.0).max(0.0),
                 None => self.last_scores[i] * 0.8,
             };
             self.last_scores[i] = s;

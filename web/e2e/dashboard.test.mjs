@@ -1,0 +1,181 @@
+// The dashboard at `/` against the real server in headless Chromium: every panel draws data,
+// every control has its effect on the server, the page reconnects after a restart, and the
+// LightningChart JS path falls back cleanly without a valid key.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { launchBrowser, startServer, watchErrors } from "./harness.mjs";
+
+const wp = (page, expr) => page.evaluate(expr);
+
+async function openDashboard(browser, url, query = "") {
+  const page = await browser.context.newPage();
+  const errors = watchErrors(page);
+  await page.goto(url + "/" + query);
+  await page.waitForFunction(() => window.__waypoint !== undefined, null, { timeout: 15000 });
+  return { page, errors };
+}
+
+/** The number of distinct colours in a canvas (a blank canvas has one). */
+async function canvasColours(page, selector) {
+  return page.evaluate((sel) => {
+    const c = document.querySelector(sel);
+    const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+    const seen = new Set();
+    for (let i = 0; i < d.length; i += 16) seen.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]);
+    return seen.size;
+  }, selector);
+}
+
+test("every panel draws live data, every control acts on the server, without errors", async () => {
+  const server = startServer();
+  const url = await server.url;
+  const browser = await launchBrowser();
+  try {
+    const { page, errors } = await openDashboard(browser, url);
+    assert.equal(await wp(page, () => window.__waypoint.renderer), "uPlot");
+    assert.equal(await page.isVisible("#renderer-note"), false);
+    await page.waitForFunction(() => document.getElementById("conn").dataset.state === "open", null, { timeout: 10000 });
+    // Scene: agents drawn, a lidar sweep drawn, the canvas is not blank.
+    await page.waitForFunction(() => window.__waypoint.agents() === 12 && window.__waypoint.lidarDrawn() > 1000, null, {
+      timeout: 15000,
+    });
+    assert.ok((await canvasColours(page, ".scene-canvas")) > 8, "scene canvas has content");
+    // Panels below the fold do not draw (the learning panel is off screen at 1280x800)...
+    await page.waitForTimeout(3000);
+    assert.equal(await wp(page, () => window.__waypoint.draws().learning), 0, "an off-screen panel drew");
+    // ...and draw once they are on screen.
+    await page.setViewportSize({ width: 1280, height: 2200 });
+    // Every chart panel has drawn points (trajectory errors need 3.2 s of history + 4.8 s).
+    await page.waitForFunction(
+      () => {
+        const p = window.__waypoint.points();
+        return ["health", "trajectory", "detection", "fusion", "performance", "learning"].every(
+          (k) => p[k].length > 0 && p[k].every((n) => n > 0),
+        );
+      },
+      null,
+      { timeout: 40000 },
+    );
+    for (const id of ["health", "trajectory", "detection", "fusion", "performance", "learning"]) {
+      assert.equal(await page.isVisible(`#panel-${id} .empty`), false, `${id} still says no data`);
+      assert.ok((await canvasColours(page, `#panel-${id} canvas`)) > 3, `${id} chart canvas has content`);
+    }
+    assert.match(await page.textContent("#panel-detection .bars"), /vehicle/);
+    assert.match(await page.textContent("#panel-performance table"), /trajectory/);
+
+    // Add agent: one more agent in the stream.
+    await page.selectOption("#agent-kind", "pedestrian");
+    await page.click("#add-agent");
+    await page.waitForFunction(() => window.__waypoint.agents() === 13, null, { timeout: 5000 });
+    assert.match(await page.textContent("#command-status"), /agent \d+ added/);
+
+    // Inject a dropout on the radar: its anomaly score rises to an alarm.
+    await page.selectOption("#fault-sensor", "radar");
+    await page.selectOption("#fault-kind", "dropout");
+    await page.fill("#fault-duration", "4");
+    const before = Number(await page.getAttribute('.chip[data-sensor="radar"]', "data-score"));
+    await page.click("#inject-fault");
+    await page.waitForFunction(
+      () => document.querySelector('.chip[data-sensor="radar"]')?.classList.contains("alarm"),
+      null,
+      { timeout: 6000 },
+    );
+    const during = Number(await page.getAttribute('.chip[data-sensor="radar"]', "data-score"));
+    assert.ok(during > before && during >= 0.99, `radar score ${before} -> ${during}`);
+    assert.match(await page.textContent("#command-status"), /dropout on radar/);
+
+    // Threshold slider: the health stream reports the new threshold.
+    await page.evaluate(() => {
+      const s = document.getElementById("threshold");
+      s.value = "0.9";
+      s.dispatchEvent(new Event("input"));
+      s.dispatchEvent(new Event("change"));
+    });
+    await page.waitForFunction(() => /set_threshold: ok/.test(document.getElementById("command-status").textContent), null, {
+      timeout: 5000,
+    });
+
+    // Disable a sensor: the scene reports it off and its chip says so.
+    await page.uncheck("#sensor-camera");
+    await page.waitForFunction(() => document.querySelector('.chip[data-sensor="camera"]')?.classList.contains("off"), null, {
+      timeout: 5000,
+    });
+    await page.check("#sensor-camera");
+
+    // Stop and start.
+    await page.click("#run");
+    await page.waitForFunction(() => document.getElementById("run").textContent === "Start", null, { timeout: 5000 });
+    await page.click("#run");
+    await page.waitForFunction(() => document.getElementById("run").textContent === "Stop", null, { timeout: 5000 });
+
+    // Clear, then reset with a seed: the agents come back, with that seed.
+    await page.click("#clear");
+    await page.waitForFunction(() => window.__waypoint.agents() === 0, null, { timeout: 5000 });
+    await page.fill("#seed", "7");
+    await page.click("#reset");
+    await page.waitForFunction(() => /seed 7 · 12 agents/.test(document.querySelector(".scene-info").textContent), null, {
+      timeout: 5000,
+    });
+
+    // A bad command is reported on the page, not thrown.
+    await page.fill("#fault-duration", "-3");
+    await page.click("#inject-fault");
+    await page.waitForFunction(() => /inject_fault failed/.test(document.getElementById("command-status").textContent), null, {
+      timeout: 5000,
+    });
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+    await server.stop();
+  }
+});
+
+test("the dashboard reconnects by itself after the server restarts", async () => {
+  let server = startServer();
+  const url = await server.url;
+  const addr = url.replace("http://", "");
+  const browser = await launchBrowser();
+  try {
+    const { page, errors } = await openDashboard(browser, url);
+    await page.waitForFunction(() => document.getElementById("conn").dataset.state === "open", null, { timeout: 10000 });
+    await server.stop();
+    await page.waitForFunction(() => document.getElementById("conn").dataset.state === "closed", null, { timeout: 10000 });
+    server = startServer([], addr);
+    await server.url;
+    await page.waitForFunction(() => document.getElementById("conn").dataset.state === "open", null, { timeout: 20000 });
+    const draws = await wp(page, () => window.__waypoint.draws().scene);
+    await page.waitForFunction((d) => window.__waypoint.draws().scene > d + 5, draws, { timeout: 10000 });
+    // The WebSocket error of the failed reconnection attempts is the browser's, not the page's.
+    assert.deepEqual(
+      errors.filter((e) => !/WebSocket connection to .* failed/.test(e)),
+      [],
+    );
+  } finally {
+    await browser.close();
+    await server.stop();
+  }
+});
+
+for (const [name, args, query, pattern] of [
+  ["a bogus LightningChart key", ["--lcjs-license", "bogus-key-123"], "", /invalid/i],
+  ["LightningChart without a key", [], "?renderer=lcjs", /not supplied/i],
+]) {
+  test(`with ${name} the page falls back to uPlot and says why`, async () => {
+    const server = startServer(args);
+    const url = await server.url;
+    const browser = await launchBrowser();
+    try {
+      const { page, errors } = await openDashboard(browser, url, query);
+      assert.equal(await wp(page, () => window.__waypoint.renderer), "uPlot");
+      const note = await page.textContent("#renderer-note");
+      assert.match(note, /LightningChart JS was not used/);
+      assert.match(note, pattern);
+      assert.equal(await page.getAttribute("#renderer-note", "data-renderer"), "fallback");
+      await page.waitForFunction(() => window.__waypoint.points().health[0] > 0, null, { timeout: 15000 });
+      assert.deepEqual(errors, []);
+    } finally {
+      await browser.close();
+      await server.stop();
+    }
+  });
+}

@@ -1,0 +1,155 @@
+// The operator's controls. Each sends a scene command (through the worker's WebSocket) or a
+// model-routing request and shows what came back.
+
+import { CLASSES, FAULTS, SENSORS, type SceneMsg, type StatsSnapshot } from "./protocol";
+
+export type SendCommand = (command: Record<string, unknown>) => Promise<unknown>;
+
+function button(text: string, id: string, onClick: () => void): HTMLButtonElement {
+  const b = document.createElement("button");
+  b.textContent = text;
+  b.id = id;
+  b.addEventListener("click", onClick);
+  return b;
+}
+
+function select(id: string, options: readonly string[], value?: string): HTMLSelectElement {
+  const s = document.createElement("select");
+  s.id = id;
+  for (const o of options) s.append(new Option(o, o, false, o === value));
+  return s;
+}
+
+function group(label: string, ...children: HTMLElement[]): HTMLElement {
+  const g = document.createElement("div");
+  g.className = "group";
+  const l = document.createElement("span");
+  l.className = "label";
+  l.textContent = label;
+  g.append(l, ...children);
+  return g;
+}
+
+export class Controls {
+  private readonly status: HTMLElement;
+  private readonly runButton: HTMLButtonElement;
+  private readonly sensorBoxes = new Map<string, HTMLInputElement>();
+  private readonly versionSelect: HTMLSelectElement;
+  private running = true;
+  private versionsKey = "";
+
+  constructor(
+    root: HTMLElement,
+    private readonly send: SendCommand,
+    private readonly base: string,
+  ) {
+    this.status = document.createElement("span");
+    this.status.id = "command-status";
+    this.status.className = "status";
+    this.runButton = button("Stop", "run", () => void this.run({ op: this.running ? "stop" : "start" }));
+    const seed = document.createElement("input");
+    seed.type = "number";
+    seed.id = "seed";
+    seed.value = "42";
+    seed.min = "0";
+    const kind = select("agent-kind", CLASSES, "vehicle");
+    const sensor = select("fault-sensor", SENSORS, "gps");
+    const fault = select("fault-kind", FAULTS, "spike");
+    const duration = document.createElement("input");
+    duration.type = "number";
+    duration.id = "fault-duration";
+    duration.value = "5";
+    duration.min = "0.1";
+    duration.step = "0.5";
+    const sensors = document.createElement("span");
+    for (const s of SENSORS) {
+      const l = document.createElement("label");
+      const box = document.createElement("input");
+      box.type = "checkbox";
+      box.checked = true;
+      box.id = `sensor-${s}`;
+      box.addEventListener("change", () => void this.run({ op: "set_sensor", sensor: s, enabled: box.checked }));
+      this.sensorBoxes.set(s, box);
+      l.append(box, ` ${s}`);
+      sensors.append(l);
+    }
+    this.versionSelect = select("trajectory-version", ["newest"]);
+    this.versionSelect.addEventListener("change", () => void this.pickVersion(this.versionSelect.value));
+    root.append(
+      group("scene", this.runButton, button("Reset", "reset", () => void this.run({ op: "reset", seed: Number(seed.value) || 0 })), seed),
+      group("agents", kind, button("Add", "add-agent", () => void this.run({ op: "add_agent", kind: kind.value })), button("Clear", "clear", () => void this.run({ op: "clear" }))),
+      group(
+        "fault",
+        sensor,
+        fault,
+        duration,
+        button("Inject", "inject-fault", () =>
+          void this.run({ op: "inject_fault", sensor: sensor.value, fault: fault.value, duration_secs: Number(duration.value) || 5 }),
+        ),
+        button("Clear faults", "clear-faults", () => void this.run({ op: "clear_faults" })),
+      ),
+      group("sensors", sensors),
+      group("trajectory model", this.versionSelect),
+      this.status,
+    );
+  }
+
+  async run(command: Record<string, unknown>): Promise<void> {
+    this.status.textContent = `${String(command.op)}…`;
+    this.status.className = "status";
+    try {
+      const result = (await this.send(command)) as Record<string, unknown> | null;
+      let detail = "ok";
+      if (result && typeof result.agent_id === "number") detail = `agent ${result.agent_id} added`;
+      else if (result && result.fault && typeof result.fault === "object") {
+        const f = result.fault as { sensor: string; kind: string; start_secs: number; end_secs: number };
+        detail = `${f.kind} on ${f.sensor} from ${f.start_secs.toFixed(1)} s to ${f.end_secs.toFixed(1)} s`;
+      }
+      this.status.textContent = `${String(command.op)}: ${detail}`;
+      this.status.className = "status ok";
+    } catch (e) {
+      this.status.textContent = `${String(command.op)} failed: ${String(e instanceof Error ? e.message : e)}`;
+      this.status.className = "status err";
+    }
+  }
+
+  /** Serves one trajectory version to everyone, or the newest again. */
+  private async pickVersion(version: string): Promise<void> {
+    const body = version === "newest" ? { policy: "newest" } : { policy: "fixed", version };
+    try {
+      const r = await fetch(`${this.base}/api/v1/models/trajectory/routing`, {
+        method: "PUT",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+      const text = await r.text();
+      if (!r.ok) throw new Error(text || r.statusText);
+      this.status.textContent = `trajectory model: ${version === "newest" ? "newest version" : "version " + version}`;
+      this.status.className = "status ok";
+    } catch (e) {
+      this.status.textContent = `picking a version failed: ${String(e instanceof Error ? e.message : e)}`;
+      this.status.className = "status err";
+    }
+  }
+
+  /** Reflects the scene's state (running, sensors) in the controls. */
+  showScene(s: SceneMsg): void {
+    this.running = s.running;
+    this.runButton.textContent = s.running ? "Stop" : "Start";
+    for (const x of s.sensors) {
+      const box = this.sensorBoxes.get(x.sensor);
+      if (box && document.activeElement !== box) box.checked = x.enabled;
+    }
+  }
+
+  showStats(s: StatsSnapshot): void {
+    const m = s.models.find((x) => x.name === "trajectory");
+    const versions = m ? m.versions.map(String) : [];
+    const key = versions.join(",");
+    if (key === this.versionsKey) return;
+    this.versionsKey = key;
+    const current = this.versionSelect.value;
+    this.versionSelect.replaceChildren(...["newest", ...versions].map((v) => new Option(v === "newest" ? "newest" : `v${v}`, v)));
+    this.versionSelect.value = ["newest", ...versions].includes(current) ? current : "newest";
+  }
+}

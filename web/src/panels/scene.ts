@@ -1,0 +1,334 @@
+// Bird's-eye view of the scene on a canvas: the road map, the ego vehicle and agents, the lidar
+// sweep, detections with class and confidence, tracks with ids, predicted trajectories with
+// their uncertainty bands, and the fused estimates.
+
+import type { Frame, LidarFrame, PredictionsFrame, SceneMsg, TracksMsg } from "../protocol";
+import { Panel } from "./panel";
+
+export interface MapInfo {
+  road_half_width_m: number;
+  lane_offset_m: number;
+  sidewalk_outer_m: number;
+  arm_length_m: number;
+  stop_line_m: number;
+  obstacles: { x_m: number; y_m: number; length_m: number; width_m: number; yaw_rad: number }[];
+  crosswalks: [number, number, number, number][];
+}
+
+const KIND_COLOURS: Record<string, string> = {
+  vehicle: "#5aa9e6",
+  pedestrian: "#f4a259",
+  cyclist: "#9bc53d",
+};
+const HALF_VIEW_M = 72;
+
+export class ScenePanel extends Panel {
+  private readonly canvas: HTMLCanvasElement;
+  private readonly ctx: CanvasRenderingContext2D;
+  private readonly mapLayer: HTMLCanvasElement;
+  private readonly pointLayer: HTMLCanvasElement;
+  private readonly info: HTMLElement;
+  private map: MapInfo | null = null;
+  private scene: SceneMsg | null = null;
+  private lidar: LidarFrame | null = null;
+  private lidarDirty = false;
+  private predictions: PredictionsFrame | null = null;
+  private tracks: TracksMsg | null = null;
+  private size = 0;
+  private dpr = 1;
+  /** Lidar points drawn in the last sweep (for tests and the legend). */
+  lidarDrawn = 0;
+  readonly layers = { lidar: true, detections: true, tracks: true, predictions: true, fused: true };
+
+  constructor() {
+    super("scene", "Scene", "no data yet — waiting for the scene stream");
+    this.canvas = document.createElement("canvas");
+    this.canvas.className = "scene-canvas";
+    const ctx = this.canvas.getContext("2d");
+    if (!ctx) throw new Error("no 2-D canvas");
+    this.ctx = ctx;
+    this.mapLayer = document.createElement("canvas");
+    this.pointLayer = document.createElement("canvas");
+    this.info = document.createElement("div");
+    this.info.className = "scene-info";
+    const legend = document.createElement("div");
+    legend.className = "legend";
+    for (const key of Object.keys(this.layers) as (keyof ScenePanel["layers"])[]) {
+      const label = document.createElement("label");
+      const box = document.createElement("input");
+      box.type = "checkbox";
+      box.checked = true;
+      box.dataset.layer = key;
+      box.addEventListener("change", () => {
+        this.layers[key] = box.checked;
+        this.lidarDirty = true;
+        this.dirty = true;
+      });
+      label.append(box, ` ${key}`);
+      legend.append(label);
+    }
+    this.body.append(this.canvas, this.info, legend);
+  }
+
+  setMap(map: MapInfo): void {
+    this.map = map;
+    this.size = 0; // redraw the map layer
+    this.dirty = true;
+  }
+
+  accept(f: Partial<Frame>): void {
+    if (f.scene) {
+      this.scene = f.scene;
+      this.gotData();
+    }
+    if (f.lidar) {
+      this.lidar = f.lidar;
+      this.lidarDirty = true;
+      this.dirty = true;
+    }
+    if (f.predictions) {
+      this.predictions = f.predictions;
+      this.dirty = true;
+    }
+    if (f.tracks) {
+      this.tracks = f.tracks;
+      this.dirty = true;
+    }
+  }
+
+  get agentCount(): number {
+    return this.scene?.agents.length ?? 0;
+  }
+
+  private layout(): boolean {
+    const css = Math.max(240, Math.min(this.body.clientWidth || 640, 720));
+    const dpr = Math.min(2, globalThis.devicePixelRatio || 1);
+    if (css === this.size && dpr === this.dpr) return false;
+    this.size = css;
+    this.dpr = dpr;
+    for (const c of [this.canvas, this.mapLayer, this.pointLayer]) {
+      c.width = Math.round(css * dpr);
+      c.height = Math.round(css * dpr);
+    }
+    this.canvas.style.width = `${css}px`;
+    this.canvas.style.height = `${css}px`;
+    this.drawMap();
+    this.lidarDirty = true;
+    return true;
+  }
+
+  /** World metres to canvas pixels. */
+  private get scale(): number {
+    return this.canvas.width / (2 * HALF_VIEW_M);
+  }
+
+  private px(x: number, y: number): [number, number] {
+    const s = this.scale;
+    return [this.canvas.width / 2 + x * s, this.canvas.height / 2 - y * s];
+  }
+
+  private drawMap(): void {
+    const ctx = this.mapLayer.getContext("2d");
+    if (!ctx) return;
+    const s = this.scale;
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.fillStyle = "#141a21";
+    ctx.fillRect(0, 0, this.mapLayer.width, this.mapLayer.height);
+    const m = this.map;
+    if (!m) return;
+    ctx.setTransform(s, 0, 0, -s, this.mapLayer.width / 2, this.mapLayer.height / 2);
+    const L = m.arm_length_m;
+    ctx.fillStyle = "#232b35"; // sidewalks
+    ctx.fillRect(-m.sidewalk_outer_m, -L, 2 * m.sidewalk_outer_m, 2 * L);
+    ctx.fillRect(-L, -m.sidewalk_outer_m, 2 * L, 2 * m.sidewalk_outer_m);
+    ctx.fillStyle = "#2f3844"; // roads
+    const r = m.road_half_width_m;
+    ctx.fillRect(-r, -L, 2 * r, 2 * L);
+    ctx.fillRect(-L, -r, 2 * L, 2 * r);
+    ctx.strokeStyle = "#b8a14a";
+    ctx.lineWidth = 0.15;
+    ctx.setLineDash([2, 2]);
+    ctx.beginPath();
+    for (const [a, b] of [
+      [r, L],
+      [-L, -r],
+    ] as const) {
+      ctx.moveTo(0, a);
+      ctx.lineTo(0, b);
+      ctx.moveTo(a, 0);
+      ctx.lineTo(b, 0);
+    }
+    ctx.stroke();
+    ctx.setLineDash([]);
+    ctx.strokeStyle = "#cfd6de55";
+    ctx.lineWidth = 1.2;
+    for (const [x1, y1, x2, y2] of m.crosswalks) {
+      ctx.setLineDash([0.5, 0.5]);
+      ctx.beginPath();
+      ctx.moveTo(x1, y1);
+      ctx.lineTo(x2, y2);
+      ctx.stroke();
+    }
+    ctx.setLineDash([]);
+    ctx.fillStyle = "#3b3f4a";
+    for (const o of m.obstacles) {
+      ctx.save();
+      ctx.translate(o.x_m, o.y_m);
+      ctx.rotate(o.yaw_rad);
+      ctx.fillRect(-o.length_m / 2, -o.width_m / 2, o.length_m, o.width_m);
+      ctx.restore();
+    }
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+  }
+
+  private drawPoints(): void {
+    const w = this.pointLayer.width;
+    const h = this.pointLayer.height;
+    const ctx = this.pointLayer.getContext("2d");
+    if (!ctx) return;
+    ctx.clearRect(0, 0, w, h);
+    this.lidarDrawn = 0;
+    const l = this.lidar;
+    if (!l || !this.layers.lidar) return;
+    const img = ctx.createImageData(w, h);
+    const px = new Uint32Array(img.data.buffer);
+    const s = this.scale;
+    const c = Math.cos(l.pose.yaw_rad);
+    const sn = Math.sin(l.pose.yaw_rad);
+    const p = l.points;
+    let drawn = 0;
+    for (let i = 0; i + 3 < p.length; i += 4) {
+      const x = p[i] as number;
+      const y = p[i + 1] as number;
+      const z = (p[i + 2] as number) + l.pose.z_m;
+      const wx = l.pose.x_m + c * x - sn * y;
+      const wy = l.pose.y_m + sn * x + c * y;
+      const u = Math.round(w / 2 + wx * s);
+      const v = Math.round(h / 2 - wy * s);
+      if (u < 0 || v < 0 || u >= w || v >= h) continue;
+      // ABGR (little-endian): ground dim grey, obstacles bright cyan by height.
+      px[v * w + u] = z < 0.25 ? 0xff5a5048 : z < 2.5 ? 0xffe8d24a : 0xffb0a070;
+      drawn++;
+    }
+    ctx.putImageData(img, 0, 0);
+    this.lidarDrawn = drawn;
+  }
+
+  private box(x: number, y: number, yaw: number, l: number, w: number): void {
+    const ctx = this.ctx;
+    ctx.save();
+    const [u, v] = this.px(x, y);
+    ctx.translate(u, v);
+    ctx.rotate(-yaw);
+    const s = this.scale;
+    ctx.beginPath();
+    ctx.rect((-l / 2) * s, (-w / 2) * s, l * s, w * s);
+    ctx.restore();
+  }
+
+  protected render(): void {
+    this.layout();
+    if (this.lidarDirty) {
+      this.lidarDirty = false;
+      this.drawPoints();
+    }
+    const ctx = this.ctx;
+    const s = this.scale;
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.drawImage(this.mapLayer, 0, 0);
+    ctx.drawImage(this.pointLayer, 0, 0);
+    const scene = this.scene;
+    if (!scene) return;
+    const dpr = this.dpr;
+    ctx.lineWidth = 1.5 * dpr;
+    // Agents and the ego.
+    for (const a of scene.agents) {
+      this.box(a.x_m, a.y_m, a.yaw_rad, a.length_m, a.width_m);
+      ctx.fillStyle = KIND_COLOURS[a.kind] ?? "#ccc";
+      ctx.globalAlpha = 0.75;
+      ctx.fill();
+      ctx.globalAlpha = 1;
+    }
+    const e = scene.ego;
+    this.box(e.x_m, e.y_m, e.yaw_rad, e.length_m, e.width_m);
+    ctx.fillStyle = "#e9eef4";
+    ctx.fill();
+    // Predicted trajectories with a 2-sigma band across the path.
+    const pr = this.predictions;
+    if (pr && this.layers.predictions) {
+      const steps = 12;
+      for (let k = 0; k < pr.agent_ids.length; k++) {
+        const base = k * steps * 2;
+        const left: [number, number][] = [];
+        const right: [number, number][] = [];
+        for (let i = 0; i < steps; i++) {
+          const x = pr.trajectory[base + 2 * i] as number;
+          const y = pr.trajectory[base + 2 * i + 1] as number;
+          const j = Math.min(i + 1, steps - 1);
+          const i0 = j === i ? i - 1 : i;
+          const dx = (pr.trajectory[base + 2 * j] as number) - (pr.trajectory[base + 2 * i0] as number);
+          const dy = (pr.trajectory[base + 2 * j + 1] as number) - (pr.trajectory[base + 2 * i0 + 1] as number);
+          const n = Math.hypot(dx, dy) || 1;
+          const across = 2 * Math.max(0.1, pr.sigma[base + 2 * i + 1] ?? 0);
+          left.push(this.px(x - (dy / n) * across, y + (dx / n) * across));
+          right.push(this.px(x + (dy / n) * across, y - (dx / n) * across));
+        }
+        ctx.beginPath();
+        left.forEach(([u, v], i) => (i ? ctx.lineTo(u, v) : ctx.moveTo(u, v)));
+        for (let i = right.length - 1; i >= 0; i--) ctx.lineTo(...(right[i] as [number, number]));
+        ctx.closePath();
+        ctx.fillStyle = "rgba(214,120,255,0.18)";
+        ctx.fill();
+        ctx.beginPath();
+        for (let i = 0; i < steps; i++) {
+          const [u, v] = this.px(pr.trajectory[base + 2 * i] as number, pr.trajectory[base + 2 * i + 1] as number);
+          if (i) ctx.lineTo(u, v);
+          else ctx.moveTo(u, v);
+        }
+        ctx.strokeStyle = "#d678ff";
+        ctx.stroke();
+      }
+    }
+    const tr = this.tracks;
+    ctx.font = `${11 * dpr}px system-ui, sans-serif`;
+    if (tr && this.layers.detections) {
+      ctx.setLineDash([4 * dpr, 3 * dpr]);
+      for (const d of tr.detections) {
+        this.box(d.x_m, d.y_m, d.yaw_rad, d.length_m, d.width_m);
+        ctx.strokeStyle = "#ffd166";
+        ctx.stroke();
+        const [u, v] = this.px(d.x_m, d.y_m);
+        ctx.fillStyle = "#ffd166";
+        ctx.fillText(`${d.class.slice(0, 3)} ${d.score.toFixed(2)}`, u + 6 * dpr, v - 6 * dpr);
+      }
+      ctx.setLineDash([]);
+    }
+    if (tr && this.layers.tracks) {
+      ctx.strokeStyle = "#06d6a0";
+      ctx.fillStyle = "#06d6a0";
+      for (const t of tr.tracks) {
+        const [u, v] = this.px(t.x_m, t.y_m);
+        ctx.beginPath();
+        ctx.moveTo(u, v);
+        ctx.lineTo(u + t.vx_mps * s, v - t.vy_mps * s);
+        ctx.stroke();
+        ctx.fillText(`#${t.id}`, u + 6 * dpr, v + 12 * dpr);
+      }
+    }
+    if (tr && this.layers.fused) {
+      ctx.strokeStyle = "#ef476f";
+      for (const f of tr.fused) {
+        const [u, v] = this.px(f.x_m, f.y_m);
+        ctx.beginPath();
+        ctx.arc(u, v, Math.max(2 * dpr, Math.sqrt(Math.max(0, f.pos_var_m2)) * 2 * s), 0, 2 * Math.PI);
+        ctx.stroke();
+      }
+    }
+    this.info.textContent =
+      `t ${scene.t_secs.toFixed(1)} s · ${scene.running ? "running" : "paused"} · seed ${scene.seed} · ` +
+      `${scene.agents.length} agents · signal ${scene.signal.phase}${scene.signal.arm ? " " + scene.signal.arm : ""} · ` +
+      `lidar ${this.lidarDrawn} pts · ${tr ? tr.detections.length : 0} detections · ${tr ? tr.tracks.length : 0} tracks` +
+      (pr ? ` · predictions ${pr.model} v${pr.version}` : "");
+    this.info.dataset.agents = String(scene.agents.length);
+  }
+}

@@ -1,0 +1,139 @@
+// LightningChart JS, used when the operator supplies a licence key. Loaded only then (a dynamic
+// import keeps it out of the default bundle). Without a valid key LightningChart draws a licence
+// notice instead of the data and raises no error, so `loadLcjs` probes a chart first and
+// reports the rejection for the caller to fall back.
+
+import type { Band, ChartOptions, Renderer, SeriesSpec, TimeChart } from "./types";
+
+type Lcjs = typeof import("@lightningchart/lcjs");
+
+const SCHEMA = { x: { pattern: "progressive" as const }, y: { pattern: null } };
+
+function licenceError(container: HTMLElement): string | null {
+  const el = container.querySelector("#lcjs-error");
+  if (el) return (el.textContent ?? "").trim() || "licence rejected";
+  const text = container.textContent ?? "";
+  return /licen[cs]e/i.test(text) ? text.trim() : null;
+}
+
+class LcjsChart implements TimeChart {
+  private readonly chart: ReturnType<ReturnType<Lcjs["lightningChart"]>["ChartXY"]>;
+  private lines = new Map<string, ReturnType<LcjsChart["chart"]["addPointLineAreaSeries"]>>();
+  private bandObjects: { dispose(): unknown }[] = [];
+  private points = 0;
+
+  constructor(
+    private readonly lc: Lcjs,
+    lcInstance: ReturnType<Lcjs["lightningChart"]>,
+    container: HTMLElement,
+    private readonly options: ChartOptions,
+  ) {
+    container.style.height = `${options.height}px`;
+    this.chart = lcInstance.ChartXY({ container: container as HTMLDivElement, theme: lc.Themes.darkGold });
+    this.chart.setTitle(options.title);
+    this.chart.getDefaultAxisX().setTitle(options.xLabel ?? "scene time (s)");
+    this.chart.getDefaultAxisY().setTitle(options.yLabel);
+    if (options.yRange) this.chart.getDefaultAxisY().setInterval({ start: options.yRange[0], end: options.yRange[1] });
+    this.setSeries(options.series);
+  }
+
+  setSeries(series: SeriesSpec[]): void {
+    const keys = series.map((s) => s.key).join("|");
+    if (keys === [...this.lines.keys()].join("|")) return;
+    for (const l of this.lines.values()) l.dispose();
+    this.lines.clear();
+    for (const s of series) {
+      const line = this.chart
+        .addPointLineAreaSeries({ schema: SCHEMA })
+        .setName(s.label)
+        .setAreaFillStyle(this.lc.emptyFill)
+        .setPointFillStyle(this.lc.emptyFill)
+        .setStrokeStyle((st) => st.setFillStyle(new this.lc.SolidFill({ color: this.lc.ColorCSS(s.color) })));
+      this.lines.set(s.key, line);
+    }
+  }
+
+  setData(x: Float64Array, columns: Record<string, Float64Array>, bands: Band[] = []): void {
+    let points = 0;
+    for (const [key, line] of this.lines) {
+      const col = columns[key];
+      const xs: number[] = [];
+      const ys: number[] = [];
+      if (col) {
+        for (let i = 0; i < x.length; i++) {
+          const v = col[i];
+          if (v !== undefined && !Number.isNaN(v)) {
+            xs.push(x[i] as number);
+            ys.push(v);
+          }
+        }
+      }
+      points += xs.length;
+      line.clear();
+      if (xs.length) line.appendSamples({ x: xs, y: ys });
+    }
+    this.points = points;
+    for (const b of this.bandObjects) b.dispose();
+    this.bandObjects = bands.map((b) =>
+      this.chart
+        .getDefaultAxisX()
+        .addBand({ onTop: false })
+        .setValueStart(b.start)
+        .setValueEnd(b.end)
+        .setFillStyle(new this.lc.SolidFill({ color: this.lc.ColorCSS(b.color) })),
+    );
+  }
+
+  resize(): void {
+    // LightningChart follows its container's size.
+  }
+
+  pointCount(): number {
+    return this.points;
+  }
+
+  destroy(): void {
+    this.chart.dispose();
+  }
+}
+
+/** Loads LightningChart JS with `license`; resolves with a renderer, or the reason it was refused. */
+export async function loadLcjs(license: string | undefined): Promise<{ renderer: Renderer } | { refused: string }> {
+  let lc: Lcjs;
+  try {
+    lc = await import("@lightningchart/lcjs");
+  } catch (e) {
+    return { refused: `could not load LightningChart JS: ${String(e)}` };
+  }
+  let instance: ReturnType<Lcjs["lightningChart"]>;
+  const probe = document.createElement("div");
+  probe.style.cssText = "position:fixed;left:-10000px;top:0;width:320px;height:160px";
+  document.body.appendChild(probe);
+  try {
+    instance = license ? lc.lightningChart({ license }) : lc.lightningChart();
+    const chart = instance.ChartXY({ container: probe });
+    chart
+      .addPointLineAreaSeries({ schema: SCHEMA })
+      .appendSamples({ xValues: [0, 1, 2], yValues: [0, 1, 0] });
+    // The licence check is asynchronous: watch the container for its notice for a while.
+    for (let i = 0; i < 15; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      const err = licenceError(probe);
+      if (err) {
+        chart.dispose();
+        return { refused: err };
+      }
+    }
+    chart.dispose();
+  } catch (e) {
+    return { refused: `LightningChart JS failed: ${String(e)}` };
+  } finally {
+    probe.remove();
+  }
+  return {
+    renderer: {
+      name: "LightningChart JS",
+      create: (container, options) => new LcjsChart(lc, instance, container, options),
+    },
+  };
+}

@@ -1,0 +1,119 @@
+// The default renderer: uPlot (MIT), small and fast.
+
+import uPlot from "uplot";
+import "uplot/dist/uPlot.min.css";
+import type { Band, ChartOptions, Renderer, SeriesSpec, TimeChart } from "./types";
+
+const AXIS = { stroke: "#9aa5b1", grid: { stroke: "#2a313c", width: 1 }, ticks: { stroke: "#2a313c", width: 1 } };
+
+class UPlotChart implements TimeChart {
+  private plot: uPlot | null = null;
+  private series: SeriesSpec[];
+  private bands: Band[] = [];
+  private points = 0;
+  private width: number;
+
+  constructor(
+    private readonly container: HTMLElement,
+    private readonly options: ChartOptions,
+  ) {
+    this.series = options.series;
+    this.width = Math.max(200, container.clientWidth || 400);
+    this.build([[]] as unknown as uPlot.AlignedData);
+  }
+
+  private build(data: uPlot.AlignedData): void {
+    this.plot?.destroy();
+    const opts: uPlot.Options = {
+      width: this.width,
+      height: this.options.height,
+      title: this.options.title,
+      legend: { show: true, live: false },
+      cursor: { show: false },
+      scales: { x: { time: false }, y: this.options.yRange ? { range: this.options.yRange } : { auto: true } },
+      axes: [
+        { ...AXIS, label: this.options.xLabel ?? "scene time (s)", size: 36, labelSize: 14 },
+        { ...AXIS, label: this.options.yLabel, size: 52, labelSize: 14 },
+      ],
+      series: [
+        {},
+        ...this.series.map((s) => ({
+          label: s.label,
+          stroke: s.color,
+          width: 1.5,
+          dash: s.dash ? [6, 4] : undefined,
+          spanGaps: false,
+          points: { show: false },
+        })),
+      ],
+      hooks: {
+        drawClear: [
+          (u: uPlot) => {
+            const ctx = u.ctx;
+            for (const b of this.bands) {
+              const x0 = u.valToPos(b.start, "x", true);
+              const x1 = u.valToPos(b.end, "x", true);
+              const left = Math.max(u.bbox.left, Math.min(x0, x1));
+              const right = Math.min(u.bbox.left + u.bbox.width, Math.max(x0, x1));
+              if (right <= left) continue;
+              ctx.fillStyle = b.color;
+              ctx.fillRect(left, u.bbox.top, right - left, u.bbox.height);
+            }
+          },
+        ],
+      },
+    };
+    const cols = data as unknown as unknown[][];
+    while (cols.length < this.series.length + 1) cols.push([]);
+    this.plot = new uPlot(opts, data, this.container);
+  }
+
+  setSeries(series: SeriesSpec[]): void {
+    const same =
+      series.length === this.series.length && series.every((s, i) => s.key === this.series[i]?.key);
+    if (same) return;
+    this.series = series;
+    this.build([[]] as unknown as uPlot.AlignedData);
+  }
+
+  setData(x: Float64Array, columns: Record<string, Float64Array>, bands: Band[] = []): void {
+    this.bands = bands;
+    const xs = Array.from(x);
+    const data: uPlot.AlignedData = [xs];
+    let points = 0;
+    for (const s of this.series) {
+      const col = columns[s.key];
+      const ys: (number | null)[] = new Array<number | null>(xs.length);
+      for (let i = 0; i < xs.length; i++) {
+        const v = col ? col[i] : undefined;
+        if (v === undefined || Number.isNaN(v)) ys[i] = null;
+        else {
+          ys[i] = v;
+          points++;
+        }
+      }
+      data.push(ys);
+    }
+    this.points = points;
+    this.plot?.setData(data);
+  }
+
+  resize(width: number): void {
+    this.width = Math.max(200, width);
+    this.plot?.setSize({ width: this.width, height: this.options.height });
+  }
+
+  pointCount(): number {
+    return this.points;
+  }
+
+  destroy(): void {
+    this.plot?.destroy();
+    this.plot = null;
+  }
+}
+
+export const uplotRenderer: Renderer = {
+  name: "uPlot",
+  create: (container, options) => new UPlotChart(container, options),
+};

@@ -1,0 +1,39 @@
+import { describe, expect, it } from "vitest";
+import { Ring, SeriesTable } from "./ring";
+
+describe("Ring", () => {
+  it("keeps the newest values in order once full", () => {
+    const r = new Ring(3);
+    for (const v of [1, 2, 3, 4, 5]) r.push(v);
+    expect(Array.from(r.toArray())).toEqual([3, 4, 5]);
+    expect(r.length).toBe(3);
+    expect(r.at(0)).toBe(3);
+    expect(r.last()).toBe(5);
+    expect(r.at(3)).toBeNaN();
+  });
+
+  it("returns a partial buffer before it is full and empties on clear", () => {
+    const r = new Ring(4);
+    r.push(7);
+    r.push(8);
+    expect(Array.from(r.toArray())).toEqual([7, 8]);
+    r.clear();
+    expect(r.toArray().length).toBe(0);
+    expect(() => new Ring(0)).toThrow(RangeError);
+  });
+});
+
+describe("SeriesTable", () => {
+  it("aligns columns on one time axis, with gaps as NaN for late or missing series", () => {
+    const t = new SeriesTable(3);
+    t.push(0, { a: 1 });
+    t.push(1, { a: 2, b: 10 });
+    t.push(2, { b: 11 });
+    t.push(3, { a: 4, b: 12 });
+    const s = t.snapshot();
+    expect(Array.from(s.t)).toEqual([1, 2, 3]);
+    expect(Array.from(s.series.a ?? [])).toEqual([2, NaN, 4]);
+    expect(Array.from(s.series.b ?? [])).toEqual([10, 11, 12]);
+    expect(t.names().sort()).toEqual(["a", "b"]);
+  });
+});

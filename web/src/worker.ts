@@ -1,0 +1,288 @@
+// The dashboard's worker: owns the WebSocket, decodes MessagePack, keeps the time series, polls
+// the serving statistics, and hands the page at most one batch of updates per animation frame
+// (the page asks with "pull"). Bulk arrays become Float32Arrays whose buffers are transferred to
+// the page, not copied.
+
+/// <reference lib="webworker" />
+import { backoffMs, Coalescer } from "./coalesce";
+import { decode, encode, f32, type Value } from "./msgpack";
+import type {
+  ConnState,
+  EvaluationMsg,
+  Frame,
+  FromWorker,
+  HealthMsg,
+  HistoryVersion,
+  SceneMsg,
+  StatsSnapshot,
+  ToWorker,
+  TracksMsg,
+} from "./protocol";
+import { SENSORS, STREAMS } from "./protocol";
+import { SeriesTable } from "./ring";
+
+declare const self: DedicatedWorkerGlobalScope;
+
+const HEALTH_WINDOW = 600; // 60 s of ticks
+const EVAL_WINDOW = 600; // 10 min of 1 s samples
+const LATENCY_WINDOW = 300;
+
+const pending = new Coalescer<Frame>();
+const health = new SeriesTable(HEALTH_WINDOW);
+const evals = new SeriesTable(EVAL_WINDOW);
+const latency = new SeriesTable(LATENCY_WINDOW);
+const faults = new Map<number, { sensor: number; start: number; end: number }>();
+let lastT = -Infinity;
+let ws: WebSocket | null = null;
+let url = "";
+let base = "";
+let attempt = 0;
+let state: ConnState = "connecting";
+let rttMs: number | null = null;
+let dropped = 0;
+let lastMessageAt = 0;
+let pingSent = new Map<string, number>();
+let nextId = 1;
+const pendingReplies = new Map<number, number>(); // ws id -> page id
+const startedAt = Date.now();
+let prevStats: { at: number; rows: Map<string, number> } | null = null;
+
+function post(m: FromWorker, transfer: Transferable[] = []): void {
+  self.postMessage(m, transfer);
+}
+
+function connState(s: ConnState): void {
+  state = s;
+  post({ kind: "conn", state, rttMs, attempt, dropped, lastMessageAt });
+}
+
+function send(msg: Record<string, Value>): boolean {
+  if (!ws || ws.readyState !== WebSocket.OPEN) return false;
+  ws.send(encode(msg));
+  return true;
+}
+
+function connect(): void {
+  connState("connecting");
+  let sock: WebSocket;
+  try {
+    sock = new WebSocket(url, ["waypoint.v1.msgpack"]);
+  } catch {
+    scheduleReconnect();
+    return;
+  }
+  ws = sock;
+  sock.binaryType = "arraybuffer";
+  sock.onopen = () => {
+    attempt = 0;
+    connState("open");
+  };
+  sock.onmessage = (ev: MessageEvent) => {
+    lastMessageAt = Date.now();
+    let m: Value;
+    try {
+      m = decode(ev.data as ArrayBuffer);
+    } catch (e) {
+      console.warn("undecodable message", e);
+      return;
+    }
+    if (m && typeof m === "object" && !Array.isArray(m) && !(m instanceof Uint8Array)) onMessage(m);
+  };
+  sock.onclose = () => {
+    if (ws !== sock) return;
+    ws = null;
+    for (const [, pageId] of pendingReplies) post({ kind: "reply", id: pageId, ok: false, error: "connection closed" });
+    pendingReplies.clear();
+    connState("closed");
+    scheduleReconnect();
+  };
+  sock.onerror = () => {
+    // onclose follows and reconnects.
+  };
+}
+
+function scheduleReconnect(): void {
+  const delay = backoffMs(attempt++);
+  setTimeout(connect, delay);
+}
+
+type Obj = { [key: string]: Value };
+
+function onMessage(m: Obj): void {
+  switch (m.type) {
+    case "hello":
+      send({ type: "subscribe", id: 0, streams: [...STREAMS] });
+      break;
+    case "scene": {
+      const s = m as unknown as SceneMsg;
+      if (s.t_secs < lastT - 1e-6) resetSeries();
+      lastT = s.t_secs;
+      pending.set("scene", s);
+      break;
+    }
+    case "lidar": {
+      const pose = m.world_from_sensor as unknown as Frame["lidar"]["pose"];
+      const points = f32(m.points);
+      pending.set("lidar", { t_secs: m.t_secs as number, pose, count: points.length / 4, points });
+      break;
+    }
+    case "predictions":
+      pending.set("predictions", {
+        t_secs: m.t_secs as number,
+        model: m.model as string,
+        version: m.version as string,
+        agent_ids: m.agent_ids as number[],
+        trajectory: f32(m.trajectory),
+        sigma: f32(m.sigma),
+      });
+      break;
+    case "tracks":
+      pending.set("tracks", m as unknown as TracksMsg);
+      break;
+    case "health":
+      onHealth(m as unknown as HealthMsg);
+      break;
+    case "evaluation":
+      onEvaluation(m as unknown as EvaluationMsg);
+      break;
+    case "pong": {
+      const sent = pingSent.get(String(m.id));
+      if (sent !== undefined) {
+        rttMs = performance.now() - sent;
+        pingSent.delete(String(m.id));
+        post({ kind: "conn", state, rttMs, attempt, dropped, lastMessageAt });
+      }
+      break;
+    }
+    case "dropped":
+      dropped = m.total as number;
+      break;
+    case "reply":
+    case "error": {
+      const id = m.id as number;
+      const pageId = pendingReplies.get(id);
+      if (pageId === undefined) break;
+      pendingReplies.delete(id);
+      if (m.type === "reply") post({ kind: "reply", id: pageId, ok: true, result: m.result });
+      else post({ kind: "reply", id: pageId, ok: false, error: `${m.code as string}: ${m.message as string}` });
+      break;
+    }
+    default:
+      break; // radar, camera, imu, gps: counted by the health monitor on the server
+  }
+}
+
+function resetSeries(): void {
+  health.clear();
+  evals.clear();
+  faults.clear();
+}
+
+function onHealth(h: HealthMsg): void {
+  const row: Record<string, number> = { threshold: h.threshold };
+  for (const s of h.sensors) row[s.sensor] = s.enabled ? s.score : NaN;
+  health.push(h.t_secs, row);
+  for (const f of h.faults) {
+    faults.set(f.id, { sensor: SENSORS.indexOf(f.sensor), start: f.start_secs, end: f.end_secs });
+  }
+  const oldest = health.t.at(0);
+  for (const [id, f] of faults) if (f.end < oldest) faults.delete(id);
+  pending.set("health", h);
+  pending.set("healthSeries", health.snapshot());
+  pending.set("faultSpans", [...faults.values()]);
+}
+
+function onEvaluation(e: EvaluationMsg): void {
+  const row: Record<string, number> = {};
+  for (const m of e.models) for (const [k, v] of Object.entries(m.metrics)) row[`${m.model}/${m.version}/${k}`] = v;
+  evals.push(e.t_secs, row);
+  pending.set("evaluation", e);
+  pending.set("evalSeries", evals.snapshot());
+}
+
+async function getJson<T>(path: string): Promise<T | null> {
+  try {
+    const r = await fetch(base + path, { cache: "no-store" });
+    if (!r.ok) return null;
+    return (await r.json()) as T;
+  } catch {
+    return null;
+  }
+}
+
+async function pollStats(): Promise<void> {
+  const s = await getJson<StatsSnapshot>("/api/v1/stats");
+  if (!s) return;
+  const now = performance.now();
+  const rows = new Map<string, number>();
+  const lat: Record<string, number> = {};
+  for (const v of s.versions) {
+    const key = `${v.model}/${v.version}`;
+    rows.set(key, v.rows);
+    const before = prevStats?.rows.get(key);
+    if (prevStats && before !== undefined) v.rows_per_sec = ((v.rows - before) * 1000) / (now - prevStats.at);
+    if (v.latency_ms.p99 !== null) lat[key] = v.latency_ms.p99;
+  }
+  prevStats = { at: now, rows };
+  latency.push((Date.now() - startedAt) / 1000, lat);
+  pending.set("stats", s);
+  pending.set("latencySeries", latency.snapshot());
+  const routing = await getJson<unknown>("/api/v1/routing");
+  pending.set("routing", routing);
+}
+
+async function pollHistory(): Promise<void> {
+  const out: Record<string, HistoryVersion[]> = {};
+  for (const model of ["trajectory"]) {
+    const h = await getJson<{ versions: HistoryVersion[] }>(`/api/v1/models/${model}/history`);
+    if (h) out[model] = h.versions;
+  }
+  pending.set("history", out);
+}
+
+self.onmessage = (ev: MessageEvent<ToWorker>) => {
+  const m = ev.data;
+  switch (m.kind) {
+    case "start":
+      url = m.url;
+      base = m.base;
+      connect();
+      setInterval(() => {
+        const id = `p${nextId++}`;
+        if (send({ type: "ping", id })) pingSent.set(id, performance.now());
+        if (pingSent.size > 16) pingSent = new Map();
+      }, 2000);
+      void pollStats();
+      void pollHistory();
+      setInterval(() => void pollStats(), 2000);
+      setInterval(() => void pollHistory(), 10000);
+      break;
+    case "pull": {
+      const frame = pending.take();
+      if (!frame) break;
+      const transfer: Transferable[] = [];
+      if (frame.lidar) transfer.push(frame.lidar.points.buffer);
+      if (frame.predictions) transfer.push(frame.predictions.trajectory.buffer, frame.predictions.sigma.buffer);
+      for (const s of [frame.healthSeries, frame.evalSeries, frame.latencySeries]) {
+        if (!s) continue;
+        transfer.push(s.t.buffer);
+        for (const col of Object.values(s.series)) transfer.push(col.buffer);
+      }
+      post({ kind: "frame", frame, lastMessageAt }, transfer);
+      break;
+    }
+    case "command": {
+      const id = nextId++;
+      pendingReplies.set(id, m.id);
+      if (!send({ type: "command", id, command: m.command as Value })) {
+        pendingReplies.delete(id);
+        post({ kind: "reply", id: m.id, ok: false, error: "not connected" });
+      }
+      break;
+    }
+    case "refresh":
+      void pollStats();
+      void pollHistory();
+      break;
+  }
+};
