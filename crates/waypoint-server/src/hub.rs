@@ -86,7 +86,8 @@ impl ClientQueue {
         (!s.closed && s.subscriptions.contains(&stream)).then_some(s.options)
     }
 
-    fn push_frame(&self, bytes: Encoded) {
+    /// Queues a stream frame (dropping the oldest when the queue is full).
+    pub fn push_frame(&self, bytes: Encoded) {
         let mut s = self.lock();
         if s.closed {
             return;

@@ -135,10 +135,19 @@ async fn handle(state: &AppState, queue: &ClientQueue, decoded: Result<ClientMes
         Err(e) => error(e.id, e.code, e.message),
         Ok(ClientMessage::Subscribe { id, streams, options }) => {
             let now = queue.set_subscriptions(&streams, &[], Some(options));
-            ServerMessage::Reply {
+            send(queue, &ServerMessage::Reply {
                 id,
                 result: ReplyBody { streams: Some(now), agent_id: None, fault: None, t_secs: None },
+            })
+            .await;
+            // A new `scene` subscriber gets the current state at once, not at the next tick.
+            if streams.contains(&StreamName::Scene) {
+                if let Some(bytes) = state.scene.last_scene().and_then(|m| encode_msg(queue.codec, &ServerMessage::Scene(m)))
+                {
+                    queue.push_frame(bytes);
+                }
             }
+            return;
         }
         Ok(ClientMessage::Unsubscribe { id, streams }) => {
             let now = queue.set_subscriptions(&[], &streams, None);

@@ -7,7 +7,8 @@ export abstract class Panel {
   readonly el: HTMLElement;
   readonly body: HTMLElement;
   private readonly empty: HTMLElement;
-  onScreen = true;
+  /** Set by the page's IntersectionObserver (which reports every panel once at the start). */
+  onScreen = false;
   collapsed = false;
   dirty = false;
   hasData = false;

@@ -42,6 +42,7 @@ export class ScenePanel extends Panel {
 
   constructor() {
     super("scene", "Scene", "no data yet — waiting for the scene stream");
+    this.onScreen = true; // at the top of the page: draw before the first intersection report
     this.canvas = document.createElement("canvas");
     this.canvas.className = "scene-canvas";
     const ctx = this.canvas.getContext("2d");
