@@ -387,6 +387,10 @@ pub struct PredictionsMsg {
     pub agent_ids: Vec<u32>,
     pub trajectory: Bulk,
     pub sigma: Bulk,
+    /// When a routing policy split the agents across versions: the version that predicted each
+    /// agent, in `agent_ids` order (`version` is then the one that predicted most).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub versions: Option<Vec<String>>,
 }
 
 /// One detected object in the world frame.

@@ -35,6 +35,8 @@ pub struct ServerConfig {
     /// LightningChart JS licence key handed to the dashboard (`WAYPOINT_LCJS_LICENSE`); without
     /// one the dashboard draws with its open-source renderer.
     pub lcjs_license: Option<String>,
+    /// Continuous learning of the trajectory model.
+    pub learner: crate::learner::LearnerConfig,
 }
 
 /// The repository shipped with the project: `models/` in the working directory when there is
@@ -64,6 +66,7 @@ impl Default for ServerConfig {
             repository_poll_secs: None,
             max_request_bytes: 64 << 20,
             lcjs_license: None,
+            learner: crate::learner::LearnerConfig::default(),
         }
     }
 }

@@ -27,9 +27,70 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/models", get(models))
         .route("/api/v1/models/{model}/config", get(model_config).patch(patch_config))
         .route("/api/v1/models/{model}/history", get(history))
+        .route("/api/v1/models/{model}/routing", get(get_routing).put(put_routing))
+        .route("/api/v1/routing", get(all_routing))
+        .route("/api/v1/models/{model}/train", post(train))
+        .route("/api/v1/learning", get(learning))
         .route("/api/v1/stats", get(stats))
         .route("/api/v1/map", get(map))
         .route("/api/v1/dashboard", get(dashboard))
+}
+
+async fn get_routing(State(s): State<AppState>, Path(model): Path<String>) -> Result<Json<Value>, AppError> {
+    if s.registry.versions(&model).is_none() {
+        return Err(AppError::NotFound(format!("model {model:?} is not loaded")));
+    }
+    Ok(Json(s.router.describe(&model)))
+}
+
+/// Sets a model's routing policy: `{"policy": "newest" | "fixed" | "split" | "shadow" | "canary", ...}`.
+async fn put_routing(
+    State(s): State<AppState>,
+    Path(model): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, AppError> {
+    let spec: crate::routing::PolicySpec = parse_json(body)?;
+    match s.router.set(&model, spec, &s.registry, &s.online) {
+        Ok(v) => Ok(Json(v)),
+        Err(e @ crate::routing::RoutingError::NotLoaded(_)) => Err(AppError::NotFound(e.to_string())),
+        Err(e) => Err(AppError::BadRequest(e.to_string())),
+    }
+}
+
+/// Starts a continuous-learning round (trajectory model only): `{"epochs": n, "canary": bool}`,
+/// all optional. Answers 202 with the round; its progress is at `/api/v1/learning`.
+async fn train(
+    State(s): State<AppState>,
+    Path(model): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(axum::http::StatusCode, Json<Value>), AppError> {
+    if model != crate::learner::LEARNED_MODEL {
+        return Err(AppError::BadRequest(format!(
+            "continuous learning trains {:?} only",
+            crate::learner::LEARNED_MODEL
+        )));
+    }
+    let learner = s.learner.as_ref().ok_or_else(|| AppError::Unavailable("no learner on this server".into()))?;
+    let body = body_bytes(body)?;
+    let req: crate::learner::RoundRequest = if body.is_empty() {
+        Default::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| AppError::BadRequest(format!("invalid body: {e}")))?
+    };
+    let round = learner.start_round(req).map_err(AppError::Unavailable)?;
+    Ok((
+        axum::http::StatusCode::ACCEPTED,
+        Json(serde_json::to_value(round).map_err(|e| AppError::Internal(e.to_string()))?),
+    ))
+}
+
+async fn learning(State(s): State<AppState>) -> Result<Json<Value>, AppError> {
+    let learner = s.learner.as_ref().ok_or_else(|| AppError::Unavailable("no learner on this server".into()))?;
+    Ok(Json(learner.describe()))
+}
+
+async fn all_routing(State(s): State<AppState>) -> Json<Value> {
+    Json(s.router.describe_all())
 }
 
 /// What the dashboard needs to start: the server's version and the chart renderer's licence.

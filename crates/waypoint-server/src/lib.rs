@@ -13,6 +13,7 @@ pub mod error;
 pub mod http;
 pub mod hub;
 pub mod inference;
+pub mod learner;
 pub mod metrics;
 pub mod oip;
 pub mod oip_codec;
@@ -22,6 +23,7 @@ pub mod perception;
 pub mod predictor;
 pub mod registry;
 pub mod repository;
+pub mod routing;
 pub mod scene_runner;
 pub mod ws;
 pub mod ws_infer;
@@ -61,6 +63,9 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub registry: Arc<Registry>,
     pub online: Arc<online::OnlineEval>,
+    pub router: Arc<routing::Router>,
+    /// The continuous learner (absent without a runtime for live predictions).
+    pub learner: Option<Arc<learner::Learner>>,
 }
 
 impl AppState {
@@ -81,14 +86,25 @@ impl AppState {
         // Live predictions need a runtime to run requests on; without one (a caller outside
         // tokio) the scene streams without them.
         let online = Arc::new(online::OnlineEval::default());
+        let router = Arc::new(routing::Router::default());
         let handle = tokio::runtime::Handle::try_current().ok();
-        let predictor =
-            handle.clone().map(|h| predictor::Predictor::new(registry.clone(), hub.clone(), online.clone(), h));
+        let predictor = handle
+            .clone()
+            .map(|h| predictor::Predictor::new(registry.clone(), router.clone(), hub.clone(), online.clone(), h));
+        let learner = predictor.as_ref().map(|p| {
+            Arc::new(learner::Learner::new(
+                config.learner.clone(),
+                registry.clone(),
+                router.clone(),
+                online.clone(),
+                p.observed(),
+            ))
+        });
         let perception =
             handle.as_ref().map(|h| perception::Perception::start(registry.clone(), hub.clone(), online.clone(), h));
         let scene =
             Arc::new(SceneRunner::spawn(&config, hub.clone(), metrics.clone(), online.clone(), predictor, perception)?);
-        Ok(Self { config: Arc::new(config), hub, scene, metrics, registry, online })
+        Ok(Self { config: Arc::new(config), hub, scene, metrics, registry, online, router, learner })
     }
 }
 
@@ -124,6 +140,29 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     let hub = state.hub.clone();
     let scene = state.scene.clone();
+    {
+        // The canary controller.
+        let (router, registry, online) = (state.router.clone(), state.registry.clone(), state.online.clone());
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_millis(500));
+            loop {
+                every.tick().await;
+                router.tick(&registry, &online);
+            }
+        });
+    }
+    if let (Some(learner), Some(secs)) = (state.learner.clone(), state.config.learner.every_secs.filter(|s| *s > 0)) {
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(secs));
+            every.tick().await;
+            loop {
+                every.tick().await;
+                if let Err(e) = learner.start_round(learner::RoundRequest::default()) {
+                    tracing::info!(reason = %e, "scheduled training round skipped");
+                }
+            }
+        });
+    }
     if let Some(secs) = state.config.repository_poll_secs.filter(|s| *s > 0) {
         let registry = state.registry.clone();
         tokio::spawn(async move {

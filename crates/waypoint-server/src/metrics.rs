@@ -66,6 +66,11 @@ impl Histogram {
         self.count.load(Ordering::Relaxed)
     }
 
+    /// Sum of the recorded values (seconds for durations).
+    pub fn sum_secs(&self) -> f64 {
+        self.sum_nanos.load(Ordering::Relaxed) as f64 * 1e-9
+    }
+
     /// Mean of the recorded values (none before the first).
     pub fn mean(&self) -> Option<f64> {
         let n = self.count();

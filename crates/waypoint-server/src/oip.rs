@@ -13,10 +13,13 @@ use serde_json::{json, Value};
 
 use crate::error::AppError;
 use crate::oip_codec::{encode_response, parse_infer};
-use crate::{inference, AppState};
+use crate::{inference, routing, AppState};
 
 /// Header carrying the JSON part's length in binary-extension bodies.
 pub const HEADER_LEN: &str = "inference-header-content-length";
+
+/// Header naming an OIP caller, for sticky routing (split and canary policies).
+pub const CLIENT_HEADER: &str = "x-waypoint-client";
 
 /// The `/v2` routes.
 pub fn routes() -> Router<AppState> {
@@ -162,14 +165,17 @@ async fn run_infer(
         parse_infer(&body, header_len)
     };
     let req = req.map_err(AppError::BadRequest)?;
-    // Resolve and check requested outputs before running anything.
-    let loaded = s.registry.get(&model, version.as_deref())?;
+    // Resolve (by the routing policy, unless a version was named) and check requested outputs
+    // before running anything.
+    let client = headers.get(CLIENT_HEADER).and_then(|h| h.to_str().ok()).unwrap_or("oip");
+    let (loaded, shadow) = routing::resolve(&s.registry, &s.router, &model, version.as_deref(), client)?;
     for o in &req.outputs {
         if !loaded.config.outputs.iter().any(|spec| spec.name == o.name) {
             loaded.metrics.bad_request.fetch_add(1, Ordering::Relaxed);
             return Err(AppError::BadRequest(format!("model {model:?} has no output {:?}", o.name)));
         }
     }
+    routing::shadow_copy(shadow, &req.inputs);
     let out = inference::infer_on(&loaded, req.inputs).await?;
     let selected: Vec<(waypoint_models::Tensor, bool)> = if req.outputs.is_empty() {
         out.outputs.into_iter().map(|t| (t, req.binary_output)).collect()

@@ -18,7 +18,7 @@ use waypoint_sim::frame::GroundTruth;
 use waypoint_sim::AgentKind;
 
 /// Samples kept per metric window.
-pub const WINDOW: usize = 400;
+pub const WINDOW: usize = 1500;
 /// Seconds of truth history kept for scoring.
 const HISTORY_SECS: f64 = 8.0;
 /// Detection range scored for vehicles, and for pedestrians and cyclists.
@@ -128,6 +128,11 @@ impl OnlineEval {
         g.now = t;
         for a in &truth.agents {
             let h = g.positions.entry(a.id).or_default();
+            // An id re-entering elsewhere starts a new track: predictions made on the old one
+            // cannot be scored.
+            if h.back().is_some_and(|(_, x, y)| (x - a.x_m).hypot(y - a.y_m) > f64::from(crate::predictor::JUMP_M)) {
+                h.clear();
+            }
             h.push_back((t, a.x_m, a.y_m));
             while h.front().is_some_and(|(ht, _, _)| t - ht > HISTORY_SECS) {
                 h.pop_front();

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::response::Response;
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
@@ -15,19 +15,35 @@ use waypoint_protocol::{
 };
 
 use crate::hub::{ClientQueue, Encoded, Outgoing};
+use crate::oip::CLIENT_HEADER;
 use crate::scene_runner::CommandError;
 use crate::AppState;
 
 /// Upgrades to a WebSocket. Clients choose the codec with `Sec-WebSocket-Protocol`; without
 /// one, JSON is used.
-pub async fn ws_handler(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
+/// Longest client id accepted in `?client=` (routing stickiness key).
+pub const MAX_CLIENT_ID: usize = 128;
+
+pub async fn ws_handler(
+    State(state): State<AppState>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+    headers: axum::http::HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    // The caller's identity for sticky routing: `?client=` or the `x-waypoint-client` header;
+    // without either, the connection itself.
+    let client = query
+        .get("client")
+        .cloned()
+        .or_else(|| headers.get(CLIENT_HEADER).and_then(|h| h.to_str().ok()).map(str::to_string))
+        .filter(|c| !c.is_empty() && c.len() <= MAX_CLIENT_ID);
     let ws = ws
         .protocols([SUBPROTOCOL_MSGPACK, SUBPROTOCOL_JSON])
         .max_message_size(state.config.ws_hard_limit_bytes)
         .max_frame_size(state.config.ws_hard_limit_bytes);
     let codec =
         ws.selected_protocol().and_then(|h| h.to_str().ok()).and_then(Codec::from_subprotocol).unwrap_or(Codec::Json);
-    ws.on_upgrade(move |socket| serve_socket(state, socket, codec))
+    ws.on_upgrade(move |socket| serve_socket(state, socket, codec, client))
 }
 
 fn encode_msg(codec: Codec, msg: &ServerMessage) -> Option<Encoded> {
@@ -46,12 +62,13 @@ async fn send(queue: &ClientQueue, msg: &ServerMessage) {
     }
 }
 
-async fn serve_socket(state: AppState, socket: WebSocket, codec: Codec) {
+async fn serve_socket(state: AppState, socket: WebSocket, codec: Codec, client: Option<String>) {
     let metrics = state.metrics.clone();
     metrics.ws_connections.fetch_add(1, Ordering::Relaxed);
     metrics.ws_connections_total.fetch_add(1, Ordering::Relaxed);
     let (client_id, queue) = state.hub.connect(codec, &state.config);
     tracing::info!(client_id, codec = codec.subprotocol(), "websocket connected");
+    let client: Arc<str> = client.unwrap_or_else(|| format!("ws-{client_id}")).into();
     let (sink, mut stream) = socket.split();
     let hello = ServerMessage::Hello(HelloMsg {
         protocol: PROTOCOL_VERSION.into(),
@@ -80,13 +97,13 @@ async fn serve_socket(state: AppState, socket: WebSocket, codec: Codec) {
         match decode_client(queue.codec, &bytes, state.config.max_message_bytes) {
             Ok(msg @ (ClientMessage::Infer { .. } | ClientMessage::Batch { .. })) => {
                 let Ok(permit) = inflight.clone().acquire_owned().await else { break };
-                let (state, queue) = (state.clone(), queue.clone());
+                let (state, queue, client) = (state.clone(), queue.clone(), client.clone());
                 tokio::spawn(async move {
-                    handle(&state, &queue, Ok(msg)).await;
+                    handle(&state, &queue, &client, Ok(msg)).await;
                     drop(permit);
                 });
             }
-            decoded => handle(&state, &queue, decoded).await,
+            decoded => handle(&state, &queue, &client, decoded).await,
         }
     }
     queue.close();
@@ -130,19 +147,28 @@ fn error(id: Option<RequestId>, code: ErrorCode, message: impl Into<String>) -> 
 /// Most inference requests one connection may have running at once.
 pub const MAX_INFLIGHT_PER_CONNECTION: usize = 256;
 
-async fn handle(state: &AppState, queue: &ClientQueue, decoded: Result<ClientMessage, waypoint_protocol::DecodeError>) {
+async fn handle(
+    state: &AppState,
+    queue: &ClientQueue,
+    client: &str,
+    decoded: Result<ClientMessage, waypoint_protocol::DecodeError>,
+) {
     let reply = match decoded {
         Err(e) => error(e.id, e.code, e.message),
         Ok(ClientMessage::Subscribe { id, streams, options }) => {
             let now = queue.set_subscriptions(&streams, &[], Some(options));
-            send(queue, &ServerMessage::Reply {
-                id,
-                result: ReplyBody { streams: Some(now), agent_id: None, fault: None, t_secs: None },
-            })
+            send(
+                queue,
+                &ServerMessage::Reply {
+                    id,
+                    result: ReplyBody { streams: Some(now), agent_id: None, fault: None, t_secs: None },
+                },
+            )
             .await;
             // A new `scene` subscriber gets the current state at once, not at the next tick.
             if streams.contains(&StreamName::Scene) {
-                if let Some(bytes) = state.scene.last_scene().and_then(|m| encode_msg(queue.codec, &ServerMessage::Scene(m)))
+                if let Some(bytes) =
+                    state.scene.last_scene().and_then(|m| encode_msg(queue.codec, &ServerMessage::Scene(m)))
                 {
                     queue.push_frame(bytes);
                 }
@@ -163,10 +189,12 @@ async fn handle(state: &AppState, queue: &ClientQueue, decoded: Result<ClientMes
             Err(e @ CommandError::Gone) => error(Some(id), ErrorCode::Internal, e.to_string()),
         },
         Ok(ClientMessage::Ping { id }) => ServerMessage::Pong { id, t_secs: state.scene.t_secs() },
-        Ok(ClientMessage::Infer { id, request }) => match crate::ws_infer::run(state, &request, queue.codec).await {
-            Ok(result) => ServerMessage::InferResult { id, result },
-            Err(e) => error(Some(id), e.code, e.message),
-        },
+        Ok(ClientMessage::Infer { id, request }) => {
+            match crate::ws_infer::run(state, &request, queue.codec, client).await {
+                Ok(result) => ServerMessage::InferResult { id, result },
+                Err(e) => error(Some(id), e.code, e.message),
+            }
+        }
         Ok(ClientMessage::Batch { id, requests }) => {
             if requests.len() > waypoint_protocol::MAX_BATCH_REQUESTS {
                 error(
@@ -177,7 +205,7 @@ async fn handle(state: &AppState, queue: &ClientQueue, decoded: Result<ClientMes
             } else {
                 ServerMessage::BatchResult {
                     id,
-                    results: crate::ws_infer::run_batch(state, &requests, queue.codec).await,
+                    results: crate::ws_infer::run_batch(state, &requests, queue.codec, client).await,
                 }
             }
         }

@@ -6,7 +6,7 @@ use waypoint_models::{DataType, Tensor, TensorData};
 use waypoint_protocol::{BatchItem, Bulk, Codec, ErrorBody, ErrorCode, InferRequest, InferResult, WireTensor};
 
 use crate::error::AppError;
-use crate::{inference, AppState};
+use crate::{inference, routing, AppState};
 
 fn error_body(code: ErrorCode, message: impl Into<String>) -> ErrorBody {
     ErrorBody { code, message: message.into() }
@@ -93,11 +93,13 @@ fn code_of(e: &AppError) -> ErrorCode {
 }
 
 /// Runs one request.
-pub async fn run(state: &AppState, req: &InferRequest, codec: Codec) -> Result<InferResult, ErrorBody> {
+pub async fn run(state: &AppState, req: &InferRequest, codec: Codec, client: &str) -> Result<InferResult, ErrorBody> {
     let inputs = req.inputs.iter().map(from_wire).collect::<Result<Vec<_>, _>>()?;
-    let (loaded, out) = inference::infer(&state.registry, &req.model, req.version.as_deref(), inputs)
-        .await
-        .map_err(|e| error_body(code_of(&e), e.to_string()))?;
+    let to_body = |e: AppError| error_body(code_of(&e), e.to_string());
+    let (loaded, shadow) = routing::resolve(&state.registry, &state.router, &req.model, req.version.as_deref(), client)
+        .map_err(to_body)?;
+    routing::shadow_copy(shadow, &inputs);
+    let out = inference::infer_on(&loaded, inputs).await.map_err(to_body)?;
     if let Some(names) = &req.outputs {
         if let Some(missing) = names.iter().find(|n| !out.outputs.iter().any(|t| &t.name == *n)) {
             return Err(error_body(ErrorCode::BadInput, format!("model {:?} has no output {missing:?}", req.model)));
@@ -114,9 +116,9 @@ pub async fn run(state: &AppState, req: &InferRequest, codec: Codec) -> Result<I
 
 /// Runs every request of a batch concurrently (so the engine can batch them together) and
 /// returns their results in order.
-pub async fn run_batch(state: &AppState, requests: &[InferRequest], codec: Codec) -> Vec<BatchItem> {
+pub async fn run_batch(state: &AppState, requests: &[InferRequest], codec: Codec, client: &str) -> Vec<BatchItem> {
     join_all(requests.iter().map(|r| async move {
-        match run(state, r, codec).await {
+        match run(state, r, codec, client).await {
             Ok(result) => BatchItem { result: Some(result), error: None },
             Err(e) => BatchItem { result: None, error: Some(e) },
         }

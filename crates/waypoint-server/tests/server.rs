@@ -14,6 +14,9 @@ use waypoint_server::{AppState, ServerConfig};
 #[path = "server/serving.rs"]
 mod serving;
 
+#[path = "server/routing.rs"]
+mod routing;
+
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 struct TestServer {
@@ -387,7 +390,13 @@ mod commands {
 
         send_json(&mut ws, sp, serde_json::json!({"type": "command", "id": 3, "command": {"op": "set_sensor", "sensor": "lidar", "enabled": false}})).await;
         wait_for(&mut ws, |m| (reply_id(m) == Some(serde_json::json!(3))).then_some(())).await;
-        // After the reply no lidar arrives for a while; scene keeps coming and says so.
+        // Frames queued before the command may still arrive; once the scene says the lidar is
+        // off, no lidar arrives for a while, and the scene keeps saying so.
+        wait_for(&mut ws, |m| match m {
+            ServerMessage::Scene(s) if !s.sensors[0].enabled => Some(()),
+            _ => None,
+        })
+        .await;
         for _ in 0..15 {
             let m = next_msg(&mut ws).await;
             assert!(!matches!(m, ServerMessage::Lidar(_)), "lidar after disabling it");

@@ -109,6 +109,16 @@ pub struct ServeArgs {
     /// renderer).
     #[arg(long, env = "WAYPOINT_LCJS_LICENSE", hide_env_values = true)]
     pub lcjs_license: Option<String>,
+    /// Fine-tune the trajectory model on the scene's tracks every this many seconds (0: only
+    /// on request, `POST /api/v1/models/trajectory/train`).
+    #[arg(long, env = "WAYPOINT_LEARN_EVERY_SECS", default_value_t = 0)]
+    pub learn_every_secs: u64,
+    /// Do not offer each fine-tuned version as a canary automatically.
+    #[arg(long, env = "WAYPOINT_NO_AUTO_CANARY")]
+    pub no_auto_canary: bool,
+    /// Seconds each canary step is held at least.
+    #[arg(long, env = "WAYPOINT_CANARY_DWELL_SECS", default_value_t = 30.0)]
+    pub canary_dwell_secs: f64,
 }
 
 #[derive(Debug, Args)]
@@ -160,6 +170,15 @@ fn server_config(args: &ServeArgs) -> Result<ServerConfig> {
         repository_poll_secs: Some(args.repository_poll_secs).filter(|s| *s > 0),
         max_request_bytes: args.max_request_bytes,
         lcjs_license: args.lcjs_license.clone().filter(|k| !k.trim().is_empty()),
+        learner: waypoint_server::learner::LearnerConfig {
+            every_secs: Some(args.learn_every_secs).filter(|s| *s > 0),
+            auto_canary: !args.no_auto_canary,
+            canary: waypoint_server::routing::CanarySettings {
+                dwell_secs: args.canary_dwell_secs,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
         ..ServerConfig::default()
     })
 }

@@ -194,7 +194,7 @@ max_batch_size = 4096
 max_queue_delay_us = 100
 instances = 1
 queue_capacity = 4096
-version_policy = "latest"
+version_policy = "all"
 
 [[inputs]]
 name = "history"

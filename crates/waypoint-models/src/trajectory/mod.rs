@@ -5,6 +5,7 @@
 
 pub mod cv;
 pub mod data;
+pub mod finetune;
 pub mod kalman;
 pub mod model;
 pub mod tcn;

@@ -236,6 +236,24 @@ impl Trainer {
         Ok(t)
     }
 
+    /// Adds seeded uniform noise of `scale` to every weight: a deliberately degraded copy,
+    /// for testing that a lifecycle policy notices a worse version.
+    pub fn perturb(&mut self, scale: f64, seed: u64) -> Result<(), ModelError> {
+        let cerr = |e: candle_core::Error| ModelError::Internal(e.to_string());
+        let mut rng = waypoint_sim::rng::SimRng::new(seed);
+        let data = self.varmap.data().lock().map_err(|_| ModelError::Internal("poisoned varmap".into()))?;
+        let mut names: Vec<&String> = data.keys().collect();
+        names.sort();
+        for name in names {
+            let var = &data[name];
+            let shape = var.as_tensor().shape().clone();
+            let noise: Vec<f32> = (0..shape.elem_count()).map(|_| rng.range(-scale, scale) as f32).collect();
+            let noise = CTensor::from_vec(noise, shape, &Device::Cpu).map_err(cerr)?;
+            var.set(&(var.as_tensor() + noise).map_err(cerr)?).map_err(cerr)?;
+        }
+        Ok(())
+    }
+
     pub fn save(&self, path: &Path) -> Result<(), ModelError> {
         self.varmap.save(path).map_err(|e| ModelError::Internal(format!("cannot save {}: {e}", path.display())))
     }
