@@ -117,6 +117,22 @@ test("every panel draws live data, every control acts on the server, without err
       timeout: 5000,
     });
 
+    // Pick a model version: the server pins it for everyone, and the performance panel says so.
+    await page.selectOption("#trajectory-version", "1");
+    await page.waitForFunction(() => /trajectory model: version 1/.test(document.getElementById("command-status").textContent), null, {
+      timeout: 5000,
+    });
+    const routing = await (await fetch(url + "/api/v1/models/trajectory/routing")).json();
+    assert.equal(routing.policy, "fixed");
+    assert.equal(routing.version, "1");
+    await page.waitForFunction(() => /trajectory: version 1 for everyone/.test(document.querySelector("#panel-performance .routing").textContent), null, {
+      timeout: 8000,
+    });
+    await page.selectOption("#trajectory-version", "newest");
+    await page.waitForFunction(() => /trajectory model: newest version/.test(document.getElementById("command-status").textContent), null, {
+      timeout: 5000,
+    });
+
     // A bad command is reported on the page, not thrown.
     await page.fill("#fault-duration", "-3");
     await page.click("#inject-fault");

@@ -1,7 +1,7 @@
 // Shared helpers for the browser tests: start the real `waypoint` binary on a free port and a
 // headless Chromium driven by playwright-core.
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { chromium } from "playwright-core";
@@ -10,11 +10,13 @@ const ROOT = resolve(import.meta.dirname, "../..");
 
 export function waypointBinary() {
   if (process.env.WAYPOINT_BIN) return process.env.WAYPOINT_BIN;
-  for (const p of ["target/release/waypoint", "target/debug/waypoint"]) {
-    const full = join(ROOT, p);
-    if (existsSync(full)) return full;
-  }
-  throw new Error("no waypoint binary: run `cargo build` first or set WAYPOINT_BIN");
+  // The most recently built of the release and debug binaries.
+  const built = ["target/release/waypoint", "target/debug/waypoint"]
+    .map((p) => join(ROOT, p))
+    .filter((p) => existsSync(p))
+    .sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs);
+  if (built.length === 0) throw new Error("no waypoint binary: run `cargo build` first or set WAYPOINT_BIN");
+  return built[0];
 }
 
 /** Starts `waypoint serve` on port 0 and resolves with its base URL once it listens. */
