@@ -40,10 +40,17 @@ test("every panel draws live data, every control acts on the server, without err
       timeout: 15000,
     });
     assert.ok((await canvasColours(page, ".scene-canvas")) > 8, "scene canvas has content");
-    // Panels below the fold do not draw (the learning panel is off screen at 1280x800)...
-    await page.waitForTimeout(3000);
-    assert.equal(await wp(page, () => window.__waypoint.draws().learning), 0, "an off-screen panel drew");
-    // ...and draw once they are on screen.
+    // A hidden panel stops drawing while the others go on, and resumes when shown again.
+    await page.waitForFunction(() => window.__waypoint.draws().health > 3, null, { timeout: 10000 });
+    await page.click("#panel-health .collapse");
+    const hidden = await wp(page, () => window.__waypoint.draws());
+    await page.waitForTimeout(1500);
+    const later = await wp(page, () => window.__waypoint.draws());
+    assert.equal(later.health, hidden.health, "a hidden panel drew");
+    assert.ok(later.scene > hidden.scene, "the scene stopped drawing");
+    await page.click("#panel-health .collapse");
+    await page.waitForFunction((n) => window.__waypoint.draws().health > n, hidden.health, { timeout: 5000 });
+    // Every panel on screen.
     await page.setViewportSize({ width: 1280, height: 2200 });
     // Every chart panel has drawn points (trajectory errors need 3.2 s of history + 4.8 s).
     await page.waitForFunction(

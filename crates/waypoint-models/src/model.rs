@@ -12,11 +12,14 @@ pub struct TensorSpec {
     pub name: String,
     pub datatype: DataType,
     pub dims: Vec<i64>,
+    /// An input the caller may leave out (the model then uses its default).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub optional: bool,
 }
 
 impl TensorSpec {
     pub fn new(name: &str, datatype: DataType, dims: &[i64]) -> Self {
-        Self { name: name.into(), datatype, dims: dims.to_vec() }
+        Self { name: name.into(), datatype, dims: dims.to_vec(), optional: false }
     }
 
     /// Whether a concrete shape fits this declaration.

@@ -15,7 +15,8 @@ use crate::ModelError;
 pub type Factory = Arc<dyn Fn(&Path) -> Result<Box<dyn Model>, ModelError> + Send + Sync>;
 
 /// Backend names built in (`platform = "waypoint"`, `backend = ...` in `config.toml`).
-pub const BUILTIN: [&str; 4] = ["constant_velocity", "ukf_fusion", "trajectory_tcn", "lidar_detection"];
+pub const BUILTIN: [&str; 5] =
+    ["constant_velocity", "ukf_fusion", "trajectory_tcn", "lidar_detection", "anomaly_detector"];
 
 static REGISTERED: RwLock<BTreeMap<String, Factory>> = RwLock::new(BTreeMap::new());
 
@@ -31,6 +32,7 @@ pub fn instantiate(backend: &str, version_dir: &Path) -> Result<Box<dyn Model>, 
         "trajectory_tcn" => Ok(Box::new(crate::trajectory::model::TrajectoryModel::load(version_dir)?)),
         "lidar_detection" => Ok(Box::new(crate::detection::model::DetectionModel::load(version_dir)?)),
         "ukf_fusion" => Ok(Box::new(crate::fusion::model::FusionModel::default())),
+        "anomaly_detector" => Ok(Box::new(crate::anomaly::model::AnomalyModel::default())),
         other => {
             let factory = REGISTERED.read().unwrap_or_else(|p| p.into_inner()).get(other).cloned();
             match factory {

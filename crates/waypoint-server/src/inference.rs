@@ -31,10 +31,12 @@ pub fn validate_inputs(
     }
     let mut ordered = Vec::with_capacity(config.inputs.len());
     for spec in &config.inputs {
-        let pos = inputs
-            .iter()
-            .position(|t| t.name == spec.name)
-            .ok_or_else(|| format!("missing input {:?} for model {model:?}", spec.name))?;
+        let Some(pos) = inputs.iter().position(|t| t.name == spec.name) else {
+            if spec.optional {
+                continue;
+            }
+            return Err(format!("missing input {:?} for model {model:?}", spec.name));
+        };
         let t = inputs.swap_remove(pos);
         if inputs.iter().any(|o| o.name == spec.name) {
             return Err(format!("input {:?} given twice", spec.name));

@@ -1,50 +1,176 @@
 //! Live health of the five simulated sensors.
 //!
-//! Every tick, each sensor's output is reduced to a few health features — how long since it
-//! last spoke against its usual interval, how late its data arrives, whether it repeats itself
-//! exactly, and value features that a fault would move (the lidar's ground against the flat
-//! road, the radar's ranges against the lidar's, the camera boxes' frame-to-frame jumps, the
-//! IMU's spread, the GPS fixes against a constant-velocity filter of their own past). Each
-//! value feature is scored online by a [`Detector`]; silence and exact repeats by plain rules.
-//! A sensor's score is the largest of its features' scores, held for [`PERSISTENCE`] ticks
-//! (it alarms only when its score is above the threshold in two of three ticks), and the combined score is the
-//! largest over sensors. Only data up to the current tick is used.
+//! Every tick, each sensor's output is reduced to health features that a fault would move:
+//! how long since the sensor last spoke against its usual interval (dropout), whether it
+//! repeats itself exactly (stuck), how late its data arrives (latency), and residuals against a
+//! reference — the lidar's ground against the flat road, the radar's ranges against the lidar's
+//! nearest obstacle in the same direction, camera boxes against the previous frame's, the IMU
+//! against the motion of the vehicle's pose, GPS fixes against the pose (the pose is the
+//! scene's ego pose, standing in for the vehicle's localisation). From the residuals come a
+//! level (a bias), a spread (noise), the share or size of outliers (spikes) and a ramp (the
+//! residual's one-second block means moving the same way three times running: drift).
+//!
+//! Each feature is scored online against a robust, slowly adapting model of its own normal
+//! values (level and scale with clipped updates, adapting ten times slower while the feature is
+//! anomalous, so a lasting fault is not learned as normal): `z` standard units from normal maps
+//! linearly to a score, 0 at [`Z_NORMAL`] and 1 at [`Z_CERTAIN`]. A sensor's score is the largest
+//! of its features', and it must be high in two of three ticks (a single odd tick — a GPS
+//! multipath jump's edge — does not alarm). Only data up to the current tick is used.
+
+use std::collections::VecDeque;
 
 use waypoint_sim::fault::Sensor;
 use waypoint_sim::Frame;
 
-use super::detector::{Detector, DetectorConfig};
-
-/// A score must be high in two of this many ticks before the sensor's score reports it.
+/// Ticks in the persistence window; a score must be high in two of them.
 pub const PERSISTENCE: usize = 3;
 
 /// Default alarm threshold on the [0, 1] scores.
 pub const DEFAULT_THRESHOLD: f64 = 0.99;
 
-fn feature_detector() -> Detector {
-    Detector::new(DetectorConfig {
-        slow_rate: 0.01,
-        fast_rate: 0.3,
-        likelihood_rate: 0.002,
-        short_window: 3,
-        warmup: 60,
-        refractory: 0,
-        alarm_level: 1.1,
-        refractory_cap: 1.0,
-        single_sample_margin: 1.0,
-    })
+/// Deviation (in robust standard units) scoring 0, and scoring 1.
+pub const Z_NORMAL: f64 = 4.0;
+pub const Z_CERTAIN: f64 = 8.0;
+
+/// Samples a feature learns from before it scores.
+const WARMUP: u64 = 100;
+
+/// Which deviations of a feature are anomalous.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Side {
+    /// Either way (a bias).
+    Both,
+    /// Only increases (a spread, a share of outliers, a delay).
+    Up,
+}
+
+/// A robust running model of one feature's normal values.
+#[derive(Debug, Clone)]
+struct Feature {
+    name: &'static str,
+    side: Side,
+    /// Smallest scale, in the feature's unit (a floor for near-constant features).
+    floor: f64,
+    n: u64,
+    level: f64,
+    scale: f64,
+    rate: f64,
+    last: f64,
+}
+
+impl Feature {
+    fn new(name: &'static str, side: Side, floor: f64) -> Self {
+        Self { name, side, floor, n: 0, level: 0.0, scale: 0.0, rate: 0.01, last: 0.0 }
+    }
+
+    /// Scores `x` against the model, then updates the model.
+    fn score(&mut self, x: f64) -> f64 {
+        if !x.is_finite() {
+            return 1.0;
+        }
+        self.n += 1;
+        if self.n == 1 {
+            self.level = x;
+            return 0.0;
+        }
+        let scale = self.scale.max(self.floor);
+        let dev = x - self.level;
+        let z = match self.side {
+            Side::Both => dev.abs() / scale,
+            Side::Up => dev.max(0.0) / scale,
+        };
+        let s = if self.n <= WARMUP { 0.0 } else { ((z - Z_NORMAL) / (Z_CERTAIN - Z_NORMAL)).clamp(0.0, 1.0) };
+        // Learn fast while warming up, slowly after, ten times slower while anomalous; clip
+        // the step so one outlier moves the model little. (Mean absolute deviation × 1.25 is
+        // the standard deviation of a normal variable.)
+        let rate = if self.n <= WARMUP {
+            1.0 / self.n as f64
+        } else if s > 0.0 {
+            self.rate / 10.0
+        } else {
+            self.rate
+        };
+        let clip = if self.n <= WARMUP { f64::INFINITY } else { 3.0 * scale };
+        self.level += rate * dev.clamp(-clip, clip);
+        self.scale += rate * (1.25 * dev.abs().min(clip) - self.scale);
+        self.last = s;
+        s
+    }
+}
+
+/// One-second block means of a residual and a drift score from their steps.
+#[derive(Debug, Clone)]
+struct Ramp {
+    feature: Feature,
+    sum: f64,
+    count: u32,
+    ticks: u32,
+    blocks: VecDeque<f64>,
+    last: f64,
+}
+
+impl Ramp {
+    fn new(name: &'static str, floor: f64) -> Self {
+        Self {
+            feature: Feature::new(name, Side::Both, floor),
+            sum: 0.0,
+            count: 0,
+            ticks: 0,
+            blocks: VecDeque::new(),
+            last: 0.0,
+        }
+    }
+
+    /// Adds this tick's value (if any); every ten ticks closes a block and rescores. The score
+    /// is the smallest of the last three block steps' scores when the steps share a sign.
+    fn tick(&mut self, x: Option<f64>) -> f64 {
+        if let Some(x) = x.filter(|v| v.is_finite()) {
+            self.sum += x;
+            self.count += 1;
+        }
+        self.ticks += 1;
+        if self.ticks < 10 {
+            return self.last;
+        }
+        self.ticks = 0;
+        if self.count == 0 {
+            return self.last;
+        }
+        self.blocks.push_back(self.sum / f64::from(self.count));
+        self.sum = 0.0;
+        self.count = 0;
+        while self.blocks.len() > 4 {
+            self.blocks.pop_front();
+        }
+        if self.blocks.len() < 2 {
+            return 0.0;
+        }
+        let n = self.blocks.len();
+        let step = self.blocks[n - 1] - self.blocks[n - 2];
+        // Learn the typical size of a step.
+        self.feature.score(step);
+        if n < 4 {
+            self.last = 0.0;
+            return 0.0;
+        }
+        let steps: Vec<f64> = (1..4).map(|i| self.blocks[i] - self.blocks[i - 1]).collect();
+        let same_sign = steps.iter().all(|d| *d > 0.0) || steps.iter().all(|d| *d < 0.0);
+        let scale = self.feature.scale.max(self.feature.floor);
+        let smallest = steps.iter().map(|d| d.abs()).fold(f64::INFINITY, f64::min) / scale;
+        // Three steps the same way, each well beyond typical: a ramp.
+        let ramp = if same_sign { ((smallest - 1.5) / 1.5).clamp(0.0, 1.0) } else { 0.0 };
+        self.last = if self.feature.n > 30 { ramp } else { 0.0 };
+        self.last
+    }
 }
 
 /// One sensor's scored features.
 #[derive(Debug, Clone)]
 struct Channel {
-    names: &'static [&'static str],
-    detectors: Vec<Detector>,
-    last_scores: Vec<f64>,
-    /// Seconds since the last message, and the running mean interval between messages.
+    features: Vec<Feature>,
+    ramps: Vec<Ramp>,
     last_seen: Option<f64>,
     mean_interval: f64,
-    /// A digest of the last message, for exact-repeat detection, and the repeat count.
     last_digest: Option<u64>,
     repeats: u32,
     recent: [f64; PERSISTENCE],
@@ -52,11 +178,10 @@ struct Channel {
 }
 
 impl Channel {
-    fn new(names: &'static [&'static str]) -> Self {
+    fn new(features: Vec<Feature>, ramps: Vec<Ramp>) -> Self {
         Self {
-            names,
-            detectors: names.iter().map(|_| feature_detector()).collect(),
-            last_scores: vec![0.0; names.len()],
+            features,
+            ramps,
             last_seen: None,
             mean_interval: 0.0,
             last_digest: None,
@@ -82,27 +207,32 @@ impl Channel {
         }
     }
 
-    /// Scores this tick's features (`None`: not measured this tick, keeps its last score
-    /// decaying) and returns the sensor score.
-    fn score(&mut self, now_secs: f64, features: &[Option<f64>]) -> (f64, &'static str) {
+    /// Scores this tick's features (`None`: not measured this tick; its score decays) and ramp
+    /// inputs; returns the sensor score and its cause.
+    fn score(&mut self, now_secs: f64, values: &[Option<f64>], ramp_values: &[Option<f64>]) -> (f64, &'static str) {
         let mut best = (0.0, "");
-        for (i, f) in features.iter().enumerate() {
-            // The detector's output is the probability that the evidence is unusual, 0.5 when it
-            // is typical; rescale so that typical is 0 and certain is 1.
-            let s = match f {
-                Some(x) => (2.0 * self.detectors[i].update(*x) - 1.0).max(0.0),
-                None => self.last_scores[i] * 0.8,
+        for (f, v) in self.features.iter_mut().zip(values) {
+            let s = match v {
+                Some(x) => f.score(*x),
+                None => {
+                    f.last *= 0.8;
+                    f.last
+                }
             };
-            self.last_scores[i] = s;
             if s > best.0 {
-                best = (s, self.names[i]);
+                best = (s, f.name);
+            }
+        }
+        for (r, v) in self.ramps.iter_mut().zip(ramp_values) {
+            let s = r.tick(*v);
+            if s > best.0 {
+                best = (s, r.feature.name);
             }
         }
         // Silence: more than three usual intervals (at least 0.3 s) without a message.
         if let Some(seen) = self.last_seen {
             let usual = self.mean_interval.max(0.1);
-            let ratio = (now_secs - seen) / usual;
-            let s = ((ratio - 3.0) / 3.0).clamp(0.0, 1.0);
+            let s = (((now_secs - seen) / usual - 3.0) / 3.0).clamp(0.0, 1.0);
             if s > best.0 {
                 best = (s, "silence");
             }
@@ -113,7 +243,6 @@ impl Channel {
         }
         self.recent[self.recent_pos] = best.0;
         self.recent_pos = (self.recent_pos + 1) % PERSISTENCE;
-        // The second highest of the window: a score must be high in two of the last three ticks.
         let mut r = self.recent;
         r.sort_by(f64::total_cmp);
         (r[PERSISTENCE - 2], best.1)
@@ -137,11 +266,19 @@ pub struct SensorHealth {
 pub struct HealthMonitor {
     channels: [Channel; 5],
     pub threshold: f64,
-    /// GPS constant-velocity filter: position, velocity and the last fix time.
-    gps_state: Option<([f64; 2], [f64; 2], f64)>,
-    prev_camera_centres: Vec<[f64; 2]>,
+    /// Boxes of the previous camera frame: centre x, y, width, height.
+    prev_camera_boxes: Vec<[f64; 4]>,
+    /// Last second of camera matches (jumped, matched, moves less the common move) and last two
+    /// seconds of radar rate residuals.
+    camera_window: VecDeque<(usize, usize, Vec<f64>)>,
+    radar_window: VecDeque<Vec<f64>>,
+    /// The previous radar scan: time, and (azimuth, range) per target.
+    prev_radar: Option<(f64, Vec<(f64, f64)>)>,
     /// The vehicle pose's time, speed and heading at the previous tick.
     prev_pose: Option<(f64, f64, f64)>,
+    /// GPS residuals (fix − pose) of the last ten fixes, and the previous residual.
+    gps_residuals: VecDeque<[f64; 2]>,
+    prev_gps_residual: Option<[f64; 2]>,
 }
 
 impl Default for HealthMonitor {
@@ -170,33 +307,93 @@ fn mean_std(xs: &[f64]) -> Option<(f64, f64)> {
     Some((m, v.sqrt()))
 }
 
-const AZIMUTH_BINS: usize = 720;
+/// Median and median absolute deviation (scaled to a standard deviation).
+fn median_mad(xs: &[f64]) -> Option<(f64, f64)> {
+    if xs.is_empty() {
+        return None;
+    }
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    let med = v[v.len() / 2];
+    let mut dev: Vec<f64> = v.iter().map(|x| (x - med).abs()).collect();
+    dev.sort_by(f64::total_cmp);
+    Some((med, 1.4826 * dev[dev.len() / 2]))
+}
 
 impl HealthMonitor {
     pub fn new() -> Self {
+        use Side::{Both, Up};
         Self {
             channels: [
-                Channel::new(&["lag", "below_ground", "ground_offset", "ground_spread"]),
-                Channel::new(&["lag", "range_residual", "range_residual_spread", "range_outliers"]),
-                Channel::new(&["lag", "box_jump", "box_jump_max"]),
-                Channel::new(&["lag", "accel_spread", "accel_peak", "accel_residual", "yaw_rate_residual"]),
-                Channel::new(&["lag", "innovation", "pose_residual"]),
+                Channel::new(
+                    vec![
+                        Feature::new("lag", Up, 0.02),
+                        Feature::new("below_ground", Up, 0.0005),
+                        Feature::new("ground_offset", Both, 0.002),
+                        Feature::new("ground_spread", Up, 0.002),
+                    ],
+                    vec![Ramp::new("ground_drift", 0.001)],
+                ),
+                Channel::new(
+                    vec![
+                        Feature::new("lag", Up, 0.02),
+                        Feature::new("rate_residual_spread", Up, 2.0),
+                        Feature::new("range_jumps", Up, 0.05),
+                    ],
+                    vec![],
+                ),
+                Channel::new(
+                    vec![
+                        Feature::new("lag", Up, 0.02),
+                        Feature::new("box_jitter", Up, 1.2),
+                        Feature::new("box_jumps", Up, 0.04),
+                    ],
+                    vec![],
+                ),
+                Channel::new(
+                    vec![
+                        Feature::new("lag", Up, 0.02),
+                        Feature::new("accel_spread", Up, 0.04),
+                        Feature::new("accel_peak", Up, 0.3),
+                        Feature::new("accel_residual", Both, 0.05),
+                        Feature::new("yaw_rate_residual", Both, 0.005),
+                    ],
+                    vec![Ramp::new("accel_drift", 0.01), Ramp::new("yaw_rate_drift", 0.001)],
+                ),
+                Channel::new(
+                    vec![
+                        Feature::new("lag", Up, 0.02),
+                        Feature::new("fix_jump", Up, 0.2),
+                        Feature::new("fix_spread", Up, 0.1),
+                    ],
+                    vec![Ramp::new("fix_drift_x", 0.05), Ramp::new("fix_drift_y", 0.05)],
+                ),
             ],
             threshold: DEFAULT_THRESHOLD,
-            gps_state: None,
-            prev_camera_centres: Vec::new(),
+            prev_camera_boxes: Vec::new(),
+            camera_window: VecDeque::new(),
+            radar_window: VecDeque::new(),
+            prev_radar: None,
             prev_pose: None,
+            gps_residuals: VecDeque::new(),
+            prev_gps_residual: None,
         }
+    }
+
+    /// The latest score of every feature of a sensor (for diagnosis).
+    pub fn feature_scores(&self, sensor: usize) -> Vec<(&'static str, f64)> {
+        let c = &self.channels[sensor];
+        c.features.iter().map(|f| (f.name, f.last)).chain(c.ramps.iter().map(|r| (r.feature.name, r.last))).collect()
     }
 
     /// Scores one tick. `enabled` says which sensors the operator has switched on (a switched
     /// off sensor is not scored and starts afresh when switched back on).
     pub fn update(&mut self, frame: &Frame, enabled: [bool; 5]) -> [SensorHealth; 5] {
         let now = frame.t_secs;
-        let mut features: [Vec<Option<f64>>; 5] = Default::default();
+        let mut values: [Vec<Option<f64>>; 5] = Default::default();
+        let mut ramps: [Vec<Option<f64>>; 5] = Default::default();
 
         // Lidar: lateness, and the ground ring near the car against a flat road.
-        let mut lidar_free: Option<Vec<f32>> = None;
         {
             let mut lag = None;
             let (mut below, mut offsets) = (None, Vec::new());
@@ -204,99 +401,137 @@ impl HealthMonitor {
                 lag = Some(now - sweep.t_secs);
                 let h = sweep.world_from_sensor.z_m.max(0.1);
                 let mut under = 0usize;
-                let mut free = vec![f32::INFINITY; AZIMUTH_BINS];
                 offsets.clear();
                 for p in &sweep.points {
-                    let (x, y, z) = (p[0] as f64, p[1] as f64, p[2] as f64);
-                    let r = (x * x + y * y).sqrt();
+                    let (x, y, z) = (f64::from(p[0]), f64::from(p[1]), f64::from(p[2]));
+                    let r = x.hypot(y);
                     if z < -h - 0.3 {
                         under += 1;
                     } else if (z + h).abs() < 0.3 && r < 15.0 && r > 3.0 {
                         offsets.push(-z / h - 1.0);
-                    } else if z > -h + 0.4 {
-                        let bin = (((y.atan2(x) + std::f64::consts::PI) / std::f64::consts::TAU) * AZIMUTH_BINS as f64)
-                            as usize
-                            % AZIMUTH_BINS;
-                        free[bin] = free[bin].min(r as f32);
                     }
                 }
                 below = Some(under as f64 / sweep.points.len().max(1) as f64);
-                lidar_free = Some(free);
                 let d = digest(sweep.points.iter().take(64).flat_map(|p| p.map(f64::from)));
                 self.channels[0].heard(sweep.t_secs, (!sweep.points.is_empty()).then_some(d));
             }
             let ground = mean_std(&offsets);
-            features[0] = vec![lag, below, ground.map(|g| g.0), ground.map(|g| g.1)];
+            values[0] = vec![lag, below, ground.map(|g| g.0), ground.map(|g| g.1)];
+            ramps[0] = vec![ground.map(|g| g.0)];
         }
 
-        // Radar: ranges against the lidar's nearest obstacle in the same direction.
+        // Radar: each target against the previous scan's target in the same direction: the
+        // change of range over the scan interval should match the measured range rate. Over the
+        // last two seconds: the spread of that rate residual (noise) and the share of residuals far
+        // beyond any vehicle's speed (range spikes).
         {
             let mut lag = None;
             let mut residuals = Vec::new();
             for scan in &frame.radar {
                 lag = Some(now - scan.t_secs);
-                if let Some(free) = &lidar_free {
-                    for t in &scan.targets {
-                        let bin = (((t.azimuth_rad + std::f64::consts::PI) / std::f64::consts::TAU)
-                            * AZIMUTH_BINS as f64) as usize
-                            % AZIMUTH_BINS;
-                        let near = (bin + AZIMUTH_BINS - 1..=bin + AZIMUTH_BINS + 1)
-                            .map(|b| free[b % AZIMUTH_BINS])
-                            .fold(f32::INFINITY, f32::min) as f64;
-                        if near.is_finite() && t.range_m < 60.0 {
-                            residuals.push((t.range_m - near).clamp(-30.0, 30.0));
+                if let Some((t_prev, prev)) = &self.prev_radar {
+                    let dt = scan.t_secs - t_prev;
+                    if dt > 1e-3 && dt < 0.5 {
+                        for t in &scan.targets {
+                            let best = prev
+                                .iter()
+                                .map(|p| ((p.0 - t.azimuth_rad).abs(), p.1))
+                                .filter(|(daz, _)| *daz < 0.03)
+                                .min_by(|a, b| a.0.total_cmp(&b.0));
+                            if let Some((_, r_prev)) = best {
+                                residuals.push(((t.range_m - r_prev) / dt - t.range_rate_mps).clamp(-1000.0, 1000.0));
+                            }
                         }
                     }
                 }
+                self.prev_radar =
+                    Some((scan.t_secs, scan.targets.iter().map(|t| (t.azimuth_rad, t.range_m)).collect()));
                 let d = digest(scan.targets.iter().flat_map(|t| [t.range_m, t.azimuth_rad, t.range_rate_mps]));
                 self.channels[1].heard(scan.t_secs, (!scan.targets.is_empty()).then_some(d));
             }
-            let mut med = None;
-            if !residuals.is_empty() {
-                residuals.sort_by(f64::total_cmp);
-                med = Some(residuals[residuals.len() / 2]);
+            self.radar_window.push_back(residuals);
+            while self.radar_window.len() > 20 {
+                self.radar_window.pop_front();
             }
-            let spread = med.map(|m| {
-                let mut dev: Vec<f64> = residuals.iter().map(|r| (r - m).abs()).collect();
-                dev.sort_by(f64::total_cmp);
-                dev[dev.len() / 2]
-            });
-            let outliers =
-                med.map(|m| residuals.iter().filter(|r| (*r - m).abs() > 8.0).count() as f64 / residuals.len() as f64);
-            features[1] = vec![lag, med, spread, outliers];
+            let all: Vec<f64> = self.radar_window.iter().flatten().copied().collect();
+            let measured = !frame.radar.is_empty() && all.len() >= 10;
+            let spread = median_mad(&all).filter(|_| measured).map(|m| m.1);
+            let jumps = measured.then(|| all.iter().filter(|e| e.abs() > 100.0).count() as f64 / all.len() as f64);
+            values[1] = vec![lag, spread, jumps];
+            ramps[1] = vec![];
         }
 
-        // Camera: how far box centres jump from one frame to the next.
+        // Camera: boxes against the previous frame's. Each box is matched to the nearest box
+        // of similar size; the matches' common move (the vehicle turning) is removed. Jitter:
+        // the spread of what is left; jumps: the share of boxes displaced sideways far beyond
+        // it (both over the last second). (A drift moves every box alike, which the vehicle's
+        // own turning does too: it is not told apart here.)
         {
             let mut lag = None;
-            let mut jumps = Vec::new();
+            let mut moves = Vec::new();
+            let (mut jumped, mut total) = (0usize, 0usize);
             for img in &frame.camera {
                 lag = Some(now - img.t_secs);
-                let centres: Vec<[f64; 2]> = img
+                let boxes: Vec<[f64; 4]> = img
                     .boxes
                     .iter()
-                    .map(|b| [(b.left_px + b.right_px) / 2.0, (b.top_px + b.bottom_px) / 2.0])
+                    .map(|b| {
+                        [
+                            (b.left_px + b.right_px) / 2.0,
+                            (b.top_px + b.bottom_px) / 2.0,
+                            b.right_px - b.left_px,
+                            b.bottom_px - b.top_px,
+                        ]
+                    })
                     .collect();
-                for c in &centres {
+                let mut pairs = Vec::new();
+                for b in &boxes {
+                    let similar = |p: &&[f64; 4]| {
+                        (p[2] - b[2]).abs() < 0.2 * b[2].max(8.0) && (p[3] - b[3]).abs() < 0.2 * b[3].max(8.0)
+                    };
                     let best = self
-                        .prev_camera_centres
+                        .prev_camera_boxes
                         .iter()
-                        .map(|p| ((c[0] - p[0]).powi(2) + (c[1] - p[1]).powi(2)).sqrt())
-                        .fold(f64::INFINITY, f64::min);
-                    if best.is_finite() {
-                        jumps.push(best.min(500.0));
+                        .filter(similar)
+                        .map(|p| (b[0] - p[0], b[1] - p[1]))
+                        .filter(|(_, dy)| dy.abs() < 30.0)
+                        .min_by(|a, c| a.0.abs().total_cmp(&c.0.abs()));
+                    if let Some(d) = best {
+                        pairs.push(d);
                     }
                 }
-                self.prev_camera_centres = centres;
+                if !pairs.is_empty() {
+                    let dxs: Vec<f64> = pairs.iter().map(|p| p.0).collect();
+                    let (m, _) = median_mad(&dxs).unwrap_or((0.0, 0.0));
+                    for (dx, dy) in &pairs {
+                        total += 1;
+                        let off = dx - m;
+                        if off.abs() > 80.0 {
+                            jumped += 1;
+                        } else {
+                            moves.push(off.hypot(*dy));
+                        }
+                    }
+                }
+                self.prev_camera_boxes = boxes;
                 let d = digest(img.boxes.iter().flat_map(|b| [b.left_px, b.top_px, b.right_px, b.bottom_px]));
                 self.channels[2].heard(img.t_secs, (!img.boxes.is_empty()).then_some(d));
             }
-            let stats = mean_std(&jumps);
-            let max = jumps.iter().copied().reduce(f64::max);
-            features[2] = vec![lag, stats.map(|s| s.0), max];
+            self.camera_window.push_back((jumped, total, moves));
+            while self.camera_window.len() > 10 {
+                self.camera_window.pop_front();
+            }
+            let (j, n) = self.camera_window.iter().fold((0, 0), |a, w| (a.0 + w.0, a.1 + w.1));
+            let all: Vec<f64> = self.camera_window.iter().flat_map(|w| w.2.iter().copied()).collect();
+            let measured = !frame.camera.is_empty();
+            let jitter = median_mad(&all).filter(|_| measured && all.len() >= 8).map(|m| m.0);
+            let share = (measured && n >= 8).then(|| j as f64 / n as f64);
+            values[2] = vec![lag, jitter, share];
+            ramps[2] = vec![];
         }
 
-        // IMU: spread and peak of the longitudinal acceleration within the tick, and levels.
+        // IMU: spread and peak of the longitudinal acceleration within the tick, and the
+        // readings against the motion of the vehicle's pose over the tick.
         {
             let ax: Vec<f64> = frame.imu.iter().map(|s| s.accel_x_mps2).collect();
             let yaw: Vec<f64> = frame.imu.iter().map(|s| s.yaw_rate_rps).collect();
@@ -307,13 +542,12 @@ impl HealthMonitor {
                 let d = digest([s.accel_x_mps2, s.accel_y_mps2, s.accel_z_mps2, s.yaw_rate_rps]);
                 self.channels[3].heard(s.t_secs, Some(d));
             }
-            // Against the motion of the vehicle's pose over the tick.
             let ego = &frame.truth.ego;
             let speed = ego.vx_mps.hypot(ego.vy_mps);
             let (accel, yaw_rate) = match self.prev_pose {
-                Some((t, v, yaw)) if frame.t_secs > t => {
+                Some((t, v, y)) if frame.t_secs > t => {
                     let dt = frame.t_secs - t;
-                    let dyaw = (ego.yaw_rad - yaw + std::f64::consts::PI).rem_euclid(std::f64::consts::TAU)
+                    let dyaw = (ego.yaw_rad - y + std::f64::consts::PI).rem_euclid(std::f64::consts::TAU)
                         - std::f64::consts::PI;
                     (Some((speed - v) / dt), Some(dyaw / dt))
                 }
@@ -322,52 +556,56 @@ impl HealthMonitor {
             self.prev_pose = Some((frame.t_secs, speed, ego.yaw_rad));
             let accel_residual = stats.zip(accel).map(|(s, a)| s.0 - a);
             let yaw_residual = mean_std(&yaw).zip(yaw_rate).map(|(s, w)| s.0 - w);
-            features[3] = vec![lag, stats.map(|s| s.1), peak, accel_residual, yaw_residual];
+            values[3] = vec![lag, stats.map(|s| s.1), peak, accel_residual, yaw_residual];
+            ramps[3] = vec![accel_residual, yaw_residual];
         }
 
-        // GPS: innovation of each fix against a constant-velocity filter of the fixes.
+        // GPS: each fix against the pose; jumps between consecutive residuals (spikes), their
+        // spread over the last ten fixes (noise), and ramps of their one-second means (drift).
+        // A multipath jump is a step: one large jump, no spread, no ramp.
         {
+            let ego = &frame.truth.ego;
             let mut lag = None;
-            let mut innovation: Option<f64> = None;
+            let mut jump: Option<f64> = None;
+            let (mut rx, mut ry) = (Vec::new(), Vec::new());
             for fix in &frame.gps {
                 lag = Some(now - fix.t_secs);
-                let z = [fix.x_m, fix.y_m];
-                self.gps_state = Some(match self.gps_state {
-                    None => (z, [0.0, 0.0], fix.t_secs),
-                    Some((p, v, t)) => {
-                        let dt = (fix.t_secs - t).clamp(0.0, 2.0);
-                        let pred = [p[0] + v[0] * dt, p[1] + v[1] * dt];
-                        let r = [z[0] - pred[0], z[1] - pred[1]];
-                        let norm = (r[0] * r[0] + r[1] * r[1]).sqrt() / fix.sigma_m.max(0.1);
-                        innovation = Some(innovation.map_or(norm, |i: f64| i.max(norm)));
-                        let (a, b) = (0.3, if dt > 0.0 { 0.05 / dt } else { 0.0 });
-                        (
-                            [pred[0] + a * r[0], pred[1] + a * r[1]],
-                            [v[0] + b * r[0], v[1] + b * r[1]],
-                            fix.t_secs.max(t),
-                        )
-                    }
-                });
+                let r = [fix.x_m - ego.x_m, fix.y_m - ego.y_m];
+                if let Some(p) = self.prev_gps_residual {
+                    let j = (r[0] - p[0]).hypot(r[1] - p[1]);
+                    jump = Some(jump.map_or(j, |x: f64| x.max(j)));
+                }
+                self.prev_gps_residual = Some(r);
+                self.gps_residuals.push_back(r);
+                while self.gps_residuals.len() > 10 {
+                    self.gps_residuals.pop_front();
+                }
+                rx.push(r[0]);
+                ry.push(r[1]);
                 self.channels[4].heard(fix.t_secs, Some(digest([fix.x_m, fix.y_m])));
             }
-            let ego = &frame.truth.ego;
-            let pose = frame
-                .gps
-                .iter()
-                .map(|f| (f.x_m - ego.x_m).hypot(f.y_m - ego.y_m) / f.sigma_m.max(0.1))
-                .reduce(f64::max);
-            features[4] = vec![lag, innovation, pose];
+            // Spread of the fix-to-fix changes (robust: a multipath step is one outlier).
+            let spread = if frame.gps.is_empty() || self.gps_residuals.len() < 6 {
+                None
+            } else {
+                let r: Vec<[f64; 2]> = self.gps_residuals.iter().copied().collect();
+                let dx: Vec<f64> = r.windows(2).map(|w| w[1][0] - w[0][0]).collect();
+                let dy: Vec<f64> = r.windows(2).map(|w| w[1][1] - w[0][1]).collect();
+                median_mad(&dx).zip(median_mad(&dy)).map(|(a, b)| a.1.hypot(b.1))
+            };
+            values[4] = vec![lag, jump, spread];
+            ramps[4] = vec![median_mad(&rx).map(|r| r.0), median_mad(&ry).map(|r| r.0)];
         }
 
         let threshold = self.threshold;
         let mut out = [SensorHealth { sensor: Sensor::Lidar, enabled: true, score: 0.0, alarm: false, cause: "" }; 5];
         for (i, sensor) in Sensor::ALL.into_iter().enumerate() {
             if !enabled[i] {
-                self.channels[i] = Channel::new(self.channels[i].names);
+                self.channels[i] = Self::new().channels[i].clone();
                 out[i] = SensorHealth { sensor, enabled: false, score: 0.0, alarm: false, cause: "" };
                 continue;
             }
-            let (score, cause) = self.channels[i].score(now, &features[i]);
+            let (score, cause) = self.channels[i].score(now, &values[i], &ramps[i]);
             out[i] = SensorHealth { sensor, enabled: true, score, alarm: score >= threshold, cause };
         }
         out

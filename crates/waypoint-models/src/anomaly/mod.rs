@@ -6,4 +6,5 @@ pub mod nab;
 
 pub use detector::{Detector, DetectorConfig};
 pub mod health;
+pub mod model;
 pub mod sim_eval;

@@ -56,6 +56,9 @@ pub struct SimEvaluation {
 /// Runs the evaluation on `seeds` with the given alarm threshold.
 pub fn evaluate(seeds: &[u64], threshold: f64) -> SimEvaluation {
     let mut eval = SimEvaluation { seeds: seeds.to_vec(), threshold, ..Default::default() };
+    // WAYPOINT_HEALTH_DEBUG=1 prints each feature's largest score per fault and in clean time.
+    let debug = std::env::var_os("WAYPOINT_HEALTH_DEBUG").is_some();
+    let mut diag: BTreeMap<String, BTreeMap<&'static str, f64>> = BTreeMap::new();
     for &seed in seeds {
         let mut faults = Vec::new();
         let mut t = WARMUP_SECS + CLEAN_SECS;
@@ -85,6 +88,26 @@ pub fn evaluate(seeds: &[u64], threshold: f64) -> SimEvaluation {
             let health = monitor.update(&frame, [true; 5]);
             if t < WARMUP_SECS {
                 continue;
+            }
+            if debug {
+                for (i, _) in health.iter().enumerate() {
+                    let during = faults.iter().position(|f| {
+                        let s = f.start_secs.unwrap_or(0.0);
+                        t >= s && t <= s + f.duration_secs + RECOVERY_SECS
+                    });
+                    let key = match during {
+                        Some(k) if faults[k].sensor == Sensor::ALL[i] => {
+                            format!("{}/{}", Sensor::ALL[i].name(), kind_name(faults[k].kind))
+                        }
+                        Some(_) => continue,
+                        None => format!("{}/clean", Sensor::ALL[i].name()),
+                    };
+                    let e = diag.entry(key).or_default();
+                    for (name, s) in monitor.feature_scores(i) {
+                        let v = e.entry(name).or_insert(0.0);
+                        *v = f64::max(*v, s);
+                    }
+                }
             }
             for (i, h) in health.iter().enumerate() {
                 if h.alarm && !was_alarm[i] {
@@ -140,6 +163,10 @@ pub fn evaluate(seeds: &[u64], threshold: f64) -> SimEvaluation {
             }
         }
         eval.clean_secs += CLEAN_SECS + faults.len() as f64 * (GAP_SECS - RECOVERY_SECS);
+    }
+    for (k, v) in &diag {
+        let cells: Vec<String> = v.iter().map(|(n, s)| format!("{n} {s:.2}")).collect();
+        eprintln!("{k:<22} {}", cells.join("  "));
     }
     for r in eval.by_kind.values_mut() {
         r.recall = r.detected as f64 / r.faults.max(1) as f64;

@@ -288,3 +288,51 @@ async fn a_learning_round_makes_a_version_not_worse_online_than_its_base() {
     assert!(tuned <= base, "fine-tuned online ADE {tuned:.3} m against its base's {base:.3} m");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_anomaly_model_is_served_over_oip() {
+    let server = TestServer::start(ServerConfig { autostart: false, ..ServerConfig::default() }).await;
+    let mut series: Vec<f64> = (0..1500).map(|i| 5.0 + ((i * 7919) % 13) as f64 * 0.05).collect();
+    series[1400] = 50.0;
+    let body = json!({"inputs": [{"name": "series", "shape": [1, 1500], "datatype": "FP64", "data": series}]});
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/v2/models/anomaly/infer", server.addr))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.unwrap();
+    let score = v["outputs"].as_array().unwrap().iter().find(|o| o["name"] == "score").unwrap();
+    let alarm = v["outputs"].as_array().unwrap().iter().find(|o| o["name"] == "alarm").unwrap();
+    assert_eq!(score["shape"], json!([1, 1500]));
+    assert!(score["data"][1400].as_f64().unwrap() > 0.99);
+    assert_eq!(alarm["data"][1400], true);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_injected_dropout_raises_that_sensors_health_alarm() {
+    let server = TestServer::start(fast()).await;
+    let sp = SUBPROTOCOL_JSON;
+    let mut ws = server.connect(sp).await;
+    next_msg(&mut ws).await;
+    send_json(&mut ws, sp, json!({"type": "subscribe", "id": 1, "streams": ["health"]})).await;
+    wait_for(&mut ws, reply_id).await;
+    // Let the monitor learn the sensors first.
+    wait_for(&mut ws, |m| match m {
+        ServerMessage::Health(h) if h.t_secs > 15.0 => Some(()),
+        _ => None,
+    })
+    .await;
+    send_json(&mut ws, sp, json!({"type": "command", "id": 2, "command": {"op": "inject_fault", "sensor": "radar", "fault": "dropout", "duration_secs": 3}})).await;
+    let h = wait_for(&mut ws, |m| match m {
+        ServerMessage::Health(h) if h.sensors[1].alarm => Some(h.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(h.sensors[1].cause, "silence");
+    assert_eq!(h.faults.len(), 1);
+    assert!(h.combined >= h.threshold);
+    server.stop().await;
+}
