@@ -37,9 +37,9 @@ impl LidarDetector {
     /// Detections of one sweep (`[x, y, z, intensity]` in the sensor frame), "other" excluded
     /// unless `keep_other`.
     pub fn detect(&self, points: &[[f32; 4]], keep_other: bool) -> Vec<Detection> {
-        let (_, ground_z) = segment::ground(points, &self.segment);
+        let (is_ground, ground_z) = segment::ground(points, &self.segment);
         let mut out = Vec::new();
-        for c in segment::cluster(points, &self.segment) {
+        for c in segment::cluster_with_ground(points, &self.segment, &is_ground, &ground_z) {
             let pts: Vec<[f32; 4]> = c.iter().map(|i| points[*i]).collect();
             let g = c.iter().map(|i| f64::from(ground_z[*i])).sum::<f64>() / c.len() as f64;
             let Some(b) = boxfit::fit(&pts, g) else { continue };

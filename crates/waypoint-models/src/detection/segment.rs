@@ -1,6 +1,4 @@
-//! Ground removal and Euclidean clustering of a lidar sweep, both on 2-D grids (O(n)).
-
-use std::collections::HashMap;
+//! Ground removal and Euclidean clustering of a lidar sweep, both on dense 2-D grids (O(n)).
 
 /// Segmentation settings.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -30,45 +28,103 @@ impl Default for SegmentConfig {
     }
 }
 
-fn cell(x: f64, y: f64, size: f64) -> (i32, i32) {
-    ((x / size).floor() as i32, (y / size).floor() as i32)
+/// A dense square grid of `size` cells over [-extent, extent]², indexed x-major (so index
+/// order is the order of (cell x, cell y) pairs).
+struct Grid {
+    size: f64,
+    half: i64,
+    n: usize,
+}
+
+impl Grid {
+    fn new(size: f64, extent: f64) -> Self {
+        let half = (extent / size).ceil() as i64 + 1;
+        Self { size, half, n: (2 * half) as usize }
+    }
+
+    fn cells(&self) -> usize {
+        self.n * self.n
+    }
+
+    fn coords(&self, x: f64, y: f64) -> Option<(i64, i64)> {
+        let (cx, cy) = ((x / self.size).floor() as i64 + self.half, (y / self.size).floor() as i64 + self.half);
+        let n = self.n as i64;
+        (x.is_finite() && y.is_finite() && (0..n).contains(&cx) && (0..n).contains(&cy)).then_some((cx, cy))
+    }
+
+    fn index(&self, x: f64, y: f64) -> Option<usize> {
+        self.coords(x, y).map(|(cx, cy)| cx as usize * self.n + cy as usize)
+    }
+
+    /// The in-grid cells of the 3 × 3 neighbourhood of `c`.
+    fn neighbours(&self, c: usize) -> impl Iterator<Item = usize> + '_ {
+        let (cx, cy) = ((c / self.n) as i64, (c % self.n) as i64);
+        let n = self.n as i64;
+        (-1..=1).flat_map(move |dx| (-1..=1).map(move |dy| (cx + dx, cy + dy))).filter_map(move |(x, y)| {
+            ((0..n).contains(&x) && (0..n).contains(&y)).then(|| x as usize * self.n + y as usize)
+        })
+    }
 }
 
 /// Per-point ground flag and the local ground height under each point. The ground of a cell is
-/// the lowest point among it and its eight neighbours (so slopes and kerbs are followed and a
-/// cell covered by an object still sees the road beside it).
+/// a low quantile of the lowest heights among it and its eight neighbours (so slopes and kerbs
+/// are followed and a cell covered by an object still sees the road beside it). Points beyond
+/// `max_range_m` (or not finite) are flagged as ground, at their own height: they are never
+/// clustered.
 pub fn ground(points: &[[f32; 4]], cfg: &SegmentConfig) -> (Vec<bool>, Vec<f32>) {
-    // A cell's ground is a low quantile of its heights, not the minimum: a single spurious
-    // return far below the road (multipath, rain) must not pull the ground down.
-    let mut heights: HashMap<(i32, i32), Vec<f32>> = HashMap::with_capacity(points.len() / 8);
-    for p in points {
-        if p.iter().all(|v| v.is_finite()) {
-            heights.entry(cell(f64::from(p[0]), f64::from(p[1]), cfg.ground_cell_m)).or_default().push(p[2]);
+    let grid = Grid::new(cfg.ground_cell_m, cfg.max_range_m + cfg.ground_cell_m);
+    // Counting sort of the heights by cell: one flat array, one slice per cell.
+    let mut cell_of = vec![usize::MAX; points.len()];
+    let mut start = vec![0u32; grid.cells() + 1];
+    for (i, p) in points.iter().enumerate() {
+        if !p.iter().all(|v| v.is_finite()) {
+            continue;
+        }
+        if let Some(c) = grid.index(f64::from(p[0]), f64::from(p[1])) {
+            cell_of[i] = c;
+            start[c + 1] += 1;
         }
     }
-    let lowest: HashMap<(i32, i32), f32> = heights
-        .into_iter()
-        .map(|(c, mut zs)| {
-            zs.sort_by(|a, b| a.total_cmp(b));
-            (c, zs[(zs.len() / 20).min(zs.len() - 1)])
-        })
-        .collect();
-    let mut smoothed: HashMap<(i32, i32), f32> = HashMap::with_capacity(lowest.len());
-    for (&(cx, cy), _) in lowest.iter() {
-        let mut m = f32::INFINITY;
-        for dx in -1..=1 {
-            for dy in -1..=1 {
-                if let Some(v) = lowest.get(&(cx + dx, cy + dy)) {
-                    m = m.min(*v);
-                }
-            }
+    for c in 0..grid.cells() {
+        start[c + 1] += start[c];
+    }
+    let mut fill = start.clone();
+    let mut zs = vec![0f32; start[grid.cells()] as usize];
+    for (i, p) in points.iter().enumerate() {
+        let c = cell_of[i];
+        if c != usize::MAX {
+            zs[fill[c] as usize] = p[2];
+            fill[c] += 1;
         }
-        smoothed.insert((cx, cy), m);
+    }
+    // A cell's ground is a low quantile of its heights, not the minimum: a single spurious
+    // return far below the road (multipath, rain) must not pull the ground down.
+    let mut lowest = vec![f32::INFINITY; grid.cells()];
+    let mut occupied = Vec::new();
+    for c in 0..grid.cells() {
+        let slice = &mut zs[start[c] as usize..start[c + 1] as usize];
+        if slice.is_empty() {
+            continue;
+        }
+        let k = (slice.len() / 20).min(slice.len() - 1);
+        let (_, v, _) = slice.select_nth_unstable_by(k, f32::total_cmp);
+        lowest[c] = *v;
+        occupied.push(c);
+    }
+    let mut smoothed = vec![f32::INFINITY; grid.cells()];
+    for &c in &occupied {
+        smoothed[c] = grid.neighbours(c).map(|n| lowest[n]).fold(f32::INFINITY, f32::min);
     }
     let mut is_ground = Vec::with_capacity(points.len());
     let mut height = Vec::with_capacity(points.len());
-    for p in points {
-        let g = smoothed.get(&cell(f64::from(p[0]), f64::from(p[1]), cfg.ground_cell_m)).copied().unwrap_or(p[2]);
+    for (i, p) in points.iter().enumerate() {
+        let c = cell_of[i];
+        if c == usize::MAX || f64::from(p[0]).hypot(f64::from(p[1])) > cfg.max_range_m {
+            is_ground.push(true);
+            height.push(p[2]);
+            continue;
+        }
+        let g = smoothed[c];
         is_ground.push(f64::from(p[2] - g) < cfg.ground_margin_m);
         height.push(g);
     }
@@ -78,8 +134,23 @@ pub fn ground(points: &[[f32; 4]], cfg: &SegmentConfig) -> (Vec<bool>, Vec<f32>)
 /// Clusters of obstacle points (indices into `points`), largest first.
 pub fn cluster(points: &[[f32; 4]], cfg: &SegmentConfig) -> Vec<Vec<usize>> {
     let (is_ground, ground_z) = ground(points, cfg);
-    let mut cells: HashMap<(i32, i32), Vec<usize>> = HashMap::new();
-    for (i, p) in points.iter().enumerate() {
+    cluster_with_ground(points, cfg, &is_ground, &ground_z)
+}
+
+/// Like [`cluster`], with the ground already computed by [`ground`].
+pub fn cluster_with_ground(
+    points: &[[f32; 4]],
+    cfg: &SegmentConfig,
+    is_ground: &[bool],
+    ground_z: &[f32],
+) -> Vec<Vec<usize>> {
+    let grid = Grid::new(cfg.cluster_cell_m, cfg.max_range_m + cfg.cluster_cell_m);
+    const NONE: u32 = u32::MAX;
+    // Per cell, a linked list of its obstacle points in ascending index order.
+    let mut head = vec![NONE; grid.cells()];
+    let mut next = vec![NONE; points.len()];
+    let mut occupied = Vec::new();
+    for (i, p) in points.iter().enumerate().rev() {
         let (x, y) = (f64::from(p[0]), f64::from(p[1]));
         if is_ground[i] || x.hypot(y) > cfg.max_range_m || !p.iter().all(|v| v.is_finite()) {
             continue;
@@ -87,30 +158,36 @@ pub fn cluster(points: &[[f32; 4]], cfg: &SegmentConfig) -> Vec<Vec<usize>> {
         if f64::from(p[2] - ground_z[i]) > cfg.max_height_m {
             continue;
         }
-        cells.entry(cell(x, y, cfg.cluster_cell_m)).or_default().push(i);
+        let Some(c) = grid.index(x, y) else { continue };
+        if head[c] == NONE {
+            occupied.push(c);
+        }
+        next[i] = head[c];
+        head[c] = i as u32;
     }
-    // Connected components over occupied cells (8-neighbourhood), iterated in a fixed order.
-    let mut keys: Vec<(i32, i32)> = cells.keys().copied().collect();
-    keys.sort_unstable();
-    let mut label: HashMap<(i32, i32), usize> = HashMap::with_capacity(keys.len());
+    // Connected components over occupied cells (8-neighbourhood), in cell order.
+    occupied.sort_unstable();
+    let mut label = vec![NONE; grid.cells()];
     let mut clusters: Vec<Vec<usize>> = Vec::new();
-    for start in keys {
-        if label.contains_key(&start) {
+    let mut stack = Vec::new();
+    for &start in &occupied {
+        if label[start] != NONE {
             continue;
         }
-        let id = clusters.len();
+        let id = clusters.len() as u32;
         let mut members = Vec::new();
-        let mut stack = vec![start];
-        label.insert(start, id);
+        label[start] = id;
+        stack.push(start);
         while let Some(c) = stack.pop() {
-            members.extend_from_slice(&cells[&c]);
-            for dx in -1..=1 {
-                for dy in -1..=1 {
-                    let n = (c.0 + dx, c.1 + dy);
-                    if cells.contains_key(&n) && !label.contains_key(&n) {
-                        label.insert(n, id);
-                        stack.push(n);
-                    }
+            let mut i = head[c];
+            while i != NONE {
+                members.push(i as usize);
+                i = next[i as usize];
+            }
+            for n in grid.neighbours(c) {
+                if head[n] != NONE && label[n] == NONE {
+                    label[n] = id;
+                    stack.push(n);
                 }
             }
         }

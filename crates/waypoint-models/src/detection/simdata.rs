@@ -40,8 +40,8 @@ pub fn generate(
             }
             for sweep in &frame.lidar {
                 let pose = sweep.world_from_sensor;
-                let (_, ground_z) = segment::ground(&sweep.points, seg);
-                for c in segment::cluster(&sweep.points, seg) {
+                let (is_ground, ground_z) = segment::ground(&sweep.points, seg);
+                for c in segment::cluster_with_ground(&sweep.points, seg, &is_ground, &ground_z) {
                     let pts: Vec<[f32; 4]> = c.iter().map(|i| sweep.points[*i]).collect();
                     let g = c.iter().map(|i| f64::from(ground_z[*i])).sum::<f64>() / c.len() as f64;
                     let Some(b) = boxfit::fit(&pts, g) else { continue };
