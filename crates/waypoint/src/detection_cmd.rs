@@ -129,7 +129,7 @@ fn detector(weights: &Option<PathBuf>) -> Result<LidarDetector> {
             dir.join(v.to_string()).join(CLASSIFIER_FILE)
         }
     };
-    Ok(LidarDetector { segment: SegmentConfig::default(), classifier: Classifier::load(&path)? })
+    Ok(LidarDetector { segment: SegmentConfig::default(), classifier: Classifier::load(&path)?, merge_fragments: true })
 }
 
 pub fn eval(a: EvalDetectionArgs) -> Result<()> {

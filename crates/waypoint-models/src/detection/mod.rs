@@ -26,11 +26,21 @@ pub struct Detection {
     pub points: usize,
 }
 
+/// Fragments whose footprints come this close may be joined, metres.
+pub const MERGE_GAP_M: f64 = 2.0;
+/// Largest diagonal of two fragments' joint footprint considered, metres.
+pub const MERGE_MAX_SPAN_M: f64 = 7.5;
+/// Largest joined box kept, metres.
+pub const MERGE_MAX_LENGTH_M: f64 = 6.5;
+pub const MERGE_MAX_WIDTH_M: f64 = 2.8;
+
 /// The detection pipeline.
 #[derive(Debug, Clone)]
 pub struct LidarDetector {
     pub segment: SegmentConfig,
     pub classifier: Classifier,
+    /// Join fragments of one vehicle ([`LidarDetector::detect`]).
+    pub merge_fragments: bool,
 }
 
 impl LidarDetector {
@@ -38,8 +48,10 @@ impl LidarDetector {
     /// unless `keep_other`.
     pub fn detect(&self, points: &[[f32; 4]], keep_other: bool) -> Vec<Detection> {
         let (is_ground, ground_z) = segment::ground(points, &self.segment);
+        let clusters = segment::cluster_with_ground(points, &self.segment, &is_ground, &ground_z);
+        let clusters = if self.merge_fragments { self.merge(points, &ground_z, clusters) } else { clusters };
         let mut out = Vec::new();
-        for c in segment::cluster_with_ground(points, &self.segment, &is_ground, &ground_z) {
+        for c in clusters {
             let pts: Vec<[f32; 4]> = c.iter().map(|i| points[*i]).collect();
             let g = c.iter().map(|i| f64::from(ground_z[*i])).sum::<f64>() / c.len() as f64;
             let Some(b) = boxfit::fit(&pts, g) else { continue };
@@ -55,6 +67,85 @@ impl LidarDetector {
             }
             out.push(Detection { bbox: b, class, score, points: pts.len() });
         }
+        out
+    }
+
+    /// Joins fragments of one vehicle split by a gap in the scan (an occluder, a dark panel):
+    /// clusters whose footprints come within [`MERGE_GAP_M`] are joined when their union fits a
+    /// vehicle-sized box that the classifier calls a vehicle. Closest pairs first.
+    fn merge(&self, points: &[[f32; 4]], ground_z: &[f32], clusters: Vec<Vec<usize>>) -> Vec<Vec<usize>> {
+        let aabb: Vec<[f32; 4]> = clusters
+            .iter()
+            .map(|c| {
+                c.iter().fold([f32::INFINITY, f32::INFINITY, f32::NEG_INFINITY, f32::NEG_INFINITY], |a, i| {
+                    let p = points[*i];
+                    [a[0].min(p[0]), a[1].min(p[1]), a[2].max(p[0]), a[3].max(p[1])]
+                })
+            })
+            .collect();
+        let mut pairs = Vec::new();
+        for i in 0..clusters.len() {
+            for j in i + 1..clusters.len() {
+                let (a, b) = (aabb[i], aabb[j]);
+                let gap_x = (b[0] - a[2]).max(a[0] - b[2]).max(0.0);
+                let gap_y = (b[1] - a[3]).max(a[1] - b[3]).max(0.0);
+                let gap = gap_x.hypot(gap_y);
+                let span = (a[2].max(b[2]) - a[0].min(b[0])).hypot(a[3].max(b[3]) - a[1].min(b[1]));
+                if f64::from(gap) <= MERGE_GAP_M && f64::from(span) <= MERGE_MAX_SPAN_M {
+                    pairs.push((gap, i, j));
+                }
+            }
+        }
+        if pairs.is_empty() {
+            return clusters;
+        }
+        pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
+        // A fragment that is itself a confident pedestrian or cyclist is a road user of its own,
+        // not part of a vehicle beside it.
+        let mut own: Vec<Option<bool>> = vec![None; clusters.len()];
+        let mut is_small_user = |k: usize, c: &[usize]| -> bool {
+            *own[k].get_or_insert_with(|| {
+                let pts: Vec<[f32; 4]> = c.iter().map(|i| points[*i]).collect();
+                let g = c.iter().map(|i| f64::from(ground_z[*i])).sum::<f64>() / c.len() as f64;
+                boxfit::fit(&pts, g).is_some_and(|b| {
+                    let p = self.classifier.predict(&classifier::features(&b, &pts));
+                    p[1] >= 0.6 || p[2] >= 0.6
+                })
+            })
+        };
+        pairs.retain(|(_, i, j)| !is_small_user(*i, &clusters[*i]) && !is_small_user(*j, &clusters[*j]));
+        let mut groups: Vec<Option<Vec<usize>>> = clusters.into_iter().map(Some).collect();
+        let mut root: Vec<usize> = (0..groups.len()).collect();
+        fn find(root: &mut [usize], mut i: usize) -> usize {
+            while root[i] != i {
+                root[i] = root[root[i]];
+                i = root[i];
+            }
+            i
+        }
+        for (_, i, j) in pairs {
+            let (ri, rj) = (find(&mut root, i), find(&mut root, j));
+            if ri == rj {
+                continue;
+            }
+            let (Some(a), Some(b)) = (&groups[ri], &groups[rj]) else { continue };
+            let joined: Vec<usize> = a.iter().chain(b.iter()).copied().collect();
+            let pts: Vec<[f32; 4]> = joined.iter().map(|k| points[*k]).collect();
+            let g = joined.iter().map(|k| f64::from(ground_z[*k])).sum::<f64>() / joined.len() as f64;
+            let Some(bx) = boxfit::fit(&pts, g) else { continue };
+            if bx.length_m > MERGE_MAX_LENGTH_M || bx.width_m > MERGE_MAX_WIDTH_M {
+                continue;
+            }
+            let probs = self.classifier.predict(&classifier::features(&bx, &pts));
+            if probs[0] < 0.5 {
+                continue;
+            }
+            groups[ri] = Some(joined);
+            groups[rj] = None;
+            root[rj] = ri;
+        }
+        let mut out: Vec<Vec<usize>> = groups.into_iter().flatten().collect();
+        out.sort_by_key(|c| std::cmp::Reverse(c.len()));
         out
     }
 }

@@ -26,6 +26,7 @@ impl DetectionModel {
             detector: LidarDetector {
                 segment: SegmentConfig::default(),
                 classifier: Classifier::load(&version_dir.join(CLASSIFIER_FILE))?,
+                merge_fragments: true,
             },
         })
     }

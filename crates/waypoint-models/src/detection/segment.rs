@@ -60,9 +60,10 @@ impl Grid {
     fn neighbours(&self, c: usize) -> impl Iterator<Item = usize> + '_ {
         let (cx, cy) = ((c / self.n) as i64, (c % self.n) as i64);
         let n = self.n as i64;
-        (-1..=1).flat_map(move |dx| (-1..=1).map(move |dy| (cx + dx, cy + dy))).filter_map(move |(x, y)| {
-            ((0..n).contains(&x) && (0..n).contains(&y)).then(|| x as usize * self.n + y as usize)
-        })
+        (-1..=1)
+            .flat_map(move |dx| (-1..=1).map(move |dy| (cx + dx, cy + dy)))
+            .filter(move |(x, y)| (0..n).contains(x) && (0..n).contains(y))
+            .map(move |(x, y)| x as usize * self.n + y as usize)
     }
 }
 
