@@ -48,7 +48,7 @@ pub struct TrackerConfig {
 
 impl Default for TrackerConfig {
     fn default() -> Self {
-        Self { meas_sigma_m: 0.3, accel_sigma_mps2: 3.0, gate: 13.8, confirm_hits: 2, max_misses: 3 }
+        Self { meas_sigma_m: 0.8, accel_sigma_mps2: 3.0, gate: 13.8, confirm_hits: 2, max_misses: 6 }
     }
 }
 
