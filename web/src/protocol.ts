@@ -127,6 +127,7 @@ export interface SensorHealth {
   score: number;
   alarm: boolean;
   cause: string;
+  learning?: boolean;
 }
 
 export interface HealthMsg {

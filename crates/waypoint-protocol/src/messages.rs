@@ -464,6 +464,10 @@ pub struct SensorHealthMsg {
     pub alarm: bool,
     /// The health feature that gave the score (empty when none scored).
     pub cause: String,
+    /// Some of the sensor's health features are still learning what normal looks like (the
+    /// first seconds after start, reset, or switching the sensor on).
+    #[serde(default)]
+    pub learning: bool,
 }
 
 /// `health` stream message: the anomaly monitor's scores after one tick. `faults` are the

@@ -109,6 +109,7 @@ impl Loop {
                 score: h.score,
                 alarm: h.alarm,
                 cause: h.cause.to_string(),
+                learning: h.learning,
             })
             .collect();
         self.online.record_health(scores.map(|h| h.alarm), &frame.truth);

@@ -133,7 +133,7 @@ export class HealthPanel extends ChartPanel {
           chip.append(
             el("b", undefined, s.sensor),
             ` ${s.enabled ? s.score.toFixed(3) : "off"}`,
-            el("small", undefined, s.alarm ? ` ALARM ${s.cause}` : s.cause ? ` ${s.cause}` : ""),
+            el("small", undefined, s.alarm ? ` ALARM ${s.cause}` : s.learning ? " learning normal…" : s.cause ? ` ${s.cause}` : ""),
           );
           return chip;
         }),

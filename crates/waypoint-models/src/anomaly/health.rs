@@ -35,6 +35,9 @@ pub const Z_CERTAIN: f64 = 8.0;
 /// Samples a feature learns from before it scores.
 const WARMUP: u64 = 100;
 
+/// One-second blocks a ramp learns the size of typical steps from before it scores.
+const RAMP_WARMUP_BLOCKS: u64 = 15;
+
 /// Which deviations of a feature are anomalous.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Side {
@@ -159,7 +162,7 @@ impl Ramp {
         let smallest = steps.iter().map(|d| d.abs()).fold(f64::INFINITY, f64::min) / scale;
         // Three steps the same way, each well beyond typical: a ramp.
         let ramp = if same_sign { ((smallest - 1.5) / 1.5).clamp(0.0, 1.0) } else { 0.0 };
-        self.last = if self.feature.n > 30 { ramp } else { 0.0 };
+        self.last = if self.feature.n > RAMP_WARMUP_BLOCKS { ramp } else { 0.0 };
         self.last
     }
 }
@@ -259,6 +262,8 @@ pub struct SensorHealth {
     pub alarm: bool,
     /// The feature that gave the score.
     pub cause: &'static str,
+    /// Some of the sensor's features are still learning what normal looks like.
+    pub learning: bool,
 }
 
 /// Scores the five sensors of a scene, tick by tick.
@@ -598,15 +603,25 @@ impl HealthMonitor {
         }
 
         let threshold = self.threshold;
-        let mut out = [SensorHealth { sensor: Sensor::Lidar, enabled: true, score: 0.0, alarm: false, cause: "" }; 5];
+        let mut out = [SensorHealth {
+            sensor: Sensor::Lidar,
+            enabled: true,
+            score: 0.0,
+            alarm: false,
+            cause: "",
+            learning: false,
+        }; 5];
         for (i, sensor) in Sensor::ALL.into_iter().enumerate() {
             if !enabled[i] {
                 self.channels[i] = Self::new().channels[i].clone();
-                out[i] = SensorHealth { sensor, enabled: false, score: 0.0, alarm: false, cause: "" };
+                out[i] = SensorHealth { sensor, enabled: false, score: 0.0, alarm: false, cause: "", learning: false };
                 continue;
             }
             let (score, cause) = self.channels[i].score(now, &values[i], &ramps[i]);
-            out[i] = SensorHealth { sensor, enabled: true, score, alarm: score >= threshold, cause };
+            let c = &self.channels[i];
+            let learning =
+                c.features.iter().any(|f| f.n <= WARMUP) || c.ramps.iter().any(|r| r.feature.n <= RAMP_WARMUP_BLOCKS);
+            out[i] = SensorHealth { sensor, enabled: true, score, alarm: score >= threshold, cause, learning };
         }
         out
     }
