@@ -5,6 +5,7 @@ import re
 import shutil
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -110,6 +111,15 @@ def server(repository):
     if addr is None:
         proc.kill()
         raise RuntimeError("server did not start:\n" + "".join(log))
+    # Listening is not ready: wait for the readiness endpoint, as a client would.
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://{addr}/v2/health/ready", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        time.sleep(0.05)
     yield {"url": addr, "repository": repository}
     proc.terminate()
     proc.wait(timeout=10)
