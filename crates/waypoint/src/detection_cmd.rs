@@ -281,6 +281,9 @@ fn eval_sim(det: &LidarDetector, as_json: bool) -> Result<()> {
         let mut scene = Scene::new(cfg)?;
         let mut tracker = Tracker::new(TrackerConfig::default());
         let mut last_track_of: std::collections::BTreeMap<u32, u32> = Default::default();
+        // Where each agent was on the previous tick: a driver at the end of its route re-enters
+        // elsewhere under the same id, which is a new object, not an id switch.
+        let mut last_pos: std::collections::BTreeMap<u32, Vec2> = Default::default();
         for _ in 0..300 {
             let frame = scene.tick();
             let Some(sweep) = frame.lidar.last() else { continue };
@@ -300,6 +303,9 @@ fn eval_sim(det: &LidarDetector, as_json: bool) -> Result<()> {
             for (ai, a) in frame.truth.agents.iter().enumerate() {
                 let k = simdata::class_of(a.kind);
                 let pos = Vec2::new(a.x_m, a.y_m);
+                if last_pos.insert(a.id, pos).is_some_and(|p| p.dist(pos) > 8.0) {
+                    last_track_of.remove(&a.id);
+                }
                 if pos.dist(origin) > ranges[k] {
                     continue;
                 }
