@@ -28,6 +28,12 @@ impl Default for SegmentConfig {
     }
 }
 
+/// When the ground found within two cells lies this much below the ground within one cell, the
+/// nearer estimate is an object's bottom, not the road, metres.
+const WIDE_GROUND_DROP_M: f32 = 0.3;
+/// ... and only this far from the sensor, where the rings are sparse, metres.
+const WIDE_GROUND_FROM_M: f64 = 20.0;
+
 /// A dense square grid of `size` cells over [-extent, extent]², indexed x-major (so index
 /// order is the order of (cell x, cell y) pairs).
 struct Grid {
@@ -56,12 +62,23 @@ impl Grid {
         self.coords(x, y).map(|(cx, cy)| cx as usize * self.n + cy as usize)
     }
 
+    /// Distance of cell `c`'s centre from the origin.
+    fn distance_m(&self, c: usize) -> f64 {
+        let (cx, cy) = ((c / self.n) as i64 - self.half, (c % self.n) as i64 - self.half);
+        ((cx as f64 + 0.5) * self.size).hypot((cy as f64 + 0.5) * self.size)
+    }
+
     /// The in-grid cells of the 3 × 3 neighbourhood of `c`.
     fn neighbours(&self, c: usize) -> impl Iterator<Item = usize> + '_ {
+        self.neighbours_within(c, 1)
+    }
+
+    /// The in-grid cells within `r` cells of `c` (a (2r + 1)² square).
+    fn neighbours_within(&self, c: usize, r: i64) -> impl Iterator<Item = usize> + '_ {
         let (cx, cy) = ((c / self.n) as i64, (c % self.n) as i64);
         let n = self.n as i64;
-        (-1..=1)
-            .flat_map(move |dx| (-1..=1).map(move |dy| (cx + dx, cy + dy)))
+        (-r..=r)
+            .flat_map(move |dx| (-r..=r).map(move |dy| (cx + dx, cy + dy)))
             .filter(move |(x, y)| (0..n).contains(x) && (0..n).contains(y))
             .map(move |(x, y)| x as usize * self.n + y as usize)
     }
@@ -112,9 +129,15 @@ pub fn ground(points: &[[f32; 4]], cfg: &SegmentConfig) -> (Vec<bool>, Vec<f32>)
         lowest[c] = *v;
         occupied.push(c);
     }
+    // Far from the sensor the road's scan rings are metres apart, and a cell with a car in it
+    // may have no road return in its 3 × 3 neighbourhood: its "ground" would be the car's
+    // bottom. When the 5 × 5 neighbourhood holds ground well below that, use it.
     let mut smoothed = vec![f32::INFINITY; grid.cells()];
     for &c in &occupied {
-        smoothed[c] = grid.neighbours(c).map(|n| lowest[n]).fold(f32::INFINITY, f32::min);
+        let near = grid.neighbours(c).map(|n| lowest[n]).fold(f32::INFINITY, f32::min);
+        let wide = grid.neighbours_within(c, 2).map(|n| lowest[n]).fold(f32::INFINITY, f32::min);
+        smoothed[c] =
+            if near - wide > WIDE_GROUND_DROP_M && grid.distance_m(c) > WIDE_GROUND_FROM_M { wide } else { near };
     }
     let mut is_ground = Vec::with_capacity(points.len());
     let mut height = Vec::with_capacity(points.len());
