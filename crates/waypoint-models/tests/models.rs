@@ -280,7 +280,7 @@ mod detection {
 
     #[test]
     fn the_shipped_classifier_labels_fresh_simulated_clusters() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/detection/1").join(CLASSIFIER_FILE);
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/detection/2").join(CLASSIFIER_FILE);
         let clf = Classifier::load(&path).unwrap();
         // A scene with a seed the training never used (training uses 1000..1012).
         let samples = simdata::generate(9000, 1, 40, 10, &SegmentConfig::default());
