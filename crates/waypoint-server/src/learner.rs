@@ -117,10 +117,6 @@ impl Learner {
         Self { config, registry, router, online, observed, state: Mutex::new(State::default()) }
     }
 
-    pub fn config(&self) -> &LearnerConfig {
-        &self.config
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }

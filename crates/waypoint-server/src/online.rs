@@ -48,11 +48,6 @@ impl Window {
         (!q.is_empty()).then(|| q.iter().sum::<f64>() / q.len() as f64)
     }
 
-    /// Samples in the window of `name`.
-    pub fn len(&self, name: &str) -> usize {
-        self.series.get(name).map_or(0, VecDeque::len)
-    }
-
     /// Mean of each metric over the window (root mean for `*_sq` series, renamed without the
     /// suffix).
     pub fn summary(&self) -> BTreeMap<String, f64> {

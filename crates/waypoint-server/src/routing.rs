@@ -465,11 +465,6 @@ impl Router {
         }
     }
 
-    /// Whether a model has a canary running.
-    pub fn canary_running(&self, model: &str) -> bool {
-        matches!(self.lock().routes.get(model), Some(Route::Canary(c)) if c.status == CanaryStatus::Running)
-    }
-
     /// The version a model's policy pins for everyone, if any (a fixed policy, or a running
     /// canary's incumbent).
     pub fn pinned(&self, model: &str) -> Option<u64> {

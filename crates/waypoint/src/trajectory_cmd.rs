@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde_json::json;
 use waypoint_models::trajectory::data::{ade_fde, file_windows, track_files, Window};
+use waypoint_models::trajectory::finetune::next_version;
 use waypoint_models::trajectory::kalman::KalmanCv;
 use waypoint_models::trajectory::model::WEIGHTS_FILE;
 use waypoint_models::trajectory::tcn::{FastTcn, TrainConfig, TrainReport, Trainer};
@@ -132,13 +133,6 @@ pub fn train_on(
         eprintln!();
     }
     Ok((trainer, report))
-}
-
-fn next_version(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|rd| rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok()).max().unwrap_or(0))
-        .unwrap_or(0)
-        + 1
 }
 
 pub fn train(a: TrainArgs) -> Result<()> {

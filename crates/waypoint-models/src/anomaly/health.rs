@@ -613,7 +613,10 @@ impl HealthMonitor {
         }; 5];
         for (i, sensor) in Sensor::ALL.into_iter().enumerate() {
             if !enabled[i] {
-                self.channels[i] = Self::new().channels[i].clone();
+                // Start afresh when switched back on (reset once, when switched off).
+                if self.channels[i].last_seen.is_some() {
+                    self.channels[i] = Self::new().channels[i].clone();
+                }
                 out[i] = SensorHealth { sensor, enabled: false, score: 0.0, alarm: false, cause: "", learning: false };
                 continue;
             }
