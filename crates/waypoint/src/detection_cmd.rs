@@ -10,7 +10,7 @@ use waypoint_models::detection::classifier::{self, Classifier, CLASSES};
 use waypoint_models::detection::kitti::{self, Counts};
 use waypoint_models::detection::model::CLASSIFIER_FILE;
 use waypoint_models::detection::segment::SegmentConfig;
-use waypoint_models::detection::tracker::{Observation, Tracker, TrackerConfig};
+use waypoint_models::detection::tracker::{hungarian, Observation, Tracker, TrackerConfig};
 use waypoint_models::detection::{simdata, Detection, LidarDetector};
 use waypoint_sim::geometry::Vec2;
 use waypoint_sim::sensors::LidarConfig;
@@ -297,7 +297,6 @@ fn eval_sim(det: &LidarDetector, as_json: bool) -> Result<()> {
             let obs: Vec<Observation> =
                 dets.iter().zip(&world).map(|(d, w)| Observation { x_m: w.x, y_m: w.y, class: d.class }).collect();
             tracker.step(0.1, &obs);
-            let tracks = tracker.tracks();
             let mut matched_det = vec![false; dets.len()];
             let mut evaluated_agent = vec![false; frame.truth.agents.len()];
             for (ai, a) in frame.truth.agents.iter().enumerate() {
@@ -329,22 +328,61 @@ fn eval_sim(det: &LidarDetector, as_json: bool) -> Result<()> {
                     matched_det[i] = true;
                     found[k] += 1;
                 }
-                // Tracking: nearest confirmed track within 2 m.
-                match tracks
-                    .iter()
-                    .filter(|t| Vec2::new(t.x_m, t.y_m).dist(pos) < 2.0)
-                    .min_by(|x, y| Vec2::new(x.x_m, x.y_m).dist(pos).total_cmp(&Vec2::new(y.x_m, y.y_m).dist(pos)))
-                {
-                    Some(t) => {
-                        if let Some(prev) = last_track_of.insert(a.id, t.id) {
-                            if prev != t.id {
-                                switches += 1;
+                track_secs += 0.1;
+            }
+            // Tracking, by the CLEAR MOT procedure: an agent keeps last frame's track while that
+            // track is still within 2 m; the others are matched one-to-one to the remaining
+            // confirmed tracks within 2 m (Hungarian, on distance). A match to a track other than
+            // the agent's last one is an id switch; an evaluated agent left without one, a miss.
+            let tracks = tracker.tracks();
+            let evaluated: Vec<usize> = (0..frame.truth.agents.len()).filter(|ai| evaluated_agent[*ai]).collect();
+            let agent_pos = |ai: usize| Vec2::new(frame.truth.agents[ai].x_m, frame.truth.agents[ai].y_m);
+            let track_pos = |ti: usize| Vec2::new(tracks[ti].x_m, tracks[ti].y_m);
+            let mut track_taken = vec![false; tracks.len()];
+            let mut matched: Vec<Option<usize>> = vec![None; evaluated.len()];
+            for (k, ai) in evaluated.iter().enumerate() {
+                let Some(prev) = last_track_of.get(&frame.truth.agents[*ai].id) else { continue };
+                if let Some(ti) = tracks.iter().position(|t| t.id == *prev) {
+                    if !track_taken[ti] && track_pos(ti).dist(agent_pos(*ai)) < 2.0 {
+                        track_taken[ti] = true;
+                        matched[k] = Some(ti);
+                    }
+                }
+            }
+            let open_agents: Vec<usize> = (0..evaluated.len()).filter(|k| matched[*k].is_none()).collect();
+            let open_tracks: Vec<usize> = (0..tracks.len()).filter(|ti| !track_taken[*ti]).collect();
+            let cost: Vec<Vec<f64>> = open_agents
+                .iter()
+                .map(|k| {
+                    open_tracks
+                        .iter()
+                        .map(|ti| {
+                            let d = track_pos(*ti).dist(agent_pos(evaluated[*k]));
+                            if d < 2.0 {
+                                d
+                            } else {
+                                1e9
                             }
+                        })
+                        .collect()
+                })
+                .collect();
+            for (row, col) in hungarian(&cost).into_iter().enumerate() {
+                if let Some(c) = col {
+                    matched[open_agents[row]] = Some(open_tracks[c]);
+                }
+            }
+            for (k, ai) in evaluated.iter().enumerate() {
+                let a = &frame.truth.agents[*ai];
+                match matched[k] {
+                    Some(ti) => {
+                        let id = tracks[ti].id;
+                        if last_track_of.insert(a.id, id).is_some_and(|prev| prev != id) {
+                            switches += 1;
                         }
                     }
                     None => misses += 1,
                 }
-                track_secs += 0.1;
             }
             tp_all += matched_det.iter().filter(|m| **m).count();
             // Unmatched detections within 40 m: on an agent that was evaluated, a duplicate or a

@@ -72,13 +72,7 @@ pub fn fit(points: &[[f32; 4]], ground_z: f64) -> Option<FittedBox> {
         std::mem::swap(&mut l, &mut w);
         yaw += std::f64::consts::FRAC_PI_2;
     }
-    // Normalise to (-pi/2, pi/2]: a box is symmetric under a half turn.
-    while yaw > std::f64::consts::FRAC_PI_2 {
-        yaw -= std::f64::consts::PI;
-    }
-    while yaw <= -std::f64::consts::FRAC_PI_2 {
-        yaw += std::f64::consts::PI;
-    }
+    yaw = normalise_yaw(yaw);
     Some(FittedBox {
         x_m: x,
         y_m: y,
@@ -88,6 +82,63 @@ pub fn fit(points: &[[f32; 4]], ground_z: f64) -> Option<FittedBox> {
         height_m: (top - ground_z).max(0.1),
         yaw_rad: yaw,
     })
+}
+
+/// A yaw in (-pi/2, pi/2]: a box is symmetric under a half turn.
+fn normalise_yaw(mut yaw: f64) -> f64 {
+    while yaw > std::f64::consts::FRAC_PI_2 {
+        yaw -= std::f64::consts::PI;
+    }
+    while yaw <= -std::f64::consts::FRAC_PI_2 {
+        yaw += std::f64::consts::PI;
+    }
+    yaw
+}
+
+/// Grows a box seen only in part to at least `min_length_m` × `min_width_m`, away from the
+/// sensor at the origin: a scan shows the sides that face the sensor, so a short box's true
+/// centre lies farther away than its points' centre. A side is grown only when the sensor is
+/// beyond it (the sensor beside a vehicle sees its whole length).
+pub fn complete(b: &FittedBox, min_length_m: f64, min_width_m: f64) -> FittedBox {
+    // Which side is the vehicle's width? A side longer than any vehicle is wide is a flank,
+    // so the length runs along it; otherwise the side nearer a vehicle's width is its end (a
+    // vehicle seen from behind shows a face about as wide as the car and little of its flank).
+    let turn = b.length_m <= min_width_m * END_FACE_RATIO
+        && (b.length_m - NOMINAL_WIDTH_M).abs() < (b.width_m - NOMINAL_WIDTH_M).abs();
+    if turn {
+        let turned = FittedBox {
+            length_m: b.width_m,
+            width_m: b.length_m,
+            yaw_rad: normalise_yaw(b.yaw_rad + std::f64::consts::FRAC_PI_2),
+            ..*b
+        };
+        return grow(&turned, min_length_m, min_width_m);
+    }
+    grow(b, min_length_m, min_width_m)
+}
+
+/// A side up to this multiple of the minimum width may be a vehicle's end.
+const END_FACE_RATIO: f64 = 1.5;
+/// A typical vehicle's width, metres.
+const NOMINAL_WIDTH_M: f64 = 1.8;
+
+fn grow(b: &FittedBox, min_length_m: f64, min_width_m: f64) -> FittedBox {
+    let (s, c) = b.yaw_rad.sin_cos();
+    // The sensor in the box frame (u along the length, v across).
+    let (ou, ov) = (-(c * b.x_m + s * b.y_m), -(-s * b.x_m + c * b.y_m));
+    let mut out = *b;
+    let (mut du, mut dv) = (0.0, 0.0);
+    if b.length_m < min_length_m && ou.abs() > b.length_m / 2.0 {
+        du = -ou.signum() * (min_length_m - b.length_m) / 2.0;
+        out.length_m = min_length_m;
+    }
+    if b.width_m < min_width_m && ov.abs() > b.width_m / 2.0 {
+        dv = -ov.signum() * (min_width_m - b.width_m) / 2.0;
+        out.width_m = min_width_m;
+    }
+    out.x_m += c * du - s * dv;
+    out.y_m += s * du + c * dv;
+    out
 }
 
 /// Bird's-eye-view intersection over union of two boxes (convex polygon clipping).
@@ -165,6 +216,26 @@ mod tests {
             assert!(err.to_degrees() < 5.0, "yaw {yaw_deg}: got {}", b.yaw_rad.to_degrees());
             assert!((b.length_m - l).abs() < 0.3 && (b.width_m - w).abs() < 0.3, "{b:?}");
         }
+    }
+
+    #[test]
+    fn a_vehicle_seen_in_part_is_grown_away_from_the_sensor() {
+        // Only the back of a car 20 m ahead along x: a face 1.8 m wide across the line of sight.
+        let back =
+            FittedBox { x_m: 20.0, y_m: 0.0, z_m: -1.7, length_m: 1.8, width_m: 0.2, height_m: 1.5, yaw_rad: 1.5 };
+        let b = complete(&back, 3.9, 1.6);
+        assert!((b.length_m - 3.9).abs() < 1e-9 && (b.width_m - 1.8).abs() < 1e-9, "{b:?}");
+        assert!(b.yaw_rad.abs() < 0.1, "the length runs along the line of sight: {b:?}");
+        // The centre moves away from the sensor by half the missing length.
+        assert!((b.x_m - 21.85).abs() < 0.05 && b.y_m.abs() < 0.2, "{b:?}");
+        // Half a flank seen from beside the car's back end: grown along the flank, away.
+        let flank =
+            FittedBox { x_m: 5.0, y_m: 3.0, z_m: -1.7, length_m: 2.9, width_m: 0.3, height_m: 1.5, yaw_rad: 0.0 };
+        let b = complete(&flank, 3.9, 1.6);
+        assert!((b.x_m - 5.5).abs() < 1e-9 && (b.y_m - 3.65).abs() < 1e-9, "{b:?}");
+        // A whole car is left alone.
+        let whole = FittedBox { length_m: 4.5, width_m: 1.85, ..flank };
+        assert_eq!(complete(&whole, 3.9, 1.6), whole);
     }
 
     #[test]

@@ -34,6 +34,28 @@ pub const MERGE_MAX_SPAN_M: f64 = 7.5;
 pub const MERGE_MAX_LENGTH_M: f64 = 6.5;
 pub const MERGE_MAX_WIDTH_M: f64 = 2.8;
 
+/// A vehicle's box seen in part is grown to at least this footprint, away from the sensor
+/// ([`boxfit::complete`]); about the mean KITTI car (3.9 m × 1.6 m).
+pub const VEHICLE_MIN_LENGTH_M: f64 = 3.9;
+pub const VEHICLE_MIN_WIDTH_M: f64 = 1.6;
+
+/// Two detections of one class whose boxes overlap by more than this (bird's-eye IoU) are
+/// one object seen in pieces; the one with more points is kept.
+pub const SUPPRESS_IOU: f64 = 0.1;
+
+/// Non-maximum suppression by point count: a vehicle's fragments, each grown to a vehicle's
+/// size away from the sensor, overlap one another.
+fn suppress_overlaps(mut dets: Vec<Detection>) -> Vec<Detection> {
+    dets.sort_by_key(|d| std::cmp::Reverse(d.points));
+    let mut kept: Vec<Detection> = Vec::with_capacity(dets.len());
+    for d in dets {
+        if !kept.iter().any(|k| k.class == d.class && boxfit::bev_iou(&k.bbox, &d.bbox) > SUPPRESS_IOU) {
+            kept.push(d);
+        }
+    }
+    kept
+}
+
 /// The detection pipeline.
 #[derive(Debug, Clone)]
 pub struct LidarDetector {
@@ -65,9 +87,10 @@ impl LidarDetector {
             if class == 3 && !keep_other {
                 continue;
             }
+            let b = if class == 0 { boxfit::complete(&b, VEHICLE_MIN_LENGTH_M, VEHICLE_MIN_WIDTH_M) } else { b };
             out.push(Detection { bbox: b, class, score, points: pts.len() });
         }
-        out
+        suppress_overlaps(out)
     }
 
     /// Joins fragments of one vehicle split by a gap in the scan (an occluder, a dark panel):
@@ -147,5 +170,23 @@ impl LidarDetector {
         let mut out: Vec<Vec<usize>> = groups.into_iter().flatten().collect();
         out.sort_by_key(|c| std::cmp::Reverse(c.len()));
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn det(x_m: f64, class: usize, points: usize) -> Detection {
+        let bbox = FittedBox { x_m, y_m: 0.0, z_m: 0.0, length_m: 4.0, width_m: 1.8, height_m: 1.5, yaw_rad: 0.0 };
+        Detection { bbox, class, score: 0.9, points }
+    }
+
+    #[test]
+    fn overlapping_pieces_of_one_class_become_one_detection() {
+        // Two pieces of a car 1.5 m apart, a car 6 m away, and a pedestrian's box on the first.
+        let kept = suppress_overlaps(vec![det(10.0, 0, 40), det(11.5, 0, 90), det(16.0, 0, 30), det(10.0, 1, 20)]);
+        let xs: Vec<(f64, usize)> = kept.iter().map(|d| (d.bbox.x_m, d.class)).collect();
+        assert_eq!(xs, vec![(11.5, 0), (16.0, 0), (10.0, 1)]);
     }
 }

@@ -1,6 +1,8 @@
 //! Multi-object tracker: a constant-velocity Kalman filter per track in the world frame,
 //! Mahalanobis gating, optimal assignment (Hungarian algorithm), track birth after two hits
-//! and death after three misses, stable ids.
+//! and death after `max_misses` misses, stable ids. A second detection on an object that already
+//! has a track (a vehicle split in two by an occluder) does not start a track of its own, and a
+//! younger track that shadows an older one (same place, same velocity) is retired.
 
 // The 4×4 filter algebra is written with index loops that mirror the matrix formulas.
 #![allow(clippy::needless_range_loop)]
@@ -44,11 +46,26 @@ pub struct TrackerConfig {
     pub gate: f64,
     pub confirm_hits: u32,
     pub max_misses: u32,
+    /// An unmatched observation this close to a track updated this frame starts no track,
+    /// metres, per class (vehicle, pedestrian, cyclist, other): a vehicle's fragments lie
+    /// within its length, a pedestrian's beside its body.
+    pub duplicate_radius_m: [f64; 4],
+    /// Two confirmed tracks closer than their class's radius whose velocities differ by less
+    /// than this are one object: the younger is retired, m/s.
+    pub duplicate_speed_mps: f64,
 }
 
 impl Default for TrackerConfig {
     fn default() -> Self {
-        Self { meas_sigma_m: 0.8, accel_sigma_mps2: 3.0, gate: 13.8, confirm_hits: 2, max_misses: 6 }
+        Self {
+            meas_sigma_m: 0.8,
+            accel_sigma_mps2: 3.0,
+            gate: 13.8,
+            confirm_hits: 2,
+            max_misses: 10,
+            duplicate_radius_m: [3.0, 0.6, 1.0, 1.0],
+            duplicate_speed_mps: 1.5,
+        }
     }
 }
 
@@ -239,7 +256,20 @@ impl Tracker {
         let confirm = self.config.confirm_hits;
         // Tentative tracks die at their first miss; confirmed ones after `max_misses`.
         self.tracks.retain(|t| t.state.misses <= if t.state.hits >= confirm { max_misses } else { 0 });
+        self.retire_duplicates();
+        let radius = |class: usize| self.config.duplicate_radius_m[class.min(3)];
+        let updated: Vec<(f64, f64, usize)> = self
+            .tracks
+            .iter()
+            .filter(|t| t.state.observation.is_some())
+            .map(|t| (t.x[0], t.x[1], t.state.class))
+            .collect();
         for (j, o) in obs.iter().enumerate().filter(|(j, _)| !used[*j]) {
+            let on_a_track =
+                updated.iter().any(|(x, y, c)| (o.x_m - x).hypot(o.y_m - y) < radius(*c).min(radius(o.class)));
+            if on_a_track {
+                continue;
+            }
             let id = self.next_id;
             self.next_id += 1;
             let mut p = [[0.0; 4]; 4];
@@ -266,6 +296,37 @@ impl Tracker {
     }
 }
 
+impl Tracker {
+    /// Retires the younger of two confirmed tracks that sit on one object: closer than their
+    /// class's duplicate radius and moving alike.
+    fn retire_duplicates(&mut self) {
+        let cfg = self.config;
+        let n = self.tracks.len();
+        let mut dead = vec![false; n];
+        for i in 0..n {
+            for j in i + 1..n {
+                let (a, b) = (&self.tracks[i], &self.tracks[j]);
+                if dead[i] || dead[j] || a.state.hits < cfg.confirm_hits || b.state.hits < cfg.confirm_hits {
+                    continue;
+                }
+                let r = cfg.duplicate_radius_m[a.state.class.min(3)].min(cfg.duplicate_radius_m[b.state.class.min(3)]);
+                let close = (a.x[0] - b.x[0]).hypot(a.x[1] - b.x[1]) < r;
+                let alike = (a.x[2] - b.x[2]).hypot(a.x[3] - b.x[3]) < cfg.duplicate_speed_mps;
+                if close && alike {
+                    // The older track (more hits, then the lower id) keeps the object.
+                    let younger = if (a.state.hits, b.state.id) >= (b.state.hits, a.state.id) { j } else { i };
+                    dead[younger] = true;
+                }
+            }
+        }
+        let mut k = 0;
+        self.tracks.retain(|_| {
+            k += 1;
+            !dead[k - 1]
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,6 +339,25 @@ mod tests {
         let rect = vec![vec![1.0, 9.0, 9.0], vec![9.0, 9.0, 1.0]];
         assert_eq!(hungarian(&rect), vec![Some(0), Some(2)]);
         assert_eq!(hungarian(&[vec![1e9]]), vec![None]);
+    }
+
+    #[test]
+    fn a_second_piece_of_a_tracked_car_starts_no_track() {
+        let mut t = Tracker::new(TrackerConfig::default());
+        for k in 0..10 {
+            let x = 10.0 + k as f64;
+            let mut obs = vec![Observation { x_m: x, y_m: 0.0, class: 0 }];
+            if k >= 5 {
+                // From frame 5 the car is seen in two pieces 2 m apart.
+                obs.push(Observation { x_m: x + 2.0, y_m: 0.3, class: 0 });
+            }
+            // A pedestrian walking 2 m beside the car keeps a track of its own.
+            obs.push(Observation { x_m: x, y_m: 2.0, class: 1 });
+            t.step(1.0, &obs);
+        }
+        let tracks = t.tracks();
+        assert_eq!(tracks.iter().filter(|s| s.class == 0).count(), 1, "{tracks:?}");
+        assert_eq!(tracks.iter().filter(|s| s.class == 1).count(), 1, "{tracks:?}");
     }
 
     #[test]
