@@ -169,8 +169,8 @@ pub struct ProfileResult {
     pub fn_: usize,
 }
 
-/// Normalised score of scores (one vector per series) at a threshold.
-fn corpus_score(series: &[Series], scores: &[Vec<f64>], threshold: f64, p: &Profile) -> (f64, FileScore) {
+/// Raw corpus score of scores (one vector per series) at a threshold, and the counts.
+pub fn corpus_score(series: &[Series], scores: &[Vec<f64>], threshold: f64, p: &Profile) -> (f64, FileScore) {
     let mut total = FileScore::default();
     for (s, sc) in series.iter().zip(scores) {
         let detected: Vec<bool> = sc.iter().map(|v| *v >= threshold).collect();
@@ -183,42 +183,107 @@ fn corpus_score(series: &[Series], scores: &[Vec<f64>], threshold: f64, p: &Prof
     (total.score, total)
 }
 
-/// Chooses each profile's threshold over the whole corpus (a fine grid over [0, 1] refined
-/// around the best) and normalises: 100 · (S − S_null) / (S_perfect − S_null).
+/// One scored row after the probationary period: what detecting it would add.
+struct Row {
+    score: f64,
+    /// Global window index and the reward if it is the window's earliest detection.
+    window: Option<(usize, f64)>,
+    row: usize,
+    /// The (negative) weight of a false positive here.
+    fp_weight: f64,
+}
+
+/// Chooses each profile's threshold over the whole corpus and normalises:
+/// 100 · (S − S_null) / (S_perfect − S_null). Every distinct score is tried as the threshold
+/// (as NAB's own sweep does): rows are taken in falling score order and the corpus score is
+/// updated as each joins the detections — a window's reward is that of its earliest detected
+/// row, a row outside every window adds its false-positive weight.
 pub fn evaluate(series: &[Series], scores: &[Vec<f64>]) -> Vec<ProfileResult> {
     let n_windows: usize = series.iter().map(|s| s.windows.len()).sum();
     PROFILES
         .iter()
         .map(|p| {
+            let max_tp = scaled_sigmoid(-1.0);
+            let mut rows = Vec::new();
+            let mut first_window = 0;
+            for (s, sc) in series.iter().zip(scores) {
+                let len = s.values.len().min(sc.len());
+                for (i, &score) in sc.iter().enumerate().take(len).skip(probation(s.values.len())) {
+                    // A NaN is never at or above a threshold.
+                    if score.is_nan() {
+                        continue;
+                    }
+                    let row = match s.windows.iter().position(|(a, b)| i >= *a && i <= *b) {
+                        Some(k) => {
+                            let (a, b) = s.windows[k];
+                            let y = -((b - i + 1) as f64) / (b - a + 1) as f64;
+                            Row {
+                                score,
+                                window: Some((first_window + k, p.tp * scaled_sigmoid(y) / max_tp)),
+                                row: i,
+                                fp_weight: 0.0,
+                            }
+                        }
+                        None => {
+                            let prev = s.windows.iter().filter(|(_, b)| *b < i).max_by_key(|(_, b)| *b);
+                            let unweighted = match prev {
+                                None => -1.0,
+                                Some(&(a, b)) => scaled_sigmoid((i - b) as f64 / ((b - a) as f64).max(1.0)),
+                            };
+                            Row { score, window: None, row: i, fp_weight: p.fp * unweighted }
+                        }
+                    };
+                    rows.push(row);
+                }
+                first_window += s.windows.len();
+            }
+            rows.sort_by(|a, b| b.score.total_cmp(&a.score));
+            // Sweep: earliest detected row and its reward per window.
+            let mut earliest: Vec<Option<(usize, f64)>> = vec![None; n_windows];
+            let (mut tp_sum, mut tp, mut fp_sum, mut fp) = (0.0, 0usize, 0.0, 0usize);
             let null = -p.fn_ * n_windows as f64;
             let perfect = p.tp * n_windows as f64;
-            let mut best = (f64::NEG_INFINITY, 1.0, FileScore::default());
-            let consider = |t: f64, best: &mut (f64, f64, FileScore)| {
-                let (raw, counts) = corpus_score(series, scores, t, p);
-                if raw > best.0 {
-                    *best = (raw, t, counts);
+            // The null detector (a threshold above every score).
+            let mut best = (null, f64::INFINITY, 0usize, 0usize);
+            let mut k = 0;
+            while k < rows.len() {
+                let t = rows[k].score;
+                while k < rows.len() && rows[k].score == t {
+                    let r = &rows[k];
+                    match r.window {
+                        Some((w, reward)) => match earliest[w] {
+                            None => {
+                                earliest[w] = Some((r.row, reward));
+                                tp_sum += reward;
+                                tp += 1;
+                            }
+                            Some((row, old)) if r.row < row => {
+                                earliest[w] = Some((r.row, reward));
+                                tp_sum += reward - old;
+                            }
+                            Some(_) => {}
+                        },
+                        None => {
+                            fp_sum += r.fp_weight;
+                            fp += 1;
+                        }
+                    }
+                    k += 1;
                 }
-            };
-            // Candidate thresholds: a coarse grid, plus the distinct high scores themselves
-            // (scores crowd near 1, where a grid is too coarse).
-            let mut high: Vec<f64> = scores.iter().flatten().copied().filter(|v| *v >= 0.9 && v.is_finite()).collect();
-            high.sort_by(|a, b| a.total_cmp(b));
-            high.dedup();
-            let stride = (high.len() / 600).max(1);
-            let candidates = (0..=100).map(|k| k as f64 / 100.0).chain(high.into_iter().step_by(stride));
-            for t in candidates {
-                consider(t, &mut best);
+                let total = tp_sum + fp_sum - p.fn_ * (n_windows - tp) as f64;
+                if total > best.0 {
+                    best = (total, t, tp, fp);
+                }
             }
-            // The null detector (never fires) is always available.
-            consider(1.0 + 1e-9, &mut best);
+            let threshold = if best.1.is_finite() { best.1 } else { 1.0 + 1e-9 };
             ProfileResult {
                 profile: *p,
-                threshold: best.1,
+                threshold,
                 normalized: if perfect > null { 100.0 * (best.0 - null) / (perfect - null) } else { 0.0 },
                 raw: best.0,
-                tp: best.2.tp,
-                fp: best.2.fp,
-                fn_: best.2.fn_,
+                tp: best.2,
+                fp: best.3,
+                fn_: n_windows - best.2,
             }
         })
         .collect()
@@ -281,6 +346,35 @@ mod tests {
         perfect[700] = 1.0;
         for r in evaluate(&series, &[perfect]) {
             assert!((r.normalized - 100.0).abs() < 1e-9, "{r:?}");
+        }
+    }
+
+    #[test]
+    fn the_threshold_sweep_agrees_with_scoring_at_every_threshold() {
+        // Two series with windows, scores from a seeded generator with ties; the sweep's best
+        // must equal the best of brute-force scoring at every distinct score.
+        let mut rng = waypoint_sim::rng::SimRng::new(7);
+        let series: Vec<Series> = [(900, vec![(300, 360), (600, 700)]), (500, vec![(200, 260)])]
+            .into_iter()
+            .map(|(n, windows)| Series {
+                key: "a/b.csv".into(),
+                timestamps: vec![String::new(); n],
+                values: vec![0.0; n],
+                windows,
+            })
+            .collect();
+        let scores: Vec<Vec<f64>> = series
+            .iter()
+            .map(|s| (0..s.values.len()).map(|_| (rng.uniform() * 40.0).floor() / 40.0).collect())
+            .collect();
+        let mut thresholds: Vec<f64> = scores.iter().flatten().copied().collect();
+        thresholds.push(2.0);
+        for r in evaluate(&series, &scores) {
+            let best =
+                thresholds.iter().map(|t| corpus_score(&series, &scores, *t, &r.profile).0).fold(f64::MIN, f64::max);
+            assert!((r.raw - best).abs() < 1e-9, "{}: sweep {} brute force {best}", r.profile.name, r.raw);
+            let (raw, counts) = corpus_score(&series, &scores, r.threshold, &r.profile);
+            assert!((raw - r.raw).abs() < 1e-9 && counts.tp == r.tp && counts.fp == r.fp, "{r:?} {counts:?}");
         }
     }
 }
