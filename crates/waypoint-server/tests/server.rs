@@ -295,9 +295,19 @@ mod predictions {
             let d = (x - a.x_m).hypot(y - a.y_m);
             assert!(d < 0.4 * a.vx_mps.hypot(a.vy_mps) + 3.0, "agent {id}: first step {d} m away");
         }
-        let served =
-            server.metric("waypoint_inference_requests_total{model=\"trajectory\",version=\"1\",status=\"ok\"}").await;
-        assert!(served >= 1.0, "predictions go through the engine");
+        // Through the engine, by the newest shipped version.
+        let newest =
+            std::fs::read_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/trajectory"))
+                .unwrap()
+                .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+                .max()
+                .unwrap();
+        let served = server
+            .metric(&format!(
+                "waypoint_inference_requests_total{{model=\"trajectory\",version=\"{newest}\",status=\"ok\"}}"
+            ))
+            .await;
+        assert!(served >= 1.0, "predictions go through the engine (version {newest})");
         server.stop().await;
     }
 }

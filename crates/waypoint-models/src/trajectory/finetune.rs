@@ -18,6 +18,9 @@ pub fn fine_tune_config(epochs: usize, seed: u64) -> TrainConfig {
         learning_rate: 1e-3,
         patience: 8,
         validation_share: 0.2,
+        // A round is a few hundred steps from a trained model: an average over them would
+        // mostly be the base weights.
+        ema_epochs: 0.0,
         ..TrainConfig::default()
     }
 }

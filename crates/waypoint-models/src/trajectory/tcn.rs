@@ -112,6 +112,10 @@ pub struct TrainConfig {
     pub nll_weight: f64,
     /// Random speed scaling of augmented samples, e.g. 0.2 for ×[0.8, 1.2].
     pub speed_jitter: f32,
+    /// Validation and the saved weights use an exponential moving average of the weights over
+    /// the optimiser's steps, reaching back about this many epochs (0: the weights themselves).
+    #[serde(default)]
+    pub ema_epochs: f64,
 }
 
 impl Default for TrainConfig {
@@ -126,6 +130,7 @@ impl Default for TrainConfig {
             validation_share: 0.1,
             nll_weight: 0.05,
             speed_jitter: 0.2,
+            ema_epochs: 1.0,
         }
     }
 }
@@ -349,6 +354,10 @@ impl Trainer {
         let mut best = (f64::INFINITY, f64::INFINITY, 0usize, Vec::new());
         let mut records = Vec::new();
         let mut order: Vec<usize> = (0..train.len()).flat_map(|i| std::iter::repeat_n(i, reps_of[n_val + i])).collect();
+        let mut ema: Option<Vec<(String, CTensor)>> = None;
+        let steps_per_epoch = order.len().div_ceil(cfg.batch_size.max(1)).max(1) as f64;
+        let ema_decay =
+            if cfg.ema_epochs > 0.0 { 1.0 - 1.0 / (cfg.ema_epochs * steps_per_epoch).max(1.0) } else { 0.0 };
         for epoch in 1..=cfg.epochs {
             for i in (1..order.len()).rev() {
                 order.swap(i, rng.below(i + 1));
@@ -373,7 +382,19 @@ impl Trainer {
                 opt.backward_step(&loss).map_err(cerr)?;
                 total += f64::from(loss.to_scalar::<f32>().map_err(cerr)?);
                 batches += 1;
+                if ema_decay > 0.0 {
+                    ema = Some(self.average_into(ema.take(), ema_decay)?);
+                }
             }
+            // Validate (and keep) the averaged weights; training goes on from the raw ones.
+            let raw = match &ema {
+                Some(avg) => {
+                    let raw = self.snapshot()?;
+                    self.restore(avg)?;
+                    Some(raw)
+                }
+                None => None,
+            };
             let (val_ade, val_fde) = if val.is_empty() { (f64::NAN, f64::NAN) } else { self.ade_fde(val)? };
             let rec = EpochRecord {
                 epoch,
@@ -389,6 +410,9 @@ impl Trainer {
             } else if epoch - best.2 >= cfg.patience {
                 break;
             }
+            if let Some(raw) = raw {
+                self.restore(&raw)?;
+            }
         }
         if !best.3.is_empty() {
             self.restore(&best.3)?;
@@ -403,6 +427,25 @@ impl Trainer {
             epochs: records,
             seconds: started.elapsed().as_secs_f64(),
         })
+    }
+
+    /// `decay · average + (1 − decay) · weights`, or the weights when there is no average yet.
+    fn average_into(
+        &self,
+        average: Option<Vec<(String, CTensor)>>,
+        decay: f64,
+    ) -> Result<Vec<(String, CTensor)>, ModelError> {
+        let Some(average) = average else { return self.snapshot() };
+        let data = self.varmap.data().lock().map_err(|_| ModelError::Internal("poisoned varmap".into()))?;
+        average
+            .into_iter()
+            .map(|(k, a)| {
+                let w = data.get(&k).ok_or_else(|| ModelError::Internal(format!("no variable {k}")))?;
+                let mixed =
+                    ((a * decay).map_err(cerr)? + (w.as_tensor() * (1.0 - decay)).map_err(cerr)?).map_err(cerr)?;
+                Ok((k, mixed))
+            })
+            .collect()
     }
 
     fn snapshot(&self) -> Result<Vec<(String, CTensor)>, ModelError> {
