@@ -59,11 +59,13 @@ struct Feature {
     scale: f64,
     rate: f64,
     last: f64,
+    /// The last deviation in robust standard units (for diagnosis).
+    last_z: f64,
 }
 
 impl Feature {
     fn new(name: &'static str, side: Side, floor: f64) -> Self {
-        Self { name, side, floor, n: 0, level: 0.0, scale: 0.0, rate: 0.01, last: 0.0 }
+        Self { name, side, floor, n: 0, level: 0.0, scale: 0.0, rate: 0.01, last: 0.0, last_z: 0.0 }
     }
 
     /// Scores `x` against the model, then updates the model.
@@ -82,6 +84,7 @@ impl Feature {
             Side::Both => dev.abs() / scale,
             Side::Up => dev.max(0.0) / scale,
         };
+        self.last_z = if self.n <= WARMUP { 0.0 } else { z };
         let s = if self.n <= WARMUP { 0.0 } else { ((z - Z_NORMAL) / (Z_CERTAIN - Z_NORMAL)).clamp(0.0, 1.0) };
         // Learn fast while warming up, slowly after, ten times slower while anomalous; clip
         // the step so one outlier moves the model little. (Mean absolute deviation × 1.25 is
@@ -383,6 +386,12 @@ impl HealthMonitor {
             gps_residuals: VecDeque::new(),
             prev_gps_residual: None,
         }
+    }
+
+    /// The latest deviation (robust standard units) of every feature of a sensor, ramps
+    /// excluded (for diagnosis).
+    pub fn feature_z(&self, sensor: usize) -> Vec<(&'static str, f64)> {
+        self.channels[sensor].features.iter().map(|f| (f.name, f.last_z)).collect()
     }
 
     /// The latest score of every feature of a sensor (for diagnosis).

@@ -56,9 +56,10 @@ pub struct SimEvaluation {
 /// Runs the evaluation on `seeds` with the given alarm threshold.
 pub fn evaluate(seeds: &[u64], threshold: f64) -> SimEvaluation {
     let mut eval = SimEvaluation { seeds: seeds.to_vec(), threshold, ..Default::default() };
-    // WAYPOINT_HEALTH_DEBUG=1 prints each feature's largest score per fault and in clean time.
+    // WAYPOINT_HEALTH_DEBUG=1 prints each feature's largest score (and largest deviation, `z:`)
+    // per fault and in clean time.
     let debug = std::env::var_os("WAYPOINT_HEALTH_DEBUG").is_some();
-    let mut diag: BTreeMap<String, BTreeMap<&'static str, f64>> = BTreeMap::new();
+    let mut diag: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
     for &seed in seeds {
         let mut faults = Vec::new();
         let mut t = WARMUP_SECS + CLEAN_SECS;
@@ -104,8 +105,12 @@ pub fn evaluate(seeds: &[u64], threshold: f64) -> SimEvaluation {
                     };
                     let e = diag.entry(key).or_default();
                     for (name, s) in monitor.feature_scores(i) {
-                        let v = e.entry(name).or_insert(0.0);
+                        let v = e.entry(name.to_string()).or_insert(0.0);
                         *v = f64::max(*v, s);
+                    }
+                    for (name, z) in monitor.feature_z(i) {
+                        let v = e.entry(format!("z:{name}")).or_insert(0.0);
+                        *v = f64::max(*v, z);
                     }
                 }
             }
@@ -190,3 +195,4 @@ pub fn kind_name(kind: FaultKind) -> &'static str {
         FaultKind::Latency => "latency",
     }
 }
+
