@@ -195,4 +195,3 @@ pub fn kind_name(kind: FaultKind) -> &'static str {
         FaultKind::Latency => "latency",
     }
 }
-
