@@ -254,9 +254,10 @@ fn eval_kitti(det: &LidarDetector, dir: &Path, a: &EvalDetectionArgs) -> Result<
         println!(
             "{:<12} {:>4} {:>4} {:>4} {:>10.2} {:>8.2}",
             c["class"].as_str().unwrap_or(""),
-            c["tp"],
-            c["fp"],
-            c["fn"],
+            // A JSON value's Display ignores the width: print the numbers themselves.
+            c["tp"].as_u64().unwrap_or(0),
+            c["fp"].as_u64().unwrap_or(0),
+            c["fn"].as_u64().unwrap_or(0),
             c["precision"].as_f64().unwrap_or(0.0),
             c["recall"].as_f64().unwrap_or(0.0)
         );
