@@ -294,9 +294,7 @@ impl Tracker {
             });
         }
     }
-}
 
-impl Tracker {
     /// Retires the younger of two confirmed tracks that sit on one object: closer than their
     /// class's duplicate radius and moving alike.
     fn retire_duplicates(&mut self) {
@@ -358,6 +356,29 @@ mod tests {
         let tracks = t.tracks();
         assert_eq!(tracks.iter().filter(|s| s.class == 0).count(), 1, "{tracks:?}");
         assert_eq!(tracks.iter().filter(|s| s.class == 1).count(), 1, "{tracks:?}");
+    }
+
+    #[test]
+    fn a_younger_track_on_the_same_object_is_retired() {
+        let mut t = Tracker::new(TrackerConfig::default());
+        // Two detections 6 m apart moving alike, then, from frame 5, 0.5 m apart: one object
+        // seen twice (a vehicle and its own reflection, a split cluster).
+        let mut first_id = None;
+        for k in 0..20 {
+            let x = 10.0 + k as f64;
+            let gap = if k < 5 { 6.0 } else { 0.5 };
+            t.step(
+                1.0,
+                &[Observation { x_m: x, y_m: 0.0, class: 0 }, Observation { x_m: x + gap, y_m: 0.2, class: 0 }],
+            );
+            if k == 4 {
+                assert_eq!(t.tracks().len(), 2);
+                first_id = t.tracks().iter().map(|s| s.id).min();
+            }
+        }
+        let tracks = t.tracks();
+        assert_eq!(tracks.len(), 1, "{tracks:?}");
+        assert_eq!(Some(tracks[0].id), first_id, "the older track keeps the object");
     }
 
     #[test]
