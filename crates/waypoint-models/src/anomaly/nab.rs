@@ -122,34 +122,46 @@ pub struct FileScore {
     pub fn_: usize,
 }
 
+/// What a detection at row `i` is worth under a profile: inside window `k`, the reward if it is
+/// that window's earliest detection; outside every window, its false-positive weight (negative,
+/// smaller right after a window).
+enum RowValue {
+    InWindow(usize, f64),
+    FalsePositive(f64),
+}
+
+fn row_value(i: usize, windows: &[(usize, usize)], p: &Profile) -> RowValue {
+    if let Some(k) = windows.iter().position(|(a, b)| i >= *a && i <= *b) {
+        let (a, b) = windows[k];
+        let y = -((b - i + 1) as f64) / (b - a + 1) as f64;
+        return RowValue::InWindow(k, p.tp * scaled_sigmoid(y) / scaled_sigmoid(-1.0));
+    }
+    // The closest window that ended before this row.
+    let unweighted = match windows.iter().filter(|(_, b)| *b < i).max_by_key(|(_, b)| *b) {
+        None => -1.0,
+        Some(&(a, b)) => scaled_sigmoid((i - b) as f64 / ((b - a) as f64).max(1.0)),
+    };
+    RowValue::FalsePositive(p.fp * unweighted)
+}
+
 /// Scores detections (`detected[i]` for row i) of a series with windows, following NAB v1.1.
 pub fn score_file(len: usize, windows: &[(usize, usize)], detected: &[bool], p: &Profile) -> FileScore {
-    let max_tp = scaled_sigmoid(-1.0);
     let start = probation(len);
     let mut s = FileScore::default();
     let mut window_hit = vec![false; windows.len()];
     for (i, _) in detected.iter().enumerate().take(len).filter(|(_, d)| **d).filter(|(i, _)| *i >= start) {
-        if let Some(k) = windows.iter().position(|(a, b)| i >= *a && i <= *b) {
-            if !window_hit[k] {
-                window_hit[k] = true;
-                let (a, b) = windows[k];
-                let width = (b - a + 1) as f64;
-                let y = -((b - i + 1) as f64) / width;
-                s.score += p.tp * scaled_sigmoid(y) / max_tp;
-                s.tp += 1;
-            }
-        } else {
-            // The closest window that ended before this row.
-            let prev = windows.iter().filter(|(_, b)| *b < i).max_by_key(|(_, b)| *b);
-            let unweighted = match prev {
-                None => -1.0,
-                Some(&(a, b)) => {
-                    let width = (b - a + 1) as f64;
-                    scaled_sigmoid((i - b) as f64 / (width - 1.0).max(1.0))
+        match row_value(i, windows, p) {
+            RowValue::InWindow(k, reward) => {
+                if !window_hit[k] {
+                    window_hit[k] = true;
+                    s.score += reward;
+                    s.tp += 1;
                 }
-            };
-            s.score += p.fp * unweighted;
-            s.fp += 1;
+            }
+            RowValue::FalsePositive(weight) => {
+                s.score += weight;
+                s.fp += 1;
+            }
         }
     }
     s.fn_ = window_hit.iter().filter(|h| !**h).count();
@@ -203,7 +215,6 @@ pub fn evaluate(series: &[Series], scores: &[Vec<f64>]) -> Vec<ProfileResult> {
     PROFILES
         .iter()
         .map(|p| {
-            let max_tp = scaled_sigmoid(-1.0);
             let mut rows = Vec::new();
             let mut first_window = 0;
             for (s, sc) in series.iter().zip(scores) {
@@ -213,25 +224,11 @@ pub fn evaluate(series: &[Series], scores: &[Vec<f64>]) -> Vec<ProfileResult> {
                     if score.is_nan() {
                         continue;
                     }
-                    let row = match s.windows.iter().position(|(a, b)| i >= *a && i <= *b) {
-                        Some(k) => {
-                            let (a, b) = s.windows[k];
-                            let y = -((b - i + 1) as f64) / (b - a + 1) as f64;
-                            Row {
-                                score,
-                                window: Some((first_window + k, p.tp * scaled_sigmoid(y) / max_tp)),
-                                row: i,
-                                fp_weight: 0.0,
-                            }
+                    let row = match row_value(i, &s.windows, p) {
+                        RowValue::InWindow(k, reward) => {
+                            Row { score, window: Some((first_window + k, reward)), row: i, fp_weight: 0.0 }
                         }
-                        None => {
-                            let prev = s.windows.iter().filter(|(_, b)| *b < i).max_by_key(|(_, b)| *b);
-                            let unweighted = match prev {
-                                None => -1.0,
-                                Some(&(a, b)) => scaled_sigmoid((i - b) as f64 / ((b - a) as f64).max(1.0)),
-                            };
-                            Row { score, window: None, row: i, fp_weight: p.fp * unweighted }
-                        }
+                        RowValue::FalsePositive(weight) => Row { score, window: None, row: i, fp_weight: weight },
                     };
                     rows.push(row);
                 }
