@@ -2,7 +2,9 @@
 //! Mahalanobis gating, optimal assignment (Hungarian algorithm), track birth after two hits
 //! and death after `max_misses` misses, stable ids. A second detection on an object that already
 //! has a track (a vehicle split in two by an occluder) does not start a track of its own, and a
-//! younger track that shadows an older one (same place, same velocity) is retired.
+//! younger track that shadows an older one (same place, same velocity) is retired, and a
+//! coasting track hands its id to a young track that appeared beside it (the same object found
+//! again after the old estimate wandered off).
 
 // The 4×4 filter algebra is written with index loops that mirror the matrix formulas.
 #![allow(clippy::needless_range_loop)]
@@ -53,6 +55,11 @@ pub struct TrackerConfig {
     /// Two confirmed tracks closer than their class's radius whose velocities differ by less
     /// than this are one object: the younger is retired, m/s.
     pub duplicate_speed_mps: f64,
+    /// A confirmed track that missed this frame hands its id to a young track (at most
+    /// `handover_max_hits` hits) updated this close to it, metres per class: the young track
+    /// is the same object found again after the old one's estimate wandered off.
+    pub handover_radius_m: [f64; 4],
+    pub handover_max_hits: u32,
 }
 
 impl Default for TrackerConfig {
@@ -65,6 +72,8 @@ impl Default for TrackerConfig {
             max_misses: 10,
             duplicate_radius_m: [3.0, 0.6, 1.0, 1.0],
             duplicate_speed_mps: 1.5,
+            handover_radius_m: [3.5, 1.5, 2.5, 1.5],
+            handover_max_hits: 20,
         }
     }
 }
@@ -257,6 +266,7 @@ impl Tracker {
         // Tentative tracks die at their first miss; confirmed ones after `max_misses`.
         self.tracks.retain(|t| t.state.misses <= if t.state.hits >= confirm { max_misses } else { 0 });
         self.retire_duplicates();
+        self.hand_over();
         let radius = |class: usize| self.config.duplicate_radius_m[class.min(3)];
         let updated: Vec<(f64, f64, usize)> = self
             .tracks
@@ -293,6 +303,45 @@ impl Tracker {
                 p,
             });
         }
+    }
+
+    /// A coasting confirmed track takes over the nearest young track updated within its class's
+    /// hand-over radius: the old id continues with the young track's state.
+    fn hand_over(&mut self) {
+        let cfg = self.config;
+        let n = self.tracks.len();
+        let mut dead = vec![false; n];
+        for i in 0..n {
+            let old = &self.tracks[i].state;
+            if old.misses == 0 || old.hits < cfg.confirm_hits || dead[i] {
+                continue;
+            }
+            let r = cfg.handover_radius_m[old.class.min(3)];
+            let young = (0..n)
+                .filter(|&j| j != i && !dead[j])
+                .filter(|&j| {
+                    let y = &self.tracks[j].state;
+                    y.observation.is_some() && y.hits < old.hits && y.hits <= cfg.handover_max_hits
+                })
+                .map(|j| {
+                    (j, (self.tracks[j].x[0] - self.tracks[i].x[0]).hypot(self.tracks[j].x[1] - self.tracks[i].x[1]))
+                })
+                .filter(|(_, d)| *d < r)
+                .min_by(|a, b| a.1.total_cmp(&b.1));
+            if let Some((j, _)) = young {
+                let y = self.tracks[j].clone();
+                let t = &mut self.tracks[i];
+                t.x = y.x;
+                t.p = y.p;
+                t.state = TrackState { id: t.state.id, hits: t.state.hits + y.state.hits, ..y.state };
+                dead[j] = true;
+            }
+        }
+        let mut k = 0;
+        self.tracks.retain(|_| {
+            k += 1;
+            !dead[k - 1]
+        });
     }
 
     /// Retires the younger of two confirmed tracks that sit on one object: closer than their
@@ -379,6 +428,31 @@ mod tests {
         let tracks = t.tracks();
         assert_eq!(tracks.len(), 1, "{tracks:?}");
         assert_eq!(Some(tracks[0].id), first_id, "the older track keeps the object");
+    }
+
+    #[test]
+    fn a_coasting_track_hands_its_id_to_the_young_track_beside_it() {
+        let tracked = |config: TrackerConfig| {
+            let mut t = Tracker::new(config);
+            let ped = |x: f64, y: f64| Observation { x_m: x, y_m: y, class: 1 };
+            for _ in 0..5 {
+                t.step(0.1, &[ped(0.0, 0.0)]);
+            }
+            let id = t.tracks()[0].id;
+            // A stray detection takes the track while the pedestrian, 1.2 m off, starts a
+            // young track; then only the pedestrian is seen and the old track misses.
+            t.step(0.1, &[ped(0.0, -0.3), ped(0.0, 1.2)]);
+            t.step(0.1, &[ped(0.0, 1.2)]);
+            (id, t.tracks())
+        };
+        let (id, tracks) = tracked(TrackerConfig::default());
+        assert_eq!(tracks.len(), 1, "{tracks:?}");
+        assert_eq!(tracks[0].id, id, "the old id continues on the pedestrian");
+        assert!((tracks[0].y_m - 1.2).abs() < 0.2, "{tracks:?}");
+        // Without the hand-over the pedestrian goes on under a new id beside the old track.
+        let (id, tracks) = tracked(TrackerConfig { handover_radius_m: [0.0; 4], ..TrackerConfig::default() });
+        assert_eq!(tracks.len(), 2, "{tracks:?}");
+        assert!(tracks.iter().any(|t| t.id != id && (t.y_m - 1.2).abs() < 0.2), "{tracks:?}");
     }
 
     #[test]
