@@ -151,7 +151,7 @@ impl Loop {
             Command::Reset { seed } => {
                 self.scene.reset(seed).map_err(refused)?;
                 let threshold = self.health.threshold;
-                self.health = HealthMonitor::new();
+                self.health = HealthMonitor::for_sensors(&self.scene.config().sensors);
                 self.health.threshold = threshold;
                 if let Some(p) = &mut self.predictor {
                     p.clear();
@@ -208,6 +208,7 @@ impl SceneRunner {
         let ready = Arc::new(AtomicBool::new(!config.autostart));
         let t_bits = Arc::new(AtomicU64::new(0));
         let last_scene = Arc::new(Mutex::new(None));
+        let health = HealthMonitor::for_sensors(&scene.config().sensors);
         let mut lp = Loop {
             scene,
             running: config.autostart,
@@ -218,7 +219,7 @@ impl SceneRunner {
             last_scene: last_scene.clone(),
             predictor,
             perception,
-            health: HealthMonitor::new(),
+            health,
             online,
         };
         let (sd, rd, tb) = (shutdown.clone(), ready.clone(), t_bits.clone());

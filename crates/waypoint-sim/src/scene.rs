@@ -351,6 +351,7 @@ impl Scene {
             ego_pos: self.ego.pos,
             ego_yaw_rad: self.ego.yaw_rad,
             ego_velocity: self.ego.velocity(),
+            ego_yaw_rate_rps: self.ego.yaw_rate_rps,
             targets: &targets,
             obstacles: &self.map.obstacles,
         };

@@ -112,7 +112,9 @@ mod geometry {
         for _ in 0..40 {
             let f = s.tick();
             let ego = f.truth.ego;
-            let ego_v = Vec2::new(ego.vx_mps, ego.vy_mps);
+            // The radar's own velocity: the ego's plus the swing of the bumper in a turn.
+            let side = Vec2::new(-ego.yaw_rad.sin(), ego.yaw_rad.cos());
+            let ego_v = Vec2::new(ego.vx_mps, ego.vy_mps) + side.scale(ego.yaw_rate_rps * cfg.mount_forward_m);
             for scan in f.radar.iter().filter(|r| (r.t_secs - f.truth.t_secs).abs() < 1e-6) {
                 let mount = Vec2::new(scan.world_from_sensor.x_m, scan.world_from_sensor.y_m);
                 for t in &scan.targets {

@@ -3,12 +3,15 @@
 //! Every tick, each sensor's output is reduced to health features that a fault would move:
 //! how long since the sensor last spoke against its usual interval (dropout), whether it
 //! repeats itself exactly (stuck), how late its data arrives (latency), and residuals against a
-//! reference — the lidar's ground against the flat road, the radar's ranges against the lidar's
-//! nearest obstacle in the same direction, camera boxes against the previous frame's, the IMU
-//! against the motion of the vehicle's pose, GPS fixes against the pose (the pose is the
-//! scene's ego pose, standing in for the vehicle's localisation). From the residuals come a
-//! level (a bias), a spread (noise), the share or size of outliers (spikes) and a ramp (the
-//! residual's one-second block means moving the same way three times running: drift).
+//! reference — the lidar's ground against the flat road; the radar's range change between scans
+//! against its measured range rate, and, per target followed for one to two seconds, its range
+//! against the integral of its range rate (a growing range bias: drift); camera boxes against
+//! the previous frame's, and against the radar targets they show (the radar's bearing does not
+//! share a camera drift); the IMU against the motion of the vehicle's pose; GPS fixes against
+//! the pose (the pose is the scene's ego pose, standing in for the vehicle's localisation).
+//! From the residuals come a level (a bias), a spread (noise), the share or size of outliers
+//! (spikes) and a ramp (the residual's one-second block means moving the same way three times
+//! running: drift).
 //!
 //! Each feature is scored online against a robust, slowly adapting model of its own normal
 //! values (level and scale with clipped updates, adapting ten times slower while the feature is
@@ -20,6 +23,7 @@
 use std::collections::VecDeque;
 
 use waypoint_sim::fault::Sensor;
+use waypoint_sim::sensors::{CameraConfig, SensorsConfig};
 use waypoint_sim::Frame;
 
 /// Ticks in the persistence window; a score must be high in two of them.
@@ -287,6 +291,16 @@ pub struct HealthMonitor {
     /// GPS residuals (fix − pose) of the last ten fixes, and the previous residual.
     gps_residuals: VecDeque<[f64; 2]>,
     prev_gps_residual: Option<[f64; 2]>,
+    /// Where the radar and the camera sit, and the camera's optics.
+    radar_forward_m: f64,
+    camera: CameraConfig,
+    /// The latest radar scans: time, and (range, azimuth) per target.
+    recent_radar: VecDeque<(f64, Vec<(f64, f64)>)>,
+    /// Last second of camera box offsets from the radar targets they show, pixels.
+    camera_radar_window: VecDeque<Vec<f64>>,
+    range_chains: Vec<RangeChain>,
+    /// The chains' median slope over the last [`DRIFT_PERSISTENCE`] ticks.
+    range_drift_recent: VecDeque<f64>,
 }
 
 impl Default for HealthMonitor {
@@ -328,8 +342,127 @@ fn median_mad(xs: &[f64]) -> Option<(f64, f64)> {
     Some((med, 1.4826 * dev[dev.len() / 2]))
 }
 
+/// A radar target followed from scan to scan: its range should change by the integral of its
+/// measured range rate. A range bias growing over time (drift) makes the difference grow; noise
+/// and the target's own motion do not.
+#[derive(Debug, Clone)]
+struct RangeChain {
+    azimuth: f64,
+    range: f64,
+    rate: f64,
+    last_t: f64,
+    /// Range predicted from the first range and the integrated range rate.
+    integrated: f64,
+    /// (time, range − integrated) over the last [`CHAIN_SECS`].
+    samples: VecDeque<(f64, f64)>,
+}
+
+/// How much of a chain is kept, and how long it must span to give a slope.
+const CHAIN_SECS: f64 = 2.0;
+const CHAIN_MIN_SPAN_SECS: f64 = 1.0;
+/// Ticks the chains' median slope must keep its sign to count as drift.
+const DRIFT_PERSISTENCE: usize = 10;
+
+impl RangeChain {
+    /// Least-squares slope of range − integrated range rate, m/s, once the chain spans long
+    /// enough.
+    fn slope(&self) -> Option<f64> {
+        let (first, last) = (self.samples.front()?, self.samples.back()?);
+        if self.samples.len() < 8 || last.0 - first.0 < CHAIN_MIN_SPAN_SECS {
+            return None;
+        }
+        let n = self.samples.len() as f64;
+        let (mt, mv) = self.samples.iter().fold((0.0, 0.0), |a, s| (a.0 + s.0 / n, a.1 + s.1 / n));
+        let (sxy, sxx) =
+            self.samples.iter().fold((0.0, 0.0), |a, s| (a.0 + (s.0 - mt) * (s.1 - mv), a.1 + (s.0 - mt) * (s.0 - mt)));
+        (sxx > 0.0).then(|| sxy / sxx)
+    }
+}
+
+/// Continues each chain with the nearest target of a new scan (same direction, range where its
+/// rate said), or starts a chain.
+fn extend_chains(chains: &mut Vec<RangeChain>, t: f64, targets: &[waypoint_sim::frame::RadarTarget]) {
+    chains.retain(|c| t - c.last_t < 0.3);
+    let old = chains.len();
+    let mut taken = vec![false; old];
+    for target in targets {
+        let best = (0..old)
+            .filter(|&i| !taken[i])
+            .filter_map(|i| {
+                let c = &chains[i];
+                let daz = (target.azimuth_rad - c.azimuth).abs();
+                let dr = (target.range_m - (c.range + c.rate * (t - c.last_t))).abs();
+                (daz < 0.03 && dr < 1.5).then_some((i, daz / 0.03 + dr / 1.5))
+            })
+            .min_by(|a, b| a.1.total_cmp(&b.1));
+        match best {
+            Some((i, _)) => {
+                taken[i] = true;
+                let c = &mut chains[i];
+                c.integrated += 0.5 * (c.rate + target.range_rate_mps) * (t - c.last_t);
+                c.azimuth = target.azimuth_rad;
+                c.range = target.range_m;
+                c.rate = target.range_rate_mps;
+                c.last_t = t;
+                c.samples.push_back((t, target.range_m - c.integrated));
+                while c.samples.front().is_some_and(|s| t - s.0 > CHAIN_SECS) {
+                    c.samples.pop_front();
+                }
+            }
+            None => chains.push(RangeChain {
+                azimuth: target.azimuth_rad,
+                range: target.range_m,
+                rate: target.range_rate_mps,
+                last_t: t,
+                integrated: target.range_m,
+                samples: VecDeque::from([(t, 0.0)]),
+            }),
+        }
+    }
+}
+
+/// Horizontal offsets (pixels) of camera boxes from the radar targets they show. Each target
+/// (range, azimuth from the radar) is projected into the image; the box it shows is the one
+/// whose bottom edge lies where a road user at that distance would stand (a horizontal shift of
+/// the image leaves that alone), nearest in column within a box's width and 80 px. The radar's
+/// azimuth does not share the camera's faults, so a camera drift moves every offset alike.
+fn camera_radar_offsets(
+    camera: &CameraConfig,
+    radar_forward_m: f64,
+    targets: &[(f64, f64)],
+    boxes: &[waypoint_sim::frame::CameraBox],
+) -> Vec<f64> {
+    let (cx, cy) = (f64::from(camera.width_px) / 2.0, f64::from(camera.height_px) / 2.0);
+    let f = camera.focal_px;
+    let mut out = Vec::new();
+    for &(range, az) in targets {
+        let (x, y) = (range * az.cos() + radar_forward_m - camera.mount_forward_m, range * az.sin());
+        if x < 25.0 {
+            continue;
+        }
+        let u = cx - f * y / x;
+        let v_bottom = cy + f * camera.mount_height_m / x;
+        let best = boxes
+            .iter()
+            .filter(|b| b.bottom_px < f64::from(camera.height_px) - 2.0)
+            .filter(|b| (b.bottom_px - v_bottom).abs() < 0.25 * (v_bottom - cy) + 6.0)
+            .map(|b| (b.left_px + b.right_px) / 2.0 - u)
+            .filter(|d| d.abs() < 80.0)
+            .min_by(|a, c| a.abs().total_cmp(&c.abs()));
+        out.extend(best);
+    }
+    out
+}
+
 impl HealthMonitor {
+    /// A monitor for the default sensor set.
     pub fn new() -> Self {
+        Self::for_sensors(&SensorsConfig::default())
+    }
+
+    /// A monitor for a scene with the given sensors (the radar's and camera's mounts, the
+    /// camera's optics).
+    pub fn for_sensors(sensors: &SensorsConfig) -> Self {
         use Side::{Both, Up};
         Self {
             channels: [
@@ -347,6 +480,7 @@ impl HealthMonitor {
                         Feature::new("lag", Up, 0.02),
                         Feature::new("rate_residual_spread", Up, 2.0),
                         Feature::new("range_jumps", Up, 0.05),
+                        Feature::new("range_drift", Up, 0.05),
                     ],
                     vec![],
                 ),
@@ -355,6 +489,7 @@ impl HealthMonitor {
                         Feature::new("lag", Up, 0.02),
                         Feature::new("box_jitter", Up, 1.2),
                         Feature::new("box_jumps", Up, 0.04),
+                        Feature::new("radar_offset", Both, 4.0),
                     ],
                     vec![],
                 ),
@@ -385,6 +520,12 @@ impl HealthMonitor {
             prev_pose: None,
             gps_residuals: VecDeque::new(),
             prev_gps_residual: None,
+            radar_forward_m: sensors.radar.mount_forward_m,
+            camera: sensors.camera.clone(),
+            recent_radar: VecDeque::new(),
+            camera_radar_window: VecDeque::new(),
+            range_chains: Vec::new(),
+            range_drift_recent: VecDeque::new(),
         }
     }
 
@@ -460,6 +601,12 @@ impl HealthMonitor {
                 }
                 self.prev_radar =
                     Some((scan.t_secs, scan.targets.iter().map(|t| (t.azimuth_rad, t.range_m)).collect()));
+                extend_chains(&mut self.range_chains, scan.t_secs, &scan.targets);
+                self.recent_radar
+                    .push_back((scan.t_secs, scan.targets.iter().map(|t| (t.range_m, t.azimuth_rad)).collect()));
+                while self.recent_radar.len() > 3 {
+                    self.recent_radar.pop_front();
+                }
                 let d = digest(scan.targets.iter().flat_map(|t| [t.range_m, t.azimuth_rad, t.range_rate_mps]));
                 self.channels[1].heard(scan.t_secs, (!scan.targets.is_empty()).then_some(d));
             }
@@ -471,7 +618,24 @@ impl HealthMonitor {
             let measured = !frame.radar.is_empty() && all.len() >= 10;
             let spread = median_mad(&all).filter(|_| measured).map(|m| m.1);
             let jumps = measured.then(|| all.iter().filter(|e| e.abs() > 100.0).count() as f64 / all.len() as f64);
-            values[1] = vec![lag, spread, jumps];
+            // Drift: the chains' median slope, the same way for the last few ticks (its
+            // smallest size then); 0 when there is no chain or the sign changes.
+            let slopes: Vec<f64> = self.range_chains.iter().filter_map(RangeChain::slope).collect();
+            let median_slope = median_mad(&slopes).map_or(0.0, |m| m.0);
+            self.range_drift_recent.push_back(median_slope);
+            while self.range_drift_recent.len() > DRIFT_PERSISTENCE {
+                self.range_drift_recent.pop_front();
+            }
+            let r = &self.range_drift_recent;
+            let same_way = r.iter().all(|s| *s > 0.0) || r.iter().all(|s| *s < 0.0);
+            let drift = (!frame.radar.is_empty()).then(|| {
+                if r.len() == DRIFT_PERSISTENCE && same_way {
+                    r.iter().map(|s| s.abs()).fold(f64::INFINITY, f64::min)
+                } else {
+                    0.0
+                }
+            });
+            values[1] = vec![lag, spread, jumps, drift];
             ramps[1] = vec![];
         }
 
@@ -483,9 +647,20 @@ impl HealthMonitor {
         {
             let mut lag = None;
             let mut moves = Vec::new();
+            let mut radar_offsets = Vec::new();
             let (mut jumped, mut total) = (0usize, 0usize);
             for img in &frame.camera {
                 lag = Some(now - img.t_secs);
+                // The radar scan nearest in time, its bearings turned by the vehicle's yaw since.
+                let nearest = self
+                    .recent_radar
+                    .iter()
+                    .min_by(|a, b| (a.0 - img.t_secs).abs().total_cmp(&(b.0 - img.t_secs).abs()));
+                if let Some((t_radar, targets)) = nearest.filter(|r| (r.0 - img.t_secs).abs() < 0.06) {
+                    let turn = frame.truth.ego.yaw_rate_rps * (img.t_secs - t_radar);
+                    let turned: Vec<(f64, f64)> = targets.iter().map(|&(r, az)| (r, az - turn)).collect();
+                    radar_offsets.extend(camera_radar_offsets(&self.camera, self.radar_forward_m, &turned, &img.boxes));
+                }
                 let boxes: Vec<[f64; 4]> = img
                     .boxes
                     .iter()
@@ -540,7 +715,21 @@ impl HealthMonitor {
             let measured = !frame.camera.is_empty();
             let jitter = median_mad(&all).filter(|_| measured && all.len() >= 8).map(|m| m.0);
             let share = (measured && n >= 8).then(|| j as f64 / n as f64);
-            values[2] = vec![lag, jitter, share];
+            self.camera_radar_window.push_back(radar_offsets);
+            while self.camera_radar_window.len() > 10 {
+                self.camera_radar_window.pop_front();
+            }
+            let offsets: Vec<f64> = self.camera_radar_window.iter().flatten().copied().collect();
+            let offset = median_mad(&offsets).filter(|_| measured && offsets.len() >= 8).map(|m| m.0);
+            if std::env::var_os("WAYPOINT_HEALTH_TRACE").is_some() {
+                eprintln!(
+                    "CAM {now:.1} {} {:?} {:?}",
+                    offsets.len(),
+                    offset,
+                    self.camera_radar_window.back().map(|v| v.iter().map(|x| x.round()).collect::<Vec<_>>())
+                );
+            }
+            values[2] = vec![lag, jitter, share, offset];
             ramps[2] = vec![];
         }
 
@@ -636,5 +825,98 @@ impl HealthMonitor {
             out[i] = SensorHealth { sensor, enabled: true, score, alarm: score >= threshold, cause, learning };
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use waypoint_sim::fault::{FaultKind, FaultSpec};
+    use waypoint_sim::frame::{CameraBox, RadarTarget};
+    use waypoint_sim::{AgentKind, Scene, SceneConfig};
+
+    fn target(range_m: f64, azimuth_rad: f64, range_rate_mps: f64) -> RadarTarget {
+        RadarTarget { range_m, azimuth_rad, range_rate_mps, rcs_dbsm: 10.0, truth_agent_id: None }
+    }
+
+    /// Chains over two seconds of a target closing at 5 m/s, with the range biased by
+    /// `bias_rate` m/s; the median chain slope.
+    fn chain_slope(bias_rate: f64) -> f64 {
+        let mut chains = Vec::new();
+        for k in 0..40 {
+            let t = f64::from(k) * 0.05;
+            // A second target moving away, and alternating ±0.2 m of range noise.
+            let noise = if k % 2 == 0 { 0.2 } else { -0.2 };
+            let scan = [
+                target(40.0 - 5.0 * t + bias_rate * t + noise, 0.1, -5.0),
+                target(20.0 + 2.0 * t + bias_rate * t - noise, -0.4, 2.0),
+            ];
+            extend_chains(&mut chains, t, &scan);
+        }
+        assert_eq!(chains.len(), 2, "each target keeps one chain");
+        let slopes: Vec<f64> = chains.iter().filter_map(RangeChain::slope).collect();
+        median_mad(&slopes).unwrap().0
+    }
+
+    #[test]
+    fn a_growing_range_bias_is_the_slope_of_range_less_integrated_rate() {
+        assert!(chain_slope(0.0).abs() < 0.05, "{}", chain_slope(0.0));
+        assert!((chain_slope(0.5) - 0.5).abs() < 0.05, "{}", chain_slope(0.5));
+        assert!((chain_slope(-0.5) + 0.5).abs() < 0.05, "{}", chain_slope(-0.5));
+    }
+
+    #[test]
+    fn a_camera_box_is_measured_against_the_radar_target_it_shows() {
+        let camera = CameraConfig::default();
+        let radar_forward = 2.2;
+        // A target 30 m ahead of the radar, slightly left.
+        let (range, az): (f64, f64) = (30.0, 0.05);
+        let (x, y) = (range * az.cos() + radar_forward - camera.mount_forward_m, range * az.sin());
+        let (cx, cy) = (f64::from(camera.width_px) / 2.0, f64::from(camera.height_px) / 2.0);
+        let u = cx - camera.focal_px * y / x;
+        let bottom = cy + camera.focal_px * camera.mount_height_m / x;
+        let shown = |shift: f64| CameraBox {
+            class: AgentKind::Vehicle,
+            left_px: u - 30.0 + shift,
+            top_px: bottom - 40.0,
+            right_px: u + 30.0 + shift,
+            bottom_px: bottom,
+            occlusion: 0.0,
+            truth_agent_id: None,
+        };
+        for shift in [0.0, 25.0, -40.0] {
+            let offsets = camera_radar_offsets(&camera, radar_forward, &[(range, az)], &[shown(shift)]);
+            assert_eq!(offsets.len(), 1);
+            assert!((offsets[0] - shift).abs() < 1e-6, "{offsets:?} for {shift}");
+        }
+        // A box standing at another distance (its bottom elsewhere) does not show the target.
+        let mut far = shown(0.0);
+        far.bottom_px = cy + (bottom - cy) / 2.0;
+        assert!(camera_radar_offsets(&camera, radar_forward, &[(range, az)], &[far]).is_empty());
+    }
+
+    /// Alarm onsets of one sensor while a scene with one fault runs to `end_secs`.
+    fn alarms(seed: u64, sensor: Sensor, kind: FaultKind, start_secs: f64, end_secs: f64) -> Vec<(f64, &'static str)> {
+        let fault = FaultSpec { sensor, kind, start_secs: Some(start_secs), duration_secs: 5.0, magnitude: None };
+        let mut scene = Scene::new(SceneConfig { seed, faults: vec![fault], ..SceneConfig::default() }).unwrap();
+        let mut monitor = HealthMonitor::new();
+        let i = Sensor::ALL.iter().position(|s| *s == sensor).unwrap();
+        let (mut out, mut was) = (Vec::new(), false);
+        while scene.t_secs() < end_secs {
+            let frame = scene.tick();
+            let h = monitor.update(&frame, [true; 5])[i];
+            if h.alarm && !was && frame.t_secs > 30.0 {
+                out.push((frame.t_secs, h.cause));
+            }
+            was = h.alarm;
+        }
+        out
+    }
+
+    #[test]
+    fn radar_range_drift_alarms_in_a_simulated_scene() {
+        let onsets = alarms(2, Sensor::Radar, FaultKind::Drift, 100.0, 107.0);
+        assert!(onsets.iter().all(|(t, _)| *t >= 100.0), "false alarm before the fault: {onsets:?}");
+        assert!(onsets.iter().any(|(t, cause)| *t <= 106.0 && *cause == "range_drift"), "{onsets:?}");
     }
 }

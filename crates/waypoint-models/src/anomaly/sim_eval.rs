@@ -78,7 +78,7 @@ pub fn evaluate(seeds: &[u64], threshold: f64) -> SimEvaluation {
         let end = t;
         let config = SceneConfig { seed, faults: faults.clone(), ..SceneConfig::default() };
         let Ok(mut scene) = Scene::new(config) else { continue };
-        let mut monitor = HealthMonitor::new();
+        let mut monitor = HealthMonitor::for_sensors(&scene.config().sensors);
         monitor.threshold = threshold;
         let mut was_alarm = [false; 5];
         let mut first_alarm: Vec<Option<f64>> = vec![None; faults.len()];

@@ -25,6 +25,7 @@ pub struct WorldView<'a> {
     pub ego_pos: Vec2,
     pub ego_yaw_rad: f64,
     pub ego_velocity: Vec2,
+    pub ego_yaw_rate_rps: f64,
     pub targets: &'a [Target],
     pub obstacles: &'a [OrientedBox],
 }
@@ -43,6 +44,13 @@ impl WorldView<'_> {
     pub fn mount(&self, forward_m: f64, height_m: f64) -> SensorPose {
         let p = self.ego_pos + Vec2::from_angle(self.ego_yaw_rad).scale(forward_m);
         SensorPose { x_m: p.x, y_m: p.y, z_m: height_m, yaw_rad: self.ego_yaw_rad }
+    }
+
+    /// World velocity of a point mounted `forward_m` ahead of the ego centre: the ego's
+    /// velocity plus its turning (a radar on the bumper swings sideways in a turn).
+    pub fn mount_velocity(&self, forward_m: f64) -> Vec2 {
+        let side = Vec2::from_angle(self.ego_yaw_rad + std::f64::consts::FRAC_PI_2);
+        self.ego_velocity + side.scale(self.ego_yaw_rate_rps * forward_m)
     }
 
     /// Nearest distance at which a horizontal sight line from `from` along `dir` is blocked by
@@ -76,4 +84,25 @@ pub struct SensorsConfig {
     pub camera: CameraConfig,
     pub imu: ImuConfig,
     pub gps: GpsConfig,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mount_ahead_of_the_centre_swings_sideways_in_a_turn() {
+        let world = WorldView {
+            ego_pos: Vec2::new(0.0, 0.0),
+            ego_yaw_rad: std::f64::consts::FRAC_PI_2,
+            ego_velocity: Vec2::new(0.0, 10.0),
+            ego_yaw_rate_rps: 0.5,
+            targets: &[],
+            obstacles: &[],
+        };
+        // Heading north, turning left at 0.5 rad/s: a point 2 m ahead moves 1 m/s west too.
+        let v = world.mount_velocity(2.0);
+        assert!((v.x + 1.0).abs() < 1e-9 && (v.y - 10.0).abs() < 1e-9, "{v:?}");
+        assert_eq!(world.mount_velocity(0.0), world.ego_velocity);
+    }
 }

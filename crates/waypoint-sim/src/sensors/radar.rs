@@ -60,6 +60,8 @@ impl Radar {
         let origin = Vec2::new(pose.x_m, pose.y_m);
         let half_fov = self.config.fov_deg.to_radians() / 2.0;
         let nm = effect.noise_mult;
+        // Range rates are relative to the radar itself, which swings sideways when the ego turns.
+        let own_velocity = world.mount_velocity(self.config.mount_forward_m);
         let mut targets = Vec::new();
         for t in world.targets {
             let rel = t.bbox.center - origin;
@@ -76,7 +78,7 @@ impl Radar {
             if !self.rng.chance(self.config.detection_prob) {
                 continue;
             }
-            let range_rate = (t.velocity - world.ego_velocity).dot(dir);
+            let range_rate = (t.velocity - own_velocity).dot(dir);
             let rcs = match t.kind {
                 AgentKind::Vehicle => 10.0,
                 AgentKind::Cyclist => 2.0,
@@ -103,7 +105,7 @@ impl Radar {
                 range_m: self.rng.range(2.0, self.config.max_range_m),
                 azimuth_rad: az,
                 // Clutter is static: it closes at the ego speed projected on the line of sight.
-                range_rate_mps: -world.ego_velocity.dot(dir) + self.rng.gauss(0.3),
+                range_rate_mps: -own_velocity.dot(dir) + self.rng.gauss(0.3),
                 rcs_dbsm: self.rng.range(-15.0, 0.0),
                 truth_agent_id: None,
             });
