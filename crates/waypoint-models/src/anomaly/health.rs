@@ -280,9 +280,9 @@ pub struct HealthMonitor {
     pub threshold: f64,
     /// Boxes of the previous camera frame: centre x, y, width, height.
     prev_camera_boxes: Vec<[f64; 4]>,
-    /// Last second of camera matches (jumped, matched, moves less the common move) and last two
-    /// seconds of radar rate residuals.
-    camera_window: VecDeque<(usize, usize, Vec<f64>)>,
+    /// Last second of camera matches (jumped, matched) and last two seconds of radar rate
+    /// residuals.
+    camera_window: VecDeque<(usize, usize)>,
     radar_window: VecDeque<Vec<f64>>,
     /// The previous radar scan: time, and (azimuth, range) per target.
     prev_radar: Option<(f64, Vec<(f64, f64)>)>,
@@ -299,6 +299,8 @@ pub struct HealthMonitor {
     /// Last second of camera box offsets from the radar targets they show, pixels.
     camera_radar_window: VecDeque<Vec<f64>>,
     range_chains: Vec<RangeChain>,
+    /// Last second of camera box shapes (see [`box_shapes`]).
+    camera_shape_window: VecDeque<Vec<f64>>,
     /// The chains' median slope over the last [`DRIFT_PERSISTENCE`] ticks.
     range_drift_recent: VecDeque<f64>,
 }
@@ -454,6 +456,19 @@ fn camera_radar_offsets(
     out
 }
 
+/// Each whole box's height over its bottom edge's depth below the horizon: for a road user
+/// standing on the road both scale with the inverse of its distance, so the ratio depends on
+/// its height and pose, not on how far it is — and noise on the box's edges scatters it.
+fn box_shapes(camera: &CameraConfig, boxes: &[waypoint_sim::frame::CameraBox]) -> Vec<f64> {
+    let (w, h) = (f64::from(camera.width_px), f64::from(camera.height_px));
+    boxes
+        .iter()
+        .filter(|b| b.left_px > 2.0 && b.right_px < w - 2.0 && b.top_px > 2.0 && b.bottom_px < h - 2.0)
+        .filter(|b| b.bottom_px - h / 2.0 > 4.0)
+        .map(|b| (b.bottom_px - b.top_px) / (b.bottom_px - h / 2.0))
+        .collect()
+}
+
 impl HealthMonitor {
     /// A monitor for the default sensor set.
     pub fn new() -> Self {
@@ -472,6 +487,7 @@ impl HealthMonitor {
                         Feature::new("below_ground", Up, 0.0005),
                         Feature::new("ground_offset", Both, 0.002),
                         Feature::new("ground_spread", Up, 0.002),
+                        Feature::new("surface_noise", Up, 0.002),
                     ],
                     vec![Ramp::new("ground_drift", 0.001)],
                 ),
@@ -487,16 +503,16 @@ impl HealthMonitor {
                 Channel::new(
                     vec![
                         Feature::new("lag", Up, 0.02),
-                        Feature::new("box_jitter", Up, 1.2),
                         Feature::new("box_jumps", Up, 0.04),
                         Feature::new("radar_offset", Both, 4.0),
+                        Feature::new("box_shape_spread", Up, 0.03),
                     ],
                     vec![],
                 ),
                 Channel::new(
                     vec![
                         Feature::new("lag", Up, 0.02),
-                        Feature::new("accel_spread", Up, 0.04),
+                        Feature::new("accel_roughness", Up, 0.04),
                         Feature::new("accel_peak", Up, 0.3),
                         Feature::new("accel_residual", Both, 0.05),
                         Feature::new("yaw_rate_residual", Both, 0.005),
@@ -525,6 +541,7 @@ impl HealthMonitor {
             recent_radar: VecDeque::new(),
             camera_radar_window: VecDeque::new(),
             range_chains: Vec::new(),
+            camera_shape_window: VecDeque::new(),
             range_drift_recent: VecDeque::new(),
         }
     }
@@ -551,12 +568,14 @@ impl HealthMonitor {
         // Lidar: lateness, and the ground ring near the car against a flat road.
         {
             let mut lag = None;
-            let (mut below, mut offsets) = (None, Vec::new());
+            let (mut below, mut offsets, mut steps) = (None, Vec::new(), Vec::new());
             for sweep in &frame.lidar {
                 lag = Some(now - sweep.t_secs);
                 let h = sweep.world_from_sensor.z_m.max(0.1);
                 let mut under = 0usize;
                 offsets.clear();
+                steps.clear();
+                let mut prev: Option<(f64, f64, f64)> = None;
                 for p in &sweep.points {
                     let (x, y, z) = (f64::from(p[0]), f64::from(p[1]), f64::from(p[2]));
                     let r = x.hypot(y);
@@ -565,13 +584,23 @@ impl HealthMonitor {
                     } else if (z + h).abs() < 0.3 && r < 15.0 && r > 3.0 {
                         offsets.push(-z / h - 1.0);
                     }
+                    // Two beams of one column on an upright surface (a wall, a vehicle's side)
+                    // lie at one distance: their difference is range noise.
+                    let upright = z > -h + 0.3 && r > 1.0;
+                    if let (true, Some((px, py, pr))) = (upright, prev) {
+                        if (x * py - y * px).abs() < 1e-4 * r * pr && x * px + y * py > 0.0 {
+                            steps.push((r - pr).abs());
+                        }
+                    }
+                    prev = upright.then_some((x, y, r));
                 }
                 below = Some(under as f64 / sweep.points.len().max(1) as f64);
                 let d = digest(sweep.points.iter().take(64).flat_map(|p| p.map(f64::from)));
                 self.channels[0].heard(sweep.t_secs, (!sweep.points.is_empty()).then_some(d));
             }
             let ground = mean_std(&offsets);
-            values[0] = vec![lag, below, ground.map(|g| g.0), ground.map(|g| g.1)];
+            let surface = (steps.len() >= 50).then(|| median_mad(&steps).map_or(0.0, |m| m.0));
+            values[0] = vec![lag, below, ground.map(|g| g.0), ground.map(|g| g.1), surface];
             ramps[0] = vec![ground.map(|g| g.0)];
         }
 
@@ -588,10 +617,17 @@ impl HealthMonitor {
                     let dt = scan.t_secs - t_prev;
                     if dt > 1e-3 && dt < 0.5 {
                         for t in &scan.targets {
+                            // The previous target in the same direction (within 0.03 rad) whose
+                            // range best fits this one's range rate: two road users at one
+                            // bearing are not taken for one that jumped.
                             let best = prev
                                 .iter()
                                 .map(|p| ((p.0 - t.azimuth_rad).abs(), p.1))
                                 .filter(|(daz, _)| *daz < 0.03)
+                                .map(|(daz, r_prev)| {
+                                    let jump = (t.range_m - r_prev - t.range_rate_mps * dt).abs();
+                                    (daz / 0.03 + jump / 5.0, r_prev)
+                                })
                                 .min_by(|a, b| a.0.total_cmp(&b.0));
                             if let Some((_, r_prev)) = best {
                                 residuals.push(((t.range_m - r_prev) / dt - t.range_rate_mps).clamp(-1000.0, 1000.0));
@@ -640,17 +676,20 @@ impl HealthMonitor {
         }
 
         // Camera: boxes against the previous frame's. Each box is matched to the nearest box
-        // of similar size; the matches' common move (the vehicle turning) is removed. Jitter:
-        // the spread of what is left; jumps: the share of boxes displaced sideways far beyond
-        // it (both over the last second). (A drift moves every box alike, which the vehicle's
-        // own turning does too: it is not told apart here.)
+        // of similar size; the matches' common move (the vehicle turning) is removed; jumps: the
+        // share of boxes displaced sideways far beyond it (over the last second). Noise: the
+        // spread of the boxes' shapes (see `box_shapes`; matching boxes from frame to frame
+        // fails for the very boxes that noise has changed most). Drift: boxes against the
+        // radar targets they show (a drift moves every box alike, which the vehicle's own
+        // turning does too, so frame-to-frame moves cannot tell it).
         {
             let mut lag = None;
-            let mut moves = Vec::new();
             let mut radar_offsets = Vec::new();
+            let mut shapes = Vec::new();
             let (mut jumped, mut total) = (0usize, 0usize);
             for img in &frame.camera {
                 lag = Some(now - img.t_secs);
+                shapes.extend(box_shapes(&self.camera, &img.boxes));
                 // The radar scan nearest in time, its bearings turned by the vehicle's yaw since.
                 let nearest = self
                     .recent_radar
@@ -692,13 +731,11 @@ impl HealthMonitor {
                 if !pairs.is_empty() {
                     let dxs: Vec<f64> = pairs.iter().map(|p| p.0).collect();
                     let (m, _) = median_mad(&dxs).unwrap_or((0.0, 0.0));
-                    for (dx, dy) in &pairs {
+                    for (dx, _) in &pairs {
                         total += 1;
                         let off = dx - m;
                         if off.abs() > 80.0 {
                             jumped += 1;
-                        } else {
-                            moves.push(off.hypot(*dy));
                         }
                     }
                 }
@@ -706,14 +743,12 @@ impl HealthMonitor {
                 let d = digest(img.boxes.iter().flat_map(|b| [b.left_px, b.top_px, b.right_px, b.bottom_px]));
                 self.channels[2].heard(img.t_secs, (!img.boxes.is_empty()).then_some(d));
             }
-            self.camera_window.push_back((jumped, total, moves));
+            self.camera_window.push_back((jumped, total));
             while self.camera_window.len() > 10 {
                 self.camera_window.pop_front();
             }
             let (j, n) = self.camera_window.iter().fold((0, 0), |a, w| (a.0 + w.0, a.1 + w.1));
-            let all: Vec<f64> = self.camera_window.iter().flat_map(|w| w.2.iter().copied()).collect();
             let measured = !frame.camera.is_empty();
-            let jitter = median_mad(&all).filter(|_| measured && all.len() >= 8).map(|m| m.0);
             let share = (measured && n >= 8).then(|| j as f64 / n as f64);
             self.camera_radar_window.push_back(radar_offsets);
             while self.camera_radar_window.len() > 10 {
@@ -721,15 +756,13 @@ impl HealthMonitor {
             }
             let offsets: Vec<f64> = self.camera_radar_window.iter().flatten().copied().collect();
             let offset = median_mad(&offsets).filter(|_| measured && offsets.len() >= 8).map(|m| m.0);
-            if std::env::var_os("WAYPOINT_HEALTH_TRACE").is_some() {
-                eprintln!(
-                    "CAM {now:.1} {} {:?} {:?}",
-                    offsets.len(),
-                    offset,
-                    self.camera_radar_window.back().map(|v| v.iter().map(|x| x.round()).collect::<Vec<_>>())
-                );
+            self.camera_shape_window.push_back(shapes);
+            while self.camera_shape_window.len() > 10 {
+                self.camera_shape_window.pop_front();
             }
-            values[2] = vec![lag, jitter, share, offset];
+            let shapes: Vec<f64> = self.camera_shape_window.iter().flatten().copied().collect();
+            let shape_spread = median_mad(&shapes).filter(|_| measured && shapes.len() >= 8).map(|m| m.1);
+            values[2] = vec![lag, share, offset, shape_spread];
             ramps[2] = vec![];
         }
 
@@ -759,7 +792,11 @@ impl HealthMonitor {
             self.prev_pose = Some((frame.t_secs, speed, ego.yaw_rad));
             let accel_residual = stats.zip(accel).map(|(s, a)| s.0 - a);
             let yaw_residual = mean_std(&yaw).zip(yaw_rate).map(|(s, w)| s.0 - w);
-            values[3] = vec![lag, stats.map(|s| s.1), peak, accel_residual, yaw_residual];
+            // Noise: second differences of consecutive samples (the vehicle's own acceleration
+            // changes too slowly to show in them), median size.
+            let second: Vec<f64> = ax.windows(3).map(|w| (w[2] - 2.0 * w[1] + w[0]).abs()).collect();
+            let roughness = (second.len() >= 4).then(|| median_mad(&second).map_or(0.0, |m| m.0));
+            values[3] = vec![lag, roughness, peak, accel_residual, yaw_residual];
             ramps[3] = vec![accel_residual, yaw_residual];
         }
 
@@ -911,6 +948,38 @@ mod tests {
             was = h.alarm;
         }
         out
+    }
+
+    #[test]
+    fn a_box_shape_does_not_depend_on_distance() {
+        let camera = CameraConfig::default();
+        let (cy, f) = (f64::from(camera.height_px) / 2.0, camera.focal_px);
+        // A 1.5 m tall road user 10 m and 40 m ahead: bottom and top edges on a flat road.
+        let at = |x: f64| CameraBox {
+            class: AgentKind::Vehicle,
+            left_px: 600.0,
+            top_px: cy + f * (camera.mount_height_m - 1.5) / x,
+            right_px: 640.0,
+            bottom_px: cy + f * camera.mount_height_m / x,
+            occlusion: 0.0,
+            truth_agent_id: None,
+        };
+        let shapes = box_shapes(&camera, &[at(10.0), at(40.0)]);
+        assert_eq!(shapes.len(), 2);
+        assert!((shapes[0] - 1.5 / camera.mount_height_m).abs() < 1e-9, "{shapes:?}");
+        assert!((shapes[0] - shapes[1]).abs() < 1e-9, "{shapes:?}");
+        // A box cut by the image's edge says nothing of its shape.
+        let cut = CameraBox { left_px: 0.0, ..at(10.0) };
+        assert!(box_shapes(&camera, &[cut]).is_empty());
+    }
+
+    #[test]
+    fn noise_bursts_alarm_in_a_simulated_scene() {
+        for (sensor, cause) in [(Sensor::Lidar, "surface_noise"), (Sensor::Camera, "box_shape_spread")] {
+            let onsets = alarms(2, sensor, FaultKind::NoiseBurst, 100.0, 106.0);
+            assert!(onsets.iter().all(|(t, _)| *t >= 100.0), "false alarm before the fault: {onsets:?}");
+            assert!(onsets.iter().any(|(_, c)| *c == cause), "{sensor:?}: {onsets:?}");
+        }
     }
 
     #[test]
