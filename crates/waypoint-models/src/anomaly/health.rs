@@ -439,15 +439,24 @@ fn camera_radar_offsets(
     let mut out = Vec::new();
     for &(range, az) in targets {
         let (x, y) = (range * az.cos() + radar_forward_m - camera.mount_forward_m, range * az.sin());
-        if x < 25.0 {
+        // Nearer than 25 m only straight ahead: a near road user seen at an angle has its box's
+        // centre far from its centre's projection.
+        let ahead = y.abs() < 0.05 * x;
+        if x < 3.0 || (x < 25.0 && !ahead) {
             continue;
         }
         let u = cx - f * y / x;
-        let v_bottom = cy + f * camera.mount_height_m / x;
+        // Its box's bottom edge is the road under its nearest part: from the radar's distance
+        // (its centre) to 3 m nearer (half a long vehicle), or the image's bottom edge.
+        let row = |depth: f64| cy + f * camera.mount_height_m / depth.max(0.5);
+        let (lo, hi) = (row(x + 1.0) - 6.0, row(x - 3.0) + 6.0);
+        let image_bottom = f64::from(camera.height_px) - 2.0;
+        let stands_there = |b: &&waypoint_sim::frame::CameraBox| {
+            (b.bottom_px >= lo && b.bottom_px <= hi) || (hi >= image_bottom && b.bottom_px >= image_bottom)
+        };
         let best = boxes
             .iter()
-            .filter(|b| b.bottom_px < f64::from(camera.height_px) - 2.0)
-            .filter(|b| (b.bottom_px - v_bottom).abs() < 0.25 * (v_bottom - cy) + 6.0)
+            .filter(stands_there)
             .map(|b| (b.left_px + b.right_px) / 2.0 - u)
             .filter(|d| d.abs() < 80.0)
             .min_by(|a, c| a.abs().total_cmp(&c.abs()));
@@ -651,7 +660,7 @@ impl HealthMonitor {
                 self.radar_window.pop_front();
             }
             let all: Vec<f64> = self.radar_window.iter().flatten().copied().collect();
-            let measured = !frame.radar.is_empty() && all.len() >= 10;
+            let measured = !frame.radar.is_empty() && all.len() >= 20;
             let spread = median_mad(&all).filter(|_| measured).map(|m| m.1);
             let jumps = measured.then(|| all.iter().filter(|e| e.abs() > 100.0).count() as f64 / all.len() as f64);
             // Drift: the chains' median slope, the same way for the last few ticks (its
