@@ -311,6 +311,14 @@ impl Default for HealthMonitor {
     }
 }
 
+/// Appends `x` to a window of the last `n` items.
+fn push_window<T>(window: &mut VecDeque<T>, x: T, n: usize) {
+    window.push_back(x);
+    while window.len() > n {
+        window.pop_front();
+    }
+}
+
 fn digest(values: impl IntoIterator<Item = f64>) -> u64 {
     // FNV-1a over the bit patterns.
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -425,9 +433,10 @@ fn extend_chains(chains: &mut Vec<RangeChain>, t: f64, targets: &[waypoint_sim::
 
 /// Horizontal offsets (pixels) of camera boxes from the radar targets they show. Each target
 /// (range, azimuth from the radar) is projected into the image; the box it shows is the one
-/// whose bottom edge lies where a road user at that distance would stand (a horizontal shift of
-/// the image leaves that alone), nearest in column within a box's width and 80 px. The radar's
-/// azimuth does not share the camera's faults, so a camera drift moves every offset alike.
+/// whose bottom edge lies where the road under a road user at that distance would be (a
+/// horizontal shift of the image leaves that alone), nearest in column within 80 px. The
+/// radar's azimuth does not share the camera's faults, so a camera drift moves every offset
+/// alike.
 fn camera_radar_offsets(
     camera: &CameraConfig,
     radar_forward_m: f64,
@@ -647,18 +656,15 @@ impl HealthMonitor {
                 self.prev_radar =
                     Some((scan.t_secs, scan.targets.iter().map(|t| (t.azimuth_rad, t.range_m)).collect()));
                 extend_chains(&mut self.range_chains, scan.t_secs, &scan.targets);
-                self.recent_radar
-                    .push_back((scan.t_secs, scan.targets.iter().map(|t| (t.range_m, t.azimuth_rad)).collect()));
-                while self.recent_radar.len() > 3 {
-                    self.recent_radar.pop_front();
-                }
+                push_window(
+                    &mut self.recent_radar,
+                    (scan.t_secs, scan.targets.iter().map(|t| (t.range_m, t.azimuth_rad)).collect()),
+                    3,
+                );
                 let d = digest(scan.targets.iter().flat_map(|t| [t.range_m, t.azimuth_rad, t.range_rate_mps]));
                 self.channels[1].heard(scan.t_secs, (!scan.targets.is_empty()).then_some(d));
             }
-            self.radar_window.push_back(residuals);
-            while self.radar_window.len() > 20 {
-                self.radar_window.pop_front();
-            }
+            push_window(&mut self.radar_window, residuals, 20);
             let all: Vec<f64> = self.radar_window.iter().flatten().copied().collect();
             let measured = !frame.radar.is_empty() && all.len() >= 20;
             let spread = median_mad(&all).filter(|_| measured).map(|m| m.1);
@@ -667,10 +673,7 @@ impl HealthMonitor {
             // smallest size then); 0 when there is no chain or the sign changes.
             let slopes: Vec<f64> = self.range_chains.iter().filter_map(RangeChain::slope).collect();
             let median_slope = median_mad(&slopes).map_or(0.0, |m| m.0);
-            self.range_drift_recent.push_back(median_slope);
-            while self.range_drift_recent.len() > DRIFT_PERSISTENCE {
-                self.range_drift_recent.pop_front();
-            }
+            push_window(&mut self.range_drift_recent, median_slope, DRIFT_PERSISTENCE);
             let r = &self.range_drift_recent;
             let same_way = r.iter().all(|s| *s > 0.0) || r.iter().all(|s| *s < 0.0);
             let drift = (!frame.radar.is_empty()).then(|| {
@@ -752,23 +755,14 @@ impl HealthMonitor {
                 let d = digest(img.boxes.iter().flat_map(|b| [b.left_px, b.top_px, b.right_px, b.bottom_px]));
                 self.channels[2].heard(img.t_secs, (!img.boxes.is_empty()).then_some(d));
             }
-            self.camera_window.push_back((jumped, total));
-            while self.camera_window.len() > 10 {
-                self.camera_window.pop_front();
-            }
+            push_window(&mut self.camera_window, (jumped, total), 10);
             let (j, n) = self.camera_window.iter().fold((0, 0), |a, w| (a.0 + w.0, a.1 + w.1));
             let measured = !frame.camera.is_empty();
             let share = (measured && n >= 8).then(|| j as f64 / n as f64);
-            self.camera_radar_window.push_back(radar_offsets);
-            while self.camera_radar_window.len() > 10 {
-                self.camera_radar_window.pop_front();
-            }
+            push_window(&mut self.camera_radar_window, radar_offsets, 10);
             let offsets: Vec<f64> = self.camera_radar_window.iter().flatten().copied().collect();
             let offset = median_mad(&offsets).filter(|_| measured && offsets.len() >= 8).map(|m| m.0);
-            self.camera_shape_window.push_back(shapes);
-            while self.camera_shape_window.len() > 10 {
-                self.camera_shape_window.pop_front();
-            }
+            push_window(&mut self.camera_shape_window, shapes, 10);
             let shapes: Vec<f64> = self.camera_shape_window.iter().flatten().copied().collect();
             let shape_spread = median_mad(&shapes).filter(|_| measured && shapes.len() >= 8).map(|m| m.1);
             values[2] = vec![lag, share, offset, shape_spread];
@@ -825,10 +819,7 @@ impl HealthMonitor {
                     jump = Some(jump.map_or(j, |x: f64| x.max(j)));
                 }
                 self.prev_gps_residual = Some(r);
-                self.gps_residuals.push_back(r);
-                while self.gps_residuals.len() > 10 {
-                    self.gps_residuals.pop_front();
-                }
+                push_window(&mut self.gps_residuals, r, 10);
                 rx.push(r[0]);
                 ry.push(r[1]);
                 self.channels[4].heard(fix.t_secs, Some(digest([fix.x_m, fix.y_m])));
