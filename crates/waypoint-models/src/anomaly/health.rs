@@ -284,8 +284,6 @@ pub struct HealthMonitor {
     /// residuals.
     camera_window: VecDeque<(usize, usize)>,
     radar_window: VecDeque<Vec<f64>>,
-    /// The previous radar scan: time, and (azimuth, range) per target.
-    prev_radar: Option<(f64, Vec<(f64, f64)>)>,
     /// The vehicle pose's time, speed and heading at the previous tick.
     prev_pose: Option<(f64, f64, f64)>,
     /// GPS residuals (fix − pose) of the last ten fixes, and the previous residual.
@@ -294,7 +292,8 @@ pub struct HealthMonitor {
     /// Where the radar and the camera sit, and the camera's optics.
     radar_forward_m: f64,
     camera: CameraConfig,
-    /// The latest radar scans: time, and (range, azimuth) per target.
+    /// The latest radar scans (the last is the previous scan for the next one): time, and
+    /// (range, azimuth) per target.
     recent_radar: VecDeque<(f64, Vec<(f64, f64)>)>,
     /// Last second of camera box offsets from the radar targets they show, pixels.
     camera_radar_window: VecDeque<Vec<f64>>,
@@ -550,7 +549,6 @@ impl HealthMonitor {
             prev_camera_boxes: Vec::new(),
             camera_window: VecDeque::new(),
             radar_window: VecDeque::new(),
-            prev_radar: None,
             prev_pose: None,
             gps_residuals: VecDeque::new(),
             prev_gps_residual: None,
@@ -631,7 +629,7 @@ impl HealthMonitor {
             let mut residuals = Vec::new();
             for scan in &frame.radar {
                 lag = Some(now - scan.t_secs);
-                if let Some((t_prev, prev)) = &self.prev_radar {
+                if let Some((t_prev, prev)) = self.recent_radar.back() {
                     let dt = scan.t_secs - t_prev;
                     if dt > 1e-3 && dt < 0.5 {
                         for t in &scan.targets {
@@ -640,7 +638,7 @@ impl HealthMonitor {
                             // bearing are not taken for one that jumped.
                             let best = prev
                                 .iter()
-                                .map(|p| ((p.0 - t.azimuth_rad).abs(), p.1))
+                                .map(|&(r_prev, az_prev)| ((az_prev - t.azimuth_rad).abs(), r_prev))
                                 .filter(|(daz, _)| *daz < 0.03)
                                 .map(|(daz, r_prev)| {
                                     let jump = (t.range_m - r_prev - t.range_rate_mps * dt).abs();
@@ -653,8 +651,6 @@ impl HealthMonitor {
                         }
                     }
                 }
-                self.prev_radar =
-                    Some((scan.t_secs, scan.targets.iter().map(|t| (t.azimuth_rad, t.range_m)).collect()));
                 extend_chains(&mut self.range_chains, scan.t_secs, &scan.targets);
                 push_window(
                     &mut self.recent_radar,

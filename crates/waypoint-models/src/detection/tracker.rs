@@ -305,6 +305,15 @@ impl Tracker {
         }
     }
 
+    /// Removes the tracks marked dead.
+    fn remove(&mut self, dead: &[bool]) {
+        let mut k = 0;
+        self.tracks.retain(|_| {
+            k += 1;
+            !dead[k - 1]
+        });
+    }
+
     /// A coasting confirmed track takes over the nearest young track updated within its class's
     /// hand-over radius: the old id continues with the young track's state.
     fn hand_over(&mut self) {
@@ -337,11 +346,7 @@ impl Tracker {
                 dead[j] = true;
             }
         }
-        let mut k = 0;
-        self.tracks.retain(|_| {
-            k += 1;
-            !dead[k - 1]
-        });
+        self.remove(&dead);
     }
 
     /// Retires the younger of two confirmed tracks that sit on one object: closer than their
@@ -366,11 +371,7 @@ impl Tracker {
                 }
             }
         }
-        let mut k = 0;
-        self.tracks.retain(|_| {
-            k += 1;
-            !dead[k - 1]
-        });
+        self.remove(&dead);
     }
 }
 
