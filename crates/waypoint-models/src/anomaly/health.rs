@@ -6,16 +6,17 @@
 //! reference — the lidar's ground against the flat road; the radar's range change between scans
 //! against its measured range rate, and, per target followed for one to two seconds, its range
 //! against the integral of its range rate (a growing range bias: drift); camera boxes against
-//! the previous frame's, and against the radar targets they show (the radar's bearing does not
-//! share a camera drift); the IMU against the motion of the vehicle's pose; GPS fixes against
-//! the pose (the pose is the scene's ego pose, standing in for the vehicle's localisation).
-//! From the residuals come a level (a bias), a spread (noise), the share or size of outliers
-//! (spikes) and a ramp (the residual's one-second block means moving the same way three times
-//! running: drift).
+//! the previous two frames' (edges move smoothly; noise does not), and against the radar
+//! targets they show (the radar's bearing does not share a camera drift); the IMU against the
+//! motion of the vehicle's pose; GPS fixes against the pose (the pose is the scene's ego pose,
+//! standing in for the vehicle's localisation). From the residuals come a level (a bias), a
+//! spread (noise), the share or size of outliers (spikes), a ramp (the residual's one-second
+//! block means moving the same way three times running) or a slope (drift).
 //!
 //! Each feature is scored online against a robust, slowly adapting model of its own normal
 //! values (level and scale with clipped updates, adapting ten times slower while the feature is
-//! anomalous, so a lasting fault is not learned as normal): `z` standard units from normal maps
+//! anomalous, so a lasting fault is not learned as normal) — or, for a test statistic whose
+//! normal law is known (the GPS slope in standard errors), against that law: `z` standard units from normal maps
 //! linearly to a score, 0 at [`Z_NORMAL`] and 1 at [`Z_CERTAIN`]. A sensor's score is the largest
 //! of its features', and it must be high in two of three ticks (a single odd tick — a GPS
 //! multipath jump's edge — does not alarm). Only data up to the current tick is used.
@@ -62,6 +63,8 @@ struct Feature {
     level: f64,
     scale: f64,
     rate: f64,
+    /// Whether the model learns (a statistic with a known normal law need not).
+    adapts: bool,
     last: f64,
     /// The last deviation in robust standard units (for diagnosis).
     last_z: f64,
@@ -69,7 +72,13 @@ struct Feature {
 
 impl Feature {
     fn new(name: &'static str, side: Side, floor: f64) -> Self {
-        Self { name, side, floor, n: 0, level: 0.0, scale: 0.0, rate: 0.01, last: 0.0, last_z: 0.0 }
+        Self { name, side, floor, n: 0, level: 0.0, scale: 0.0, rate: 0.01, adapts: true, last: 0.0, last_z: 0.0 }
+    }
+
+    /// A feature whose normal level and scale are known (a test statistic): it scores from the
+    /// first sample and never learns, so a fault that grows slowly is not learned as normal.
+    fn known(name: &'static str, side: Side, level: f64, scale: f64) -> Self {
+        Self { n: WARMUP, level, scale, adapts: false, ..Self::new(name, side, scale) }
     }
 
     /// Scores `x` against the model, then updates the model.
@@ -90,6 +99,10 @@ impl Feature {
         };
         self.last_z = if self.n <= WARMUP { 0.0 } else { z };
         let s = if self.n <= WARMUP { 0.0 } else { ((z - Z_NORMAL) / (Z_CERTAIN - Z_NORMAL)).clamp(0.0, 1.0) };
+        if !self.adapts {
+            self.last = s;
+            return s;
+        }
         // Learn fast while warming up, slowly after, ten times slower while anomalous; clip
         // the step so one outlier moves the model little. (Mean absolute deviation × 1.25 is
         // the standard deviation of a normal variable.)
@@ -289,6 +302,8 @@ pub struct HealthMonitor {
     /// GPS residuals (fix − pose) of the last ten fixes, and the previous residual.
     gps_residuals: VecDeque<[f64; 2]>,
     prev_gps_residual: Option<[f64; 2]>,
+    /// GPS residuals (time, residual) of the last [`GPS_TRACK_SECS`].
+    gps_track: VecDeque<(f64, [f64; 2])>,
     /// Where the radar and the camera sit, and the camera's optics.
     radar_forward_m: f64,
     camera: CameraConfig,
@@ -298,8 +313,12 @@ pub struct HealthMonitor {
     /// Last second of camera box offsets from the radar targets they show, pixels.
     camera_radar_window: VecDeque<Vec<f64>>,
     range_chains: Vec<RangeChain>,
-    /// Last second of camera box shapes (see [`box_shapes`]).
-    camera_shape_window: VecDeque<Vec<f64>>,
+    /// Edges (left, top, right, bottom) of the boxes of the last two camera frames, newest last.
+    camera_edges: VecDeque<Vec<[f64; 4]>>,
+    /// The vehicle's position at the previous tick: time, x, y.
+    prev_ego_xy: Option<(f64, f64, f64)>,
+    /// Last second of the boxes' edge second differences, pixels.
+    camera_rough_window: VecDeque<Vec<f64>>,
     /// The chains' median slope over the last [`DRIFT_PERSISTENCE`] ticks.
     range_drift_recent: VecDeque<f64>,
 }
@@ -311,6 +330,77 @@ impl Default for HealthMonitor {
 }
 
 /// Appends `x` to a window of the last `n` items.
+/// Change (m) between the means of three GPS residuals and the three before them that marks
+/// a step (a multipath jump, 3 m or more): the means' noise is 0.4 m a side.
+const GPS_STEP_M: f64 = 2.0;
+
+/// Seconds of GPS residuals kept: a fit over the middle, and three fixes either side to find
+/// steps at its edges.
+const GPS_TRACK_SECS: f64 = 4.65;
+
+/// Least-squares slope (per second) of 2-D residuals that may step (a GPS multipath jump and
+/// its end): steps are found where the mean of three samples differs from the mean of the three
+/// before by more than [`GPS_STEP_M`] (the largest such difference nearby), and each stretch
+/// between steps has its own intercept. The first and last three samples only serve to find
+/// steps. Returns the slope per axis in standard errors (from the fit's own residuals), so
+/// a window cut short by steps does not look steeper; `None` with fewer than ten samples in the
+/// fit.
+fn stepwise_slope(samples: &VecDeque<(f64, [f64; 2])>) -> Option<[f64; 2]> {
+    const K: usize = 3;
+    let n = samples.len();
+    if n < 10 + 2 * K {
+        return None;
+    }
+    let mean = |range: std::ops::Range<usize>| {
+        let m = range.len() as f64;
+        range.fold([0.0, 0.0], |a, i| [a[0] + samples[i].1[0] / m, a[1] + samples[i].1[1] / m])
+    };
+    // Step size before sample k, for k in K..=n-K.
+    let step: Vec<f64> = (0..=n)
+        .map(|k| {
+            if k < K || k + K > n {
+                return 0.0;
+            }
+            let (a, b) = (mean(k - K..k), mean(k..k + K));
+            (b[0] - a[0]).hypot(b[1] - a[1])
+        })
+        .collect();
+    let is_step = |k: usize| step[k] > GPS_STEP_M && step[k] >= step[k - 1] && step[k] >= step[k + 1];
+    let (mut sxx, mut sxy, mut syy) = (0.0, [0.0, 0.0], [0.0, 0.0]);
+    let (mut start, mut stretches, mut count) = (K, 0, 0);
+    for end in K + 1..=n - K {
+        if end < n - K && !is_step(end) {
+            continue;
+        }
+        let part = &samples.range(start..end).collect::<Vec<_>>();
+        start = end;
+        stretches += 1;
+        count += part.len();
+        let m = part.len() as f64;
+        let mt = part.iter().map(|s| s.0).sum::<f64>() / m;
+        let mx = part.iter().map(|s| s.1[0]).sum::<f64>() / m;
+        let my = part.iter().map(|s| s.1[1]).sum::<f64>() / m;
+        for s in part {
+            let dt = s.0 - mt;
+            sxx += dt * dt;
+            sxy[0] += dt * (s.1[0] - mx);
+            sxy[1] += dt * (s.1[1] - my);
+            syy[0] += (s.1[0] - mx).powi(2);
+            syy[1] += (s.1[1] - my).powi(2);
+        }
+    }
+    let dof = count.checked_sub(stretches + 1).filter(|d| *d >= 5)? as f64;
+    if sxx <= 0.0 {
+        return None;
+    }
+    let t = |a: usize| {
+        let slope = sxy[a] / sxx;
+        let sigma = ((syy[a] - slope * sxy[a]) / dof).max(1e-12).sqrt();
+        slope * sxx.sqrt() / sigma
+    };
+    Some([t(0), t(1)])
+}
+
 fn push_window<T>(window: &mut VecDeque<T>, x: T, n: usize) {
     window.push_back(x);
     while window.len() > n {
@@ -473,17 +563,32 @@ fn camera_radar_offsets(
     out
 }
 
-/// Each whole box's height over its bottom edge's depth below the horizon: for a road user
-/// standing on the road both scale with the inverse of its distance, so the ratio depends on
-/// its height and pose, not on how far it is — and noise on the box's edges scatters it.
-fn box_shapes(camera: &CameraConfig, boxes: &[waypoint_sim::frame::CameraBox]) -> Vec<f64> {
-    let (w, h) = (f64::from(camera.width_px), f64::from(camera.height_px));
-    boxes
-        .iter()
-        .filter(|b| b.left_px > 2.0 && b.right_px < w - 2.0 && b.top_px > 2.0 && b.bottom_px < h - 2.0)
-        .filter(|b| b.bottom_px - h / 2.0 > 4.0)
-        .map(|b| (b.bottom_px - b.top_px) / (b.bottom_px - h / 2.0))
-        .collect()
+/// Sizes of the second differences of box edges over three frames (`a`, `b`, `c`, oldest
+/// first; left, top, right, bottom, the side edges as bearings): each box of `c` is followed back to the nearest box of `b` and that one to the
+/// nearest of `a` (centres within half the box's larger side plus 40 px). A road user's edges
+/// move smoothly from frame to frame, so what is left is mostly the detector's noise.
+fn edge_second_differences(a: &[[f64; 4]], b: &[[f64; 4]], c: &[[f64; 4]]) -> Vec<f64> {
+    let nearest = |from: &[f64; 4], among: &[[f64; 4]]| -> Option<[f64; 4]> {
+        let centre = |e: &[f64; 4]| ((e[0] + e[2]) / 2.0, (e[1] + e[3]) / 2.0);
+        let (x, y) = centre(from);
+        let gate = 0.5 * (from[2] - from[0]).abs().max(from[3] - from[1]) + 40.0;
+        among
+            .iter()
+            .map(|e| {
+                let (ex, ey) = centre(e);
+                ((ex - x).hypot(ey - y), *e)
+            })
+            .filter(|(d, _)| *d < gate)
+            .min_by(|p, q| p.0.total_cmp(&q.0))
+            .map(|(_, e)| e)
+    };
+    let mut out = Vec::new();
+    for e2 in c {
+        let Some(e1) = nearest(e2, b) else { continue };
+        let Some(e0) = nearest(&e1, a) else { continue };
+        out.extend((0..4).map(|k| (e2[k] - 2.0 * e1[k] + e0[k]).abs()));
+    }
+    out
 }
 
 impl HealthMonitor {
@@ -522,7 +627,7 @@ impl HealthMonitor {
                         Feature::new("lag", Up, 0.02),
                         Feature::new("box_jumps", Up, 0.04),
                         Feature::new("radar_offset", Both, 4.0),
-                        Feature::new("box_shape_spread", Up, 0.03),
+                        Feature::new("box_roughness", Up, 1.5),
                     ],
                     vec![],
                 ),
@@ -541,8 +646,11 @@ impl HealthMonitor {
                         Feature::new("lag", Up, 0.02),
                         Feature::new("fix_jump", Up, 0.2),
                         Feature::new("fix_spread", Up, 0.1),
+                        // The slope's size in standard errors: Rayleigh-distributed (mean 1.25,
+                        // standard deviation 0.66) while the fixes only scatter.
+                        Feature::known("fix_drift", Up, 1.25, 0.66),
                     ],
-                    vec![Ramp::new("fix_drift_x", 0.05), Ramp::new("fix_drift_y", 0.05)],
+                    vec![],
                 ),
             ],
             threshold: DEFAULT_THRESHOLD,
@@ -552,12 +660,15 @@ impl HealthMonitor {
             prev_pose: None,
             gps_residuals: VecDeque::new(),
             prev_gps_residual: None,
+            gps_track: VecDeque::new(),
             radar_forward_m: sensors.radar.mount_forward_m,
             camera: sensors.camera.clone(),
             recent_radar: VecDeque::new(),
             camera_radar_window: VecDeque::new(),
             range_chains: Vec::new(),
-            camera_shape_window: VecDeque::new(),
+            camera_edges: VecDeque::new(),
+            prev_ego_xy: None,
+            camera_rough_window: VecDeque::new(),
             range_drift_recent: VecDeque::new(),
         }
     }
@@ -580,6 +691,16 @@ impl HealthMonitor {
         let now = frame.t_secs;
         let mut values: [Vec<Option<f64>>; 5] = Default::default();
         let mut ramps: [Vec<Option<f64>>; 5] = Default::default();
+        // The vehicle put somewhere else (a new route): what was in view before is gone.
+        let ego = &frame.truth.ego;
+        let moved = self.prev_ego_xy.map(|(t, x, y)| {
+            let dt = (now - t).max(0.0);
+            (ego.x_m - x).hypot(ego.y_m - y) - ego.vx_mps.hypot(ego.vy_mps) * dt
+        });
+        if moved.is_some_and(|m| m > 5.0) {
+            self.camera_edges.clear();
+        }
+        self.prev_ego_xy = Some((now, ego.x_m, ego.y_m));
 
         // Lidar: lateness, and the ground ring near the car against a flat road.
         {
@@ -686,18 +807,31 @@ impl HealthMonitor {
         // Camera: boxes against the previous frame's. Each box is matched to the nearest box
         // of similar size; the matches' common move (the vehicle turning) is removed; jumps: the
         // share of boxes displaced sideways far beyond it (over the last second). Noise: the
-        // spread of the boxes' shapes (see `box_shapes`; matching boxes from frame to frame
-        // fails for the very boxes that noise has changed most). Drift: boxes against the
+        // median size of the boxes' edge second differences over three frames (see
+        // `edge_second_differences`; over the last second). Drift: boxes against the
         // radar targets they show (a drift moves every box alike, which the vehicle's own
         // turning does too, so frame-to-frame moves cannot tell it).
         {
             let mut lag = None;
             let mut radar_offsets = Vec::new();
-            let mut shapes = Vec::new();
+            let mut rough = Vec::new();
             let (mut jumped, mut total) = (0usize, 0usize);
             for img in &frame.camera {
                 lag = Some(now - img.t_secs);
-                shapes.extend(box_shapes(&self.camera, &img.boxes));
+                // Side edges as bearings in the world (in pixels at the image centre), so the
+                // vehicle's turning does not move them.
+                let (cx, f) = (f64::from(self.camera.width_px) / 2.0, self.camera.focal_px);
+                let yaw = ego.yaw_rad + ego.yaw_rate_rps * (img.t_secs - now);
+                let bearing = |u: f64| f * (yaw + ((cx - u) / f).atan());
+                let edges: Vec<[f64; 4]> = img
+                    .boxes
+                    .iter()
+                    .map(|b| [bearing(b.left_px), b.top_px, bearing(b.right_px), b.bottom_px])
+                    .collect();
+                if self.camera_edges.len() == 2 {
+                    rough.extend(edge_second_differences(&self.camera_edges[0], &self.camera_edges[1], &edges));
+                }
+                push_window(&mut self.camera_edges, edges, 2);
                 // The radar scan nearest in time, its bearings turned by the vehicle's yaw since.
                 let nearest = self
                     .recent_radar
@@ -758,10 +892,10 @@ impl HealthMonitor {
             push_window(&mut self.camera_radar_window, radar_offsets, 10);
             let offsets: Vec<f64> = self.camera_radar_window.iter().flatten().copied().collect();
             let offset = median_mad(&offsets).filter(|_| measured && offsets.len() >= 8).map(|m| m.0);
-            push_window(&mut self.camera_shape_window, shapes, 10);
-            let shapes: Vec<f64> = self.camera_shape_window.iter().flatten().copied().collect();
-            let shape_spread = median_mad(&shapes).filter(|_| measured && shapes.len() >= 8).map(|m| m.1);
-            values[2] = vec![lag, share, offset, shape_spread];
+            push_window(&mut self.camera_rough_window, rough, 10);
+            let rough: Vec<f64> = self.camera_rough_window.iter().flatten().copied().collect();
+            let roughness = median_mad(&rough).filter(|_| measured && rough.len() >= 24).map(|m| m.0);
+            values[2] = vec![lag, share, offset, roughness];
             ramps[2] = vec![];
         }
 
@@ -806,7 +940,6 @@ impl HealthMonitor {
             let ego = &frame.truth.ego;
             let mut lag = None;
             let mut jump: Option<f64> = None;
-            let (mut rx, mut ry) = (Vec::new(), Vec::new());
             for fix in &frame.gps {
                 lag = Some(now - fix.t_secs);
                 let r = [fix.x_m - ego.x_m, fix.y_m - ego.y_m];
@@ -816,8 +949,7 @@ impl HealthMonitor {
                 }
                 self.prev_gps_residual = Some(r);
                 push_window(&mut self.gps_residuals, r, 10);
-                rx.push(r[0]);
-                ry.push(r[1]);
+                self.gps_track.push_back((fix.t_secs, r));
                 self.channels[4].heard(fix.t_secs, Some(digest([fix.x_m, fix.y_m])));
             }
             // Spread of the fix-to-fix changes (robust: a multipath step is one outlier).
@@ -829,8 +961,15 @@ impl HealthMonitor {
                 let dy: Vec<f64> = r.windows(2).map(|w| w[1][1] - w[0][1]).collect();
                 median_mad(&dx).zip(median_mad(&dy)).map(|(a, b)| a.1.hypot(b.1))
             };
-            values[4] = vec![lag, jump, spread];
-            ramps[4] = vec![median_mad(&rx).map(|r| r.0), median_mad(&ry).map(|r| r.0)];
+            // Drift: the residual's slope over the last seconds, fitted within the stretches
+            // between jumps (a multipath step starts a new stretch and moves no slope).
+            while self.gps_track.front().is_some_and(|s| s.0 < now - GPS_TRACK_SECS) {
+                self.gps_track.pop_front();
+            }
+            let drift =
+                if frame.gps.is_empty() { None } else { stepwise_slope(&self.gps_track).map(|[sx, sy]| sx.hypot(sy)) };
+            values[4] = vec![lag, jump, spread, drift];
+            ramps[4] = vec![];
         }
 
         let threshold = self.threshold;
@@ -928,6 +1067,60 @@ mod tests {
         assert!(camera_radar_offsets(&camera, radar_forward, &[(range, az)], &[far]).is_empty());
     }
 
+    /// GPS residuals at 10 Hz for `secs`: white noise of 0.5 m, a slope of `drift` m/s on
+    /// both axes, and a 6 m multipath step from `step_from` to `step_to` seconds.
+    fn gps_residuals(secs: f64, drift: f64, step_from: f64, step_to: f64) -> VecDeque<(f64, [f64; 2])> {
+        let mut rng = waypoint_sim::rng::SimRng::new(7);
+        (0..(secs * 10.0) as usize)
+            .map(|i| {
+                let t = i as f64 / 10.0;
+                let step = if (step_from..step_to).contains(&t) { 6.0 } else { 0.0 };
+                (t, [drift * t + step + rng.gauss(0.5), drift * t - step + rng.gauss(0.5)])
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_multipath_step_does_not_read_as_a_gps_drift() {
+        let t = |s: Option<[f64; 2]>| s.map(|[a, b]| a.hypot(b)).unwrap();
+        // Still: a small slope in standard errors, with or without a step in the window.
+        assert!(t(stepwise_slope(&gps_residuals(4.65, 0.0, 99.0, 99.0))) < 4.0);
+        assert!(t(stepwise_slope(&gps_residuals(4.65, 0.0, 2.0, 3.5))) < 4.0);
+        // A plain least-squares fit takes the step for a slope.
+        let plain = gps_residuals(4.65, 0.0, 2.0, 99.0);
+        let n = plain.len() as f64;
+        let mt = plain.iter().map(|s| s.0).sum::<f64>() / n;
+        let mx = plain.iter().map(|s| s.1[0]).sum::<f64>() / n;
+        let sxy: f64 = plain.iter().map(|s| (s.0 - mt) * (s.1[0] - mx)).sum();
+        let sxx: f64 = plain.iter().map(|s| (s.0 - mt).powi(2)).sum();
+        assert!(sxy / sxx > 1.0, "{}", sxy / sxx);
+        assert!(t(stepwise_slope(&plain)) < 4.0);
+        // Drifting at 1 m/s: far beyond, through a step too.
+        assert!(t(stepwise_slope(&gps_residuals(4.65, 1.0, 99.0, 99.0))) > 8.0);
+        assert!(t(stepwise_slope(&gps_residuals(4.65, 1.0, 2.0, 3.5))) > 6.0);
+    }
+
+    #[test]
+    fn box_edges_moving_smoothly_have_no_second_difference() {
+        // Two road users: one sliding left at a steady 12 px a frame, one growing as it nears.
+        let frame = |k: f64| {
+            vec![
+                [500.0 - 12.0 * k, 300.0, 560.0 - 12.0 * k, 340.0],
+                [800.0, 300.0 - 2.0 * k, 900.0 + 4.0 * k, 380.0 + 2.0 * k],
+            ]
+        };
+        let d = edge_second_differences(&frame(0.0), &frame(1.0), &frame(2.0));
+        assert_eq!(d.len(), 8, "each box followed back two frames");
+        assert!(d.iter().all(|x| x.abs() < 1e-9), "{d:?}");
+        // One box jolted by 10 px; a box with nothing near it before is not followed.
+        let mut last = frame(2.0);
+        last[0][0] += 10.0;
+        last.push([100.0, 100.0, 120.0, 140.0]);
+        let d = edge_second_differences(&frame(0.0), &frame(1.0), &last);
+        assert_eq!(d.len(), 8);
+        assert!((d[0] - 10.0).abs() < 1e-9, "{d:?}");
+    }
+
     /// Alarm onsets of one sensor while a scene with one fault runs to `end_secs`.
     fn alarms(seed: u64, sensor: Sensor, kind: FaultKind, start_secs: f64, end_secs: f64) -> Vec<(f64, &'static str)> {
         let fault = FaultSpec { sensor, kind, start_secs: Some(start_secs), duration_secs: 5.0, magnitude: None };
@@ -947,35 +1140,19 @@ mod tests {
     }
 
     #[test]
-    fn a_box_shape_does_not_depend_on_distance() {
-        let camera = CameraConfig::default();
-        let (cy, f) = (f64::from(camera.height_px) / 2.0, camera.focal_px);
-        // A 1.5 m tall road user 10 m and 40 m ahead: bottom and top edges on a flat road.
-        let at = |x: f64| CameraBox {
-            class: AgentKind::Vehicle,
-            left_px: 600.0,
-            top_px: cy + f * (camera.mount_height_m - 1.5) / x,
-            right_px: 640.0,
-            bottom_px: cy + f * camera.mount_height_m / x,
-            occlusion: 0.0,
-            truth_agent_id: None,
-        };
-        let shapes = box_shapes(&camera, &[at(10.0), at(40.0)]);
-        assert_eq!(shapes.len(), 2);
-        assert!((shapes[0] - 1.5 / camera.mount_height_m).abs() < 1e-9, "{shapes:?}");
-        assert!((shapes[0] - shapes[1]).abs() < 1e-9, "{shapes:?}");
-        // A box cut by the image's edge says nothing of its shape.
-        let cut = CameraBox { left_px: 0.0, ..at(10.0) };
-        assert!(box_shapes(&camera, &[cut]).is_empty());
-    }
-
-    #[test]
     fn noise_bursts_alarm_in_a_simulated_scene() {
-        for (sensor, cause) in [(Sensor::Lidar, "surface_noise"), (Sensor::Camera, "box_shape_spread")] {
+        for (sensor, cause) in [(Sensor::Lidar, "surface_noise"), (Sensor::Camera, "box_roughness")] {
             let onsets = alarms(2, sensor, FaultKind::NoiseBurst, 100.0, 106.0);
             assert!(onsets.iter().all(|(t, _)| *t >= 100.0), "false alarm before the fault: {onsets:?}");
             assert!(onsets.iter().any(|(_, c)| *c == cause), "{sensor:?}: {onsets:?}");
         }
+    }
+
+    #[test]
+    fn gps_drift_alarms_in_a_simulated_scene() {
+        let onsets = alarms(2, Sensor::Gps, FaultKind::Drift, 100.0, 107.0);
+        assert!(onsets.iter().all(|(t, _)| *t >= 100.0), "false alarm before the fault: {onsets:?}");
+        assert!(onsets.iter().any(|(t, cause)| *t <= 106.0 && *cause == "fix_drift"), "{onsets:?}");
     }
 
     #[test]
