@@ -295,4 +295,52 @@ mod detection {
         let acc = correct as f64 / samples.len() as f64;
         assert!(acc > 0.85, "accuracy {acc}");
     }
+
+    /// One HDL-64E sweep of a seeded scene, as the served model's `points` input.
+    fn sweep_input() -> waypoint_models::tensor::Tensor {
+        use waypoint_sim::sensors::LidarConfig;
+        use waypoint_sim::{Scene, SceneConfig};
+        let mut cfg = SceneConfig { seed: 9001, vehicles: 8, pedestrians: 6, cyclists: 4, ..SceneConfig::default() };
+        cfg.sensors.lidar = LidarConfig::hdl64e();
+        let mut scene = Scene::new(cfg).unwrap();
+        let sweep = loop {
+            if let Some(s) = scene.tick().lidar.pop() {
+                break s;
+            }
+        };
+        let flat: Vec<f32> = sweep.points.iter().flatten().copied().collect();
+        waypoint_models::tensor::Tensor::new(
+            "points",
+            vec![sweep.points.len(), 4],
+            waypoint_models::tensor::TensorData::F32(flat),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_served_detector_takes_the_lidars_ring_spacing_and_refuses_a_bad_one() {
+        use waypoint_models::detection::model::DetectionModel;
+        use waypoint_models::model::Model;
+        use waypoint_models::tensor::{Tensor, TensorData};
+        let mut model =
+            DetectionModel::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/detection/2")).unwrap();
+        let points = sweep_input();
+        let spacing = |deg: f32| Tensor::new("ring_spacing_deg", vec![1], TensorData::F32(vec![deg])).unwrap();
+        let vehicles = |out: &[Tensor]| match &out[1].data {
+            TensorData::I32(c) => c.iter().filter(|k| **k == 0).count(),
+            _ => panic!("classes are INT32"),
+        };
+        let default = vehicles(&model.infer(std::slice::from_ref(&points)).unwrap());
+        let hdl64 = vehicles(&model.infer(&[points.clone(), spacing(0.43)]).unwrap());
+        // Rings 10° apart allow any height: no vehicle is turned away for being low.
+        let coarse = vehicles(&model.infer(&[points.clone(), spacing(10.0)]).unwrap());
+        assert!(default > 0 && default == hdl64, "{default} vs {hdl64}");
+        assert!(coarse >= hdl64, "{coarse} < {hdl64}");
+        for bad in [vec![0.0f32], vec![f32::NAN], vec![-1.0], vec![11.0], vec![0.4, 0.4]] {
+            let n = bad.len();
+            let t = Tensor::new("ring_spacing_deg", vec![n], TensorData::F32(bad)).unwrap();
+            let err = model.infer(&[points.clone(), t]).unwrap_err().to_string();
+            assert!(err.contains("ring_spacing_deg"), "{err}");
+        }
+    }
 }

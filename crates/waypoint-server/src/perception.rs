@@ -41,6 +41,8 @@ struct Input {
     sweep: LidarSweep,
     radar: Vec<RadarScan>,
     ego_velocity: (f64, f64),
+    /// Vertical angle between the lidar's adjacent beams, degrees.
+    ring_spacing_deg: f32,
 }
 
 /// Radar returns farther than this from a track are not associated with it, metres.
@@ -68,12 +70,16 @@ impl Perception {
             let mut tracker = Tracker::new(TrackerConfig::default());
             let mut fused: BTreeMap<u32, Fused> = BTreeMap::new();
             let mut last_t: Option<f64> = None;
-            while let Some(Input { seq, sweep, radar, ego_velocity }) = rx.recv().await {
+            while let Some(Input { seq, sweep, radar, ego_velocity, ring_spacing_deg }) = rx.recv().await {
                 let Ok(loaded) = registry.get(DETECTION_MODEL, None) else { continue };
                 let n = sweep.points.len();
                 let flat: Vec<f32> = sweep.points.iter().flatten().copied().collect();
                 let Ok(input) = Tensor::new("points", vec![n, 4], TensorData::F32(flat)) else { continue };
-                let out = match crate::inference::infer_on(&loaded, vec![input]).await {
+                let Ok(spacing) = Tensor::new("ring_spacing_deg", vec![1], TensorData::F32(vec![ring_spacing_deg]))
+                else {
+                    continue;
+                };
+                let out = match crate::inference::infer_on(&loaded, vec![input, spacing]).await {
                     Ok(o) => o,
                     Err(e) => {
                         tracing::debug!(error = %e, "live detection failed");
@@ -212,10 +218,17 @@ impl Perception {
         Self { tx }
     }
 
-    /// Offers a tick's sweep and radar scans; skipped when the previous sweep is still being
-    /// processed.
-    pub fn offer(&self, seq: u64, sweep: &LidarSweep, radar: &[RadarScan], ego_velocity: (f64, f64)) {
-        let input = Input { seq, sweep: sweep.clone(), radar: radar.to_vec(), ego_velocity };
+    /// Offers a tick's sweep (from a lidar whose adjacent beams are `ring_spacing_deg` apart)
+    /// and radar scans; skipped when the previous sweep is still being processed.
+    pub fn offer(
+        &self,
+        seq: u64,
+        sweep: &LidarSweep,
+        ring_spacing_deg: f32,
+        radar: &[RadarScan],
+        ego_velocity: (f64, f64),
+    ) {
+        let input = Input { seq, sweep: sweep.clone(), radar: radar.to_vec(), ego_velocity, ring_spacing_deg };
         if self.tx.try_send(input).is_err() {
             tracing::trace!(seq, "perception busy; sweep skipped");
         }

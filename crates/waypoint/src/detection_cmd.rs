@@ -11,6 +11,7 @@ use waypoint_models::detection::kitti::{self, Counts};
 use waypoint_models::detection::model::CLASSIFIER_FILE;
 use waypoint_models::detection::segment::SegmentConfig;
 use waypoint_models::detection::tracker::{hungarian, Observation, Tracker, TrackerConfig};
+use waypoint_models::detection::HDL64E_RING_SPACING_RAD;
 use waypoint_models::detection::{simdata, Detection, LidarDetector};
 use waypoint_sim::geometry::Vec2;
 use waypoint_sim::sensors::LidarConfig;
@@ -31,6 +32,22 @@ pub struct TrainDetectionArgs {
     pub seed: u64,
 }
 
+/// Lidar of the simulated evaluation scenes.
+#[derive(Debug, Clone, Copy, PartialEq, clap::ValueEnum)]
+pub enum SimLidar {
+    Hdl64e,
+    Hdl32e,
+}
+
+impl SimLidar {
+    fn config(self) -> LidarConfig {
+        match self {
+            SimLidar::Hdl64e => LidarConfig::hdl64e(),
+            SimLidar::Hdl32e => LidarConfig::default(),
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct EvalDetectionArgs {
     /// KITTI directory with velodyne/, label_2/, calib/.
@@ -42,6 +59,10 @@ pub struct EvalDetectionArgs {
     /// Scene seeds for --sim (30 s each); 500-503 are the ones development looked at.
     #[arg(long, value_delimiter = ',', default_value = "500,501,502,503")]
     pub seeds: Vec<u64>,
+    /// Lidar of the simulated scenes for --sim: the 64-beam HDL-64E that KITTI uses, or the
+    /// live scene's default 32-beam sensor.
+    #[arg(long, value_enum, default_value = "hdl64e")]
+    pub lidar: SimLidar,
     /// Classifier weights (default: the highest version in models/detection).
     #[arg(long)]
     pub weights: Option<PathBuf>,
@@ -64,6 +85,12 @@ timeout_ms = 5000
 name = "points"
 datatype = "FP32"
 dims = [-1, 4]      # x, y, z (m, sensor frame: x forward, y left, z up), intensity
+
+[[inputs]]
+name = "ring_spacing_deg"
+datatype = "FP32"
+dims = [1]          # optional: vertical angle between the lidar's adjacent beams, default 0.43 (HDL-64E)
+optional = true
 
 [[outputs]]
 name = "boxes"
@@ -132,14 +159,23 @@ fn detector(weights: &Option<PathBuf>) -> Result<LidarDetector> {
             dir.join(v.to_string()).join(CLASSIFIER_FILE)
         }
     };
-    Ok(LidarDetector { segment: SegmentConfig::default(), classifier: Classifier::load(&path)?, merge_fragments: true })
+    Ok(LidarDetector {
+        segment: SegmentConfig::default(),
+        classifier: Classifier::load(&path)?,
+        merge_fragments: true,
+        ring_spacing_rad: HDL64E_RING_SPACING_RAD,
+    })
 }
 
 pub fn eval(a: EvalDetectionArgs) -> Result<()> {
     let det = detector(&a.weights)?;
     match (&a.kitti, a.sim) {
         (Some(dir), _) => eval_kitti(&det, dir, &a),
-        (None, true) => eval_sim(&det, &a.seeds, a.json),
+        (None, true) => {
+            let lidar = a.lidar.config();
+            let det = LidarDetector { ring_spacing_rad: lidar.ring_spacing_rad(), ..det };
+            eval_sim(&det, &lidar, &a.seeds, a.json)
+        }
         _ => bail!("give --kitti DIR or --sim"),
     }
 }
@@ -271,7 +307,7 @@ fn eval_kitti(det: &LidarDetector, dir: &Path, a: &EvalDetectionArgs) -> Result<
     Ok(())
 }
 
-fn eval_sim(det: &LidarDetector, seeds: &[u64], as_json: bool) -> Result<()> {
+fn eval_sim(det: &LidarDetector, lidar: &LidarConfig, seeds: &[u64], as_json: bool) -> Result<()> {
     // Recall within range per class, precision, and tracking (MOTA, id switches) on seeded scenes.
     let ranges = [40.0, 25.0, 25.0];
     let (mut found, mut present, mut fp, mut tp_all) = ([0usize; 3], [0usize; 3], 0usize, 0usize);
@@ -280,7 +316,7 @@ fn eval_sim(det: &LidarDetector, seeds: &[u64], as_json: bool) -> Result<()> {
     let mut ms = Vec::new();
     for &seed in seeds {
         let mut cfg = SceneConfig { seed, vehicles: 8, pedestrians: 8, cyclists: 5, ..SceneConfig::default() };
-        cfg.sensors.lidar = LidarConfig::hdl64e();
+        cfg.sensors.lidar = lidar.clone();
         let mut scene = Scene::new(cfg)?;
         let mut tracker = Tracker::new(TrackerConfig::default());
         let mut last_track_of: std::collections::BTreeMap<u32, u32> = Default::default();
@@ -426,7 +462,7 @@ fn eval_sim(det: &LidarDetector, seeds: &[u64], as_json: bool) -> Result<()> {
     let out = json!({
         "recall_vehicle_40m": recall[0], "recall_pedestrian_25m": recall[1], "recall_cyclist_25m": recall[2],
         "precision_within_40m": precision, "mota": mota, "id_switches": switches, "id_switches_per_track_minute": switches_per_track_minute,
-        "ms_per_sweep_hdl64e": mean_ms, "visible_agent_frames": gt_total, "seeds": seeds,
+        "ms_per_sweep": mean_ms, "lidar_beams": lidar.beams, "visible_agent_frames": gt_total, "seeds": seeds,
         "false_positives_on_agents": fp_near, "false_positives_duplicates": fp_duplicate, "false_positives_clutter": fp_far,
     });
     if as_json {
@@ -439,7 +475,7 @@ fn eval_sim(det: &LidarDetector, seeds: &[u64], as_json: bool) -> Result<()> {
         );
         println!("precision within 40 m {precision:.3}; MOTA {mota:.3}; id switches {switches} ({switches_per_track_minute:.2} per track-minute)");
         println!("false positives: {fp_near} on evaluated agents ({fp_duplicate} duplicates of the right class, the rest a wrong class), {fp_far} on clutter");
-        println!("{mean_ms:.1} ms per HDL-64E sweep");
+        println!("{mean_ms:.1} ms per {}-beam sweep", lidar.beams);
     }
     Ok(())
 }

@@ -39,6 +39,14 @@ pub const MERGE_MAX_WIDTH_M: f64 = 2.8;
 pub const VEHICLE_MIN_LENGTH_M: f64 = 3.9;
 pub const VEHICLE_MIN_WIDTH_M: f64 = 1.6;
 
+/// Vehicles are at least this tall; a vehicle's points span at least this less one ring
+/// spacing at its range (its roof can fall between two rings), metres.
+pub const VEHICLE_MIN_HEIGHT_M: f64 = 1.0;
+
+/// Vertical angle between adjacent beams of the HDL-64E that KITTI uses (+2° to −24.9° over 64
+/// beams), radians: the detector's default.
+pub const HDL64E_RING_SPACING_RAD: f64 = 0.0075;
+
 /// Two detections of one class whose boxes overlap by more than this (bird's-eye IoU) are
 /// one object seen in pieces; the one with more points is kept.
 pub const SUPPRESS_IOU: f64 = 0.1;
@@ -63,11 +71,15 @@ pub struct LidarDetector {
     pub classifier: Classifier,
     /// Join fragments of one vehicle ([`LidarDetector::detect`]).
     pub merge_fragments: bool,
+    /// Vertical angle between the lidar's adjacent beams, radians (for the vehicle height rule).
+    pub ring_spacing_rad: f64,
 }
 
 impl LidarDetector {
     /// Detections of one sweep (`[x, y, z, intensity]` in the sensor frame), "other" excluded
-    /// unless `keep_other`.
+    /// unless `keep_other`. A "vehicle" lower than [`VEHICLE_MIN_HEIGHT_M`] less one ring
+    /// spacing at its range is "other" (low walls, kerbs and bushes the classifier takes for a
+    /// car's flank).
     pub fn detect(&self, points: &[[f32; 4]], keep_other: bool) -> Vec<Detection> {
         let (is_ground, ground_z) = segment::ground(points, &self.segment);
         let clusters = segment::cluster_with_ground(points, &self.segment, &is_ground, &ground_z);
@@ -82,8 +94,11 @@ impl LidarDetector {
                 continue;
             }
             let probs = self.classifier.predict(&classifier::features(&b, &pts));
-            let (class, score) =
+            let (mut class, score) =
                 probs.iter().enumerate().fold((3, 0.0f32), |acc, (i, p)| if *p > acc.1 { (i, *p) } else { acc });
+            if class == 0 && b.height_m < self.vehicle_min_height(b.x_m.hypot(b.y_m)) {
+                class = 3;
+            }
             if class == 3 && !keep_other {
                 continue;
             }
@@ -91,6 +106,11 @@ impl LidarDetector {
             out.push(Detection { bbox: b, class, score, points: pts.len() });
         }
         suppress_overlaps(out)
+    }
+
+    /// The least height a vehicle's points can span at `range_m`.
+    pub fn vehicle_min_height(&self, range_m: f64) -> f64 {
+        VEHICLE_MIN_HEIGHT_M - range_m * self.ring_spacing_rad
     }
 
     /// Joins fragments of one vehicle split by a gap in the scan (an occluder, a dark panel):
@@ -180,6 +200,23 @@ mod tests {
     fn det(x_m: f64, class: usize, points: usize) -> Detection {
         let bbox = FittedBox { x_m, y_m: 0.0, z_m: 0.0, length_m: 4.0, width_m: 1.8, height_m: 1.5, yaw_rad: 0.0 };
         Detection { bbox, class, score: 0.9, points }
+    }
+
+    #[test]
+    fn a_vehicle_may_look_lower_by_one_ring_spacing_at_its_range() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/detection/2/classifier.safetensors");
+        let det = |spacing_deg: f64| LidarDetector {
+            segment: SegmentConfig::default(),
+            classifier: Classifier::load(&path).unwrap(),
+            merge_fragments: true,
+            ring_spacing_rad: spacing_deg.to_radians(),
+        };
+        // A 0.6 m tall "vehicle" at 20 m is too low for the 64-beam lidar (at least 0.85 m)
+        // but not for a 32-beam one whose rings are 1.33° apart (at least 0.54 m).
+        assert!((det(0.43).vehicle_min_height(20.0) - 0.85).abs() < 0.01);
+        assert!((det(1.33).vehicle_min_height(20.0) - 0.536).abs() < 0.01);
+        assert!(det(0.43).vehicle_min_height(0.0) == VEHICLE_MIN_HEIGHT_M);
     }
 
     #[test]

@@ -1,4 +1,6 @@
-//! The detector as served: `points` FP32 `[N, 4]` (x, y, z, intensity in the sensor frame) to
+//! The detector as served: `points` FP32 `[N, 4]` (x, y, z, intensity in the sensor frame) and,
+//! optionally, `ring_spacing_deg` FP32 `[1]` (the vertical angle between the lidar's adjacent
+//! beams; default the HDL-64E's, as in KITTI) to
 //! `boxes` FP32 `[M, 7]` (x, y, z bottom, length, width, height, yaw), `classes` INT32 `[M]`
 //! (0 vehicle, 1 pedestrian, 2 cyclist) and `scores` FP32 `[M]`.
 
@@ -27,6 +29,7 @@ impl DetectionModel {
                 segment: SegmentConfig::default(),
                 classifier: Classifier::load(&version_dir.join(CLASSIFIER_FILE))?,
                 merge_fragments: true,
+                ring_spacing_rad: super::HDL64E_RING_SPACING_RAD,
             },
         })
     }
@@ -34,12 +37,28 @@ impl DetectionModel {
 
 impl Model for DetectionModel {
     fn infer(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, ModelError> {
-        let pts = inputs.first().ok_or_else(|| ModelError::BadInput("missing input `points`".into()))?;
+        let pts = inputs
+            .iter()
+            .find(|t| t.name == "points")
+            .or(inputs.first())
+            .ok_or_else(|| ModelError::BadInput("missing input `points`".into()))?;
         if pts.shape.len() != 2 || pts.shape[1] != 4 {
             return Err(ModelError::BadInput(format!("points must be [N, 4], got {:?}", pts.shape)));
         }
+        let spacing = match inputs.iter().find(|t| t.name == "ring_spacing_deg") {
+            None => super::HDL64E_RING_SPACING_RAD,
+            Some(t) => match t.as_f32()? {
+                [d] if d.is_finite() && *d > 0.0 && *d <= 10.0 => f64::from(*d).to_radians(),
+                other => {
+                    return Err(ModelError::BadInput(format!(
+                        "ring_spacing_deg must be one angle in (0, 10] degrees, got {other:?}"
+                    )))
+                }
+            },
+        };
         let v = pts.as_f32()?;
         let points: Vec<[f32; 4]> = v.chunks_exact(4).map(|c| [c[0], c[1], c[2], c[3]]).collect();
+        self.detector.ring_spacing_rad = spacing;
         let dets = self.detector.detect(&points, false);
         let m = dets.len();
         let boxes: Vec<f32> = dets

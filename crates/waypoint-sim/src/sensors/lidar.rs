@@ -48,6 +48,11 @@ impl Default for LidarConfig {
 }
 
 impl LidarConfig {
+    /// Vertical angle between adjacent beams, radians.
+    pub fn ring_spacing_rad(&self) -> f64 {
+        (self.elevation_max_deg - self.elevation_min_deg).to_radians() / f64::from(self.beams.max(2) - 1)
+    }
+
     /// A 64-beam preset matching the Velodyne HDL-64E used for KITTI (+2° to −24.9°, ~0.17°
     /// azimuth resolution, 120 m, mounted 1.73 m above the ground).
     pub fn hdl64e() -> Self {
