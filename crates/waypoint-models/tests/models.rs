@@ -280,10 +280,11 @@ mod detection {
 
     #[test]
     fn the_shipped_classifier_labels_fresh_simulated_clusters() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/detection/2").join(CLASSIFIER_FILE);
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/detection/3").join(CLASSIFIER_FILE);
         let clf = Classifier::load(&path).unwrap();
         // A scene with a seed the training never used (training uses 1000..1012).
-        let samples = simdata::generate(9000, 1, 40, 10, &SegmentConfig::default());
+        let lidar = waypoint_sim::sensors::LidarConfig::hdl64e();
+        let samples = simdata::generate(9000, 1, 40, 10, &SegmentConfig::default(), &lidar);
         assert!(samples.len() > 50, "{} clusters", samples.len());
         let correct = samples
             .iter()
@@ -294,6 +295,17 @@ mod detection {
             .count();
         let acc = correct as f64 / samples.len() as f64;
         assert!(acc > 0.85, "accuracy {acc}");
+        // Version 2 (seven features, 32 hidden units) still loads and takes the first seven.
+        let v2 = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/detection/2").join(CLASSIFIER_FILE);
+        let old = Classifier::load(&v2).unwrap();
+        let correct = samples
+            .iter()
+            .filter(|(f, label)| {
+                let p = old.predict(f);
+                (0..4).max_by(|a, b| p[*a].total_cmp(&p[*b])) == Some(*label)
+            })
+            .count();
+        assert!(correct as f64 / samples.len() as f64 > 0.85);
     }
 
     /// One HDL-64E sweep of a seeded scene, as the served model's `points` input.
@@ -320,22 +332,29 @@ mod detection {
     #[test]
     fn the_served_detector_takes_the_lidars_ring_spacing_and_refuses_a_bad_one() {
         use waypoint_models::detection::model::DetectionModel;
+        use waypoint_models::detection::{LidarDetector, HDL64E_RING_SPACING_RAD};
         use waypoint_models::model::Model;
         use waypoint_models::tensor::{Tensor, TensorData};
         let mut model =
-            DetectionModel::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/detection/2")).unwrap();
+            DetectionModel::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/detection/3")).unwrap();
         let points = sweep_input();
         let spacing = |deg: f32| Tensor::new("ring_spacing_deg", vec![1], TensorData::F32(vec![deg])).unwrap();
-        let vehicles = |out: &[Tensor]| match &out[1].data {
-            TensorData::I32(c) => c.iter().filter(|k| **k == 0).count(),
+        let classes = |out: &[Tensor]| match &out[1].data {
+            TensorData::I32(c) => c.clone(),
             _ => panic!("classes are INT32"),
         };
-        let default = vehicles(&model.infer(std::slice::from_ref(&points)).unwrap());
-        let hdl64 = vehicles(&model.infer(&[points.clone(), spacing(0.43)]).unwrap());
-        // Rings 10° apart allow any height: no vehicle is turned away for being low.
-        let coarse = vehicles(&model.infer(&[points.clone(), spacing(10.0)]).unwrap());
-        assert!(default > 0 && default == hdl64, "{default} vs {hdl64}");
-        assert!(coarse >= hdl64, "{coarse} < {hdl64}");
+        // What the detector finds with a given spacing, called directly.
+        let raw: Vec<[f32; 4]> = points.as_f32().unwrap().chunks_exact(4).map(|c| [c[0], c[1], c[2], c[3]]).collect();
+        let direct = |rad: f64| {
+            let det = LidarDetector { ring_spacing_rad: rad, ..model.detector.clone() };
+            det.detect(&raw, false).iter().map(|d| d.class as i32).collect::<Vec<_>>()
+        };
+        let (fine, coarse) = (direct(HDL64E_RING_SPACING_RAD), direct(1.33f64.to_radians()));
+        assert!(fine.contains(&0), "a vehicle in the sweep: {fine:?}");
+        assert_ne!(fine, coarse, "the spacing changes what is found in this sweep");
+        // Served: no spacing means the HDL-64E's; a given one is the detector's.
+        assert_eq!(classes(&model.infer(std::slice::from_ref(&points)).unwrap()), fine);
+        assert_eq!(classes(&model.infer(&[points.clone(), spacing(1.33)]).unwrap()), coarse);
         for bad in [vec![0.0f32], vec![f32::NAN], vec![-1.0], vec![11.0], vec![0.4, 0.4]] {
             let n = bad.len();
             let t = Tensor::new("ring_spacing_deg", vec![n], TensorData::F32(bad)).unwrap();

@@ -49,7 +49,7 @@ pub enum Command {
 pub enum TrainCommand {
     /// The learned trajectory model, on ETH/UCY track files.
     Trajectory(crate::trajectory_cmd::TrainArgs),
-    /// The lidar object classifier, on simulated 64-beam sweeps.
+    /// The lidar object classifier, on simulated 64- and 32-beam sweeps.
     Detection(crate::detection_cmd::TrainDetectionArgs),
 }
 
@@ -59,6 +59,15 @@ pub enum LidarPreset {
     Default,
     /// 64 beams × 2048 steps, like the KITTI Velodyne HDL-64E.
     Hdl64e,
+}
+
+impl LidarPreset {
+    pub fn config(self) -> LidarConfig {
+        match self {
+            LidarPreset::Default => LidarConfig::default(),
+            LidarPreset::Hdl64e => LidarConfig::hdl64e(),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -145,9 +154,7 @@ fn server_config(args: &ServeArgs) -> Result<ServerConfig> {
         cyclists: args.cyclists,
         ..SceneConfig::default()
     };
-    if let LidarPreset::Hdl64e = args.lidar {
-        scene.sensors.lidar = LidarConfig::hdl64e();
-    }
+    scene.sensors.lidar = args.lidar.config();
     let replay_tracks = match &args.replay_tracks {
         Some(path) => {
             let rows = read_tracks(path)?;

@@ -25,27 +25,15 @@ pub struct TrainDetectionArgs {
     pub model_repository: PathBuf,
     #[arg(long, default_value = "detection")]
     pub model: String,
-    /// Simulated scenes to draw training clusters from.
+    /// Simulated scenes seen by the 64-beam HDL-64E (seeds 1000, 1001, ...) to draw training
+    /// clusters from.
     #[arg(long, default_value_t = 12)]
     pub scenes: u64,
+    /// Simulated scenes seen by the live scene's 32-beam lidar (seeds 2000, 2001, ...).
+    #[arg(long, default_value_t = 9)]
+    pub scenes_hdl32e: u64,
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
-}
-
-/// Lidar of the simulated evaluation scenes.
-#[derive(Debug, Clone, Copy, PartialEq, clap::ValueEnum)]
-pub enum SimLidar {
-    Hdl64e,
-    Hdl32e,
-}
-
-impl SimLidar {
-    fn config(self) -> LidarConfig {
-        match self {
-            SimLidar::Hdl64e => LidarConfig::hdl64e(),
-            SimLidar::Hdl32e => LidarConfig::default(),
-        }
-    }
 }
 
 #[derive(Debug, Args)]
@@ -62,7 +50,7 @@ pub struct EvalDetectionArgs {
     /// Lidar of the simulated scenes for --sim: the 64-beam HDL-64E that KITTI uses, or the
     /// live scene's default 32-beam sensor.
     #[arg(long, value_enum, default_value = "hdl64e")]
-    pub lidar: SimLidar,
+    pub lidar: crate::cli::LidarPreset,
     /// Classifier weights (default: the highest version in models/detection).
     #[arg(long)]
     pub weights: Option<PathBuf>,
@@ -114,11 +102,14 @@ fn latest(dir: &Path) -> Option<u64> {
 
 pub fn train(a: TrainDetectionArgs) -> Result<()> {
     let started = Instant::now();
-    let samples = simdata::generate(1000, a.scenes, 300, 5, &SegmentConfig::default());
+    let seg = SegmentConfig::default();
+    let mut samples = simdata::generate(1000, a.scenes, 300, 5, &seg, &LidarConfig::hdl64e());
+    samples.extend(simdata::generate(2000, a.scenes_hdl32e, 300, 5, &seg, &LidarConfig::default()));
     eprintln!(
-        "{} clusters from {} simulated scenes ({:.0} s)",
+        "{} clusters from {} + {} simulated scenes (64 + 32 beams, {:.0} s)",
         samples.len(),
         a.scenes,
+        a.scenes_hdl32e,
         started.elapsed().as_secs_f64()
     );
     let dir = a.model_repository.join(&a.model);
@@ -128,7 +119,7 @@ pub fn train(a: TrainDetectionArgs) -> Result<()> {
     let report = classifier::train(&samples, a.seed, 600, &vdir.join(CLASSIFIER_FILE))?;
     std::fs::write(
         vdir.join("train.json"),
-        serde_json::to_string_pretty(&json!({"scenes": a.scenes, "report": report}))?,
+        serde_json::to_string_pretty(&json!({"scenes": a.scenes, "scenes_hdl32e": a.scenes_hdl32e, "report": report}))?,
     )?;
     std::fs::write(
         vdir.join("version.toml"),

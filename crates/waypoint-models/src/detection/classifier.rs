@@ -1,5 +1,5 @@
 //! Object classifier for lidar clusters: a small softmax MLP over geometric features, trained by
-//! Waypoint on simulated 64-beam sweeps (`waypoint train detection`).
+//! Waypoint on simulated 64- and 32-beam sweeps (`waypoint train detection`).
 
 use std::path::Path;
 
@@ -11,14 +11,17 @@ use crate::ModelError;
 
 /// Classes, in output order.
 pub const CLASSES: [&str; 4] = ["vehicle", "pedestrian", "cyclist", "other"];
-/// Number of features.
-pub const N_FEATURES: usize = 7;
-const HIDDEN: usize = 32;
+/// Number of features (classifier versions 1 and 2 take the first seven).
+pub const N_FEATURES: usize = 8;
+/// Hidden units of a newly trained classifier (versions 1 and 2 have 32).
+const HIDDEN: usize = 64;
 
 /// Features of a cluster: box size, height, point count and density (range-compensated),
-/// vertical spread and range. Geometry only: intensity is left out because reflectance scales
-/// differ between sensors (and between the simulator and a real lidar).
-pub fn features(b: &FittedBox, points: &[[f32; 4]]) -> [f32; N_FEATURES] {
+/// vertical spread, range, and the lidar's ring spacing (radians between adjacent beams: how
+/// many points a road user of a given size shows depends on it). Geometry only: intensity is
+/// left out because reflectance scales differ between sensors (and between the simulator and a
+/// real lidar).
+pub fn features(b: &FittedBox, points: &[[f32; 4]], ring_spacing_rad: f64) -> [f32; N_FEATURES] {
     let n = points.len().max(1) as f32;
     let range = (b.x_m.hypot(b.y_m) as f32).max(1.0);
     let mean_z = points.iter().map(|p| p[2]).sum::<f32>() / n;
@@ -31,6 +34,7 @@ pub fn features(b: &FittedBox, points: &[[f32; 4]]) -> [f32; N_FEATURES] {
         (n * range * range / (b.length_m * b.width_m).max(0.1) as f32).ln(),
         sd_z,
         range.ln(),
+        (ring_spacing_rad.max(1e-4) as f32).to_degrees().ln(),
     ]
 }
 
@@ -41,6 +45,9 @@ fn cerr(e: candle_core::Error) -> ModelError {
 /// The trained classifier, evaluated in plain loops.
 #[derive(Debug, Clone)]
 pub struct Classifier {
+    /// Features it takes (the first ones of [`features`]), and hidden units.
+    inputs: usize,
+    hidden: usize,
     mean: Vec<f32>,
     std: Vec<f32>,
     w1: Vec<f32>,
@@ -62,24 +69,35 @@ impl Classifier {
     pub fn load(path: &Path) -> Result<Self, ModelError> {
         let map = candle_core::safetensors::load(path, &Device::Cpu)
             .map_err(|e| ModelError::Load(format!("{}: {e}", path.display())))?;
+        let inputs = map.get("norm.mean").map_or(0, |t| t.elem_count());
+        if !(7..=N_FEATURES).contains(&inputs) {
+            return Err(ModelError::Load(format!("classifier takes {inputs} features, expected 7 to {N_FEATURES}")));
+        }
+        let hidden = map.get("l1.bias").map_or(0, |t| t.elem_count());
+        if hidden == 0 {
+            return Err(ModelError::Load("classifier weights lack \"l1.bias\"".into()));
+        }
         Ok(Self {
-            mean: take(&map, "norm.mean", N_FEATURES)?,
-            std: take(&map, "norm.std", N_FEATURES)?,
-            w1: take(&map, "l1.weight", HIDDEN * N_FEATURES)?,
-            b1: take(&map, "l1.bias", HIDDEN)?,
-            w2: take(&map, "l2.weight", CLASSES.len() * HIDDEN)?,
+            inputs,
+            hidden,
+            mean: take(&map, "norm.mean", inputs)?,
+            std: take(&map, "norm.std", inputs)?,
+            w1: take(&map, "l1.weight", hidden * inputs)?,
+            b1: take(&map, "l1.bias", hidden)?,
+            w2: take(&map, "l2.weight", CLASSES.len() * hidden)?,
             b2: take(&map, "l2.bias", CLASSES.len())?,
         })
     }
 
     /// Class probabilities (softmax).
     pub fn predict(&self, f: &[f32; N_FEATURES]) -> [f32; 4] {
-        let x: Vec<f32> = f.iter().enumerate().map(|(i, v)| (v - self.mean[i]) / self.std[i]).collect();
-        let h: Vec<f32> = (0..HIDDEN)
-            .map(|o| (self.b1[o] + (0..N_FEATURES).map(|i| self.w1[o * N_FEATURES + i] * x[i]).sum::<f32>()).max(0.0))
+        let (n, hidden) = (self.inputs, self.hidden);
+        let x: Vec<f32> = f[..n].iter().enumerate().map(|(i, v)| (v - self.mean[i]) / self.std[i]).collect();
+        let h: Vec<f32> = (0..hidden)
+            .map(|o| (self.b1[o] + (0..n).map(|i| self.w1[o * n + i] * x[i]).sum::<f32>()).max(0.0))
             .collect();
         let logits: [f32; 4] =
-            std::array::from_fn(|o| self.b2[o] + (0..HIDDEN).map(|i| self.w2[o * HIDDEN + i] * h[i]).sum::<f32>());
+            std::array::from_fn(|o| self.b2[o] + (0..hidden).map(|i| self.w2[o * hidden + i] * h[i]).sum::<f32>());
         let m = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let e = logits.map(|l| (l - m).exp());
         let s: f32 = e.iter().sum();

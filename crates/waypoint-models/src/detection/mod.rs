@@ -93,7 +93,7 @@ impl LidarDetector {
             if b.length_m > 12.0 || b.height_m < 0.3 {
                 continue;
             }
-            let probs = self.classifier.predict(&classifier::features(&b, &pts));
+            let probs = self.classifier.predict(&classifier::features(&b, &pts, self.ring_spacing_rad));
             let (mut class, score) =
                 probs.iter().enumerate().fold((3, 0.0f32), |acc, (i, p)| if *p > acc.1 { (i, *p) } else { acc });
             if class == 0 && b.height_m < self.vehicle_min_height(b.x_m.hypot(b.y_m)) {
@@ -151,7 +151,7 @@ impl LidarDetector {
                 let pts: Vec<[f32; 4]> = c.iter().map(|i| points[*i]).collect();
                 let g = c.iter().map(|i| f64::from(ground_z[*i])).sum::<f64>() / c.len() as f64;
                 boxfit::fit(&pts, g).is_some_and(|b| {
-                    let p = self.classifier.predict(&classifier::features(&b, &pts));
+                    let p = self.classifier.predict(&classifier::features(&b, &pts, self.ring_spacing_rad));
                     p[1] >= 0.6 || p[2] >= 0.6
                 })
             })
@@ -179,7 +179,7 @@ impl LidarDetector {
             if bx.length_m > MERGE_MAX_LENGTH_M || bx.width_m > MERGE_MAX_WIDTH_M {
                 continue;
             }
-            let probs = self.classifier.predict(&classifier::features(&bx, &pts));
+            let probs = self.classifier.predict(&classifier::features(&bx, &pts, self.ring_spacing_rad));
             if probs[0] < 0.5 {
                 continue;
             }
@@ -205,7 +205,7 @@ mod tests {
     #[test]
     fn a_vehicle_may_look_lower_by_one_ring_spacing_at_its_range() {
         let path =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/detection/2/classifier.safetensors");
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/detection/3/classifier.safetensors");
         let det = |spacing_deg: f64| LidarDetector {
             segment: SegmentConfig::default(),
             classifier: Classifier::load(&path).unwrap(),

@@ -1,4 +1,4 @@
-//! Training data for the classifier from simulated 64-beam sweeps: every cluster, labelled with
+//! Training data for the classifier from simulated lidar sweeps: every cluster, labelled with
 //! the class of the agent whose box contains it, or "other".
 
 use waypoint_sim::geometry::Vec2;
@@ -19,19 +19,20 @@ pub fn class_of(kind: AgentKind) -> usize {
 }
 
 /// Samples from `scenes` scenes seeded `first_seed`, `first_seed + 1`, ..., of `ticks` ticks
-/// each (every `every`-th sweep).
+/// each (every `every`-th sweep), seen by `lidar`.
 pub fn generate(
     first_seed: u64,
     scenes: u64,
     ticks: usize,
     every: usize,
     seg: &SegmentConfig,
+    lidar: &LidarConfig,
 ) -> Vec<([f32; N_FEATURES], usize)> {
     let mut out = Vec::new();
     for seed in 0..scenes {
         let mut cfg =
             SceneConfig { seed: first_seed + seed, vehicles: 8, pedestrians: 8, cyclists: 5, ..SceneConfig::default() };
-        cfg.sensors.lidar = LidarConfig::hdl64e();
+        cfg.sensors.lidar = lidar.clone();
         let Ok(mut scene) = Scene::new(cfg) else { continue };
         for t in 0..ticks {
             let frame = scene.tick();
@@ -58,7 +59,7 @@ pub fn generate(
                             rel.x.abs() < a.length_m / 2.0 + 0.5 && rel.y.abs() < a.width_m / 2.0 + 0.5
                         })
                         .map_or(3, |a| class_of(a.kind));
-                    out.push((features(&b, &pts), label));
+                    out.push((features(&b, &pts, lidar.ring_spacing_rad()), label));
                 }
             }
         }
