@@ -277,40 +277,39 @@ mod detection {
     use waypoint_models::detection::model::CLASSIFIER_FILE;
     use waypoint_models::detection::segment::SegmentConfig;
     use waypoint_models::detection::simdata;
+    use waypoint_sim::sensors::LidarConfig;
 
     #[test]
     fn the_shipped_classifier_labels_fresh_simulated_clusters() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/detection/3").join(CLASSIFIER_FILE);
-        let clf = Classifier::load(&path).unwrap();
-        // A scene with a seed the training never used (training uses 1000..1012).
-        let lidar = waypoint_sim::sensors::LidarConfig::hdl64e();
-        let samples = simdata::generate(9000, 1, 40, 10, &SegmentConfig::default(), &lidar);
-        assert!(samples.len() > 50, "{} clusters", samples.len());
-        let correct = samples
-            .iter()
-            .filter(|(f, label)| {
-                let p = clf.predict(f);
-                (0..4).max_by(|a, b| p[*a].total_cmp(&p[*b])) == Some(*label)
-            })
-            .count();
-        let acc = correct as f64 / samples.len() as f64;
-        assert!(acc > 0.85, "accuracy {acc}");
-        // Version 2 (seven features, 32 hidden units) still loads and takes the first seven.
-        let v2 = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/detection/2").join(CLASSIFIER_FILE);
-        let old = Classifier::load(&v2).unwrap();
-        let correct = samples
-            .iter()
-            .filter(|(f, label)| {
-                let p = old.predict(f);
-                (0..4).max_by(|a, b| p[*a].total_cmp(&p[*b])) == Some(*label)
-            })
-            .count();
-        assert!(correct as f64 / samples.len() as f64 > 0.85);
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/detection");
+        let accuracy = |clf: &Classifier, samples: &[([f32; 8], usize)]| {
+            let correct = samples
+                .iter()
+                .filter(|(f, label)| {
+                    let p = clf.predict(f);
+                    (0..4).max_by(|a, b| p[*a].total_cmp(&p[*b])) == Some(*label)
+                })
+                .count();
+            correct as f64 / samples.len() as f64
+        };
+        let clf = Classifier::load(&dir.join("3").join(CLASSIFIER_FILE)).unwrap();
+        // Scenes with seeds the training never used (it uses 1000..1012 and 2000..2009), seen
+        // by the 64-beam and by the 32-beam lidar.
+        for (seed, lidar) in [(9000, LidarConfig::hdl64e()), (9001, LidarConfig::default())] {
+            let samples = simdata::generate(seed, 1, 40, 10, &SegmentConfig::default(), &lidar);
+            assert!(samples.len() > 50, "{} clusters", samples.len());
+            let acc = accuracy(&clf, &samples);
+            assert!(acc > 0.85, "{} beams: accuracy {acc}", lidar.beams);
+        }
+        // Version 2 (seven features, 32 hidden units, 64-beam only) still loads and takes the
+        // first seven.
+        let old = Classifier::load(&dir.join("2").join(CLASSIFIER_FILE)).unwrap();
+        let samples = simdata::generate(9000, 1, 40, 10, &SegmentConfig::default(), &LidarConfig::hdl64e());
+        assert!(accuracy(&old, &samples) > 0.85);
     }
 
     /// One HDL-64E sweep of a seeded scene, as the served model's `points` input.
     fn sweep_input() -> waypoint_models::tensor::Tensor {
-        use waypoint_sim::sensors::LidarConfig;
         use waypoint_sim::{Scene, SceneConfig};
         let mut cfg = SceneConfig { seed: 9001, vehicles: 8, pedestrians: 6, cyclists: 4, ..SceneConfig::default() };
         cfg.sensors.lidar = LidarConfig::hdl64e();

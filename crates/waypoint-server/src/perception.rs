@@ -75,11 +75,15 @@ impl Perception {
                 let n = sweep.points.len();
                 let flat: Vec<f32> = sweep.points.iter().flatten().copied().collect();
                 let Ok(input) = Tensor::new("points", vec![n, 4], TensorData::F32(flat)) else { continue };
-                let Ok(spacing) = Tensor::new("ring_spacing_deg", vec![1], TensorData::F32(vec![ring_spacing_deg]))
-                else {
-                    continue;
-                };
-                let out = match crate::inference::infer_on(&loaded, vec![input, spacing]).await {
+                let mut inputs = vec![input];
+                // The lidar's ring spacing, to a model configured to take it (a repository
+                // written before the input existed does not declare it).
+                if loaded.config.inputs.iter().any(|i| i.name == "ring_spacing_deg") {
+                    if let Ok(t) = Tensor::new("ring_spacing_deg", vec![1], TensorData::F32(vec![ring_spacing_deg])) {
+                        inputs.push(t);
+                    }
+                }
+                let out = match crate::inference::infer_on(&loaded, inputs).await {
                     Ok(o) => o,
                     Err(e) => {
                         tracing::debug!(error = %e, "live detection failed");
