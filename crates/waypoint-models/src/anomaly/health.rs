@@ -16,10 +16,11 @@
 //! Each feature is scored online against a robust, slowly adapting model of its own normal
 //! values (level and scale with clipped updates, adapting ten times slower while the feature is
 //! anomalous, so a lasting fault is not learned as normal) — or, for a test statistic whose
-//! normal law is known (the GPS slope in standard errors), against that law: `z` standard units from normal maps
-//! linearly to a score, 0 at [`Z_NORMAL`] and 1 at [`Z_CERTAIN`]. A sensor's score is the largest
-//! of its features', and it must be high in two of three ticks (a single odd tick — a GPS
-//! multipath jump's edge — does not alarm). Only data up to the current tick is used.
+//! normal law is known (the GPS slope in standard errors), against that law: `z` standard units
+//! from normal maps linearly to a score, 0 at [`Z_NORMAL`] and 1 at [`Z_CERTAIN`]. A sensor's
+//! score is the largest of its features', and it must be high in two of three ticks (a single
+//! odd tick — a GPS multipath jump's edge — does not alarm). Only data up to the current tick is
+//! used.
 
 use std::collections::VecDeque;
 
@@ -315,8 +316,6 @@ pub struct HealthMonitor {
     range_chains: Vec<RangeChain>,
     /// Edges (left, top, right, bottom) of the boxes of the last two camera frames, newest last.
     camera_edges: VecDeque<Vec<[f64; 4]>>,
-    /// The vehicle's position at the previous tick: time, x, y.
-    prev_ego_xy: Option<(f64, f64, f64)>,
     /// Last second of the boxes' edge second differences, pixels.
     camera_rough_window: VecDeque<Vec<f64>>,
     /// The chains' median slope over the last [`DRIFT_PERSISTENCE`] ticks.
@@ -329,7 +328,6 @@ impl Default for HealthMonitor {
     }
 }
 
-/// Appends `x` to a window of the last `n` items.
 /// Change (m) between the means of three GPS residuals and the three before them that marks
 /// a step (a multipath jump, 3 m or more): the means' noise is 0.4 m a side.
 const GPS_STEP_M: f64 = 2.0;
@@ -401,6 +399,7 @@ fn stepwise_slope(samples: &VecDeque<(f64, [f64; 2])>) -> Option<[f64; 2]> {
     Some([t(0), t(1)])
 }
 
+/// Appends `x` to a window of the last `n` items.
 fn push_window<T>(window: &mut VecDeque<T>, x: T, n: usize) {
     window.push_back(x);
     while window.len() > n {
@@ -564,9 +563,10 @@ fn camera_radar_offsets(
 }
 
 /// Sizes of the second differences of box edges over three frames (`a`, `b`, `c`, oldest
-/// first; left, top, right, bottom, the side edges as bearings): each box of `c` is followed back to the nearest box of `b` and that one to the
-/// nearest of `a` (centres within half the box's larger side plus 40 px). A road user's edges
-/// move smoothly from frame to frame, so what is left is mostly the detector's noise.
+/// first; left, top, right, bottom, the side edges as bearings): each box of `c` is followed
+/// back to the nearest box of `b` and that one to the nearest of `a` (centres within half the
+/// box's larger side plus 40 px). A road user's edges move smoothly from frame to frame, so
+/// what is left is mostly the detector's noise.
 fn edge_second_differences(a: &[[f64; 4]], b: &[[f64; 4]], c: &[[f64; 4]]) -> Vec<f64> {
     let nearest = |from: &[f64; 4], among: &[[f64; 4]]| -> Option<[f64; 4]> {
         let centre = |e: &[f64; 4]| ((e[0] + e[2]) / 2.0, (e[1] + e[3]) / 2.0);
@@ -667,7 +667,6 @@ impl HealthMonitor {
             camera_radar_window: VecDeque::new(),
             range_chains: Vec::new(),
             camera_edges: VecDeque::new(),
-            prev_ego_xy: None,
             camera_rough_window: VecDeque::new(),
             range_drift_recent: VecDeque::new(),
         }
@@ -691,16 +690,7 @@ impl HealthMonitor {
         let now = frame.t_secs;
         let mut values: [Vec<Option<f64>>; 5] = Default::default();
         let mut ramps: [Vec<Option<f64>>; 5] = Default::default();
-        // The vehicle put somewhere else (a new route): what was in view before is gone.
         let ego = &frame.truth.ego;
-        let moved = self.prev_ego_xy.map(|(t, x, y)| {
-            let dt = (now - t).max(0.0);
-            (ego.x_m - x).hypot(ego.y_m - y) - ego.vx_mps.hypot(ego.vy_mps) * dt
-        });
-        if moved.is_some_and(|m| m > 5.0) {
-            self.camera_edges.clear();
-        }
-        self.prev_ego_xy = Some((now, ego.x_m, ego.y_m));
 
         // Lidar: lateness, and the ground ring near the car against a flat road.
         {

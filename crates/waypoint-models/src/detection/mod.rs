@@ -96,7 +96,7 @@ impl LidarDetector {
             let probs = self.classifier.predict(&classifier::features(&b, &pts, self.ring_spacing_rad));
             let (mut class, score) =
                 probs.iter().enumerate().fold((3, 0.0f32), |acc, (i, p)| if *p > acc.1 { (i, *p) } else { acc });
-            if class == 0 && b.height_m < self.vehicle_min_height(b.x_m.hypot(b.y_m)) {
+            if class == 0 && self.too_low_for_a_vehicle(&b) {
                 class = 3;
             }
             if class == 3 && !keep_other {
@@ -108,9 +108,10 @@ impl LidarDetector {
         suppress_overlaps(out)
     }
 
-    /// The least height a vehicle's points can span at `range_m`.
-    pub fn vehicle_min_height(&self, range_m: f64) -> f64 {
-        VEHICLE_MIN_HEIGHT_M - range_m * self.ring_spacing_rad
+    /// Whether a box is lower than a vehicle's points can span at its range: less than
+    /// [`VEHICLE_MIN_HEIGHT_M`] less one ring spacing there.
+    pub fn too_low_for_a_vehicle(&self, b: &FittedBox) -> bool {
+        b.height_m < VEHICLE_MIN_HEIGHT_M - b.x_m.hypot(b.y_m) * self.ring_spacing_rad
     }
 
     /// Joins fragments of one vehicle split by a gap in the scan (an occluder, a dark panel):
@@ -206,17 +207,23 @@ mod tests {
     fn a_vehicle_may_look_lower_by_one_ring_spacing_at_its_range() {
         let path =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/detection/3/classifier.safetensors");
-        let det = |spacing_deg: f64| LidarDetector {
+        let det_with = |spacing_deg: f64| LidarDetector {
             segment: SegmentConfig::default(),
             classifier: Classifier::load(&path).unwrap(),
             merge_fragments: true,
             ring_spacing_rad: spacing_deg.to_radians(),
         };
-        // A 0.6 m tall "vehicle" at 20 m is too low for the 64-beam lidar (at least 0.85 m)
-        // but not for a 32-beam one whose rings are 1.33° apart (at least 0.54 m).
-        assert!((det(0.43).vehicle_min_height(20.0) - 0.85).abs() < 0.01);
-        assert!((det(1.33).vehicle_min_height(20.0) - 0.536).abs() < 0.01);
-        assert!(det(0.43).vehicle_min_height(0.0) == VEHICLE_MIN_HEIGHT_M);
+        let low = |x_m: f64, y_m: f64, height_m: f64| FittedBox { x_m, y_m, height_m, ..det(10.0, 0, 1).bbox };
+        let (fine, coarse) = (det_with(0.43), det_with(1.33));
+        // At 20 m (sideways too) a vehicle spans at least 0.85 m on the 64-beam lidar, 0.54 m
+        // on a 32-beam one whose rings are 1.33° apart; near by, at least about 1 m on both.
+        for (x, y) in [(20.0, 0.0), (12.0, 16.0)] {
+            assert!(fine.too_low_for_a_vehicle(&low(x, y, 0.6)) && !coarse.too_low_for_a_vehicle(&low(x, y, 0.6)));
+            assert!(!fine.too_low_for_a_vehicle(&low(x, y, 0.9)));
+            assert!(coarse.too_low_for_a_vehicle(&low(x, y, 0.5)));
+        }
+        assert!(fine.too_low_for_a_vehicle(&low(3.0, 0.0, 0.9)) && coarse.too_low_for_a_vehicle(&low(3.0, 0.0, 0.9)));
+        assert!(!coarse.too_low_for_a_vehicle(&low(3.0, 0.0, 1.0)));
     }
 
     #[test]
