@@ -119,7 +119,12 @@ impl Perception {
                 let obs: Vec<Observation> = detections
                     .iter()
                     .zip(c)
-                    .map(|(d, class)| Observation { x_m: d.x_m, y_m: d.y_m, class: (*class).max(0) as usize })
+                    .map(|(d, class)| Observation {
+                        x_m: d.x_m,
+                        y_m: d.y_m,
+                        class: (*class).max(0) as usize,
+                        yaw_rad: Some(d.yaw_rad),
+                    })
                     .collect();
                 let dt = last_t.map_or(0.1, |t| (sweep.t_secs - t).max(0.0));
                 last_t = Some(sweep.t_secs);

@@ -324,8 +324,16 @@ fn eval_sim(det: &LidarDetector, lidar: &LidarConfig, seeds: &[u64], as_json: bo
             let origin = Vec2::new(pose.x_m, pose.y_m);
             let world: Vec<Vec2> =
                 dets.iter().map(|d| origin + Vec2::new(d.bbox.x_m, d.bbox.y_m).rotate(pose.yaw_rad)).collect();
-            let obs: Vec<Observation> =
-                dets.iter().zip(&world).map(|(d, w)| Observation { x_m: w.x, y_m: w.y, class: d.class }).collect();
+            let obs: Vec<Observation> = dets
+                .iter()
+                .zip(&world)
+                .map(|(d, w)| Observation {
+                    x_m: w.x,
+                    y_m: w.y,
+                    class: d.class,
+                    yaw_rad: Some(d.bbox.yaw_rad + pose.yaw_rad),
+                })
+                .collect();
             tracker.step(0.1, &obs);
             let mut matched_det = vec![false; dets.len()];
             let mut evaluated_agent = vec![false; frame.truth.agents.len()];
