@@ -13,6 +13,7 @@ use waypoint_models::detection::segment::SegmentConfig;
 use waypoint_models::detection::tracker::{hungarian, Observation, Tracker, TrackerConfig};
 use waypoint_models::detection::HDL64E_RING_SPACING_RAD;
 use waypoint_models::detection::{simdata, Detection, LidarDetector};
+use waypoint_sim::frame::AgentTruth;
 use waypoint_sim::geometry::Vec2;
 use waypoint_sim::sensors::LidarConfig;
 use waypoint_sim::{Scene, SceneConfig};
@@ -298,10 +299,52 @@ fn eval_kitti(det: &LidarDetector, dir: &Path, a: &EvalDetectionArgs) -> Result<
     Ok(())
 }
 
+/// False positives among one sweep's detections within 40 m of the sensor.
+struct FalsePositives {
+    /// On an evaluated agent: a duplicate (`duplicates` of them of the agent's class) or a
+    /// wrong class.
+    near: usize,
+    duplicates: usize,
+    /// On no agent.
+    clutter: usize,
+}
+
+/// Counts the detections not matched to an agent (`matched`), by what they lie on, with the
+/// given class for each detection. One on an agent out of the evaluated range or barely visible
+/// is not counted.
+fn false_positives(
+    dets: &[Detection],
+    world: &[Vec2],
+    classes: &[usize],
+    matched: &[bool],
+    agents: &[AgentTruth],
+    evaluated: &[bool],
+) -> FalsePositives {
+    let mut out = FalsePositives { near: 0, duplicates: 0, clutter: 0 };
+    for (i, w) in world.iter().enumerate() {
+        if matched[i] || dets[i].bbox.x_m.hypot(dets[i].bbox.y_m) > 40.0 {
+            continue;
+        }
+        match agents.iter().enumerate().find(|(_, a)| Vec2::new(a.x_m, a.y_m).dist(*w) < a.length_m.max(1.0)) {
+            Some((ai, a)) if evaluated[ai] => {
+                out.near += 1;
+                if classes[i] == simdata::class_of(a.kind) {
+                    out.duplicates += 1;
+                }
+            }
+            Some(_) => {}
+            None => out.clutter += 1,
+        }
+    }
+    out
+}
+
 fn eval_sim(det: &LidarDetector, lidar: &LidarConfig, seeds: &[u64], as_json: bool) -> Result<()> {
     // Recall within range per class, precision, and tracking (MOTA, id switches) on seeded scenes.
     let ranges = [40.0, 25.0, 25.0];
     let (mut found, mut present, mut fp, mut tp_all) = ([0usize; 3], [0usize; 3], 0usize, 0usize);
+    // Found with the class of the track the detection updated (what the `tracks` stream reports).
+    let (mut found_tracked, mut tp_tracked, mut fp_tracked) = ([0usize; 3], 0usize, 0usize);
     let (mut misses, mut switches, mut gt_total, mut track_secs) = (0usize, 0usize, 0usize, 0.0f64);
     let (mut fp_near, mut fp_far, mut fp_duplicate) = (0usize, 0usize, 0usize);
     let mut ms = Vec::new();
@@ -335,7 +378,14 @@ fn eval_sim(det: &LidarDetector, lidar: &LidarConfig, seeds: &[u64], as_json: bo
                 })
                 .collect();
             tracker.step(0.1, &obs);
+            let mut tracked_class: Vec<usize> = dets.iter().map(|d| d.class).collect();
+            for t in tracker.tracks() {
+                if let Some(i) = t.observation {
+                    tracked_class[i] = t.class;
+                }
+            }
             let mut matched_det = vec![false; dets.len()];
+            let mut matched_tracked = vec![false; dets.len()];
             let mut evaluated_agent = vec![false; frame.truth.agents.len()];
             for (ai, a) in frame.truth.agents.iter().enumerate() {
                 let k = simdata::class_of(a.kind);
@@ -365,6 +415,13 @@ fn eval_sim(det: &LidarDetector, lidar: &LidarConfig, seeds: &[u64], as_json: bo
                 if let Some(i) = hit {
                     matched_det[i] = true;
                     found[k] += 1;
+                }
+                let hit_tracked = world.iter().enumerate().position(|(i, w)| {
+                    !matched_tracked[i] && tracked_class[i] == k && w.dist(pos) < a.length_m.max(1.0)
+                });
+                if let Some(i) = hit_tracked {
+                    matched_tracked[i] = true;
+                    found_tracked[k] += 1;
                 }
                 track_secs += 0.1;
             }
@@ -423,43 +480,31 @@ fn eval_sim(det: &LidarDetector, lidar: &LidarConfig, seeds: &[u64], as_json: bo
                 }
             }
             tp_all += matched_det.iter().filter(|m| **m).count();
-            // Unmatched detections within 40 m: on an agent that was evaluated, a duplicate or a
-            // wrong class (false positive); on an agent out of the evaluated range or barely
-            // visible, not counted; on no agent, clutter (false positive).
-            for (i, w) in world.iter().enumerate() {
-                if matched_det[i] || dets[i].bbox.x_m.hypot(dets[i].bbox.y_m) > 40.0 {
-                    continue;
-                }
-                let on = frame
-                    .truth
-                    .agents
-                    .iter()
-                    .enumerate()
-                    .find(|(_, a)| Vec2::new(a.x_m, a.y_m).dist(*w) < a.length_m.max(1.0));
-                match on {
-                    Some((ai, a)) if evaluated_agent[ai] => {
-                        fp += 1;
-                        fp_near += 1;
-                        if dets[i].class == simdata::class_of(a.kind) {
-                            fp_duplicate += 1;
-                        }
-                    }
-                    Some(_) => {}
-                    None => {
-                        fp += 1;
-                        fp_far += 1;
-                    }
-                }
-            }
+            let classes: Vec<usize> = dets.iter().map(|d| d.class).collect();
+            let f = false_positives(&dets, &world, &classes, &matched_det, &frame.truth.agents, &evaluated_agent);
+            fp += f.near + f.clutter;
+            fp_near += f.near;
+            fp_duplicate += f.duplicates;
+            fp_far += f.clutter;
+            tp_tracked += matched_tracked.iter().filter(|m| **m).count();
+            let f =
+                false_positives(&dets, &world, &tracked_class, &matched_tracked, &frame.truth.agents, &evaluated_agent);
+            fp_tracked += f.near + f.clutter;
         }
     }
     let recall: Vec<f64> = (0..3).map(|k| found[k] as f64 / present[k].max(1) as f64).collect();
+    let recall_tracked: Vec<f64> = (0..3).map(|k| found_tracked[k] as f64 / present[k].max(1) as f64).collect();
     let mota = 1.0 - (misses + switches + fp) as f64 / gt_total.max(1) as f64;
     let switches_per_track_minute = switches as f64 / (track_secs / 60.0).max(1e-9);
     let precision = tp_all as f64 / (tp_all + fp).max(1) as f64;
+    let precision_tracked = tp_tracked as f64 / (tp_tracked + fp_tracked).max(1) as f64;
     let mean_ms = ms.iter().sum::<f64>() / ms.len().max(1) as f64;
     let out = json!({
         "recall_vehicle_40m": recall[0], "recall_pedestrian_25m": recall[1], "recall_cyclist_25m": recall[2],
+        "tracked_class": {
+            "recall_vehicle_40m": recall_tracked[0], "recall_pedestrian_25m": recall_tracked[1], "recall_cyclist_25m": recall_tracked[2],
+            "precision_within_40m": precision_tracked,
+        },
         "precision_within_40m": precision, "mota": mota, "id_switches": switches, "id_switches_per_track_minute": switches_per_track_minute,
         "ms_per_sweep": mean_ms, "lidar_beams": lidar.beams, "visible_agent_frames": gt_total, "seeds": seeds,
         "false_positives_on_agents": fp_near, "false_positives_duplicates": fp_duplicate, "false_positives_clutter": fp_far,
@@ -471,6 +516,10 @@ fn eval_sim(det: &LidarDetector, lidar: &LidarConfig, seeds: &[u64], as_json: bo
         println!(
             "recall  vehicles (40 m) {:.3}  pedestrians (25 m) {:.3}  cyclists (25 m) {:.3}",
             recall[0], recall[1], recall[2]
+        );
+        println!(
+            "with the class of the detection's track (as streamed): recall {:.3} / {:.3} / {:.3}, precision {precision_tracked:.3}",
+            recall_tracked[0], recall_tracked[1], recall_tracked[2]
         );
         println!("precision within 40 m {precision:.3}; MOTA {mota:.3}; id switches {switches} ({switches_per_track_minute:.2} per track-minute)");
         println!("false positives: {fp_near} on evaluated agents ({fp_duplicate} duplicates of the right class, the rest a wrong class), {fp_far} on clutter");

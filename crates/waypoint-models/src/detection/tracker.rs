@@ -44,6 +44,12 @@ struct Track {
     /// Fading count of the classes of the detections that updated it; `state.class` is the
     /// largest.
     votes: [f64; 4],
+    /// Consecutive updates at more than a pedestrian's speed.
+    fast_updates: u32,
+    /// Whether it has kept up more than a pedestrian's speed: then it is no pedestrian, and a
+    /// detection of it as one (a stopped cyclist seen end-on looks like a pedestrian) counts
+    /// as a cyclist.
+    outran_pedestrians: bool,
 }
 
 impl Track {
@@ -72,11 +78,15 @@ impl Track {
         }
     }
 
-    fn vote(&mut self, class: usize, keep: f64) {
+    fn vote(&mut self, class: usize, cfg: &TrackerConfig) {
+        let fast = self.state.hits >= cfg.fast_min_hits && self.x[2].hypot(self.x[3]) > cfg.pedestrian_max_speed_mps;
+        self.fast_updates = if fast { self.fast_updates + 1 } else { 0 };
+        self.outran_pedestrians |= self.fast_updates >= cfg.fast_updates;
+        let class = if class == 1 && self.outran_pedestrians { 2 } else { class.min(3) };
         for v in &mut self.votes {
-            *v *= keep;
+            *v *= cfg.class_memory;
         }
-        self.votes[class.min(3)] += 1.0;
+        self.votes[class] += 1.0;
         self.state.class = (0..4).fold(0, |best, c| if self.votes[c] > self.votes[best] { c } else { best });
     }
 }
@@ -114,6 +124,12 @@ pub struct TrackerConfig {
     /// Applied when the track moves faster than `heading_min_speed_mps` within 45° of the axis.
     pub heading_sigma_mps: f64,
     pub heading_min_speed_mps: f64,
+    /// A confirmed track with at least `fast_min_hits` hits that moves faster than this for
+    /// `fast_updates` updates in a row is no pedestrian, m/s (walking is 1–2 m/s, a jog
+    /// about 3).
+    pub pedestrian_max_speed_mps: f64,
+    pub fast_min_hits: u32,
+    pub fast_updates: u32,
 }
 
 impl Default for TrackerConfig {
@@ -132,6 +148,9 @@ impl Default for TrackerConfig {
             class_memory: 0.9,
             heading_sigma_mps: 0.5,
             heading_min_speed_mps: 1.5,
+            pedestrian_max_speed_mps: 3.0,
+            fast_min_hits: 10,
+            fast_updates: 5,
         }
     }
 }
@@ -314,7 +333,7 @@ impl Tracker {
                     }
                     t.state.hits += 1;
                     t.state.misses = 0;
-                    t.vote(o.class, self.config.class_memory);
+                    t.vote(o.class, &self.config);
                     t.state.observation = Some(*j);
                 }
                 None => t.state.misses += 1,
@@ -365,6 +384,8 @@ impl Tracker {
                 x: [o.x_m, o.y_m, 0.0, 0.0],
                 p,
                 votes: std::array::from_fn(|c| if c == o.class.min(3) { 1.0 } else { 0.0 }),
+                fast_updates: 0,
+                outran_pedestrians: false,
             });
         }
     }
@@ -408,6 +429,8 @@ impl Tracker {
                 t.p = y.p;
                 t.state = TrackState { id: t.state.id, hits: t.state.hits + y.state.hits, ..y.state };
                 t.votes = y.votes;
+                t.fast_updates = y.fast_updates;
+                t.outran_pedestrians |= y.outran_pedestrians;
                 dead[j] = true;
             }
         }
@@ -582,6 +605,29 @@ mod tests {
         let car_track = tracks.iter().find(|s| s.id == car).unwrap();
         assert_eq!(car_track.observation, Some(1), "{tracks:?}");
         assert_eq!(car_track.class, 0);
+    }
+
+    #[test]
+    fn a_cyclist_that_stops_stays_a_cyclist() {
+        let run = |config: TrackerConfig| {
+            let mut t = Tracker::new(config);
+            let obs = |x: f64, y: f64, class: usize| Observation { x_m: x, y_m: y, class, yaw_rad: None };
+            // A cyclist rides at 5 m/s for 3 s, then waits at a crossing seen end-on, where
+            // every sweep takes it for a pedestrian; a pedestrian walks at 1.5 m/s beside it.
+            for k in 0..80 {
+                let x = 5.0 * 0.1 * (k.min(30) as f64);
+                t.step(0.1, &[obs(x, 0.0, if k < 30 { 2 } else { 1 }), obs(0.15 * k as f64, 8.0, 1)]);
+            }
+            let tracks = t.tracks();
+            let class_at = |y: f64| tracks.iter().find(|s| (s.y_m - y).abs() < 1.0).map(|s| s.class);
+            (class_at(0.0), class_at(8.0))
+        };
+        assert_eq!(run(TrackerConfig::default()), (Some(2), Some(1)));
+        // Without the speed rule the waiting cyclist becomes a pedestrian.
+        assert_eq!(
+            run(TrackerConfig { pedestrian_max_speed_mps: f64::INFINITY, ..TrackerConfig::default() }),
+            (Some(1), Some(1))
+        );
     }
 
     #[test]
