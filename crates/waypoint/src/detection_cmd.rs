@@ -45,9 +45,12 @@ pub struct EvalDetectionArgs {
     /// Evaluate on seeded simulated scenes instead (recall, MOTA, id switches).
     #[arg(long)]
     pub sim: bool,
-    /// Scene seeds for --sim (30 s each); 500-503 are the ones development looked at.
+    /// Scene seeds for --sim; 500-503 are the ones development looked at.
     #[arg(long, value_delimiter = ',', default_value = "500,501,502,503")]
     pub seeds: Vec<u64>,
+    /// Length of each simulated scene for --sim, seconds (10 lidar sweeps a second).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=600))]
+    pub seconds: u32,
     /// Lidar of the simulated scenes for --sim: the 64-beam HDL-64E that KITTI uses, or the
     /// live scene's default 32-beam sensor.
     #[arg(long, value_enum, default_value = "hdl64e")]
@@ -166,7 +169,7 @@ pub fn eval(a: EvalDetectionArgs) -> Result<()> {
         (None, true) => {
             let lidar = a.lidar.config();
             let det = LidarDetector { ring_spacing_rad: lidar.ring_spacing_rad(), ..det };
-            eval_sim(&det, &lidar, &a.seeds, a.json)
+            eval_sim(&det, &lidar, &a.seeds, a.seconds, a.json)
         }
         _ => bail!("give --kitti DIR or --sim"),
     }
@@ -339,7 +342,7 @@ fn false_positives(
     out
 }
 
-fn eval_sim(det: &LidarDetector, lidar: &LidarConfig, seeds: &[u64], as_json: bool) -> Result<()> {
+fn eval_sim(det: &LidarDetector, lidar: &LidarConfig, seeds: &[u64], seconds: u32, as_json: bool) -> Result<()> {
     // Recall within range per class, precision, and tracking (MOTA, id switches) on seeded scenes.
     let ranges = [40.0, 25.0, 25.0];
     let (mut found, mut present, mut fp, mut tp_all) = ([0usize; 3], [0usize; 3], 0usize, 0usize);
@@ -357,7 +360,8 @@ fn eval_sim(det: &LidarDetector, lidar: &LidarConfig, seeds: &[u64], as_json: bo
         // Where each agent was on the previous tick: a driver at the end of its route re-enters
         // elsewhere under the same id, which is a new object, not an id switch.
         let mut last_pos: std::collections::BTreeMap<u32, Vec2> = Default::default();
-        for _ in 0..300 {
+        // The scene ticks at 10 Hz, one lidar sweep a tick.
+        for _ in 0..seconds * 10 {
             let frame = scene.tick();
             let Some(sweep) = frame.lidar.last() else { continue };
             let t = Instant::now();
@@ -506,7 +510,7 @@ fn eval_sim(det: &LidarDetector, lidar: &LidarConfig, seeds: &[u64], as_json: bo
             "precision_within_40m": precision_tracked,
         },
         "precision_within_40m": precision, "mota": mota, "id_switches": switches, "id_switches_per_track_minute": switches_per_track_minute,
-        "ms_per_sweep": mean_ms, "lidar_beams": lidar.beams, "visible_agent_frames": gt_total, "seeds": seeds,
+        "ms_per_sweep": mean_ms, "lidar_beams": lidar.beams, "visible_agent_frames": gt_total, "seeds": seeds, "seconds_per_scene": seconds,
         "false_positives_on_agents": fp_near, "false_positives_duplicates": fp_duplicate, "false_positives_clutter": fp_far,
     });
     if as_json {

@@ -1,0 +1,39 @@
+//! `waypoint eval detection --sim` end to end: the binary runs a short seeded scene through
+//! detection and tracking and reports per-class recall, precision, MOTA and id switches.
+
+use std::process::Command;
+
+fn eval_sim(extra: &[&str]) -> std::process::Output {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    Command::new(env!("CARGO_BIN_EXE_waypoint"))
+        .current_dir(root)
+        .args(["eval", "detection", "--sim", "--json"])
+        .args(extra)
+        .output()
+        .expect("run waypoint")
+}
+
+#[test]
+fn a_short_simulated_scene_is_detected_and_tracked() {
+    let out = eval_sim(&["--seeds", "500", "--seconds", "4"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    let num = |v: &serde_json::Value| v.as_f64().unwrap_or_else(|| panic!("not a number: {v} in {r}"));
+    assert_eq!(r["seconds_per_scene"], 4);
+    assert!(num(&r["visible_agent_frames"]) > 50.0, "{r}");
+    // Vehicles near the sensor are found, and most detections are right.
+    assert!(num(&r["recall_vehicle_40m"]) > 0.8, "{r}");
+    assert!(num(&r["precision_within_40m"]) > 0.6, "{r}");
+    assert!(num(&r["tracked_class"]["recall_vehicle_40m"]) > 0.8, "{r}");
+    assert!(num(&r["mota"]) > 0.5, "{r}");
+    for k in ["recall_pedestrian_25m", "recall_cyclist_25m", "id_switches_per_track_minute"] {
+        assert!(num(&r[k]) >= 0.0, "{k}: {r}");
+    }
+}
+
+#[test]
+fn a_bad_scene_length_is_refused() {
+    let out = eval_sim(&["--seconds", "0"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--seconds"), "{}", String::from_utf8_lossy(&out.stderr));
+}
