@@ -43,6 +43,10 @@ pub const VEHICLE_MIN_WIDTH_M: f64 = 1.6;
 /// spacing at its range (its roof can fall between two rings), metres.
 pub const VEHICLE_MIN_HEIGHT_M: f64 = 1.0;
 
+/// No road vehicle is wider than this (the legal limit is 2.55 m in the EU, 2.6 m in the US;
+/// a box fitted to a vehicle's points can come out a little wider), metres.
+pub const VEHICLE_MAX_WIDTH_M: f64 = 3.0;
+
 /// Vertical angle between adjacent beams of the HDL-64E that KITTI uses (+2° to −24.9° over 64
 /// beams), radians: the detector's default.
 pub const HDL64E_RING_SPACING_RAD: f64 = 0.0075;
@@ -78,8 +82,8 @@ pub struct LidarDetector {
 impl LidarDetector {
     /// Detections of one sweep (`[x, y, z, intensity]` in the sensor frame), "other" excluded
     /// unless `keep_other`. A "vehicle" lower than [`VEHICLE_MIN_HEIGHT_M`] less one ring
-    /// spacing at its range is "other" (low walls, kerbs and bushes the classifier takes for a
-    /// car's flank).
+    /// spacing at its range (low walls, kerbs and bushes the classifier takes for a car's
+    /// flank) or wider than [`VEHICLE_MAX_WIDTH_M`] is "other".
     pub fn detect(&self, points: &[[f32; 4]], keep_other: bool) -> Vec<Detection> {
         let (is_ground, ground_z) = segment::ground(points, &self.segment);
         let clusters = segment::cluster_with_ground(points, &self.segment, &is_ground, &ground_z);
@@ -96,7 +100,7 @@ impl LidarDetector {
             let probs = self.classifier.predict(&classifier::features(&b, &pts, self.ring_spacing_rad));
             let (mut class, score) =
                 probs.iter().enumerate().fold((3, 0.0f32), |acc, (i, p)| if *p > acc.1 { (i, *p) } else { acc });
-            if class == 0 && self.too_low_for_a_vehicle(&b) {
+            if class == 0 && self.cannot_be_a_vehicle(&b) {
                 class = 3;
             }
             if class == 3 && !keep_other {
@@ -106,6 +110,13 @@ impl LidarDetector {
             out.push(Detection { bbox: b, class, score, points: pts.len() });
         }
         suppress_overlaps(out)
+    }
+
+    /// Whether a box's shape rules out a vehicle: lower than a vehicle's points can span at
+    /// its range ([`LidarDetector::too_low_for_a_vehicle`]) or wider than
+    /// [`VEHICLE_MAX_WIDTH_M`] (a wall's corner, a hedge).
+    pub fn cannot_be_a_vehicle(&self, b: &FittedBox) -> bool {
+        self.too_low_for_a_vehicle(b) || b.width_m > VEHICLE_MAX_WIDTH_M
     }
 
     /// Whether a box is lower than a vehicle's points can span at its range: less than
@@ -224,6 +235,10 @@ mod tests {
         }
         assert!(fine.too_low_for_a_vehicle(&low(3.0, 0.0, 0.9)) && coarse.too_low_for_a_vehicle(&low(3.0, 0.0, 0.9)));
         assert!(!coarse.too_low_for_a_vehicle(&low(3.0, 0.0, 1.0)));
+        // A tall box is a vehicle's shape up to 3 m wide.
+        let wide = |width_m: f64| FittedBox { width_m, ..low(12.0, 4.0, 1.7) };
+        assert!(!fine.cannot_be_a_vehicle(&wide(2.5)) && fine.cannot_be_a_vehicle(&wide(4.3)));
+        assert!(fine.cannot_be_a_vehicle(&low(20.0, 0.0, 0.6)));
     }
 
     #[test]
