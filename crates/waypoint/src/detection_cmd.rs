@@ -257,7 +257,7 @@ fn eval_kitti(det: &LidarDetector, dir: &Path, a: &EvalDetectionArgs) -> Result<
         let in_view: Vec<_> = dets
             .iter()
             .filter(|d| calib.in_fov(nalgebra::Vector3::new(d.bbox.x_m, d.bbox.y_m, d.bbox.z_m)).is_some())
-            .map(|d| json!({"class": CLASSES[d.class], "score": d.score, "x_m": d.bbox.x_m, "y_m": d.bbox.y_m, "length_m": d.bbox.length_m, "width_m": d.bbox.width_m, "height_m": d.bbox.height_m}))
+            .map(|d| json!({"class": CLASSES[d.class], "score": d.score, "points": d.points, "x_m": d.bbox.x_m, "y_m": d.bbox.y_m, "length_m": d.bbox.length_m, "width_m": d.bbox.width_m, "height_m": d.bbox.height_m}))
             .collect();
         frames.push(
             json!({"frame": id, "points": points.len(), "counts": c, "detections_in_view": in_view, "ms": ms.last()}),
