@@ -47,6 +47,11 @@ pub const VEHICLE_MIN_HEIGHT_M: f64 = 1.0;
 /// a box fitted to a vehicle's points can come out a little wider), metres.
 pub const VEHICLE_MAX_WIDTH_M: f64 = 3.0;
 
+/// A vehicle centred this close to the sensor would overlap the sensor's own vehicle (two
+/// cars side by side are about 2.5 m apart, centre to centre): such a cluster is the own car's
+/// body, its mount or something touching it, metres.
+pub const VEHICLE_MIN_RANGE_M: f64 = 2.0;
+
 /// Vertical angle between adjacent beams of the HDL-64E that KITTI uses (+2° to −24.9° over 64
 /// beams), radians: the detector's default.
 pub const HDL64E_RING_SPACING_RAD: f64 = 0.0075;
@@ -81,9 +86,9 @@ pub struct LidarDetector {
 
 impl LidarDetector {
     /// Detections of one sweep (`[x, y, z, intensity]` in the sensor frame), "other" excluded
-    /// unless `keep_other`. A "vehicle" lower than [`VEHICLE_MIN_HEIGHT_M`] less one ring
-    /// spacing at its range (low walls, kerbs and bushes the classifier takes for a car's
-    /// flank) or wider than [`VEHICLE_MAX_WIDTH_M`] is "other".
+    /// unless `keep_other`. A "vehicle" that cannot be one
+    /// ([`LidarDetector::cannot_be_a_vehicle`]: low walls, kerbs and bushes the classifier
+    /// takes for a car's flank, a structure's corner, the sensor's own car) is "other".
     pub fn detect(&self, points: &[[f32; 4]], keep_other: bool) -> Vec<Detection> {
         let (is_ground, ground_z) = segment::ground(points, &self.segment);
         let clusters = segment::cluster_with_ground(points, &self.segment, &is_ground, &ground_z);
@@ -112,11 +117,12 @@ impl LidarDetector {
         suppress_overlaps(out)
     }
 
-    /// Whether a box's shape rules out a vehicle: lower than a vehicle's points can span at
-    /// its range ([`LidarDetector::too_low_for_a_vehicle`]) or wider than
-    /// [`VEHICLE_MAX_WIDTH_M`] (a wall's corner, a hedge).
+    /// Whether a box's shape or place rules out a vehicle: lower than a vehicle's points can
+    /// span at its range ([`LidarDetector::too_low_for_a_vehicle`]), wider than
+    /// [`VEHICLE_MAX_WIDTH_M`] (a wall's corner, a hedge) or centred within
+    /// [`VEHICLE_MIN_RANGE_M`] of the sensor.
     pub fn cannot_be_a_vehicle(&self, b: &FittedBox) -> bool {
-        self.too_low_for_a_vehicle(b) || b.width_m > VEHICLE_MAX_WIDTH_M
+        self.too_low_for_a_vehicle(b) || b.width_m > VEHICLE_MAX_WIDTH_M || b.x_m.hypot(b.y_m) < VEHICLE_MIN_RANGE_M
     }
 
     /// Whether a box is lower than a vehicle's points can span at its range: less than
@@ -239,6 +245,9 @@ mod tests {
         let wide = |width_m: f64| FittedBox { width_m, ..low(12.0, 4.0, 1.7) };
         assert!(!fine.cannot_be_a_vehicle(&wide(2.5)) && fine.cannot_be_a_vehicle(&wide(4.3)));
         assert!(fine.cannot_be_a_vehicle(&low(20.0, 0.0, 0.6)));
+        // A car-sized box centred 1.5 m from the sensor would overlap the sensor's own car.
+        assert!(fine.cannot_be_a_vehicle(&FittedBox { x_m: 1.5, y_m: 0.0, ..wide(1.6) }));
+        assert!(!fine.cannot_be_a_vehicle(&FittedBox { x_m: 0.0, y_m: 2.6, ..wide(1.6) }));
     }
 
     #[test]
