@@ -58,6 +58,10 @@ pub struct EvalDetectionArgs {
     /// Classifier weights (default: the highest version in models/detection).
     #[arg(long)]
     pub weights: Option<PathBuf>,
+    /// Keep only detections whose class probability is at least this (an operating point:
+    /// fewer false positives, lower recall).
+    #[arg(long, default_value_t = 0.0, value_parser = parse_probability)]
+    pub min_score: f32,
     /// Where to write a bird's-eye-view PNG per KITTI frame.
     #[arg(long, default_value = "detection-bev")]
     pub png_dir: PathBuf,
@@ -99,6 +103,20 @@ name = "scores"
 datatype = "FP32"
 dims = [-1]
 "#;
+
+fn parse_probability(s: &str) -> std::result::Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
+        _ => Err(format!("{s:?} is not a probability in [0, 1]")),
+    }
+}
+
+/// The detector's output at an operating point: detections scored at least `min_score`.
+fn detect_at(det: &LidarDetector, points: &[[f32; 4]], min_score: f32) -> Vec<Detection> {
+    let mut dets = det.detect(points, false);
+    dets.retain(|d| d.score >= min_score);
+    dets
+}
 
 fn latest(dir: &Path) -> Option<u64> {
     std::fs::read_dir(dir).ok()?.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok()).max()
@@ -169,7 +187,7 @@ pub fn eval(a: EvalDetectionArgs) -> Result<()> {
         (None, true) => {
             let lidar = a.lidar.config();
             let det = LidarDetector { ring_spacing_rad: lidar.ring_spacing_rad(), ..det };
-            eval_sim(&det, &lidar, &a.seeds, a.seconds, a.json)
+            eval_sim(&det, &lidar, &a.seeds, a.seconds, a.min_score, a.json)
         }
         _ => bail!("give --kitti DIR or --sim"),
     }
@@ -244,7 +262,7 @@ fn eval_kitti(det: &LidarDetector, dir: &Path, a: &EvalDetectionArgs) -> Result<
         let points = waypoint_sim::replay::read_velodyne(&dir.join("velodyne").join(format!("{id}.bin")))?;
         let (calib, labels) = kitti::read_frame(dir, id)?;
         let t = Instant::now();
-        let dets = det.detect(&points, false);
+        let dets = detect_at(det, &points, a.min_score);
         ms.push(t.elapsed().as_secs_f64() * 1e3);
         let c = kitti::evaluate_frame(&dets, &labels, &calib);
         for k in 0..3 {
@@ -277,7 +295,7 @@ fn eval_kitti(det: &LidarDetector, dir: &Path, a: &EvalDetectionArgs) -> Result<
         println!(
             "{}",
             serde_json::to_string_pretty(
-                &json!({"frames": frames, "per_class": per_class, "fp_per_frame": fp_per_frame, "ms_per_frame": mean_ms, "png_dir": a.png_dir})
+                &json!({"frames": frames, "per_class": per_class, "fp_per_frame": fp_per_frame, "ms_per_frame": mean_ms, "min_score": a.min_score, "png_dir": a.png_dir})
             )?
         );
         return Ok(());
@@ -342,7 +360,14 @@ fn false_positives(
     out
 }
 
-fn eval_sim(det: &LidarDetector, lidar: &LidarConfig, seeds: &[u64], seconds: u32, as_json: bool) -> Result<()> {
+fn eval_sim(
+    det: &LidarDetector,
+    lidar: &LidarConfig,
+    seeds: &[u64],
+    seconds: u32,
+    min_score: f32,
+    as_json: bool,
+) -> Result<()> {
     // Recall within range per class, precision, and tracking (MOTA, id switches) on seeded scenes.
     let ranges = [40.0, 25.0, 25.0];
     let (mut found, mut present, mut fp, mut tp_all) = ([0usize; 3], [0usize; 3], 0usize, 0usize);
@@ -365,7 +390,7 @@ fn eval_sim(det: &LidarDetector, lidar: &LidarConfig, seeds: &[u64], seconds: u3
             let frame = scene.tick();
             let Some(sweep) = frame.lidar.last() else { continue };
             let t = Instant::now();
-            let dets = det.detect(&sweep.points, false);
+            let dets = detect_at(det, &sweep.points, min_score);
             ms.push(t.elapsed().as_secs_f64() * 1e3);
             let pose = sweep.world_from_sensor;
             let origin = Vec2::new(pose.x_m, pose.y_m);
@@ -510,7 +535,7 @@ fn eval_sim(det: &LidarDetector, lidar: &LidarConfig, seeds: &[u64], seconds: u3
             "precision_within_40m": precision_tracked,
         },
         "precision_within_40m": precision, "mota": mota, "id_switches": switches, "id_switches_per_track_minute": switches_per_track_minute,
-        "ms_per_sweep": mean_ms, "lidar_beams": lidar.beams, "visible_agent_frames": gt_total, "seeds": seeds, "seconds_per_scene": seconds,
+        "ms_per_sweep": mean_ms, "lidar_beams": lidar.beams, "visible_agent_frames": gt_total, "seeds": seeds, "seconds_per_scene": seconds, "min_score": min_score,
         "false_positives_on_agents": fp_near, "false_positives_duplicates": fp_duplicate, "false_positives_clutter": fp_far,
     });
     if as_json {

@@ -32,8 +32,31 @@ fn a_short_simulated_scene_is_detected_and_tracked() {
 }
 
 #[test]
-fn a_bad_scene_length_is_refused() {
-    let out = eval_sim(&["--seconds", "0"]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--seconds"), "{}", String::from_utf8_lossy(&out.stderr));
+fn a_higher_minimum_score_trades_recall_for_precision() {
+    let run = |min_score: &str| -> serde_json::Value {
+        let out = eval_sim(&["--seeds", "501", "--seconds", "3", "--min-score", min_score]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("one JSON object")
+    };
+    let (all, confident) = (run("0"), run("0.95"));
+    let f = |r: &serde_json::Value, k: &str| r[k].as_f64().unwrap();
+    assert_eq!(confident["min_score"].as_f64(), Some(0.95f32 as f64));
+    assert_eq!(all["visible_agent_frames"], confident["visible_agent_frames"]);
+    for k in ["recall_vehicle_40m", "recall_pedestrian_25m", "recall_cyclist_25m"] {
+        assert!(f(&confident, k) <= f(&all, k), "{k}: {all} vs {confident}");
+    }
+    let found =
+        |r: &serde_json::Value| f(r, "recall_vehicle_40m") + f(r, "recall_pedestrian_25m") + f(r, "recall_cyclist_25m");
+    assert!(found(&confident) < found(&all), "a 0.95 floor drops some detections: {all} vs {confident}");
+    assert!(f(&confident, "false_positives_clutter") <= f(&all, "false_positives_clutter"));
+}
+
+#[test]
+fn bad_arguments_are_refused() {
+    for (flag, value) in [("--seconds", "0"), ("--min-score", "1.5"), ("--min-score", "nan")] {
+        let out = eval_sim(&[flag, value]);
+        assert!(!out.status.success(), "{flag} {value}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(flag), "{flag} {value}: {err}");
+    }
 }
