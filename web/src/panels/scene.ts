@@ -1,9 +1,12 @@
 // Bird's-eye view of the scene on a canvas: the road map, the ego vehicle and agents, the lidar
-// sweep, detections with class and confidence, tracks with ids, predicted trajectories with
+// sweep, detections with class and confidence, tracks with ids and classes, predicted trajectories with
 // their uncertainty bands, and the fused estimates.
 
 import type { Frame, LidarFrame, PredictionsFrame, SceneMsg, TracksMsg } from "../protocol";
 import { Panel } from "./panel";
+
+/** Short names of the tracker's classes (0 vehicle, 1 pedestrian, 2 cyclist). */
+const TRACK_CLASSES = ["veh", "ped", "cyc"];
 
 export interface MapInfo {
   road_half_width_m: number;
@@ -313,7 +316,8 @@ export class ScenePanel extends Panel {
         ctx.moveTo(u, v);
         ctx.lineTo(u + t.vx_mps * s, v - t.vy_mps * s);
         ctx.stroke();
-        ctx.fillText(`#${t.id}`, u + 6 * dpr, v + 12 * dpr);
+        // The track's class is a vote over its detections (and its speed), steadier than one sweep's.
+        ctx.fillText(`#${t.id} ${TRACK_CLASSES[t.class] ?? "oth"}`, u + 6 * dpr, v + 12 * dpr);
       }
     }
     if (tr && this.layers.fused) {
