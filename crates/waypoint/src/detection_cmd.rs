@@ -385,8 +385,9 @@ fn eval_sim(
         // Where each agent was on the previous tick: a driver at the end of its route re-enters
         // elsewhere under the same id, which is a new object, not an id switch.
         let mut last_pos: std::collections::BTreeMap<u32, Vec2> = Default::default();
-        // The scene ticks at 10 Hz, one lidar sweep a tick.
-        for _ in 0..seconds * 10 {
+        // One lidar sweep a tick.
+        let tick = scene.config().tick_secs;
+        for _ in 0..(f64::from(seconds) / tick).round() as usize {
             let frame = scene.tick();
             let Some(sweep) = frame.lidar.last() else { continue };
             let t = Instant::now();
@@ -406,8 +407,9 @@ fn eval_sim(
                     yaw_rad: Some(d.bbox.yaw_rad + pose.yaw_rad),
                 })
                 .collect();
-            tracker.step(0.1, &obs);
-            let mut tracked_class: Vec<usize> = dets.iter().map(|d| d.class).collect();
+            tracker.step(tick, &obs);
+            let det_class: Vec<usize> = dets.iter().map(|d| d.class).collect();
+            let mut tracked_class = det_class.clone();
             for t in tracker.tracks() {
                 if let Some(i) = t.observation {
                     tracked_class[i] = t.class;
@@ -437,22 +439,23 @@ fn eval_sim(
                 evaluated_agent[ai] = true;
                 present[k] += 1;
                 gt_total += 1;
-                let hit = world
-                    .iter()
-                    .enumerate()
-                    .position(|(i, w)| !matched_det[i] && dets[i].class == k && w.dist(pos) < a.length_m.max(1.0));
-                if let Some(i) = hit {
-                    matched_det[i] = true;
-                    found[k] += 1;
+                // The first unmatched detection of the agent's class on it, with each detection's
+                // own class and with its track's.
+                let reach = a.length_m.max(1.0);
+                for (classes, matched, found) in [
+                    (&det_class, &mut matched_det, &mut found),
+                    (&tracked_class, &mut matched_tracked, &mut found_tracked),
+                ] {
+                    let hit = world
+                        .iter()
+                        .enumerate()
+                        .position(|(i, w)| !matched[i] && classes[i] == k && w.dist(pos) < reach);
+                    if let Some(i) = hit {
+                        matched[i] = true;
+                        found[k] += 1;
+                    }
                 }
-                let hit_tracked = world.iter().enumerate().position(|(i, w)| {
-                    !matched_tracked[i] && tracked_class[i] == k && w.dist(pos) < a.length_m.max(1.0)
-                });
-                if let Some(i) = hit_tracked {
-                    matched_tracked[i] = true;
-                    found_tracked[k] += 1;
-                }
-                track_secs += 0.1;
+                track_secs += tick;
             }
             // Tracking, by the CLEAR MOT procedure: an agent keeps last frame's track while that
             // track is still within 2 m; the others are matched one-to-one to the remaining
@@ -509,8 +512,7 @@ fn eval_sim(
                 }
             }
             tp_all += matched_det.iter().filter(|m| **m).count();
-            let classes: Vec<usize> = dets.iter().map(|d| d.class).collect();
-            let f = false_positives(&dets, &world, &classes, &matched_det, &frame.truth.agents, &evaluated_agent);
+            let f = false_positives(&dets, &world, &det_class, &matched_det, &frame.truth.agents, &evaluated_agent);
             fp += f.near + f.clutter;
             fp_near += f.near;
             fp_duplicate += f.duplicates;
