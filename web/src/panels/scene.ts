@@ -3,10 +3,9 @@
 // their uncertainty bands, and the fused estimates.
 
 import type { Frame, LidarFrame, PredictionsFrame, SceneMsg, TracksMsg } from "../protocol";
+import { trackLabel } from "../labels";
 import { Panel } from "./panel";
 
-/** Short names of the tracker's classes (0 vehicle, 1 pedestrian, 2 cyclist). */
-const TRACK_CLASSES = ["veh", "ped", "cyc"];
 
 export interface MapInfo {
   road_half_width_m: number;
@@ -316,8 +315,7 @@ export class ScenePanel extends Panel {
         ctx.moveTo(u, v);
         ctx.lineTo(u + t.vx_mps * s, v - t.vy_mps * s);
         ctx.stroke();
-        // The track's class is a vote over its detections (and its speed), steadier than one sweep's.
-        ctx.fillText(`#${t.id} ${TRACK_CLASSES[t.class] ?? "oth"}`, u + 6 * dpr, v + 12 * dpr);
+        ctx.fillText(trackLabel(t), u + 6 * dpr, v + 12 * dpr);
       }
     }
     if (tr && this.layers.fused) {
