@@ -86,8 +86,14 @@ mod geometry {
             let f = s.tick();
             for sweep in &f.lidar {
                 assert!((sweep.t_secs - f.truth.t_secs).abs() < 1e-6, "sweep taken at the tick end");
-                let boxes: Vec<OrientedBox> =
-                    f.truth.agents.iter().map(bbox).chain(map.obstacles.iter().copied()).collect();
+                // A road user's surface is that of its body parts, inside its bounding box.
+                let boxes: Vec<OrientedBox> = f
+                    .truth
+                    .agents
+                    .iter()
+                    .flat_map(|a| waypoint_sim::sensors::lidar::body_parts(a.kind, &bbox(a)))
+                    .chain(map.obstacles.iter().copied())
+                    .collect();
                 let p0 = &sweep.world_from_sensor;
                 for p in &sweep.points {
                     let local = Vec2::new(f64::from(p[0]), f64::from(p[1]));

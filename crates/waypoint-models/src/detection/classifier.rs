@@ -11,14 +11,17 @@ use crate::ModelError;
 
 /// Classes, in output order.
 pub const CLASSES: [&str; 4] = ["vehicle", "pedestrian", "cyclist", "other"];
-/// Number of features (classifier versions 1 and 2 take the first seven).
-pub const N_FEATURES: usize = 8;
+/// Number of features (classifier versions 1 and 2 take the first seven, version 3 eight,
+/// version 4 all ten).
+pub const N_FEATURES: usize = 10;
 /// Hidden units of a newly trained classifier (versions 1 and 2 have 32).
 const HIDDEN: usize = 64;
 
 /// Features of a cluster: box size, height, point count and density (range-compensated),
-/// vertical spread, range, and the lidar's ring spacing (radians between adjacent beams: how
-/// many points a road user of a given size shows depends on it). Geometry only: intensity is
+/// vertical spread, range, the lidar's ring spacing (radians between adjacent beams: how
+/// many points a road user of a given size shows depends on it), and the profile: the spread
+/// of the top third's points along and across the box over that of the points below (version
+/// 3 and older take the first eight). Geometry only: intensity is
 /// left out because reflectance scales differ between sensors (and between the simulator and a
 /// real lidar).
 pub fn features(b: &FittedBox, points: &[[f32; 4]], ring_spacing_rad: f64) -> [f32; N_FEATURES] {
@@ -26,6 +29,7 @@ pub fn features(b: &FittedBox, points: &[[f32; 4]], ring_spacing_rad: f64) -> [f
     let range = (b.x_m.hypot(b.y_m) as f32).max(1.0);
     let mean_z = points.iter().map(|p| p[2]).sum::<f32>() / n;
     let sd_z = (points.iter().map(|p| (p[2] - mean_z).powi(2)).sum::<f32>() / n).sqrt();
+    let (top_u, top_v) = profile(b, points);
     [
         b.length_m as f32,
         b.width_m as f32,
@@ -35,7 +39,33 @@ pub fn features(b: &FittedBox, points: &[[f32; 4]], ring_spacing_rad: f64) -> [f
         sd_z,
         range.ln(),
         (ring_spacing_rad.max(1e-4) as f32).to_degrees().ln(),
+        top_u,
+        top_v,
     ]
+}
+
+/// How the top third of a cluster compares with the rest: the spread of its points along the
+/// box's length and across it, each as a ratio to the spread of the points below (a car's cabin
+/// is shorter than its body, a pedestrian's torso wider than the legs, a wall the same all the
+/// way up). 1 when either part has fewer than three points.
+fn profile(b: &FittedBox, points: &[[f32; 4]]) -> (f32, f32) {
+    let (s, c) = b.yaw_rad.sin_cos();
+    let split = b.z_m + b.height_m * 2.0 / 3.0;
+    let mut parts = [[0f64; 5]; 2]; // n, sum u, sum u², sum v, sum v²
+    for p in points {
+        let (dx, dy) = (f64::from(p[0]) - b.x_m, f64::from(p[1]) - b.y_m);
+        let (u, v) = (c * dx + s * dy, -s * dx + c * dy);
+        let k = usize::from(f64::from(p[2]) >= split);
+        for (slot, x) in parts[k].iter_mut().zip([1.0, u, u * u, v, v * v]) {
+            *slot += x;
+        }
+    }
+    if parts[0][0] < 3.0 || parts[1][0] < 3.0 {
+        return (1.0, 1.0);
+    }
+    let sd = |q: &[f64; 5], i: usize| ((q[i + 1] / q[0] - (q[i] / q[0]).powi(2)).max(0.0)).sqrt();
+    let ratio = |i: usize| ((sd(&parts[1], i) + 0.02) / (sd(&parts[0], i) + 0.02)).min(4.0) as f32;
+    (ratio(1), ratio(3))
 }
 
 fn cerr(e: candle_core::Error) -> ModelError {
@@ -222,4 +252,40 @@ pub fn train(
         per_class[s.1] += 1;
     }
     Ok(ClassifierReport { samples: samples.len(), per_class, train_accuracy, val_accuracy, confusion })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Points on the flank (y = 0.9) of a box from x0 to x1, heights z0 to z1, 10 cm apart.
+    fn flank(x0: f32, x1: f32, z0: f32, z1: f32) -> Vec<[f32; 4]> {
+        let mut out = Vec::new();
+        let (mut x, mut z) = (x0, z0);
+        while x <= x1 {
+            while z <= z1 {
+                out.push([x, 0.9, z, 0.5]);
+                z += 0.1;
+            }
+            z = z0;
+            x += 0.1;
+        }
+        out
+    }
+
+    #[test]
+    fn a_cars_profile_narrows_at_the_top_and_a_walls_does_not() {
+        let b = FittedBox { x_m: 0.0, y_m: 0.0, z_m: 0.0, length_m: 4.5, width_m: 1.8, height_m: 1.5, yaw_rad: 0.0 };
+        // A car's side: the body along its whole length up to 0.9 m, the cabin over the middle
+        // 2.5 m above it.
+        let mut car = flank(-2.25, 2.25, 0.0, 0.9);
+        car.extend(flank(-1.35, 1.15, 1.0, 1.5));
+        let (car_u, _) = profile(&b, &car);
+        // A wall segment of the same size: the same length at every height.
+        let (wall_u, _) = profile(&b, &flank(-2.25, 2.25, 0.0, 1.5));
+        assert!(car_u < 0.7 && (wall_u - 1.0).abs() < 0.1, "car {car_u}, wall {wall_u}");
+        // Too few points above or below: no evidence either way.
+        assert_eq!(profile(&b, &flank(0.0, 0.1, 0.0, 0.3)), (1.0, 1.0));
+        assert_eq!(features(&b, &car, 0.0075)[8], car_u);
+    }
 }

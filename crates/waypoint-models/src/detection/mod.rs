@@ -223,7 +223,7 @@ mod tests {
     #[test]
     fn a_vehicle_may_look_lower_by_one_ring_spacing_at_its_range() {
         let path =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/detection/3/classifier.safetensors");
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/detection/4/classifier.safetensors");
         let det_with = |spacing_deg: f64| LidarDetector {
             segment: SegmentConfig::default(),
             classifier: Classifier::load(&path).unwrap(),

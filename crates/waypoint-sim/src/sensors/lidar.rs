@@ -88,6 +88,45 @@ struct Candidate {
     intensity: f64,
 }
 
+/// The boxes a road user's shape is made of, inside its bounding box: a vehicle's lower body and
+/// its narrower, shorter cabin; a pedestrian's two legs, torso and head; a bicycle (a thin slab)
+/// and its rider.
+pub fn body_parts(kind: crate::agent::AgentKind, b: &OrientedBox) -> Vec<OrientedBox> {
+    use crate::agent::AgentKind;
+    let (l, w, h) = (b.length_m, b.width_m, b.height_m);
+    // A part `along` forward and `across` left of the centre, `length` × `width`, from `z0` to
+    // `z1` above the box's bottom.
+    let part = |along: f64, across: f64, length: f64, width: f64, z0: f64, z1: f64| OrientedBox {
+        center: b.center + Vec2::new(along, across).rotate(b.yaw_rad),
+        z_bottom_m: b.z_bottom_m + z0,
+        length_m: length,
+        width_m: width,
+        height_m: z1 - z0,
+        yaw_rad: b.yaw_rad,
+    };
+    match kind {
+        AgentKind::Vehicle => {
+            vec![part(0.0, 0.0, l, w, 0.0, 0.6 * h), part(-0.05 * l, 0.0, 0.55 * l, 0.88 * w, 0.6 * h, h)]
+        }
+        AgentKind::Pedestrian => {
+            // Walking legs swing apart along the heading, about 0.6 m at the widest, a full
+            // swing every 1.5 m walked (the phase comes from the position along the heading).
+            let walked = b.center.dot(Vec2::new(1.0, 0.0).rotate(b.yaw_rad));
+            let stride = 0.3 * (std::f64::consts::PI * walked / 0.75).sin();
+            vec![
+                part(stride, 0.11, 0.18, 0.15, 0.0, 0.5 * h),
+                part(-stride, -0.11, 0.18, 0.15, 0.0, 0.5 * h),
+                part(0.0, 0.0, 0.28, w.min(0.5), 0.5 * h, 0.84 * h),
+                part(0.0, 0.0, 0.2, 0.18, 0.86 * h, h),
+            ]
+        }
+        AgentKind::Cyclist => vec![
+            part(0.0, 0.0, l * 0.97, 0.12, 0.0, 0.35 * h),
+            part(-0.1 * l, 0.0, 0.3 * l, 0.45_f64.min(w), 0.3 * h, h),
+        ],
+    }
+}
+
 impl Lidar {
     pub fn new(config: LidarConfig, rng: SimRng) -> Self {
         let beams = config.beams.max(1) as usize;
@@ -123,7 +162,7 @@ impl Lidar {
                 crate::agent::AgentKind::Cyclist => 0.4,
                 crate::agent::AgentKind::Pedestrian => 0.3,
             };
-            boxes.push((t.bbox, intensity));
+            boxes.extend(body_parts(t.kind, &t.bbox).into_iter().map(|b| (b, intensity)));
         }
         for o in world.obstacles {
             boxes.push((*o, 0.35));
@@ -201,5 +240,52 @@ impl Lidar {
             }
         }
         LidarSweep { t_secs, world_from_sensor: pose, points }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::AgentKind;
+
+    #[test]
+    fn body_parts_fill_their_bounding_box_and_have_a_road_users_profile() {
+        for (kind, (l, w, h)) in [
+            (AgentKind::Vehicle, (4.5, 1.8, 1.5)),
+            (AgentKind::Pedestrian, (0.55, 0.55, 1.75)),
+            (AgentKind::Cyclist, (1.8, 0.6, 1.7)),
+        ] {
+            let b = OrientedBox {
+                center: Vec2::new(10.0, -3.0),
+                z_bottom_m: 0.0,
+                length_m: l,
+                width_m: w,
+                height_m: h,
+                yaw_rad: 0.7,
+            };
+            let parts = body_parts(kind, &b);
+            // A walking pedestrian's feet may reach beyond the standing box along the heading:
+            // 0.3 m of stride plus half a foot.
+            let reach = if kind == AgentKind::Pedestrian { 0.39 } else { l / 2.0 };
+            for p in &parts {
+                for c in p.corners() {
+                    let r = (c - b.center).rotate(-b.yaw_rad);
+                    assert!(r.x.abs() <= reach + 1e-9 && r.y.abs() <= w / 2.0 + 1e-9, "{kind:?}: {p:?}");
+                }
+                assert!(p.z_bottom_m >= 0.0 && p.z_bottom_m + p.height_m <= h + 1e-9, "{kind:?}: {p:?}");
+            }
+            // The highest part reaches the top; the lowest stands on the ground.
+            assert!(parts.iter().any(|p| (p.z_bottom_m + p.height_m - h).abs() < 1e-9));
+            assert!(parts.iter().any(|p| p.z_bottom_m == 0.0));
+            let top = parts.iter().max_by(|a, c| a.z_bottom_m.total_cmp(&c.z_bottom_m)).unwrap();
+            match kind {
+                // A car's cabin is shorter and narrower than its body.
+                AgentKind::Vehicle => assert!(top.length_m < l && top.width_m < w),
+                // A head is narrower than the shoulders below it.
+                AgentKind::Pedestrian => assert!(top.width_m < 0.5),
+                // The rider is shorter than the bicycle and wider than its frame.
+                AgentKind::Cyclist => assert!(top.length_m < l / 2.0 && top.width_m > 0.3),
+            }
+        }
     }
 }
