@@ -88,9 +88,9 @@ struct Candidate {
     intensity: f64,
 }
 
-/// The boxes a road user's shape is made of, inside its bounding box: a vehicle's lower body and
-/// its narrower, shorter cabin; a pedestrian's two legs, torso and head; a bicycle (a thin slab)
-/// and its rider.
+/// The boxes a road user's shape is made of, inside its bounding box (a walker's feet reach up
+/// to 0.12 m beyond it along the heading): a vehicle's lower body and its narrower, shorter
+/// cabin; a pedestrian's two legs, torso and head; a bicycle (a thin slab) and its rider.
 pub fn body_parts(kind: crate::agent::AgentKind, b: &OrientedBox) -> Vec<OrientedBox> {
     use crate::agent::AgentKind;
     let (l, w, h) = (b.length_m, b.width_m, b.height_m);
