@@ -52,6 +52,16 @@ pub const VEHICLE_MAX_WIDTH_M: f64 = 3.0;
 /// body, its mount or something touching it, metres.
 pub const VEHICLE_MIN_RANGE_M: f64 = 2.0;
 
+/// No person, on foot or on a bicycle, is taller than this (the tallest people measured are
+/// about 2.5 m; a box's height also carries the ground estimate's error), metres.
+pub const PERSON_MAX_HEIGHT_M: f64 = 2.5;
+
+/// Whether a box is too tall for a pedestrian or a cyclist ([`PERSON_MAX_HEIGHT_M`]): a pole, a
+/// sign, a tree trunk.
+pub fn cannot_be_a_person(b: &FittedBox) -> bool {
+    b.height_m > PERSON_MAX_HEIGHT_M
+}
+
 /// Vertical angle between adjacent beams of the HDL-64E that KITTI uses (+2° to −24.9° over 64
 /// beams), radians: the detector's default.
 pub const HDL64E_RING_SPACING_RAD: f64 = 0.0075;
@@ -88,7 +98,8 @@ impl LidarDetector {
     /// Detections of one sweep (`[x, y, z, intensity]` in the sensor frame), "other" excluded
     /// unless `keep_other`. A "vehicle" that cannot be one
     /// ([`LidarDetector::cannot_be_a_vehicle`]: low walls, kerbs and bushes the classifier
-    /// takes for a car's flank, a structure's corner, the sensor's own car) is "other".
+    /// takes for a car's flank, a structure's corner, the sensor's own car), and a pedestrian or
+    /// cyclist taller than a person ([`cannot_be_a_person`]), is "other".
     pub fn detect(&self, points: &[[f32; 4]], keep_other: bool) -> Vec<Detection> {
         let (is_ground, ground_z) = segment::ground(points, &self.segment);
         let clusters = segment::cluster_with_ground(points, &self.segment, &is_ground, &ground_z);
@@ -105,7 +116,7 @@ impl LidarDetector {
             let probs = self.classifier.predict(&classifier::features(&b, &pts, self.ring_spacing_rad));
             let (mut class, score) =
                 probs.iter().enumerate().fold((3, 0.0f32), |acc, (i, p)| if *p > acc.1 { (i, *p) } else { acc });
-            if class == 0 && self.cannot_be_a_vehicle(&b) {
+            if (class == 0 && self.cannot_be_a_vehicle(&b)) || ((class == 1 || class == 2) && cannot_be_a_person(&b)) {
                 class = 3;
             }
             if class == 3 && !keep_other {
@@ -248,6 +259,10 @@ mod tests {
         // A car-sized box centred 1.5 m from the sensor would overlap the sensor's own car.
         assert!(fine.cannot_be_a_vehicle(&FittedBox { x_m: 1.5, y_m: 0.0, ..wide(1.6) }));
         assert!(!fine.cannot_be_a_vehicle(&FittedBox { x_m: 0.0, y_m: 2.6, ..wide(1.6) }));
+        // A person is at most 2.5 m tall.
+        let person = |height_m: f64| FittedBox { length_m: 0.6, width_m: 0.5, ..low(8.0, 1.0, height_m) };
+        assert!(!cannot_be_a_person(&person(1.9)) && !cannot_be_a_person(&person(2.3)));
+        assert!(cannot_be_a_person(&person(2.8)));
     }
 
     #[test]
