@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::geometry::{OrientedBox, Vec2};
+use crate::rng::SimRng;
 
 /// Half-width of each road (one lane per direction), metres.
 pub const ROAD_HALF_WIDTH_M: f64 = 4.0;
@@ -232,10 +233,23 @@ pub fn signal_phase(t_secs: f64) -> (SignalPhase, f64) {
     }
 }
 
-/// The static world: obstacles and the sidewalk graph.
+/// A piece of street clutter as the lidar sees it: a box that is solid (a bin, a post, a
+/// trunk) or porous (foliage, a fence), where a beam that enters stops after an exponentially
+/// distributed depth, or passes through.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClutterPart {
+    pub bbox: OrientedBox,
+    /// Returns per metre a beam travels inside; infinite for a solid part.
+    pub density_per_m: f64,
+}
+
+/// The static world: obstacles, street clutter and the sidewalk graph.
 #[derive(Debug, Clone)]
 pub struct Map {
     pub obstacles: Vec<OrientedBox>,
+    /// Vegetation and street furniture beside the road, drawn per scene (see [`Map::street`]).
+    /// Only the lidar sees it: it neither blocks the camera or radar nor steers anyone.
+    pub clutter: Vec<ClutterPart>,
     pub walk_nodes: Vec<WalkNode>,
     pub walk_edges: Vec<WalkEdge>,
 }
@@ -292,7 +306,33 @@ impl Map {
         for q in 0..4 {
             walk_edges.push(WalkEdge { a: q * 3, b: ((q + 1) % 4) * 3, crosswalk: true });
         }
-        Self { obstacles, walk_nodes, walk_edges }
+        Self { obstacles, clutter: Vec::new(), walk_nodes, walk_edges }
+    }
+
+    /// The intersection with street clutter drawn from `rng`: hedges and bins in the strip
+    /// between the sidewalks and the buildings, trees and sign posts at the kerb, fences along
+    /// the gaps between buildings. Nothing stands on a road, a sidewalk's walking
+    /// line or a crosswalk.
+    pub fn street(rng: &mut SimRng) -> Self {
+        let mut map = Self::intersection();
+        for (sx, sy) in [(1.0, 1.0), (-1.0, 1.0), (-1.0, -1.0), (1.0, -1.0)] {
+            for along_x in [true, false] {
+                // Arm-local frame: `a` out along the arm, `c` across it into the quadrant.
+                let frame = ArmSide { sx, sy, along_x };
+                // Building fronts: x-arms have two blocks (8–36 m and 42–64 m), y-arms one
+                // (8–32 m); the rest is open ground.
+                let fronts: &[(f64, f64)] = if along_x { &[(8.0, 36.0), (42.0, 64.0)] } else { &[(8.0, 32.0)] };
+                let gaps: &[(f64, f64)] = if along_x { &[(36.0, 42.0), (64.0, 70.0)] } else { &[(32.0, 70.0)] };
+                for &(a0, a1) in fronts {
+                    front_strip(&mut map.clutter, &frame, a0 + 2.0, a1, rng);
+                }
+                for &(a0, a1) in gaps {
+                    open_ground(&mut map.clutter, &frame, a0, a1, rng);
+                }
+                kerb(&mut map.clutter, &frame, rng);
+            }
+        }
+        map
     }
 
     /// Edges touching node `n`, as (edge index, other node).
@@ -312,6 +352,114 @@ impl Map {
     pub fn on_road(p: Vec2) -> bool {
         (p.x.abs() <= ROAD_HALF_WIDTH_M && p.y.abs() <= ARM_LENGTH_M)
             || (p.y.abs() <= ROAD_HALF_WIDTH_M && p.x.abs() <= ARM_LENGTH_M)
+    }
+}
+
+/// One side of one arm: `a` metres out along the arm and `c` across it, into quadrant
+/// (`sx`, `sy`).
+struct ArmSide {
+    sx: f64,
+    sy: f64,
+    along_x: bool,
+}
+
+impl ArmSide {
+    /// A box `length` along the arm and `width` across it, centred at (`a`, `c`), from `z0` up
+    /// `height`, turned `yaw` from the arm's direction.
+    #[allow(clippy::too_many_arguments)]
+    fn part(
+        &self,
+        a: f64,
+        c: f64,
+        length: f64,
+        width: f64,
+        z0: f64,
+        height: f64,
+        yaw: f64,
+        density: f64,
+    ) -> ClutterPart {
+        let (center, base) = if self.along_x {
+            (Vec2::new(self.sx * a, self.sy * c), 0.0)
+        } else {
+            (Vec2::new(self.sx * c, self.sy * a), std::f64::consts::FRAC_PI_2)
+        };
+        ClutterPart {
+            bbox: OrientedBox {
+                center,
+                z_bottom_m: z0,
+                length_m: length,
+                width_m: width,
+                height_m: height,
+                yaw_rad: base + yaw,
+            },
+            density_per_m: density,
+        }
+    }
+}
+
+/// The strip between a sidewalk's outer edge and the building fronts (7–8 m from the road's
+/// centre line), from `a0` to `a1` along the arm: hedges with ragged tops, bins and cabinets.
+fn front_strip(out: &mut Vec<ClutterPart>, side: &ArmSide, a0: f64, a1: f64, rng: &mut SimRng) {
+    let mut a = a0 + rng.range(0.0, 3.0);
+    while a < a1 - 1.0 {
+        let pick = rng.uniform();
+        if pick < 0.45 {
+            // A hedge: segments of foliage whose height wanders.
+            let end = (a + rng.range(2.0, 9.0)).min(a1);
+            let width = rng.range(0.5, 0.85);
+            let c = SIDEWALK_OUTER_M + 0.1 + width / 2.0;
+            let density = rng.range(4.0, 10.0);
+            let mut h = rng.range(0.7, 1.5);
+            while a < end - 0.3 {
+                let seg = rng.range(0.5, 1.0).min(end - a);
+                h = (h + rng.gauss(0.12)).clamp(0.5, 1.8);
+                out.push(side.part(a + seg / 2.0, c + rng.gauss(0.05), seg, width, 0.0, h, 0.0, density));
+                a += seg;
+            }
+        } else if pick < 0.65 {
+            // A bin, a cabinet or a post box: solid, person-sized or smaller.
+            let (l, w, h) = (rng.range(0.4, 1.2), rng.range(0.35, 0.7), rng.range(0.8, 1.6));
+            out.push(side.part(a + l / 2.0, SIDEWALK_OUTER_M + 0.15 + w / 2.0, l, w, 0.0, h, 0.0, f64::INFINITY));
+            a += l;
+        }
+        a += rng.range(1.0, 6.0);
+    }
+}
+
+/// Open ground between or beyond buildings, from `a0` to `a1` along the arm: a fence along the
+/// sidewalk, about half of it holes, half of the time.
+fn open_ground(out: &mut Vec<ClutterPart>, side: &ArmSide, a0: f64, a1: f64, rng: &mut SimRng) {
+    if rng.chance(0.5) {
+        let h = rng.range(0.9, 1.9);
+        out.push(side.part((a0 + a1) / 2.0, SIDEWALK_OUTER_M + 0.3, a1 - a0 - 0.4, 0.05, 0.0, h, 0.0, 14.0));
+    }
+}
+
+/// The kerb side of a sidewalk (4.3–4.8 m from the road's centre line): trees (a trunk and a
+/// canopy of foliage that starts above head height and leans away from the road) and sign
+/// posts, from 12 m out along the arm, clear of the corners.
+fn kerb(out: &mut Vec<ClutterPart>, side: &ArmSide, rng: &mut SimRng) {
+    let mut a = rng.range(12.0, 20.0);
+    while a < ARM_LENGTH_M - 2.0 {
+        if rng.chance(0.7) {
+            let trunk = rng.range(0.25, 0.45);
+            let c = ROAD_HALF_WIDTH_M + 0.6;
+            let base = rng.range(2.5, 3.2);
+            out.push(side.part(a, c, trunk, trunk, 0.0, base + 0.5, 0.0, f64::INFINITY));
+            let density = rng.range(1.5, 4.0);
+            for _ in 0..3 {
+                let size = rng.range(1.2, 2.2);
+                let yaw = rng.range(0.0, std::f64::consts::PI);
+                let z0 = base + rng.range(0.0, 0.6);
+                out.push(side.part(a + rng.gauss(0.4), c + 0.5, size, size, z0, rng.range(1.5, 3.5), yaw, density));
+            }
+        } else {
+            // A sign: a thin post and a plate at the top.
+            let h = rng.range(2.2, 2.8);
+            out.push(side.part(a, ROAD_HALF_WIDTH_M + 0.3, 0.08, 0.08, 0.0, h, 0.0, f64::INFINITY));
+            out.push(side.part(a, ROAD_HALF_WIDTH_M + 0.3, 0.05, 0.6, h - 0.6, 0.6, 0.0, f64::INFINITY));
+        }
+        a += rng.range(8.0, 20.0);
     }
 }
 

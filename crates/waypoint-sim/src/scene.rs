@@ -116,7 +116,7 @@ impl Scene {
             camera: Camera::new(s.camera.clone(), rng.fork(12)),
             imu: Imu::new(s.imu.clone(), rng.fork(13)),
             gps: Gps::new(s.gps.clone(), rng.fork(14)),
-            map: Map::intersection(),
+            map: Map::street(&mut rng.fork(3)),
             t_secs: 0.0,
             seq: 0,
             ego,
@@ -354,6 +354,7 @@ impl Scene {
             ego_yaw_rate_rps: self.ego.yaw_rate_rps,
             targets: &targets,
             obstacles: &self.map.obstacles,
+            clutter: &self.map.clutter,
         };
         let rates = {
             let s = &self.config.sensors;

@@ -3,7 +3,7 @@
 use waypoint_sim::fault::{FaultKind, FaultSpec, Sensor};
 use waypoint_sim::frame::{AgentTruth, Frame};
 use waypoint_sim::geometry::{OrientedBox, Vec2};
-use waypoint_sim::map::Map;
+use waypoint_sim::map::ClutterPart;
 use waypoint_sim::{AgentKind, Scene, SceneConfig};
 
 fn scene(seed: u64) -> Scene {
@@ -79,7 +79,11 @@ mod geometry {
     #[test]
     fn every_lidar_return_lies_on_a_surface() {
         let mut s = scene(3);
-        let map = Map::intersection();
+        let map = s.map().clone();
+        assert!(!map.clutter.is_empty(), "the scene has street clutter");
+        let (solid, porous): (Vec<&ClutterPart>, Vec<&ClutterPart>) =
+            map.clutter.iter().partition(|c| c.density_per_m.is_infinite());
+        let mut in_foliage = 0;
         let noise = s.config().sensors.lidar.range_noise_m;
         let mut checked = 0;
         for _ in 0..20 {
@@ -93,6 +97,7 @@ mod geometry {
                     .iter()
                     .flat_map(|a| waypoint_sim::sensors::lidar::body_parts(a.kind, &bbox(a)))
                     .chain(map.obstacles.iter().copied())
+                    .chain(solid.iter().map(|c| c.bbox))
                     .collect();
                 let p0 = &sweep.world_from_sensor;
                 for p in &sweep.points {
@@ -101,13 +106,34 @@ mod geometry {
                     let z = p0.z_m + f64::from(p[2]);
                     let d_ground = z.abs();
                     let d_box = boxes.iter().map(|b| b.surface_distance([w.x, w.y, z])).fold(f64::INFINITY, f64::min);
-                    let d = d_ground.min(d_box);
+                    // A porous part (foliage, a fence) returns from anywhere inside it.
+                    let d_porous = porous
+                        .iter()
+                        .map(|c| {
+                            let b = c.bbox;
+                            let inside = (w - b.center).rotate(-b.yaw_rad);
+                            if inside.x.abs() <= b.length_m / 2.0
+                                && inside.y.abs() <= b.width_m / 2.0
+                                && z >= b.z_bottom_m
+                                && z <= b.z_bottom_m + b.height_m
+                            {
+                                0.0
+                            } else {
+                                b.surface_distance([w.x, w.y, z])
+                            }
+                        })
+                        .fold(f64::INFINITY, f64::min);
+                    if d_porous == 0.0 && d_box.min(d_ground) > 6.0 * noise {
+                        in_foliage += 1;
+                    }
+                    let d = d_ground.min(d_box).min(d_porous);
                     assert!(d < 6.0 * noise, "point {p:?} is {d} m from every surface");
                     checked += 1;
                 }
             }
         }
         assert!(checked > 100_000, "only {checked} points checked");
+        assert!(in_foliage > 1000, "only {in_foliage} returns from inside foliage");
     }
 
     #[test]

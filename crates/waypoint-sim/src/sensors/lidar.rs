@@ -1,4 +1,5 @@
-//! Spinning lidar: a ray cast over 360° against agent boxes, static obstacles and the ground.
+//! Spinning lidar: a ray cast over 360° against agent boxes, static obstacles, street clutter
+//! (solid, or porous like foliage) and the ground.
 //!
 //! The cast is done per azimuth column: the horizontal interval over which each box's footprint
 //! is crossed is computed once, then every beam of the column only intersects that interval with
@@ -86,6 +87,8 @@ struct Candidate {
     z0: f64,
     z1: f64,
     intensity: f64,
+    /// Returns per metre inside (infinite: solid).
+    density: f64,
 }
 
 /// The boxes a road user's shape is made of, inside its bounding box (a walker's feet reach up
@@ -127,6 +130,38 @@ pub fn body_parts(kind: crate::agent::AgentKind, b: &OrientedBox) -> Vec<Oriente
     }
 }
 
+/// Azimuth columns per bucket of [`azimuth_buckets`].
+const BUCKET_COLUMNS: usize = 32;
+
+/// For each run of [`BUCKET_COLUMNS`] azimuth columns, the boxes (indices, ascending) whose
+/// footprint's enclosing circle the run's rays may cross; a box around the sensor is in every
+/// bucket. A superset of the boxes each column's own test keeps, in the same order, so the
+/// sweep is the same as testing every box in every column.
+fn azimuth_buckets(boxes: &[(OrientedBox, f64, f64)], origin: Vec2, yaw: f64, columns: usize) -> Vec<Vec<u32>> {
+    let n = columns.div_ceil(BUCKET_COLUMNS).max(1);
+    let step = std::f64::consts::TAU / columns.max(1) as f64;
+    let mut buckets = vec![Vec::new(); n];
+    for (k, (b, _, _)) in boxes.iter().enumerate() {
+        let rel = b.center - origin;
+        let (d, r) = (rel.norm(), b.bounding_radius());
+        if d <= r + 1e-6 {
+            buckets.iter_mut().for_each(|v| v.push(k as u32));
+            continue;
+        }
+        // Columns within the circle's angular half-width (and one more each side).
+        let centre = (rel.angle() - yaw).rem_euclid(std::f64::consts::TAU) / step;
+        let half = (r / d).asin() / step + 1.0;
+        let (lo, hi) = ((centre - half).floor() as i64, (centre + half).ceil() as i64);
+        for c in lo..=hi.min(lo + columns as i64 - 1) {
+            let bucket = &mut buckets[c.rem_euclid(columns as i64) as usize / BUCKET_COLUMNS];
+            if bucket.last() != Some(&(k as u32)) {
+                bucket.push(k as u32);
+            }
+        }
+    }
+    buckets
+}
+
 impl Lidar {
     pub fn new(config: LidarConfig, rng: SimRng) -> Self {
         let beams = config.beams.max(1) as usize;
@@ -155,28 +190,35 @@ impl Lidar {
         let origin = Vec2::new(pose.x_m, pose.y_m);
         let z0 = pose.z_m;
         let noise = self.config.range_noise_m * effect.noise_mult;
-        let mut boxes: Vec<(OrientedBox, f64)> = Vec::with_capacity(world.targets.len() + world.obstacles.len());
+        // Each box with its intensity and density (returns per metre inside; infinite: solid).
+        let mut boxes: Vec<(OrientedBox, f64, f64)> =
+            Vec::with_capacity(world.targets.len() * 4 + world.obstacles.len() + world.clutter.len());
         for t in world.targets {
             let intensity = match t.kind {
                 crate::agent::AgentKind::Vehicle => 0.55,
                 crate::agent::AgentKind::Cyclist => 0.4,
                 crate::agent::AgentKind::Pedestrian => 0.3,
             };
-            boxes.extend(body_parts(t.kind, &t.bbox).into_iter().map(|b| (b, intensity)));
+            boxes.extend(body_parts(t.kind, &t.bbox).into_iter().map(|b| (b, intensity, f64::INFINITY)));
         }
-        for o in world.obstacles {
-            boxes.push((*o, 0.35));
-        }
+        boxes.extend(world.obstacles.iter().map(|o| (*o, 0.35, f64::INFINITY)));
+        boxes.extend(
+            world
+                .clutter
+                .iter()
+                .map(|c| (c.bbox, if c.density_per_m.is_finite() { 0.2 } else { 0.35 }, c.density_per_m)),
+        );
         // Keep only boxes within range.
-        boxes.retain(|(b, _)| b.center.dist(origin) - b.bounding_radius() < self.config.max_range_m);
+        boxes.retain(|(b, _, _)| b.center.dist(origin) - b.bounding_radius() < self.config.max_range_m);
         let mut points = Vec::with_capacity(self.beam_tan.len() * self.az_cos.len() / 2);
         let mut cands: Vec<Candidate> = Vec::with_capacity(16);
         let (ys, yc) = pose.yaw_rad.sin_cos();
+        let buckets = azimuth_buckets(&boxes, origin, pose.yaw_rad, self.az_cos.len());
         for j in 0..self.az_cos.len() {
             let (ca, sa) = (self.az_cos[j], self.az_sin[j]);
             let dir = Vec2::new(yc * ca - ys * sa, ys * ca + yc * sa);
             cands.clear();
-            for (b, intensity) in &boxes {
+            for (b, intensity, density) in buckets[j / BUCKET_COLUMNS].iter().map(|k| &boxes[*k as usize]) {
                 let rel = b.center - origin;
                 let along = rel.dot(dir);
                 let r = b.bounding_radius();
@@ -190,6 +232,7 @@ impl Lidar {
                         z0: b.z_bottom_m,
                         z1: b.z_bottom_m + b.height_m,
                         intensity: *intensity,
+                        density: *density,
                     });
                 }
             }
@@ -215,8 +258,13 @@ impl Lidar {
                         let (a, b) = if a < b { (a, b) } else { (b, a) };
                         (a.max(c.t0), b.min(c.t1))
                     };
-                    if lo <= hi && lo < best_t {
-                        best_t = lo;
+                    if lo > hi || lo >= best_t {
+                        continue;
+                    }
+                    // A porous part stops the beam after an exponential depth, if inside.
+                    let hit = if c.density.is_finite() { lo - (1.0 - self.rng.uniform()).ln() / c.density } else { lo };
+                    if hit <= hi && hit < best_t {
+                        best_t = hit;
                         best_int = c.intensity;
                     }
                 }
@@ -247,6 +295,43 @@ impl Lidar {
 mod tests {
     use super::*;
     use crate::agent::AgentKind;
+
+    #[test]
+    fn azimuth_buckets_hold_every_box_a_column_can_hit() {
+        let mut rng = SimRng::new(7);
+        for columns in [1024, 2048, 100] {
+            let boxes: Vec<(OrientedBox, f64, f64)> = (0..200)
+                .map(|_| {
+                    let b = OrientedBox {
+                        center: Vec2::new(rng.range(-30.0, 30.0), rng.range(-30.0, 30.0)),
+                        z_bottom_m: 0.0,
+                        length_m: rng.range(0.05, 12.0),
+                        width_m: rng.range(0.05, 4.0),
+                        height_m: 1.0,
+                        yaw_rad: rng.range(-3.2, 3.2),
+                    };
+                    (b, 0.5, f64::INFINITY)
+                })
+                .collect();
+            let origin = Vec2::new(rng.range(-5.0, 5.0), rng.range(-5.0, 5.0));
+            let yaw = rng.range(-7.0, 7.0);
+            let buckets = azimuth_buckets(&boxes, origin, yaw, columns);
+            let mut hits = 0;
+            for j in 0..columns {
+                let dir = Vec2::from_angle(yaw + j as f64 / columns as f64 * std::f64::consts::TAU);
+                for (k, (b, _, _)) in boxes.iter().enumerate() {
+                    if b.ray_interval(origin, dir).is_some() {
+                        hits += 1;
+                        assert!(buckets[j / BUCKET_COLUMNS].contains(&(k as u32)), "column {j} misses box {k}");
+                    }
+                }
+            }
+            assert!(hits > columns, "{hits} hits");
+            // Culling: on average a bucket holds far fewer than all the boxes.
+            let mean = buckets.iter().map(Vec::len).sum::<usize>() as f64 / buckets.len() as f64;
+            assert!(columns == 100 || mean < 0.5 * boxes.len() as f64, "{mean} boxes a bucket");
+        }
+    }
 
     #[test]
     fn body_parts_fill_their_bounding_box_and_have_a_road_users_profile() {

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::agent::AgentKind;
 use crate::frame::SensorPose;
 use crate::geometry::{OrientedBox, Vec2};
+use crate::map::ClutterPart;
 
 pub use camera::CameraConfig;
 pub use gps::GpsConfig;
@@ -28,6 +29,8 @@ pub struct WorldView<'a> {
     pub ego_yaw_rate_rps: f64,
     pub targets: &'a [Target],
     pub obstacles: &'a [OrientedBox],
+    /// Street clutter, seen by the lidar only.
+    pub clutter: &'a [ClutterPart],
 }
 
 /// A moving object as the sensors see it.
@@ -99,6 +102,7 @@ mod tests {
             ego_yaw_rate_rps: 0.5,
             targets: &[],
             obstacles: &[],
+            clutter: &[],
         };
         // Heading north, turning left at 0.5 rad/s: a point 2 m ahead moves 1 m/s west too.
         let v = world.mount_velocity(2.0);
