@@ -18,6 +18,21 @@ fn cross(o: (f64, f64), a: (f64, f64), b: (f64, f64)) -> f64 {
     (a.0 - o.0) * (b.1 - o.1) - (a.1 - o.1) * (b.0 - o.0)
 }
 
+/// Whether every box that encloses `points` is longer than `length_m` (so fitting one can be
+/// skipped when such boxes are discarded): the longer side of an enclosing rectangle is at
+/// least its diagonal over √2, and the diagonal at least the points' extent along x or y.
+pub fn surely_longer_than(points: &[[f32; 4]], length_m: f64) -> bool {
+    let (mut lo, mut hi) = ([f32::INFINITY; 2], [f32::NEG_INFINITY; 2]);
+    for p in points {
+        for k in 0..2 {
+            lo[k] = lo[k].min(p[k]);
+            hi[k] = hi[k].max(p[k]);
+        }
+    }
+    let extent = f64::from((hi[0] - lo[0]).max(hi[1] - lo[1]));
+    extent > length_m * std::f64::consts::SQRT_2 + 1e-6
+}
+
 /// Fits a box to points `[x, y, z, _]` standing on ground at `ground_z`. The length is the
 /// longer side; yaw is the direction of the length, in (-pi/2, pi/2].
 pub fn fit(points: &[[f32; 4]], ground_z: f64) -> Option<FittedBox> {
@@ -35,6 +50,7 @@ pub fn fit(points: &[[f32; 4]], ground_z: f64) -> Option<FittedBox> {
                                                                  // Coarse search every 3 degrees, then refine around the best every half degree.
     let coarse: Vec<f64> = (0..30).map(|k| (3.0 * k as f64).to_radians()).collect();
     let mut candidates = coarse;
+    let mut uv: Vec<(f64, f64)> = Vec::with_capacity(xy.len());
     for pass in 0..2 {
         if pass == 1 {
             let centre = best.map_or(0.0, |b| b.1);
@@ -43,7 +59,8 @@ pub fn fit(points: &[[f32; 4]], ground_z: f64) -> Option<FittedBox> {
         for &theta in &candidates {
             let (s, c) = theta.sin_cos();
             let (mut u0, mut u1, mut v0, mut v1) = (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
-            let uv: Vec<(f64, f64)> = xy.iter().map(|&(x, y)| (c * x + s * y, -s * x + c * y)).collect();
+            uv.clear();
+            uv.extend(xy.iter().map(|&(x, y)| (c * x + s * y, -s * x + c * y)));
             for &(u, v) in &uv {
                 u0 = u0.min(u);
                 u1 = u1.max(u);
@@ -236,6 +253,34 @@ mod tests {
         // A whole car is left alone.
         let whole = FittedBox { length_m: 4.5, width_m: 1.85, ..flank };
         assert_eq!(complete(&whole, 3.9, 1.6), whole);
+    }
+
+    #[test]
+    fn a_cluster_surely_longer_than_a_length_fits_only_longer_boxes() {
+        // Straight, L-shaped and scattered clusters at many angles and sizes.
+        let mut state = 12345u64;
+        let mut next = || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let (mut skipped, mut kept) = (0, 0);
+        for _ in 0..400 {
+            let (yaw, l, w) = (next() * 6.3, 2.0 + next() * 20.0, next() * 4.0);
+            let (s, c) = yaw.sin_cos();
+            let pts: Vec<[f32; 4]> = (0..60)
+                .map(|_| {
+                    let (u, v) = (next() * l, if next() < 0.5 { 0.0 } else { next() * w });
+                    [(c * u - s * v) as f32, (s * u + c * v) as f32, 0.5, 0.0]
+                })
+                .collect();
+            if surely_longer_than(&pts, 12.0) {
+                skipped += 1;
+                assert!(fit(&pts, 0.0).unwrap().length_m > 12.0);
+            } else {
+                kept += 1;
+            }
+        }
+        assert!(skipped > 50 && kept > 50, "{skipped} skipped, {kept} kept");
     }
 
     #[test]

@@ -26,6 +26,9 @@ pub struct Detection {
     pub points: usize,
 }
 
+/// A cluster whose box is longer than this is structure (a wall, a hedge), not an object, metres.
+pub const MAX_OBJECT_LENGTH_M: f64 = 12.0;
+
 /// Fragments whose footprints come this close may be joined, metres.
 pub const MERGE_GAP_M: f64 = 2.0;
 /// Largest diagonal of two fragments' joint footprint considered, metres.
@@ -108,9 +111,12 @@ impl LidarDetector {
         for c in clusters {
             let pts: Vec<[f32; 4]> = c.iter().map(|i| points[*i]).collect();
             let g = c.iter().map(|i| f64::from(ground_z[*i])).sum::<f64>() / c.len() as f64;
-            let Some(b) = boxfit::fit(&pts, g) else { continue };
             // Implausibly large clusters are structure (walls, hedges), not objects.
-            if b.length_m > 12.0 || b.height_m < 0.3 {
+            if boxfit::surely_longer_than(&pts, MAX_OBJECT_LENGTH_M) {
+                continue;
+            }
+            let Some(b) = boxfit::fit(&pts, g) else { continue };
+            if b.length_m > MAX_OBJECT_LENGTH_M || b.height_m < 0.3 {
                 continue;
             }
             let probs = self.classifier.predict(&classifier::features(&b, &pts, self.ring_spacing_rad));
@@ -234,7 +240,7 @@ mod tests {
     #[test]
     fn a_vehicle_may_look_lower_by_one_ring_spacing_at_its_range() {
         let path =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/detection/4/classifier.safetensors");
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/detection/5/classifier.safetensors");
         let det_with = |spacing_deg: f64| LidarDetector {
             segment: SegmentConfig::default(),
             classifier: Classifier::load(&path).unwrap(),

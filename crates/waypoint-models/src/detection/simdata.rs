@@ -5,9 +5,9 @@ use waypoint_sim::geometry::Vec2;
 use waypoint_sim::sensors::LidarConfig;
 use waypoint_sim::{AgentKind, Scene, SceneConfig};
 
-use super::boxfit;
 use super::classifier::{features, N_FEATURES};
 use super::segment::{self, SegmentConfig};
+use super::{boxfit, MAX_OBJECT_LENGTH_M};
 
 /// The class index of an agent kind.
 pub fn class_of(kind: AgentKind) -> usize {
@@ -45,8 +45,11 @@ pub fn generate(
                 for c in segment::cluster_with_ground(&sweep.points, seg, &is_ground, &ground_z) {
                     let pts: Vec<[f32; 4]> = c.iter().map(|i| sweep.points[*i]).collect();
                     let g = c.iter().map(|i| f64::from(ground_z[*i])).sum::<f64>() / c.len() as f64;
+                    if boxfit::surely_longer_than(&pts, MAX_OBJECT_LENGTH_M) {
+                        continue;
+                    }
                     let Some(b) = boxfit::fit(&pts, g) else { continue };
-                    if b.length_m > 12.0 || b.height_m < 0.3 {
+                    if b.length_m > MAX_OBJECT_LENGTH_M || b.height_m < 0.3 {
                         continue;
                     }
                     let world = Vec2::new(pose.x_m, pose.y_m) + Vec2::new(b.x_m, b.y_m).rotate(pose.yaw_rad);
