@@ -504,8 +504,12 @@ fn eval_sim(
                 match matched[k] {
                     Some(ti) => {
                         let id = tracks[ti].id;
-                        if last_track_of.insert(a.id, id).is_some_and(|prev| prev != id) {
+                        if let Some(prev) = last_track_of.insert(a.id, id).filter(|prev| *prev != id) {
                             switches += 1;
+                            tracing::debug!(
+                                seed, t = frame.truth.t_secs, agent = a.id, kind = ?a.kind, x = a.x_m, y = a.y_m,
+                                prev, now = id, "id switch"
+                            );
                         }
                     }
                     None => misses += 1,
