@@ -433,7 +433,8 @@ fn eval_sim(
                     let r = (w - pos).rotate(-a.yaw_rad);
                     r.x.abs() < a.length_m / 2.0 + 0.2 && r.y.abs() < a.width_m / 2.0 + 0.2 && f64::from(p[2]) > -1.5
                 });
-                if rel_pts.count() < 10 {
+                let on_agent = rel_pts.count();
+                if on_agent < 10 {
                     continue;
                 }
                 evaluated_agent[ai] = true;
@@ -442,9 +443,9 @@ fn eval_sim(
                 // The first unmatched detection of the agent's class on it, with each detection's
                 // own class and with its track's.
                 let reach = a.length_m.max(1.0);
-                for (classes, matched, found) in [
-                    (&det_class, &mut matched_det, &mut found),
-                    (&tracked_class, &mut matched_tracked, &mut found_tracked),
+                for (per_sweep, classes, matched, found) in [
+                    (true, &det_class, &mut matched_det, &mut found),
+                    (false, &tracked_class, &mut matched_tracked, &mut found_tracked),
                 ] {
                     let hit = world
                         .iter()
@@ -453,6 +454,14 @@ fn eval_sim(
                     if let Some(i) = hit {
                         matched[i] = true;
                         found[k] += 1;
+                    } else if per_sweep {
+                        let nearest = world.iter().enumerate().min_by(|a, b| a.1.dist(pos).total_cmp(&b.1.dist(pos)));
+                        tracing::debug!(
+                            seed, t = frame.truth.t_secs, agent = a.id, kind = ?a.kind, x = a.x_m, y = a.y_m,
+                            range = pos.dist(origin), points = on_agent,
+                            nearest = ?nearest.map(|(i, w)| (classes[i], w.dist(pos), dets[i].points, dets[i].bbox.height_m)),
+                            "missed"
+                        );
                     }
                 }
                 track_secs += tick;
