@@ -312,7 +312,8 @@ impl Map {
     /// The intersection with street clutter drawn from `rng`: hedges and bins in the strip
     /// between the sidewalks and the buildings, trees and sign posts at the kerb, fences along
     /// the gaps between buildings. Nothing stands on a road, a sidewalk's walking
-    /// line or a crosswalk.
+    /// line or a crosswalk (a hedge's ragged edge may lean a few centimetres into the building
+    /// front behind it).
     pub fn street(rng: &mut SimRng) -> Self {
         let mut map = Self::intersection();
         for (sx, sy) in [(1.0, 1.0), (-1.0, 1.0), (-1.0, -1.0), (1.0, -1.0)] {
@@ -499,6 +500,34 @@ mod tests {
         let path = Path::new(vec![Vec2::new(0.0, 0.0), Vec2::new(10.0, 0.0)]);
         let (s, lat) = path.project(Vec2::new(4.0, 1.5), 0.0, 10.0).unwrap();
         assert!((s - 4.0).abs() < 1e-9 && (lat - 1.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn street_clutter_stays_off_roads_walking_lines_and_buildings() {
+        for seed in 0..20 {
+            let map = Map::street(&mut SimRng::new(seed));
+            assert!(map.clutter.len() > 100, "seed {seed}: {} parts", map.clutter.len());
+            let porous = map.clutter.iter().filter(|c| c.density_per_m.is_finite()).count();
+            assert!(porous > 20 && porous < map.clutter.len(), "seed {seed}: {porous} porous parts");
+            // What stands on the ground (not a canopy or a sign's plate overhead).
+            for part in map.clutter.iter().filter(|c| c.bbox.z_bottom_m < 1.0) {
+                let b = part.bbox;
+                for p in b.corners().into_iter().chain([b.center]) {
+                    assert!(!Map::on_road(p), "seed {seed}: {b:?} on a road");
+                    // The walking lines, 5.5 m from the road's centre line, with room for a walker.
+                    for (along, across) in [(p.x, p.y), (p.y, p.x)] {
+                        let on_line = (across.abs() - SIDEWALK_OFFSET_M).abs() < 0.5
+                            && along.abs() <= ARM_LENGTH_M - 10.0
+                            && along.abs() >= SIDEWALK_OFFSET_M;
+                        assert!(!on_line, "seed {seed}: {b:?} on a walking line");
+                    }
+                }
+                // A hedge's ragged edge may lean a little into a building front behind it.
+                let core =
+                    OrientedBox { length_m: (b.length_m - 0.3).max(0.01), width_m: (b.width_m - 0.3).max(0.01), ..b };
+                assert!(!map.obstacles.iter().any(|o| o.overlaps(&core)), "seed {seed}: {b:?} inside an obstacle");
+            }
+        }
     }
 
     #[test]
