@@ -455,11 +455,15 @@ fn eval_sim(
                         matched[i] = true;
                         found[k] += 1;
                     } else if per_sweep {
-                        let nearest = world.iter().enumerate().min_by(|a, b| a.1.dist(pos).total_cmp(&b.1.dist(pos)));
+                        // The nearest detection is only looked for when debug logging is on.
                         tracing::debug!(
                             seed, t = frame.truth.t_secs, agent = a.id, kind = ?a.kind, x = a.x_m, y = a.y_m,
                             range = pos.dist(origin), points = on_agent,
-                            nearest = ?nearest.map(|(i, w)| (classes[i], w.dist(pos), dets[i].points, dets[i].bbox.height_m)),
+                            nearest = ?world
+                                .iter()
+                                .enumerate()
+                                .min_by(|a, b| a.1.dist(pos).total_cmp(&b.1.dist(pos)))
+                                .map(|(i, w)| (classes[i], w.dist(pos), dets[i].points, dets[i].bbox.height_m)),
                             "missed"
                         );
                     }
