@@ -2,11 +2,13 @@
 //! Mahalanobis gating, optimal assignment (Hungarian algorithm) on a cost that also weighs a
 //! detection's class against the track's (a fading vote of the classes it was seen as), a
 //! vehicle's velocity held along its detected box's axis, track birth after two hits
-//! and death after `max_misses` misses, stable ids. A second detection on an object that already
-//! has a track (a vehicle split in two by an occluder) does not start a track of its own, and a
-//! younger track that shadows an older one (same place, same velocity) is retired, and a
-//! coasting track hands its id to a young track that appeared beside it (the same object found
-//! again after the old estimate wandered off).
+//! and death after `max_misses` misses (`established_max_misses` for a track followed for
+//! seconds), stable ids. A second detection on an object that already has a track (a vehicle
+//! split in two by an occluder) does not start a track of its own; a young track that shadows
+//! an older one (same place, same velocity) is retired, an established one only after it has
+//! shadowed it for `duplicate_frames` frames (two walkers passing each other are briefly one
+//! cluster); and a coasting track hands its id to a young track that appeared beside it (the
+//! same object found again after the old estimate wandered off).
 
 // The 4×4 filter algebra is written with index loops that mirror the matrix formulas.
 #![allow(clippy::needless_range_loop)]
@@ -50,6 +52,8 @@ struct Track {
     /// detection of it as one (a stopped cyclist seen end-on looks like a pedestrian) counts
     /// as a cyclist.
     outran_pedestrians: bool,
+    /// Consecutive frames it has sat on an older track, close and moving alike.
+    shadowing: u32,
 }
 
 impl Track {
@@ -100,6 +104,11 @@ pub struct TrackerConfig {
     pub gate: f64,
     pub confirm_hits: u32,
     pub max_misses: u32,
+    /// A track with at least `established_hits` hits coasts this many misses instead: an object
+    /// followed for seconds and then hidden (a walker behind a parked car) keeps moving as it
+    /// did, and is found again where its track predicts it.
+    pub established_max_misses: u32,
+    pub established_hits: u32,
     /// An unmatched observation this close to a track updated this frame starts no track,
     /// metres, per class (vehicle, pedestrian, cyclist, other): a vehicle's fragments lie
     /// within its length, a pedestrian's beside its body.
@@ -107,6 +116,11 @@ pub struct TrackerConfig {
     /// Two confirmed tracks closer than their class's radius whose velocities differ by less
     /// than this are one object: the younger is retired, m/s.
     pub duplicate_speed_mps: f64,
+    /// ... at once when the younger has at most `handover_max_hits` hits (a shadow of the older
+    /// is found early), otherwise after this many frames in a row: two established tracks that
+    /// meet are two objects passing each other, whose merged detection drags their velocities
+    /// together for a few frames.
+    pub duplicate_frames: u32,
     /// A confirmed track that missed this frame hands its id to a young track (at most
     /// `handover_max_hits` hits) updated this close to it, metres per class: the young track
     /// is the same object found again after the old one's estimate wandered off.
@@ -140,8 +154,11 @@ impl Default for TrackerConfig {
             gate: 13.8,
             confirm_hits: 2,
             max_misses: 10,
+            established_max_misses: 20,
+            established_hits: 50,
             duplicate_radius_m: [3.0, 0.6, 1.0, 1.0],
             duplicate_speed_mps: 1.5,
+            duplicate_frames: 10,
             handover_radius_m: [3.5, 1.5, 2.5, 1.5],
             handover_max_hits: 20,
             class_cost: [[0.0, 6.0, 6.0, 3.0], [6.0, 0.0, 2.0, 3.0], [6.0, 2.0, 0.0, 3.0], [3.0, 3.0, 3.0, 0.0]],
@@ -343,10 +360,19 @@ impl Tracker {
             t.state.vx_mps = t.x[2];
             t.state.vy_mps = t.x[3];
         }
-        let max_misses = self.config.max_misses;
-        let confirm = self.config.confirm_hits;
-        // Tentative tracks die at their first miss; confirmed ones after `max_misses`.
-        self.tracks.retain(|t| t.state.misses <= if t.state.hits >= confirm { max_misses } else { 0 });
+        let cfg = self.config;
+        // Tentative tracks die at their first miss; confirmed ones after `max_misses`,
+        // established ones after `established_max_misses`.
+        self.tracks.retain(|t| {
+            let limit = if t.state.hits >= cfg.established_hits {
+                cfg.established_max_misses
+            } else if t.state.hits >= cfg.confirm_hits {
+                cfg.max_misses
+            } else {
+                0
+            };
+            t.state.misses <= limit
+        });
         self.retire_duplicates();
         self.hand_over();
         let radius = |class: usize| self.config.duplicate_radius_m[class.min(3)];
@@ -386,6 +412,7 @@ impl Tracker {
                 votes: std::array::from_fn(|c| if c == o.class.min(3) { 1.0 } else { 0.0 }),
                 fast_updates: 0,
                 outran_pedestrians: false,
+                shadowing: 0,
             });
         }
     }
@@ -438,11 +465,13 @@ impl Tracker {
     }
 
     /// Retires the younger of two confirmed tracks that sit on one object: closer than their
-    /// class's duplicate radius and moving alike.
+    /// class's duplicate radius and moving alike, at once for a young shadow, or for
+    /// `duplicate_frames` frames in a row for an established track.
     fn retire_duplicates(&mut self) {
         let cfg = self.config;
         let n = self.tracks.len();
         let mut dead = vec![false; n];
+        let mut shadowing = vec![false; n];
         for i in 0..n {
             for j in i + 1..n {
                 let (a, b) = (&self.tracks[i], &self.tracks[j]);
@@ -455,9 +484,16 @@ impl Tracker {
                 if close && alike {
                     // The older track (more hits, then the lower id) keeps the object.
                     let younger = if (a.state.hits, b.state.id) >= (b.state.hits, a.state.id) { j } else { i };
-                    dead[younger] = true;
+                    let y = &self.tracks[younger];
+                    shadowing[younger] = true;
+                    if y.state.hits <= cfg.handover_max_hits || y.shadowing + 1 >= cfg.duplicate_frames {
+                        dead[younger] = true;
+                    }
                 }
             }
+        }
+        for (t, s) in self.tracks.iter_mut().zip(&shadowing) {
+            t.shadowing = if *s { t.shadowing + 1 } else { 0 };
         }
         self.remove(&dead);
     }
@@ -520,6 +556,69 @@ mod tests {
         let tracks = t.tracks();
         assert_eq!(tracks.len(), 1, "{tracks:?}");
         assert_eq!(Some(tracks[0].id), first_id, "the older track keeps the object");
+    }
+
+    /// Two walkers on one line, 12 m apart, walking at each other at 1.3 m/s; while they are
+    /// closer than 0.7 m the lidar sees one cluster between them. Returns the ids of the tracks
+    /// on the first (west-bound start, walking east) and the second walker, before and 2 s
+    /// after they pass.
+    fn walkers_passing(config: TrackerConfig) -> ([u32; 2], [Option<u32>; 2]) {
+        let mut t = Tracker::new(config);
+        let ped = |x: f64| Observation { x_m: x, y_m: 5.5, class: 1, yaw_rad: None };
+        let at = |k: usize| (-6.0 + 0.13 * k as f64, 6.0 - 0.13 * k as f64);
+        let id_near = |t: &Tracker, x: f64| t.tracks().iter().find(|s| (s.x_m - x).abs() < 0.5).map(|s| s.id);
+        let mut before = [0; 2];
+        for k in 0..62 {
+            let (a, b) = at(k);
+            let obs = if (a - b).abs() < 0.7 { vec![ped(0.5 * (a + b))] } else { vec![ped(a), ped(b)] };
+            t.step(0.1, &obs);
+            if k == 40 {
+                before = [id_near(&t, a).unwrap(), id_near(&t, b).unwrap()];
+            }
+        }
+        let (a, b) = at(61);
+        (before, [id_near(&t, a), id_near(&t, b)])
+    }
+
+    #[test]
+    fn walkers_passing_each_other_keep_their_ids() {
+        let (before, after) = walkers_passing(TrackerConfig::default());
+        assert_eq!(after, before.map(Some));
+        // Retiring an established track at the first frame it sits close to another and
+        // moves alike loses one walker's id when the merged cluster drags the velocities
+        // together.
+        let eager = TrackerConfig { duplicate_frames: 1, handover_max_hits: 1000, ..TrackerConfig::default() };
+        let (before, after) = walkers_passing(eager);
+        assert_ne!(after, before.map(Some), "{before:?} {after:?}");
+    }
+
+    #[test]
+    fn an_established_track_coasts_through_a_long_occlusion() {
+        let run = |config: TrackerConfig| {
+            let mut t = Tracker::new(config);
+            let ped = |k: usize| Observation { x_m: 0.13 * k as f64, y_m: 5.5, class: 1, yaw_rad: None };
+            for k in 0..60 {
+                t.step(0.1, &[ped(k)]);
+            }
+            let id = t.tracks()[0].id;
+            // Hidden for 1.5 s (behind a parked van), then seen again where it walked to.
+            for _ in 60..75 {
+                t.step(0.1, &[]);
+            }
+            for k in 75..80 {
+                t.step(0.1, &[ped(k)]);
+            }
+            (id, t.tracks().iter().map(|s| s.id).collect::<Vec<_>>())
+        };
+        let (id, ids) = run(TrackerConfig::default());
+        assert_eq!(ids, vec![id]);
+        // A track with 10 misses' grace dies behind the van; the walker comes back under a new id.
+        let (id, ids) = run(TrackerConfig {
+            established_max_misses: TrackerConfig::default().max_misses,
+            ..TrackerConfig::default()
+        });
+        assert_eq!(ids.len(), 1);
+        assert_ne!(ids[0], id);
     }
 
     #[test]
