@@ -65,6 +65,15 @@ pub fn cannot_be_a_person(b: &FittedBox) -> bool {
     b.height_m > PERSON_MAX_HEIGHT_M
 }
 
+/// An "other" cluster taller than this is looked at again below it
+/// ([`LidarDetector::detect`]): a person under a tree's canopy is one cluster with the canopy
+/// and the trunk, metres.
+pub const CANOPY_CUT_M: f64 = 2.3;
+/// ... where a part counts only if it ends there by itself (a person's head) rather than going
+/// on upward (a pole, a trunk): its top is this far below the cut, and the cluster has no
+/// point over it within this height (plus one ring spacing) above its top, metres.
+pub const UNDER_CANOPY_CLEARANCE_M: f64 = 0.3;
+
 /// Vertical angle between adjacent beams of the HDL-64E that KITTI uses (+2° to −24.9° over 64
 /// beams), radians: the detector's default.
 pub const HDL64E_RING_SPACING_RAD: f64 = 0.0075;
@@ -102,36 +111,89 @@ impl LidarDetector {
     /// unless `keep_other`. A "vehicle" that cannot be one
     /// ([`LidarDetector::cannot_be_a_vehicle`]: low walls, kerbs and bushes the classifier
     /// takes for a car's flank, a structure's corner, the sensor's own car), and a pedestrian or
-    /// cyclist taller than a person ([`cannot_be_a_person`]), is "other".
+    /// cyclist taller than a person ([`cannot_be_a_person`]), is "other". An "other" cluster
+    /// taller than [`CANOPY_CUT_M`] with a surface above the cut is looked at again below it:
+    /// a part that ends there by itself ([`LidarDetector::ends_below`]) and is a road user is
+    /// a detection of its own (a person under a tree, clustered with its canopy and trunk).
     pub fn detect(&self, points: &[[f32; 4]], keep_other: bool) -> Vec<Detection> {
         let (is_ground, ground_z) = segment::ground(points, &self.segment);
         let clusters = segment::cluster_with_ground(points, &self.segment, &is_ground, &ground_z);
         let clusters = if self.merge_fragments { self.merge(points, &ground_z, clusters) } else { clusters };
         let mut out = Vec::new();
         for c in clusters {
-            let pts: Vec<[f32; 4]> = c.iter().map(|i| points[*i]).collect();
-            let g = c.iter().map(|i| f64::from(ground_z[*i])).sum::<f64>() / c.len() as f64;
-            // Implausibly large clusters are structure (walls, hedges), not objects.
-            if boxfit::surely_longer_than(&pts, MAX_OBJECT_LENGTH_M) {
+            let Some(d) = self.classify(points, &ground_z, &c) else { continue };
+            // Something under a canopy or an awning is one cluster with it: look again below the
+            // cut, for objects that end there by themselves, where there is a surface above it
+            // (a few points at least, not a stray return).
+            let below: Vec<usize> = if d.class == 3 && d.bbox.height_m > CANOPY_CUT_M {
+                c.iter().copied().filter(|i| points[*i][2] - ground_z[*i] <= CANOPY_CUT_M as f32).collect()
+            } else {
+                Vec::new()
+            };
+            if c.len() - below.len() >= self.segment.min_points && !below.is_empty() {
+                for part in segment::cluster_subset(points, &below, self.segment.cluster_cell_m) {
+                    if part.len() < self.segment.min_points || !self.ends_below(points, &ground_z, &c, &part) {
+                        continue;
+                    }
+                    if let Some(d) = self.classify(points, &ground_z, &part).filter(|d| d.class != 3) {
+                        out.push(d);
+                    }
+                }
+            }
+            if d.class == 3 && !keep_other {
                 continue;
             }
-            let Some(b) = boxfit::fit(&pts, g) else { continue };
-            if b.length_m > MAX_OBJECT_LENGTH_M || b.height_m < 0.3 {
-                continue;
-            }
-            let probs = self.classifier.predict(&classifier::features(&b, &pts, self.ring_spacing_rad));
-            let (mut class, score) =
-                probs.iter().enumerate().fold((3, 0.0f32), |acc, (i, p)| if *p > acc.1 { (i, *p) } else { acc });
-            if (class == 0 && self.cannot_be_a_vehicle(&b)) || ((class == 1 || class == 2) && cannot_be_a_person(&b)) {
-                class = 3;
-            }
-            if class == 3 && !keep_other {
-                continue;
-            }
-            let b = if class == 0 { boxfit::complete(&b, VEHICLE_MIN_LENGTH_M, VEHICLE_MIN_WIDTH_M) } else { b };
-            out.push(Detection { bbox: b, class, score, points: pts.len() });
+            out.push(d);
         }
         suppress_overlaps(out)
+    }
+
+    /// Whether `part` of `cluster` ends by itself below [`CANOPY_CUT_M`] (a person's head
+    /// under a canopy) rather than going on upward (a trunk, a pole): no point of the cluster
+    /// above its footprint within [`UNDER_CANOPY_CLEARANCE_M`] plus one ring spacing over its
+    /// top.
+    fn ends_below(&self, points: &[[f32; 4]], ground_z: &[f32], cluster: &[usize], part: &[usize]) -> bool {
+        let h = |i: usize| f64::from(points[i][2] - ground_z[i]);
+        let top = part.iter().map(|i| h(*i)).fold(f64::NEG_INFINITY, f64::max);
+        let [x0, y0, x1, y1] =
+            part.iter().fold([f32::INFINITY, f32::INFINITY, f32::NEG_INFINITY, f32::NEG_INFINITY], |a, i| {
+                let p = points[*i];
+                [a[0].min(p[0]), a[1].min(p[1]), a[2].max(p[0]), a[3].max(p[1])]
+            });
+        let range = f64::from((x0 + x1) / 2.0).hypot(f64::from((y0 + y1) / 2.0));
+        let reach = top + UNDER_CANOPY_CLEARANCE_M + range * self.ring_spacing_rad;
+        let margin = 0.15;
+        top <= CANOPY_CUT_M - UNDER_CANOPY_CLEARANCE_M
+            && !cluster.iter().any(|i| {
+                let p = points[*i];
+                (x0 - margin..=x1 + margin).contains(&p[0])
+                    && (y0 - margin..=y1 + margin).contains(&p[1])
+                    && h(*i) > top
+                    && h(*i) <= reach
+            })
+    }
+
+    /// The detection of one cluster (indices into `points`), "other" included; none for a
+    /// cluster too long for an object or without a box.
+    fn classify(&self, points: &[[f32; 4]], ground_z: &[f32], c: &[usize]) -> Option<Detection> {
+        let pts: Vec<[f32; 4]> = c.iter().map(|i| points[*i]).collect();
+        let g = c.iter().map(|i| f64::from(ground_z[*i])).sum::<f64>() / c.len() as f64;
+        // Implausibly large clusters are structure (walls, hedges), not objects.
+        if boxfit::surely_longer_than(&pts, MAX_OBJECT_LENGTH_M) {
+            return None;
+        }
+        let b = boxfit::fit(&pts, g)?;
+        if b.length_m > MAX_OBJECT_LENGTH_M || b.height_m < 0.3 {
+            return None;
+        }
+        let probs = self.classifier.predict(&classifier::features(&b, &pts, self.ring_spacing_rad));
+        let (mut class, score) =
+            probs.iter().enumerate().fold((3, 0.0f32), |acc, (i, p)| if *p > acc.1 { (i, *p) } else { acc });
+        if (class == 0 && self.cannot_be_a_vehicle(&b)) || ((class == 1 || class == 2) && cannot_be_a_person(&b)) {
+            class = 3;
+        }
+        let b = if class == 0 { boxfit::complete(&b, VEHICLE_MIN_LENGTH_M, VEHICLE_MIN_WIDTH_M) } else { b };
+        Some(Detection { bbox: b, class, score, points: pts.len() })
     }
 
     /// Whether a box's shape or place rules out a vehicle: lower than a vehicle's points can
@@ -269,6 +331,54 @@ mod tests {
         let person = |height_m: f64| FittedBox { length_m: 0.6, width_m: 0.5, ..low(8.0, 1.0, height_m) };
         assert!(!cannot_be_a_person(&person(1.9)) && !cannot_be_a_person(&person(2.3)));
         assert!(cannot_be_a_person(&person(2.8)));
+    }
+
+    #[test]
+    fn a_person_under_a_canopy_ends_below_it_and_a_trunk_does_not() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/detection/5/classifier.safetensors");
+        let det = LidarDetector {
+            segment: SegmentConfig::default(),
+            classifier: Classifier::load(&path).unwrap(),
+            merge_fragments: true,
+            ring_spacing_rad: 1.33f64.to_radians(),
+        };
+        // Ground at z = -1.73 m; at 10 m the rings are 0.23 m apart.
+        let g = -1.73f32;
+        let mut points = Vec::new();
+        let column = |points: &mut Vec<[f32; 4]>, x: f32, y: f32, r: f32, top: f32| {
+            for k in 0..((top - 0.3) / 0.23) as usize + 1 {
+                for a in 0..8 {
+                    let t = a as f32 * std::f32::consts::TAU / 8.0;
+                    points.push([x + r * t.cos(), y + r * t.sin(), g + 0.3 + 0.23 * k as f32, 0.5]);
+                }
+            }
+        };
+        // A person (0.25 m round, 1.8 m tall) at 10 m, a trunk 0.9 m beside it up to 3 m, and a
+        // canopy 2.6-3.0 m up over both.
+        column(&mut points, 10.0, 0.0, 0.25, 1.8);
+        let person = points.len();
+        column(&mut points, 10.0, 0.9, 0.15, 3.0);
+        let trunk = points.len();
+        for i in 0..30 {
+            for j in 0..30 {
+                points.push([8.5 + 0.1 * i as f32, -1.0 + 0.1 * j as f32, g + 2.6 + 0.01 * ((i * j) % 40) as f32, 0.5]);
+            }
+        }
+        let ground_z = vec![g; points.len()];
+        let cluster: Vec<usize> = (0..points.len()).collect();
+        let below: Vec<usize> = cluster.iter().copied().filter(|i| points[*i][2] - g <= CANOPY_CUT_M as f32).collect();
+        let mut parts = segment::cluster_subset(&points, &below, det.segment.cluster_cell_m);
+        parts.sort_by_key(|p| p[0]);
+        assert_eq!(parts.len(), 2, "the person and the trunk come apart below the cut");
+        assert!(parts[0].iter().all(|i| *i < person) && parts[1].iter().all(|i| (person..trunk).contains(i)));
+        assert!(det.ends_below(&points, &ground_z, &cluster, &parts[0]));
+        assert!(!det.ends_below(&points, &ground_z, &cluster, &parts[1]), "the trunk goes on upward");
+        // Without the canopy and the trunk's top, a 2.2 m post still does not count: its top is
+        // within the clearance of the cut.
+        let post: Vec<usize> = (person..trunk).filter(|i| points[*i][2] - g <= 2.2).collect();
+        assert!(!det.ends_below(&points, &ground_z, &post, &post));
+        assert!(det.ends_below(&points, &ground_z, &parts[0], &parts[0]));
     }
 
     #[test]

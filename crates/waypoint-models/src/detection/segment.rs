@@ -222,6 +222,39 @@ pub fn cluster_with_ground(
     clusters
 }
 
+/// Euclidean clusters of a few points (indices into `points`) on a grid of `cell_m`: points
+/// in touching cells (8-neighbourhood) join. For re-clustering part of one cluster.
+pub fn cluster_subset(points: &[[f32; 4]], indices: &[usize], cell_m: f64) -> Vec<Vec<usize>> {
+    let cell = |i: usize| {
+        let p = points[i];
+        ((f64::from(p[0]) / cell_m).floor() as i64, (f64::from(p[1]) / cell_m).floor() as i64)
+    };
+    let mut cells: std::collections::HashMap<(i64, i64), Vec<usize>> = std::collections::HashMap::new();
+    for &i in indices {
+        cells.entry(cell(i)).or_default().push(i);
+    }
+    let mut keys: Vec<(i64, i64)> = cells.keys().copied().collect();
+    keys.sort_unstable();
+    let mut out = Vec::new();
+    for start in keys {
+        let Some(first) = cells.remove(&start) else { continue };
+        let mut members = first;
+        let mut stack = vec![start];
+        while let Some((cx, cy)) = stack.pop() {
+            for dx in -1..=1 {
+                for dy in -1..=1 {
+                    if let Some(more) = cells.remove(&(cx + dx, cy + dy)) {
+                        members.extend(more);
+                        stack.push((cx + dx, cy + dy));
+                    }
+                }
+            }
+        }
+        out.push(members);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
