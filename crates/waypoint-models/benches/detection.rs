@@ -49,6 +49,7 @@ fn bench(c: &mut Criterion) {
                 y_m: pose.y_m + sn * d.bbox.x_m + cs * d.bbox.y_m,
                 class: d.class,
                 yaw_rad: Some(d.bbox.yaw_rad + pose.yaw_rad),
+                score: d.score,
             })
             .collect();
         sweeps.push(obs);
@@ -63,6 +64,7 @@ fn bench(c: &mut Criterion) {
                     y_m: 4.0 * (i / 10) as f64,
                     class: 1,
                     yaw_rad: None,
+                    score: 1.0,
                 })
                 .collect()
         })

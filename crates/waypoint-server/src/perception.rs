@@ -124,6 +124,7 @@ impl Perception {
                         y_m: d.y_m,
                         class: (*class).max(0) as usize,
                         yaw_rad: Some(d.yaw_rad),
+                        score: d.score,
                     })
                     .collect();
                 let dt = last_t.map_or(0.1, |t| (sweep.t_secs - t).max(0.0));

@@ -375,6 +375,7 @@ fn eval_sim(
     let (mut found_tracked, mut tp_tracked, mut fp_tracked) = ([0usize; 3], 0usize, 0usize);
     let (mut misses, mut switches, mut gt_total, mut track_secs) = (0usize, 0usize, 0usize, 0.0f64);
     let (mut fp_near, mut fp_far, mut fp_duplicate) = (0usize, 0usize, 0usize);
+    let (mut false_tracks, mut sweeps) = (0usize, 0usize);
     let mut ms = Vec::new();
     for &seed in seeds {
         let mut cfg = SceneConfig { seed, vehicles: 8, pedestrians: 8, cyclists: 5, ..SceneConfig::default() };
@@ -405,6 +406,7 @@ fn eval_sim(
                     y_m: w.y,
                     class: d.class,
                     yaw_rad: Some(d.bbox.yaw_rad + pose.yaw_rad),
+                    score: d.score,
                 })
                 .collect();
             tracker.step(tick, &obs);
@@ -475,6 +477,16 @@ fn eval_sim(
             // confirmed tracks within 2 m (Hungarian, on distance). A match to a track other than
             // the agent's last one is an id switch; an evaluated agent left without one, a miss.
             let tracks = tracker.tracks();
+            // A false track: confirmed, updated this sweep, within 40 m, and not within 2 m of
+            // any road user (seen or not).
+            false_tracks += tracks
+                .iter()
+                .filter(|t| t.observation.is_some())
+                .map(|t| Vec2::new(t.x_m, t.y_m))
+                .filter(|p| p.dist(origin) <= ranges[0])
+                .filter(|p| !frame.truth.agents.iter().any(|a| Vec2::new(a.x_m, a.y_m).dist(*p) < 2.0))
+                .count();
+            sweeps += 1;
             let evaluated: Vec<usize> = (0..frame.truth.agents.len()).filter(|ai| evaluated_agent[*ai]).collect();
             let agent_pos = |ai: usize| Vec2::new(frame.truth.agents[ai].x_m, frame.truth.agents[ai].y_m);
             let track_pos = |ti: usize| Vec2::new(tracks[ti].x_m, tracks[ti].y_m);
@@ -547,6 +559,7 @@ fn eval_sim(
     let precision = tp_all as f64 / (tp_all + fp).max(1) as f64;
     let precision_tracked = tp_tracked as f64 / (tp_tracked + fp_tracked).max(1) as f64;
     let mean_ms = ms.iter().sum::<f64>() / ms.len().max(1) as f64;
+    let false_tracks_per_sweep = false_tracks as f64 / sweeps.max(1) as f64;
     let out = json!({
         "recall_vehicle_40m": recall[0], "recall_pedestrian_25m": recall[1], "recall_cyclist_25m": recall[2],
         "tracked_class": {
@@ -555,6 +568,7 @@ fn eval_sim(
         },
         "precision_within_40m": precision, "mota": mota, "id_switches": switches, "id_switches_per_track_minute": switches_per_track_minute,
         "ms_per_sweep": mean_ms, "lidar_beams": lidar.beams, "visible_agent_frames": gt_total, "seeds": seeds, "seconds_per_scene": seconds, "min_score": min_score,
+        "false_tracks_per_sweep": false_tracks_per_sweep,
         "false_positives_on_agents": fp_near, "false_positives_duplicates": fp_duplicate, "false_positives_clutter": fp_far,
     });
     if as_json {
@@ -571,6 +585,9 @@ fn eval_sim(
         );
         println!("precision within 40 m {precision:.3}; MOTA {mota:.3}; id switches {switches} ({switches_per_track_minute:.2} per track-minute)");
         println!("false positives: {fp_near} on evaluated agents ({fp_duplicate} duplicates of the right class, the rest a wrong class), {fp_far} on clutter");
+        println!(
+            "false tracks (confirmed, updated, within 40 m, on no road user): {false_tracks_per_sweep:.2} per sweep"
+        );
         println!("{mean_ms:.1} ms per {}-beam sweep", lidar.beams);
     }
     Ok(())

@@ -1,26 +1,29 @@
 //! Multi-object tracker: a constant-velocity Kalman filter per track in the world frame,
 //! Mahalanobis gating, optimal assignment (Hungarian algorithm) on a cost that also weighs a
 //! detection's class against the track's (a fading vote of the classes it was seen as), a
-//! vehicle's velocity held along its detected box's axis, track birth after two hits
-//! and death after `max_misses` misses (`established_max_misses` for a track followed for
-//! seconds), stable ids. A second detection on an object that already has a track (a vehicle
-//! split in two by an occluder) does not start a track of its own; a young track that shadows
-//! an older one (same place, same velocity) is retired, an established one only after it has
-//! shadowed it for `duplicate_frames` frames (two walkers passing each other are briefly one
-//! cluster); and a coasting track hands its id to a young track that appeared beside it (the
-//! same object found again after the old estimate wandered off).
+//! vehicle's velocity held along its detected box's axis, track birth after two hits (only a
+//! detection scored at least `birth_min_score` starts one; any can keep one) and death after
+//! `max_misses` misses (`established_max_misses` for a track followed for seconds), stable
+//! ids. A second detection on an object that already has a track (a vehicle split in two by an
+//! occluder) does not start a track of its own; a young track that shadows an older one (same
+//! place, same velocity) is retired, an established one only after it has shadowed it for
+//! `duplicate_frames` frames (two walkers passing each other are briefly one cluster); and a
+//! coasting track hands its id to a young track that appeared beside it (the same object found
+//! again after the old estimate wandered off).
 
 // The 4×4 filter algebra is written with index loops that mirror the matrix formulas.
 #![allow(clippy::needless_range_loop)]
 
-/// One detection handed to the tracker: world position, class and the box's yaw in the world
-/// frame (a vehicle moves along its box's long axis).
+/// One detection handed to the tracker: world position, class, the box's yaw in the world
+/// frame (a vehicle moves along its box's long axis) and the classifier's probability of the
+/// class.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Observation {
     pub x_m: f64,
     pub y_m: f64,
     pub class: usize,
     pub yaw_rad: Option<f64>,
+    pub score: f32,
 }
 
 /// A track's public state.
@@ -103,6 +106,10 @@ pub struct TrackerConfig {
     /// Gate on the squared Mahalanobis distance (chi-square, 2 dof, 99.9 %: 13.8).
     pub gate: f64,
     pub confirm_hits: u32,
+    /// Only a detection whose score is at least this starts a track; a less certain one can
+    /// still update a track that exists (a road user seen in part keeps its track, a stray
+    /// cluster on clutter starts none).
+    pub birth_min_score: f32,
     pub max_misses: u32,
     /// A track with at least `established_hits` hits coasts this many misses instead: an object
     /// followed for seconds and then hidden (a walker behind a parked car) keeps moving as it
@@ -153,6 +160,7 @@ impl Default for TrackerConfig {
             accel_sigma_mps2: 3.0,
             gate: 13.8,
             confirm_hits: 2,
+            birth_min_score: 0.9,
             max_misses: 10,
             established_max_misses: 20,
             established_hits: 50,
@@ -382,7 +390,7 @@ impl Tracker {
             .filter(|t| t.state.observation.is_some())
             .map(|t| (t.x[0], t.x[1], t.state.class))
             .collect();
-        for (j, o) in obs.iter().enumerate().filter(|(j, _)| !used[*j]) {
+        for (j, o) in obs.iter().enumerate().filter(|(j, o)| !used[*j] && o.score >= self.config.birth_min_score) {
             let on_a_track =
                 updated.iter().any(|(x, y, c)| (o.x_m - x).hypot(o.y_m - y) < radius(*c).min(radius(o.class)));
             if on_a_track {
@@ -518,13 +526,13 @@ mod tests {
         let mut t = Tracker::new(TrackerConfig::default());
         for k in 0..10 {
             let x = 10.0 + k as f64;
-            let mut obs = vec![Observation { x_m: x, y_m: 0.0, class: 0, yaw_rad: None }];
+            let mut obs = vec![Observation { x_m: x, y_m: 0.0, class: 0, yaw_rad: None, score: 1.0 }];
             if k >= 5 {
                 // From frame 5 the car is seen in two pieces 2 m apart.
-                obs.push(Observation { x_m: x + 2.0, y_m: 0.3, class: 0, yaw_rad: None });
+                obs.push(Observation { x_m: x + 2.0, y_m: 0.3, class: 0, yaw_rad: None, score: 1.0 });
             }
             // A pedestrian walking 2 m beside the car keeps a track of its own.
-            obs.push(Observation { x_m: x, y_m: 2.0, class: 1, yaw_rad: None });
+            obs.push(Observation { x_m: x, y_m: 2.0, class: 1, yaw_rad: None, score: 1.0 });
             t.step(1.0, &obs);
         }
         let tracks = t.tracks();
@@ -544,8 +552,8 @@ mod tests {
             t.step(
                 1.0,
                 &[
-                    Observation { x_m: x, y_m: 0.0, class: 0, yaw_rad: None },
-                    Observation { x_m: x + gap, y_m: 0.2, class: 0, yaw_rad: None },
+                    Observation { x_m: x, y_m: 0.0, class: 0, yaw_rad: None, score: 1.0 },
+                    Observation { x_m: x + gap, y_m: 0.2, class: 0, yaw_rad: None, score: 1.0 },
                 ],
             );
             if k == 4 {
@@ -564,7 +572,7 @@ mod tests {
     /// after they pass.
     fn walkers_passing(config: TrackerConfig) -> ([u32; 2], [Option<u32>; 2]) {
         let mut t = Tracker::new(config);
-        let ped = |x: f64| Observation { x_m: x, y_m: 5.5, class: 1, yaw_rad: None };
+        let ped = |x: f64| Observation { x_m: x, y_m: 5.5, class: 1, yaw_rad: None, score: 1.0 };
         let at = |k: usize| (-6.0 + 0.13 * k as f64, 6.0 - 0.13 * k as f64);
         let id_near = |t: &Tracker, x: f64| t.tracks().iter().find(|s| (s.x_m - x).abs() < 0.5).map(|s| s.id);
         let mut before = [0; 2];
@@ -593,10 +601,30 @@ mod tests {
     }
 
     #[test]
+    fn only_a_confident_detection_starts_a_track_and_any_keeps_one() {
+        let mut t = Tracker::new(TrackerConfig::default());
+        let obs = |x: f64, y: f64, score: f32| Observation { x_m: x, y_m: y, class: 1, yaw_rad: None, score };
+        // A walker seen at 0.95, then at 0.6 (partly hidden); a stray cluster at 0.6 all along.
+        for k in 0..20 {
+            let walker = obs(0.13 * k as f64, 0.0, if k < 5 { 0.95 } else { 0.6 });
+            t.step(0.1, &[walker, obs(5.0, 8.0, 0.6)]);
+        }
+        let tracks = t.tracks();
+        assert_eq!(tracks.len(), 1, "{tracks:?}");
+        assert_eq!((tracks[0].hits, tracks[0].misses), (20, 0), "{tracks:?}");
+        // With every detection allowed to start a track, the stray cluster has one too.
+        let mut t = Tracker::new(TrackerConfig { birth_min_score: 0.0, ..TrackerConfig::default() });
+        for _ in 0..3 {
+            t.step(0.1, &[obs(5.0, 8.0, 0.6)]);
+        }
+        assert_eq!(t.tracks().len(), 1);
+    }
+
+    #[test]
     fn an_established_track_coasts_through_a_long_occlusion() {
         let run = |config: TrackerConfig| {
             let mut t = Tracker::new(config);
-            let ped = |k: usize| Observation { x_m: 0.13 * k as f64, y_m: 5.5, class: 1, yaw_rad: None };
+            let ped = |k: usize| Observation { x_m: 0.13 * k as f64, y_m: 5.5, class: 1, yaw_rad: None, score: 1.0 };
             for k in 0..60 {
                 t.step(0.1, &[ped(k)]);
             }
@@ -625,7 +653,7 @@ mod tests {
     fn a_coasting_track_hands_its_id_to_the_young_track_beside_it() {
         let tracked = |config: TrackerConfig| {
             let mut t = Tracker::new(config);
-            let ped = |x: f64, y: f64| Observation { x_m: x, y_m: y, class: 1, yaw_rad: None };
+            let ped = |x: f64, y: f64| Observation { x_m: x, y_m: y, class: 1, yaw_rad: None, score: 1.0 };
             for _ in 0..5 {
                 t.step(0.1, &[ped(0.0, 0.0)]);
             }
@@ -668,7 +696,7 @@ mod tests {
             for k in 0..60 {
                 let s = speed * dt * k as f64;
                 let (x, y, yaw) = pose(s);
-                t.step(dt, &[Observation { x_m: x, y_m: y, class: 0, yaw_rad: Some(yaw) }]);
+                t.step(dt, &[Observation { x_m: x, y_m: y, class: 0, yaw_rad: Some(yaw), score: 1.0 }]);
                 if k >= 20 {
                     // Where the track expects the car a sweep later, against where it will be.
                     let car = t.tracks()[0];
@@ -689,7 +717,7 @@ mod tests {
     #[test]
     fn a_track_prefers_a_detection_of_its_own_class() {
         let mut t = Tracker::new(TrackerConfig::default());
-        let obs = |x: f64, y: f64, class: usize| Observation { x_m: x, y_m: y, class, yaw_rad: None };
+        let obs = |x: f64, y: f64, class: usize| Observation { x_m: x, y_m: y, class, yaw_rad: None, score: 1.0 };
         for k in 0..10 {
             t.step(0.1, &[obs(10.0 + 0.5 * k as f64, 0.0, 0)]);
         }
@@ -710,7 +738,7 @@ mod tests {
     fn a_cyclist_that_stops_stays_a_cyclist() {
         let run = |config: TrackerConfig| {
             let mut t = Tracker::new(config);
-            let obs = |x: f64, y: f64, class: usize| Observation { x_m: x, y_m: y, class, yaw_rad: None };
+            let obs = |x: f64, y: f64, class: usize| Observation { x_m: x, y_m: y, class, yaw_rad: None, score: 1.0 };
             // A cyclist rides at 5 m/s for 3 s, then waits at a crossing seen end-on, where
             // every sweep takes it for a pedestrian; a pedestrian walks at 1.5 m/s beside it.
             for k in 0..80 {
@@ -734,8 +762,8 @@ mod tests {
         let mut t = Tracker::new(TrackerConfig::default());
         let frame = |k: usize| {
             vec![
-                Observation { x_m: 10.0 + k as f64, y_m: 0.0, class: 0, yaw_rad: None },
-                Observation { x_m: -5.0, y_m: 3.0 + 0.1 * k as f64, class: 1, yaw_rad: None },
+                Observation { x_m: 10.0 + k as f64, y_m: 0.0, class: 0, yaw_rad: None, score: 1.0 },
+                Observation { x_m: -5.0, y_m: 3.0 + 0.1 * k as f64, class: 1, yaw_rad: None, score: 1.0 },
             ]
         };
         for k in 0..5 {
