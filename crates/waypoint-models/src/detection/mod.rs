@@ -50,6 +50,12 @@ pub const VEHICLE_MIN_HEIGHT_M: f64 = 1.0;
 /// a box fitted to a vehicle's points can come out a little wider), metres.
 pub const VEHICLE_MAX_WIDTH_M: f64 = 3.0;
 
+/// A vehicle stands on ground at most this far above the road plane the sensor stands on
+/// ([`segment::road_plane`], extended under it): higher is a terrace, a garden behind a
+/// retaining wall or a hedge's top, not a road (a kerb is about 0.15 m; a hill is a slope the
+/// plane follows), metres.
+pub const VEHICLE_MAX_ABOVE_ROAD_M: f64 = 0.5;
+
 /// A vehicle centred this close to the sensor would overlap the sensor's own vehicle (two
 /// cars side by side are about 2.5 m apart, centre to centre): such a cluster is the own car's
 /// body, its mount or something touching it, metres.
@@ -117,11 +123,12 @@ impl LidarDetector {
     /// a detection of its own (a person under a tree, clustered with its canopy and trunk).
     pub fn detect(&self, points: &[[f32; 4]], keep_other: bool) -> Vec<Detection> {
         let (is_ground, ground_z) = segment::ground(points, &self.segment);
+        let road = segment::road_plane(points, &is_ground);
         let clusters = segment::cluster_with_ground(points, &self.segment, &is_ground, &ground_z);
         let clusters = if self.merge_fragments { self.merge(points, &ground_z, clusters) } else { clusters };
         let mut out = Vec::new();
         for c in clusters {
-            let Some(d) = self.classify(points, &ground_z, &c) else { continue };
+            let Some(d) = self.classify(points, &ground_z, road, &c) else { continue };
             // Something under a canopy or an awning is one cluster with it: look again below the
             // cut, for objects that end there by themselves, where there is a surface above it
             // (a few points at least, not a stray return).
@@ -135,7 +142,7 @@ impl LidarDetector {
                     if part.len() < self.segment.min_points || !self.ends_below(points, &ground_z, &c, &part) {
                         continue;
                     }
-                    if let Some(d) = self.classify(points, &ground_z, &part).filter(|d| d.class != 3) {
+                    if let Some(d) = self.classify(points, &ground_z, road, &part).filter(|d| d.class != 3) {
                         out.push(d);
                     }
                 }
@@ -175,7 +182,13 @@ impl LidarDetector {
 
     /// The detection of one cluster (indices into `points`), "other" included; none for a
     /// cluster too long for an object or without a box.
-    fn classify(&self, points: &[[f32; 4]], ground_z: &[f32], c: &[usize]) -> Option<Detection> {
+    fn classify(
+        &self,
+        points: &[[f32; 4]],
+        ground_z: &[f32],
+        road: Option<[f64; 3]>,
+        c: &[usize],
+    ) -> Option<Detection> {
         let pts: Vec<[f32; 4]> = c.iter().map(|i| points[*i]).collect();
         let g = c.iter().map(|i| f64::from(ground_z[*i])).sum::<f64>() / c.len() as f64;
         // Implausibly large clusters are structure (walls, hedges), not objects.
@@ -189,7 +202,10 @@ impl LidarDetector {
         let probs = self.classifier.predict(&classifier::features(&b, &pts, self.ring_spacing_rad));
         let (mut class, score) =
             probs.iter().enumerate().fold((3, 0.0f32), |acc, (i, p)| if *p > acc.1 { (i, *p) } else { acc });
-        if (class == 0 && self.cannot_be_a_vehicle(&b)) || ((class == 1 || class == 2) && cannot_be_a_person(&b)) {
+        let above_road = road.map_or(0.0, |r| g - (r[0] + r[1] * b.x_m + r[2] * b.y_m));
+        if (class == 0 && (self.cannot_be_a_vehicle(&b) || above_road > VEHICLE_MAX_ABOVE_ROAD_M))
+            || ((class == 1 || class == 2) && cannot_be_a_person(&b))
+        {
             class = 3;
         }
         let b = if class == 0 { boxfit::complete(&b, VEHICLE_MIN_LENGTH_M, VEHICLE_MIN_WIDTH_M) } else { b };

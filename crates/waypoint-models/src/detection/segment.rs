@@ -222,6 +222,40 @@ pub fn cluster_with_ground(
     clusters
 }
 
+/// The road the sensor stands on, as a plane `z = a + b·x + c·y` in the sensor frame: a least
+/// squares fit to the ground points in a corridor along the sensor's heading (|y| ≤ 4 m,
+/// |x| ≤ 25 m), refitted once without the points more than 0.15 m off the first fit (a
+/// sidewalk, a driveway). None with fewer than 50 such points.
+pub fn road_plane(points: &[[f32; 4]], is_ground: &[bool]) -> Option<[f64; 3]> {
+    let corridor: Vec<[f64; 3]> = points
+        .iter()
+        .zip(is_ground)
+        .filter(|(p, g)| **g && p[1].abs() <= 4.0 && p[0].abs() <= 25.0)
+        .map(|(p, _)| [f64::from(p[0]), f64::from(p[1]), f64::from(p[2])])
+        .collect();
+    let fit = |pts: &[&[f64; 3]]| -> Option<[f64; 3]> {
+        if pts.len() < 50 {
+            return None;
+        }
+        // Normal equations of the least-squares plane, from the sums of the products.
+        let mut s = [0.0f64; 9];
+        for p in pts {
+            let (x, y, z) = (p[0], p[1], p[2]);
+            for (acc, v) in s.iter_mut().zip([1.0, x, y, x * x, x * y, y * y, z, x * z, y * z]) {
+                *acc += v;
+            }
+        }
+        let m = nalgebra::Matrix3::new(s[0], s[1], s[2], s[1], s[3], s[4], s[2], s[4], s[5]);
+        let sol = m.lu().solve(&nalgebra::Vector3::new(s[6], s[7], s[8]))?;
+        Some([sol[0], sol[1], sol[2]])
+    };
+    let all: Vec<&[f64; 3]> = corridor.iter().collect();
+    let first = fit(&all)?;
+    let near: Vec<&[f64; 3]> =
+        corridor.iter().filter(|p| (p[2] - first[0] - first[1] * p[0] - first[2] * p[1]).abs() <= 0.15).collect();
+    fit(&near)
+}
+
 /// Euclidean clusters of a few points (indices into `points`) on a grid of `cell_m`: points
 /// in touching cells (8-neighbourhood) join. For re-clustering part of one cluster.
 pub fn cluster_subset(points: &[[f32; 4]], indices: &[usize], cell_m: f64) -> Vec<Vec<usize>> {
@@ -301,6 +335,31 @@ mod tests {
         // 13 rings.
         let kept: usize = clusters.iter().map(Vec::len).sum();
         assert!(kept as f64 >= 11.0 / 13.0 * (2 * first) as f64 - 1.0, "kept {kept} of {}", 2 * first);
+    }
+
+    #[test]
+    fn the_road_plane_follows_a_hill_and_leaves_a_terrace_above_it() {
+        // A road rising 6 % ahead, a 0.15 m sidewalk at 3-4 m to the left, and a terrace 1 m
+        // above the road beyond 5 m to the right.
+        let road_z = |x: f32| -1.73 + 0.06 * x;
+        let mut pts = Vec::new();
+        for i in -50..50 {
+            for k in -16..=16 {
+                let (x, y) = (i as f32 * 0.5, k as f32 * 0.5);
+                let kerb = if (3.0..=4.0).contains(&y) { 0.15 } else { 0.0 };
+                let terrace = if y < -5.0 { 1.0 } else { 0.0 };
+                pts.push([x, y, road_z(x) + kerb + terrace, 0.1]);
+            }
+        }
+        let (is_ground, _) = ground(&pts, &SegmentConfig::default());
+        let [a, b, c] = road_plane(&pts, &is_ground).expect("a plane");
+        assert!((b - 0.06).abs() < 0.01 && c.abs() < 0.01 && (a + 1.73).abs() < 0.05, "{a} {b} {c}");
+        let above = |x: f64, y: f64, z: f64| z - (a + b * x + c * y);
+        // 20 m ahead the road is 1.2 m higher, and on the plane; the terrace is 1 m above it.
+        assert!(above(20.0, 0.0, f64::from(road_z(20.0))).abs() < 0.1);
+        assert!(above(10.0, -7.0, f64::from(road_z(10.0)) + 1.0) > 0.8);
+        // Too few ground points: no plane.
+        assert!(road_plane(&pts[..40], &is_ground[..40]).is_none());
     }
 
     #[test]
