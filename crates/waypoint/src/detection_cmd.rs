@@ -328,6 +328,8 @@ struct FalsePositives {
     duplicates: usize,
     /// On no agent.
     clutter: usize,
+    /// Which detections were counted.
+    counted: Vec<bool>,
 }
 
 /// Counts the detections not matched to an agent (`matched`), by what they lie on, with the
@@ -341,7 +343,7 @@ fn false_positives(
     agents: &[AgentTruth],
     evaluated: &[bool],
 ) -> FalsePositives {
-    let mut out = FalsePositives { near: 0, duplicates: 0, clutter: 0 };
+    let mut out = FalsePositives { near: 0, duplicates: 0, clutter: 0, counted: vec![false; dets.len()] };
     for (i, w) in world.iter().enumerate() {
         if matched[i] || dets[i].bbox.x_m.hypot(dets[i].bbox.y_m) > 40.0 {
             continue;
@@ -349,16 +351,23 @@ fn false_positives(
         match agents.iter().enumerate().find(|(_, a)| Vec2::new(a.x_m, a.y_m).dist(*w) < a.length_m.max(1.0)) {
             Some((ai, a)) if evaluated[ai] => {
                 out.near += 1;
+                out.counted[i] = true;
                 if classes[i] == simdata::class_of(a.kind) {
                     out.duplicates += 1;
                 }
             }
             Some(_) => {}
-            None => out.clutter += 1,
+            None => {
+                out.clutter += 1;
+                out.counted[i] = true;
+            }
         }
     }
     out
 }
+
+/// Score bins of the reliability table.
+const RELIABILITY_BINS: usize = 10;
 
 fn eval_sim(
     det: &LidarDetector,
@@ -376,6 +385,8 @@ fn eval_sim(
     let (mut misses, mut switches, mut gt_total, mut track_secs) = (0usize, 0usize, 0usize, 0.0f64);
     let (mut fp_near, mut fp_far, mut fp_duplicate) = (0usize, 0usize, 0usize);
     let (mut false_tracks, mut sweeps) = (0usize, 0usize);
+    // Per score bin: detections, right ones, sum of scores.
+    let mut reliability = [(0usize, 0usize, 0.0f64); RELIABILITY_BINS];
     let mut ms = Vec::new();
     for &seed in seeds {
         let mut cfg = SceneConfig { seed, vehicles: 8, pedestrians: 8, cyclists: 5, ..SceneConfig::default() };
@@ -542,6 +553,16 @@ fn eval_sim(
             }
             tp_all += matched_det.iter().filter(|m| **m).count();
             let f = false_positives(&dets, &world, &det_class, &matched_det, &frame.truth.agents, &evaluated_agent);
+            // Reliability: each detection within 40 m that is right (matched) or counted wrong,
+            // by its score.
+            for (i, d) in dets.iter().enumerate() {
+                if matched_det[i] || f.counted[i] {
+                    let b = ((d.score * RELIABILITY_BINS as f32) as usize).min(RELIABILITY_BINS - 1);
+                    reliability[b].0 += 1;
+                    reliability[b].1 += usize::from(matched_det[i]);
+                    reliability[b].2 += f64::from(d.score);
+                }
+            }
             fp += f.near + f.clutter;
             fp_near += f.near;
             fp_duplicate += f.duplicates;
@@ -560,6 +581,23 @@ fn eval_sim(
     let precision_tracked = tp_tracked as f64 / (tp_tracked + fp_tracked).max(1) as f64;
     let mean_ms = ms.iter().sum::<f64>() / ms.len().max(1) as f64;
     let false_tracks_per_sweep = false_tracks as f64 / sweeps.max(1) as f64;
+    let judged: usize = reliability.iter().map(|b| b.0).sum();
+    // Expected calibration error: the gap between the mean score and the share right, per bin,
+    // weighted by the bin's share of the detections.
+    let ece: f64 = reliability
+        .iter()
+        .filter(|b| b.0 > 0)
+        .map(|b| b.0 as f64 / judged.max(1) as f64 * (b.1 as f64 / b.0 as f64 - b.2 / b.0 as f64).abs())
+        .sum();
+    let bins: Vec<serde_json::Value> = reliability
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| b.0 > 0)
+        .map(|(k, b)| {
+            json!({"from": k as f64 / RELIABILITY_BINS as f64, "detections": b.0,
+                   "mean_score": b.2 / b.0 as f64, "share_right": b.1 as f64 / b.0 as f64})
+        })
+        .collect();
     let out = json!({
         "recall_vehicle_40m": recall[0], "recall_pedestrian_25m": recall[1], "recall_cyclist_25m": recall[2],
         "tracked_class": {
@@ -569,6 +607,7 @@ fn eval_sim(
         "precision_within_40m": precision, "mota": mota, "id_switches": switches, "id_switches_per_track_minute": switches_per_track_minute,
         "ms_per_sweep": mean_ms, "lidar_beams": lidar.beams, "visible_agent_frames": gt_total, "seeds": seeds, "seconds_per_scene": seconds, "min_score": min_score,
         "false_tracks_per_sweep": false_tracks_per_sweep,
+        "calibration_error": ece, "reliability": bins,
         "false_positives_on_agents": fp_near, "false_positives_duplicates": fp_duplicate, "false_positives_clutter": fp_far,
     });
     if as_json {
@@ -588,6 +627,18 @@ fn eval_sim(
         println!(
             "false tracks (confirmed, updated, within 40 m, on no road user): {false_tracks_per_sweep:.2} per sweep"
         );
+        println!(
+            "score calibration (detections within 40 m, right or counted wrong): expected calibration error {ece:.3}"
+        );
+        for b in &bins {
+            println!(
+                "  score {:.1}+: {:>6} detections, mean score {:.3}, right {:.3}",
+                b["from"].as_f64().unwrap_or(0.0),
+                b["detections"],
+                b["mean_score"].as_f64().unwrap_or(0.0),
+                b["share_right"].as_f64().unwrap_or(0.0)
+            );
+        }
         println!("{mean_ms:.1} ms per {}-beam sweep", lidar.beams);
     }
     Ok(())

@@ -26,9 +26,17 @@ fn a_short_simulated_scene_is_detected_and_tracked() {
     assert!(num(&r["precision_within_40m"]) > 0.6, "{r}");
     assert!(num(&r["tracked_class"]["recall_vehicle_40m"]) > 0.8, "{r}");
     assert!(num(&r["mota"]) > 0.5, "{r}");
-    for k in ["recall_pedestrian_25m", "recall_cyclist_25m", "id_switches_per_track_minute"] {
+    for k in ["recall_pedestrian_25m", "recall_cyclist_25m", "id_switches_per_track_minute", "false_tracks_per_sweep"] {
         assert!(num(&r[k]) >= 0.0, "{k}: {r}");
     }
+    // The reliability table holds every judged detection: its right ones are the true
+    // positives, and the calibration error is a gap between shares.
+    let bins = r["reliability"].as_array().expect("reliability bins");
+    let total: f64 = bins.iter().map(|b| num(&b["detections"])).sum();
+    let right: f64 = bins.iter().map(|b| num(&b["detections"]) * num(&b["share_right"])).sum();
+    let precision = num(&r["precision_within_40m"]);
+    assert!((right / total - precision).abs() < 0.02, "{right} of {total} right, precision {precision}: {r}");
+    assert!((0.0..=1.0).contains(&num(&r["calibration_error"])), "{r}");
 }
 
 #[test]
