@@ -9,7 +9,7 @@ use waypoint_sim::sensors::lidar::LidarConfig;
 use waypoint_sim::{Scene, SceneConfig};
 
 fn bench(c: &mut Criterion) {
-    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/detection/5");
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/detection/6");
     let model = DetectionModel::load(std::path::Path::new(shipped)).expect("shipped detection model");
     let mut config = SceneConfig { seed: 5, ..SceneConfig::default() };
     config.sensors.lidar = LidarConfig::hdl64e();

@@ -138,10 +138,36 @@ pub fn train(a: TrainDetectionArgs) -> Result<()> {
     let version = latest(&dir).unwrap_or(0) + 1;
     let vdir = dir.join(version.to_string());
     std::fs::create_dir_all(&vdir)?;
-    let report = classifier::train(&samples, a.seed, 600, &vdir.join(CLASSIFIER_FILE))?;
+    let weights = vdir.join(CLASSIFIER_FILE);
+    let report = classifier::train(&samples, a.seed, 600, &weights)?;
+    // Calibration: Platt scaling of the detections' scores, fitted on scenes of its own (seeds
+    // 3000-3003 on the HDL-64E, 3100-3103 on the 32-beam lidar): whether each detection is
+    // right, as `eval detection --sim` judges it, against its score.
+    let mut judged = Vec::new();
+    for (seeds, lidar) in
+        [([3000, 3001, 3002, 3003], LidarConfig::hdl64e()), ([3100, 3101, 3102, 3103], LidarConfig::default())]
+    {
+        let det = LidarDetector {
+            segment: seg,
+            classifier: Classifier::load(&weights)?,
+            merge_fragments: true,
+            ring_spacing_rad: lidar.ring_spacing_rad(),
+        };
+        judged.extend(eval_sim(&det, &lidar, &seeds, CALIBRATION_SECONDS, 0.0, Report::Quiet)?);
+    }
+    let platt = classifier::fit_platt(&judged).context("calibration scenes gave no right and wrong detections")?;
+    classifier::save_platt(&weights, platt)?;
+    let calibrated = Classifier::load(&weights)?;
+    let ece_of =
+        |f: &dyn Fn(f32) -> f32| calibration_error(&judged.iter().map(|(s, r)| (f(*s), *r)).collect::<Vec<_>>());
+    let (ece_raw, ece_cal) = (ece_of(&|s| s), ece_of(&|s| calibrated.calibrated(s)));
+    eprintln!("calibration on {} detections: expected calibration error {ece_raw:.3} -> {ece_cal:.3}", judged.len());
     std::fs::write(
         vdir.join("train.json"),
-        serde_json::to_string_pretty(&json!({"scenes": a.scenes, "scenes_hdl32e": a.scenes_hdl32e, "report": report}))?,
+        serde_json::to_string_pretty(&json!({
+            "scenes": a.scenes, "scenes_hdl32e": a.scenes_hdl32e, "report": report,
+            "calibration": {"detections": judged.len(), "platt": platt, "ece_before": ece_raw, "ece_after": ece_cal},
+        }))?,
     )?;
     std::fs::write(
         vdir.join("version.toml"),
@@ -187,7 +213,8 @@ pub fn eval(a: EvalDetectionArgs) -> Result<()> {
         (None, true) => {
             let lidar = a.lidar.config();
             let det = LidarDetector { ring_spacing_rad: lidar.ring_spacing_rad(), ..det };
-            eval_sim(&det, &lidar, &a.seeds, a.seconds, a.min_score, a.json)
+            let report = if a.json { Report::Json } else { Report::Text };
+            eval_sim(&det, &lidar, &a.seeds, a.seconds, a.min_score, report).map(|_| ())
         }
         _ => bail!("give --kitti DIR or --sim"),
     }
@@ -366,6 +393,39 @@ fn false_positives(
     out
 }
 
+/// Simulated seconds of each calibration scene.
+const CALIBRATION_SECONDS: u32 = 30;
+
+/// (detections, right, sum of scores) per score bin of (score, right) pairs.
+fn reliability(judged: &[(f32, bool)]) -> [(usize, usize, f64); RELIABILITY_BINS] {
+    let mut bins = [(0usize, 0usize, 0.0f64); RELIABILITY_BINS];
+    for &(score, right) in judged {
+        let b = ((score * RELIABILITY_BINS as f32) as usize).min(RELIABILITY_BINS - 1);
+        bins[b].0 += 1;
+        bins[b].1 += usize::from(right);
+        bins[b].2 += f64::from(score);
+    }
+    bins
+}
+
+/// Expected calibration error: the gap between the mean score and the share right, per bin,
+/// weighted by the bin's share of the pairs.
+fn calibration_error(judged: &[(f32, bool)]) -> f64 {
+    reliability(judged)
+        .iter()
+        .filter(|b| b.0 > 0)
+        .map(|b| b.0 as f64 / judged.len() as f64 * (b.1 as f64 / b.0 as f64 - b.2 / b.0 as f64).abs())
+        .sum()
+}
+
+/// How [`eval_sim`] reports.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Report {
+    Text,
+    Json,
+    Quiet,
+}
+
 /// Score bins of the reliability table.
 const RELIABILITY_BINS: usize = 10;
 
@@ -375,8 +435,8 @@ fn eval_sim(
     seeds: &[u64],
     seconds: u32,
     min_score: f32,
-    as_json: bool,
-) -> Result<()> {
+    report: Report,
+) -> Result<Vec<(f32, bool)>> {
     // Recall within range per class, precision, and tracking (MOTA, id switches) on seeded scenes.
     let ranges = [40.0, 25.0, 25.0];
     let (mut found, mut present, mut fp, mut tp_all) = ([0usize; 3], [0usize; 3], 0usize, 0usize);
@@ -385,8 +445,7 @@ fn eval_sim(
     let (mut misses, mut switches, mut gt_total, mut track_secs) = (0usize, 0usize, 0usize, 0.0f64);
     let (mut fp_near, mut fp_far, mut fp_duplicate) = (0usize, 0usize, 0usize);
     let (mut false_tracks, mut sweeps) = (0usize, 0usize);
-    // Per score bin: detections, right ones, sum of scores.
-    let mut reliability = [(0usize, 0usize, 0.0f64); RELIABILITY_BINS];
+    let mut judged: Vec<(f32, bool)> = Vec::new();
     let mut ms = Vec::new();
     for &seed in seeds {
         let mut cfg = SceneConfig { seed, vehicles: 8, pedestrians: 8, cyclists: 5, ..SceneConfig::default() };
@@ -557,10 +616,7 @@ fn eval_sim(
             // by its score.
             for (i, d) in dets.iter().enumerate() {
                 if matched_det[i] || f.counted[i] {
-                    let b = ((d.score * RELIABILITY_BINS as f32) as usize).min(RELIABILITY_BINS - 1);
-                    reliability[b].0 += 1;
-                    reliability[b].1 += usize::from(matched_det[i]);
-                    reliability[b].2 += f64::from(d.score);
+                    judged.push((d.score, matched_det[i]));
                 }
             }
             fp += f.near + f.clutter;
@@ -581,15 +637,8 @@ fn eval_sim(
     let precision_tracked = tp_tracked as f64 / (tp_tracked + fp_tracked).max(1) as f64;
     let mean_ms = ms.iter().sum::<f64>() / ms.len().max(1) as f64;
     let false_tracks_per_sweep = false_tracks as f64 / sweeps.max(1) as f64;
-    let judged: usize = reliability.iter().map(|b| b.0).sum();
-    // Expected calibration error: the gap between the mean score and the share right, per bin,
-    // weighted by the bin's share of the detections.
-    let ece: f64 = reliability
-        .iter()
-        .filter(|b| b.0 > 0)
-        .map(|b| b.0 as f64 / judged.max(1) as f64 * (b.1 as f64 / b.0 as f64 - b.2 / b.0 as f64).abs())
-        .sum();
-    let bins: Vec<serde_json::Value> = reliability
+    let ece = calibration_error(&judged);
+    let bins: Vec<serde_json::Value> = reliability(&judged)
         .iter()
         .enumerate()
         .filter(|(_, b)| b.0 > 0)
@@ -610,9 +659,9 @@ fn eval_sim(
         "calibration_error": ece, "reliability": bins,
         "false_positives_on_agents": fp_near, "false_positives_duplicates": fp_duplicate, "false_positives_clutter": fp_far,
     });
-    if as_json {
+    if report == Report::Json {
         println!("{}", serde_json::to_string_pretty(&out)?);
-    } else {
+    } else if report == Report::Text {
         println!("simulated scenes (seeds {seeds:?}): {gt_total} visible agent-frames");
         println!(
             "recall  vehicles (40 m) {:.3}  pedestrians (25 m) {:.3}  cyclists (25 m) {:.3}",
@@ -641,5 +690,5 @@ fn eval_sim(
         }
         println!("{mean_ms:.1} ms per {}-beam sweep", lidar.beams);
     }
-    Ok(())
+    Ok(judged)
 }

@@ -84,7 +84,13 @@ pub struct Classifier {
     b1: Vec<f32>,
     w2: Vec<f32>,
     b2: Vec<f32>,
+    /// Platt scaling of the top probability into a calibrated confidence (`a`, `b`:
+    /// σ(a·logit(p) + b)); none for versions trained before it.
+    platt: Option<[f32; 2]>,
 }
+
+/// Name of the Platt parameters in the weight file.
+pub const PLATT_TENSOR: &str = "score.platt";
 
 fn take(map: &std::collections::HashMap<String, CTensor>, k: &str, len: usize) -> Result<Vec<f32>, ModelError> {
     let t = map.get(k).ok_or_else(|| ModelError::Load(format!("classifier weights lack {k:?}")))?;
@@ -116,7 +122,26 @@ impl Classifier {
             b1: take(&map, "l1.bias", hidden)?,
             w2: take(&map, "l2.weight", CLASSES.len() * hidden)?,
             b2: take(&map, "l2.bias", CLASSES.len())?,
+            platt: match map.get(PLATT_TENSOR) {
+                None => None,
+                Some(_) => {
+                    let v = take(&map, PLATT_TENSOR, 2)?;
+                    if !v.iter().all(|x| x.is_finite()) || v[0] <= 0.0 {
+                        return Err(ModelError::Load(format!("{PLATT_TENSOR}: {v:?} is not an increasing map")));
+                    }
+                    Some([v[0], v[1]])
+                }
+            },
         })
+    }
+
+    /// The calibrated confidence of a detection whose class has probability `p` (the
+    /// probability itself for a classifier without Platt parameters).
+    pub fn calibrated(&self, p: f32) -> f32 {
+        match self.platt {
+            None => p,
+            Some([a, b]) => platt(a, b, p),
+        }
     }
 
     /// Class probabilities (softmax).
@@ -133,6 +158,57 @@ impl Classifier {
         let s: f32 = e.iter().sum();
         e.map(|v| v / s)
     }
+}
+
+fn logit(p: f32) -> f32 {
+    let p = p.clamp(1e-6, 1.0 - 1e-6);
+    (p / (1.0 - p)).ln()
+}
+
+fn platt(a: f32, b: f32, p: f32) -> f32 {
+    1.0 / (1.0 + (-(a * logit(p) + b)).exp())
+}
+
+/// Fits Platt scaling, σ(a·logit(score) + b), to (score, right) pairs by Newton's method on
+/// the log-loss. None without both right and wrong pairs.
+pub fn fit_platt(pairs: &[(f32, bool)]) -> Option<[f32; 2]> {
+    if !pairs.iter().any(|p| p.1) || !pairs.iter().any(|p| !p.1) {
+        return None;
+    }
+    let (mut a, mut b) = (1.0f64, 0.0f64);
+    for _ in 0..50 {
+        let (mut g, mut h) = ([0.0f64; 2], [[0.0f64; 2]; 2]);
+        for &(s, right) in pairs {
+            let x = f64::from(logit(s));
+            let q = 1.0 / (1.0 + (-(a * x + b)).exp());
+            let r = q - f64::from(u8::from(right));
+            let w = (q * (1.0 - q)).max(1e-9);
+            g[0] += r * x;
+            g[1] += r;
+            h[0][0] += w * x * x;
+            h[0][1] += w * x;
+            h[1][1] += w;
+        }
+        // A little ridge keeps the step finite when the scores hardly vary.
+        let (h00, h01, h11) = (h[0][0] + 1e-6, h[0][1], h[1][1] + 1e-6);
+        let det = h00 * h11 - h01 * h01;
+        let (da, db) = ((h11 * g[0] - h01 * g[1]) / det, (h00 * g[1] - h01 * g[0]) / det);
+        a -= da;
+        b -= db;
+        if da.abs() + db.abs() < 1e-9 {
+            break;
+        }
+    }
+    (a.is_finite() && b.is_finite() && a > 0.0).then_some([a as f32, b as f32])
+}
+
+/// Adds Platt parameters to a weight file.
+pub fn save_platt(path: &Path, ab: [f32; 2]) -> Result<(), ModelError> {
+    let mut map = candle_core::safetensors::load(path, &Device::Cpu)
+        .map_err(|e| ModelError::Load(format!("{}: {e}", path.display())))?;
+    map.insert(PLATT_TENSOR.into(), CTensor::from_vec(ab.to_vec(), 2, &Device::Cpu).map_err(cerr)?);
+    candle_core::safetensors::save(&map, path)
+        .map_err(|e| ModelError::Internal(format!("cannot save {}: {e}", path.display())))
 }
 
 /// Training report.
@@ -271,6 +347,22 @@ mod tests {
             x += 0.1;
         }
         out
+    }
+
+    #[test]
+    fn platt_scaling_recovers_a_known_map_and_keeps_the_order() {
+        // Scores whose true chance of being right is σ(0.5·logit(s) - 1): over-confident.
+        let mut rng = waypoint_sim::rng::SimRng::new(7);
+        let pairs: Vec<(f32, bool)> = (0..20_000)
+            .map(|_| {
+                let s = rng.range(0.3, 0.999) as f32;
+                (s, (rng.range(0.0, 1.0) as f32) < platt(0.5, -1.0, s))
+            })
+            .collect();
+        let [a, b] = fit_platt(&pairs).expect("a fit");
+        assert!((a - 0.5).abs() < 0.05 && (b + 1.0).abs() < 0.1, "a {a}, b {b}");
+        assert!(platt(a, b, 0.6) < platt(a, b, 0.9) && platt(a, b, 0.9) < 0.9);
+        assert_eq!(fit_platt(&[(0.9, true), (0.8, true)]), None, "no wrong answers, nothing to fit");
     }
 
     #[test]

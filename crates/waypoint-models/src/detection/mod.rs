@@ -21,7 +21,8 @@ pub struct Detection {
     pub bbox: FittedBox,
     /// Index into [`classifier::CLASSES`].
     pub class: usize,
-    /// Probability of that class.
+    /// Confidence in that class: the classifier's probability, calibrated where the classifier
+    /// carries Platt parameters ([`classifier::Classifier::calibrated`]).
     pub score: f32,
     pub points: usize,
 }
@@ -209,7 +210,7 @@ impl LidarDetector {
             class = 3;
         }
         let b = if class == 0 { boxfit::complete(&b, VEHICLE_MIN_LENGTH_M, VEHICLE_MIN_WIDTH_M) } else { b };
-        Some(Detection { bbox: b, class, score, points: pts.len() })
+        Some(Detection { bbox: b, class, score: self.classifier.calibrated(score), points: pts.len() })
     }
 
     /// Whether a box's shape or place rules out a vehicle: lower than a vehicle's points can

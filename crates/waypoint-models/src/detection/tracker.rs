@@ -106,9 +106,10 @@ pub struct TrackerConfig {
     /// Gate on the squared Mahalanobis distance (chi-square, 2 dof, 99.9 %: 13.8).
     pub gate: f64,
     pub confirm_hits: u32,
-    /// Only a detection whose score is at least this starts a track; a less certain one can
-    /// still update a track that exists (a road user seen in part keeps its track, a stray
-    /// cluster on clutter starts none).
+    /// Only a detection whose score (a calibrated confidence) is at least this starts a track; a
+    /// less certain one can still update a track that exists (a road user seen in part keeps
+    /// its track, a stray cluster on clutter starts none). 0.64 is the raw 0.9 of classifier
+    /// version 5 on version 6's calibrated scale.
     pub birth_min_score: f32,
     pub max_misses: u32,
     /// A track with at least `established_hits` hits coasts this many misses instead: an object
@@ -160,7 +161,7 @@ impl Default for TrackerConfig {
             accel_sigma_mps2: 3.0,
             gate: 13.8,
             confirm_hits: 2,
-            birth_min_score: 0.9,
+            birth_min_score: 0.64,
             max_misses: 10,
             established_max_misses: 20,
             established_hits: 50,
