@@ -172,8 +172,13 @@ pub fn train(a: TrainDetectionArgs) -> Result<()> {
     std::fs::write(
         vdir.join("version.toml"),
         format!(
-            "description = \"classifier trained on {} simulated clusters, validation accuracy {:.3}\"\n",
-            report.samples, report.val_accuracy
+            "description = \"classifier trained on {} simulated clusters, validation accuracy {:.3}; \
+             scores calibrated on {} detections, expected calibration error {:.3} -> {:.3}\"\n",
+            report.samples,
+            report.val_accuracy,
+            judged.len(),
+            ece_raw,
+            ece_cal
         ),
     )?;
     if !dir.join("config.toml").exists() {
