@@ -297,6 +297,13 @@ mod detection {
         let v5 = Classifier::load(&dir.join("5").join(CLASSIFIER_FILE)).unwrap();
         assert_eq!(v5.calibrated(0.9), 0.9, "version 5 has no calibration");
         assert!(clf.calibrated(0.9) < 0.8 && clf.calibrated(0.6) < clf.calibrated(0.9));
+        // A calibration that would turn the order of the scores round is refused at load.
+        let tmp = std::env::temp_dir().join(format!("waypoint-platt-{}.safetensors", std::process::id()));
+        std::fs::copy(dir.join("6").join(CLASSIFIER_FILE), &tmp).unwrap();
+        waypoint_models::detection::classifier::save_platt(&tmp, [-0.8, 1.0]).unwrap();
+        let err = Classifier::load(&tmp).unwrap_err().to_string();
+        std::fs::remove_file(&tmp).ok();
+        assert!(err.contains("score.platt"), "{err}");
         // Scenes with seeds the training never used (it uses 1000..1012 and 2000..2009), seen
         // by the 64-beam and by the 32-beam lidar.
         for (seed, lidar) in [(9000, LidarConfig::hdl64e()), (9001, LidarConfig::default())] {

@@ -569,8 +569,8 @@ mod tests {
 
     /// Two walkers on one line, 12 m apart, walking at each other at 1.3 m/s; while they are
     /// closer than 0.7 m the lidar sees one cluster between them. Returns the ids of the tracks
-    /// on the first (west-bound start, walking east) and the second walker, before and 2 s
-    /// after they pass.
+    /// on the first walker (starting at x = -6 m, walking towards +x) and on the second, 0.6 s
+    /// before and 1.5 s after they pass (they meet at 4.6 s).
     fn walkers_passing(config: TrackerConfig) -> ([u32; 2], [Option<u32>; 2]) {
         let mut t = Tracker::new(config);
         let ped = |x: f64| Observation { x_m: x, y_m: 5.5, class: 1, yaw_rad: None, score: 1.0 };
