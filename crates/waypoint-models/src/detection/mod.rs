@@ -102,6 +102,36 @@ fn suppress_overlaps(mut dets: Vec<Detection>) -> Vec<Detection> {
     kept
 }
 
+/// Pairs of clusters (indices into `clusters`, with the gap between their footprints, metres)
+/// that may be fragments of one vehicle: footprints within [`MERGE_GAP_M`] of each other, and
+/// a joint footprint whose diagonal is at most [`MERGE_MAX_SPAN_M`]. The detector joins such a
+/// pair when the union fits a vehicle's box and the classifier calls it a vehicle.
+pub fn merge_candidates(points: &[[f32; 4]], clusters: &[Vec<usize>]) -> Vec<(f32, usize, usize)> {
+    let aabb: Vec<[f32; 4]> = clusters
+        .iter()
+        .map(|c| {
+            c.iter().fold([f32::INFINITY, f32::INFINITY, f32::NEG_INFINITY, f32::NEG_INFINITY], |a, i| {
+                let p = points[*i];
+                [a[0].min(p[0]), a[1].min(p[1]), a[2].max(p[0]), a[3].max(p[1])]
+            })
+        })
+        .collect();
+    let mut pairs = Vec::new();
+    for i in 0..clusters.len() {
+        for j in i + 1..clusters.len() {
+            let (a, b) = (aabb[i], aabb[j]);
+            let gap_x = (b[0] - a[2]).max(a[0] - b[2]).max(0.0);
+            let gap_y = (b[1] - a[3]).max(a[1] - b[3]).max(0.0);
+            let gap = gap_x.hypot(gap_y);
+            let span = (a[2].max(b[2]) - a[0].min(b[0])).hypot(a[3].max(b[3]) - a[1].min(b[1]));
+            if f64::from(gap) <= MERGE_GAP_M && f64::from(span) <= MERGE_MAX_SPAN_M {
+                pairs.push((gap, i, j));
+            }
+        }
+    }
+    pairs
+}
+
 /// The detection pipeline.
 #[derive(Debug, Clone)]
 pub struct LidarDetector {
@@ -231,28 +261,7 @@ impl LidarDetector {
     /// clusters whose footprints come within [`MERGE_GAP_M`] are joined when their union fits a
     /// vehicle-sized box that the classifier calls a vehicle. Closest pairs first.
     fn merge(&self, points: &[[f32; 4]], ground_z: &[f32], clusters: Vec<Vec<usize>>) -> Vec<Vec<usize>> {
-        let aabb: Vec<[f32; 4]> = clusters
-            .iter()
-            .map(|c| {
-                c.iter().fold([f32::INFINITY, f32::INFINITY, f32::NEG_INFINITY, f32::NEG_INFINITY], |a, i| {
-                    let p = points[*i];
-                    [a[0].min(p[0]), a[1].min(p[1]), a[2].max(p[0]), a[3].max(p[1])]
-                })
-            })
-            .collect();
-        let mut pairs = Vec::new();
-        for i in 0..clusters.len() {
-            for j in i + 1..clusters.len() {
-                let (a, b) = (aabb[i], aabb[j]);
-                let gap_x = (b[0] - a[2]).max(a[0] - b[2]).max(0.0);
-                let gap_y = (b[1] - a[3]).max(a[1] - b[3]).max(0.0);
-                let gap = gap_x.hypot(gap_y);
-                let span = (a[2].max(b[2]) - a[0].min(b[0])).hypot(a[3].max(b[3]) - a[1].min(b[1]));
-                if f64::from(gap) <= MERGE_GAP_M && f64::from(span) <= MERGE_MAX_SPAN_M {
-                    pairs.push((gap, i, j));
-                }
-            }
-        }
+        let mut pairs = merge_candidates(points, &clusters);
         if pairs.is_empty() {
             return clusters;
         }
@@ -404,5 +413,23 @@ mod tests {
         let kept = suppress_overlaps(vec![det(10.0, 0, 40), det(11.5, 0, 90), det(16.0, 0, 30), det(10.0, 1, 20)]);
         let xs: Vec<(f64, usize)> = kept.iter().map(|d| (d.bbox.x_m, d.class)).collect();
         assert_eq!(xs, vec![(11.5, 0), (16.0, 0), (10.0, 1)]);
+    }
+
+    #[test]
+    fn fragments_within_the_gap_and_span_are_merge_candidates() {
+        // Four point patches along x: a 1 m patch at 10 m, a 1 m patch 1.5 m beyond it, one
+        // 2.5 m beyond that, and a long one whose union with the third spans more than 7.5 m.
+        let patch = |x0: f32, len: f32| -> Vec<[f32; 4]> {
+            (0..=10).map(|k| [x0 + len * k as f32 / 10.0, 0.0, 0.5, 0.0]).collect()
+        };
+        let mut points = Vec::new();
+        let mut clusters = Vec::new();
+        for (x0, len) in [(10.0, 1.0), (12.5, 1.0), (16.0, 1.0), (18.0, 6.0)] {
+            clusters.push((points.len()..points.len() + 11).collect::<Vec<usize>>());
+            points.extend(patch(x0, len));
+        }
+        let pairs: Vec<(usize, usize)> = merge_candidates(&points, &clusters).iter().map(|p| (p.1, p.2)).collect();
+        // 0-1: gap 1.5 m; 1-2: gap 2.5 m (too far); 2-3: gap 1 m but spanning 8 m.
+        assert_eq!(pairs, vec![(0, 1)]);
     }
 }
