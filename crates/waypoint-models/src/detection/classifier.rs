@@ -169,20 +169,38 @@ fn platt(a: f32, b: f32, p: f32) -> f32 {
     1.0 / (1.0 + (-(a * logit(p) + b)).exp())
 }
 
-/// Fits Platt scaling, σ(a·logit(score) + b), to (score, right) pairs by Newton's method on
-/// the log-loss. None without both right and wrong pairs.
+/// Fits Platt scaling, σ(a·logit(score) + b), to (score, right) pairs: Newton's method on the
+/// log-loss, each step halved until the loss falls, against Platt's smoothed targets
+/// ((N₊ + 1) / (N₊ + 2) for a right pair, 1 / (N₋ + 2) for a wrong one), which keep the fit
+/// finite when the scores separate right from wrong almost perfectly. None without both right
+/// and wrong pairs.
 pub fn fit_platt(pairs: &[(f32, bool)]) -> Option<[f32; 2]> {
-    if !pairs.iter().any(|p| p.1) || !pairs.iter().any(|p| !p.1) {
+    let n_right = pairs.iter().filter(|p| p.1).count() as f64;
+    let n_wrong = pairs.len() as f64 - n_right;
+    if n_right == 0.0 || n_wrong == 0.0 {
         return None;
     }
+    let (t_right, t_wrong) = ((n_right + 1.0) / (n_right + 2.0), 1.0 / (n_wrong + 2.0));
+    let data: Vec<(f64, f64)> =
+        pairs.iter().map(|&(s, right)| (f64::from(logit(s)), if right { t_right } else { t_wrong })).collect();
+    // Log-loss, written so that it stays finite for large |a·x + b|.
+    let loss = |a: f64, b: f64| -> f64 {
+        data.iter()
+            .map(|&(x, t)| {
+                let z = a * x + b;
+                // -t·ln σ(z) - (1 - t)·ln(1 - σ(z)) = ln(1 + e^z) - t·z
+                z.max(0.0) + (-z.abs()).exp().ln_1p() - t * z
+            })
+            .sum()
+    };
     let (mut a, mut b) = (1.0f64, 0.0f64);
-    for _ in 0..50 {
+    let mut current = loss(a, b);
+    for _ in 0..100 {
         let (mut g, mut h) = ([0.0f64; 2], [[0.0f64; 2]; 2]);
-        for &(s, right) in pairs {
-            let x = f64::from(logit(s));
+        for &(x, t) in &data {
             let q = 1.0 / (1.0 + (-(a * x + b)).exp());
-            let r = q - f64::from(u8::from(right));
-            let w = (q * (1.0 - q)).max(1e-9);
+            let r = q - t;
+            let w = (q * (1.0 - q)).max(1e-12);
             g[0] += r * x;
             g[1] += r;
             h[0][0] += w * x * x;
@@ -193,9 +211,18 @@ pub fn fit_platt(pairs: &[(f32, bool)]) -> Option<[f32; 2]> {
         let (h00, h01, h11) = (h[0][0] + 1e-6, h[0][1], h[1][1] + 1e-6);
         let det = h00 * h11 - h01 * h01;
         let (da, db) = ((h11 * g[0] - h01 * g[1]) / det, (h00 * g[1] - h01 * g[0]) / det);
-        a -= da;
-        b -= db;
-        if da.abs() + db.abs() < 1e-9 {
+        let mut step = 1.0;
+        let mut moved = false;
+        while step > 1e-10 {
+            let next = loss(a - step * da, b - step * db);
+            if next < current {
+                (a, b, current) = (a - step * da, b - step * db, next);
+                moved = true;
+                break;
+            }
+            step /= 2.0;
+        }
+        if !moved || (step * (da.abs() + db.abs())) < 1e-9 {
             break;
         }
     }
@@ -363,6 +390,21 @@ mod tests {
         assert!((a - 0.5).abs() < 0.05 && (b + 1.0).abs() < 0.1, "a {a}, b {b}");
         assert!(platt(a, b, 0.6) < platt(a, b, 0.9) && platt(a, b, 0.9) < 0.9);
         assert_eq!(fit_platt(&[(0.9, true), (0.8, true)]), None, "no wrong answers, nothing to fit");
+    }
+
+    #[test]
+    fn platt_scaling_stays_finite_when_the_scores_all_but_separate() {
+        // Most scores saturate at 1 and are right; the few wrong ones there cannot be told
+        // apart, the rest are spread below. Plain Newton steps run off to infinity here.
+        let mut rng = waypoint_sim::rng::SimRng::new(11);
+        let mut pairs: Vec<(f32, bool)> = vec![(1.0, true); 4000];
+        pairs.extend(std::iter::repeat_n((1.0, false), 30));
+        pairs.extend((0..970).map(|_| (rng.range(0.3, 0.9) as f32, rng.range(0.0, 1.0) < 0.3)));
+        let [a, b] = fit_platt(&pairs).expect("a fit");
+        assert!(a.is_finite() && b.is_finite() && a < 50.0, "a {a}, b {b}");
+        let top = platt(a, b, 1.0);
+        assert!(top > 0.95 && top < 1.0, "score 1 maps to {top}");
+        assert!(platt(a, b, 0.6) < 0.6);
     }
 
     #[test]
