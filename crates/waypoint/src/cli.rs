@@ -43,6 +43,8 @@ pub enum Command {
     /// Train a model and write it as a new version into the model repository.
     #[command(subcommand)]
     Train(TrainCommand),
+    /// Write simulated lidar sweeps and their road users as a KITTI 3D-object directory.
+    ExportKitti(crate::kitti_export::ExportKittiArgs),
 }
 
 #[derive(Debug, Subcommand)]

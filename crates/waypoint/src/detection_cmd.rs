@@ -225,7 +225,17 @@ pub fn eval(a: EvalDetectionArgs) -> Result<()> {
     }
 }
 
-fn bev_png(path: &Path, points: &[[f32; 4]], labels: &[kitti::Label], dets: &[Detection]) -> Result<()> {
+/// A bird's-eye view of a KITTI frame: the points, the camera's field of view (dotted), the
+/// labels, and each detection with its class, score and verdict (TP, FP; nothing for one
+/// not counted).
+fn bev_png(
+    path: &Path,
+    points: &[[f32; 4]],
+    labels: &[kitti::Label],
+    dets: &[Detection],
+    verdicts: &[kitti::Verdict],
+    calib: &kitti::Calib,
+) -> Result<()> {
     // 0..60 m ahead, ±30 m to the side, 10 px per metre; x forward is up.
     let (w, h, s) = (600usize, 600usize, 10.0);
     let mut c = Canvas::new(w, h);
@@ -234,6 +244,21 @@ fn bev_png(path: &Path, points: &[[f32; 4]], labels: &[kitti::Label], dets: &[De
         let (_, py) = to_px(f64::from(m), 0.0);
         c.line(0.0, py, w as f64, py, GRID);
         c.text(4, py as i64 - 10, &format!("{m} M"), FG, 1);
+    }
+    // The edges of the camera's view, found by walking out along each bearing on the ground.
+    for r in (20..600).step_by(4) {
+        let r = f64::from(r) / 10.0;
+        let inside = |deg: i32| {
+            let a = f64::from(deg).to_radians() / 4.0;
+            calib.in_fov(nalgebra::Vector3::new(r * a.cos(), r * a.sin(), -1.7)).is_some()
+        };
+        for deg in -360..360 {
+            if inside(deg) != inside(deg + 1) {
+                let a = f64::from(deg).to_radians() / 4.0;
+                let (px, py) = to_px(r * a.cos(), r * a.sin());
+                c.set(px as i64, py as i64, FG);
+            }
+        }
     }
     for p in points {
         let (px, py) = to_px(f64::from(p[0]), f64::from(p[1]));
@@ -259,18 +284,24 @@ fn bev_png(path: &Path, points: &[[f32; 4]], labels: &[kitti::Label], dets: &[De
             draw(&mut c, b, COLORS[3]);
         }
     }
-    for d in dets {
+    for (d, v) in dets.iter().zip(verdicts) {
         draw(&mut c, &d.bbox, COLORS[d.class.min(2)]);
         let (px, py) = to_px(d.bbox.x_m, d.bbox.y_m);
+        let verdict = match v {
+            kitti::Verdict::Right => " TP",
+            kitti::Verdict::Wrong => " FP",
+            _ => "",
+        };
         c.text(
             px as i64 + 6,
             py as i64,
-            &format!("{} {:.2}", CLASSES[d.class].to_uppercase(), d.score),
+            &format!("{} {:.2}{verdict}", CLASSES[d.class].to_uppercase(), d.score),
             COLORS[d.class.min(2)],
             1,
         );
     }
     c.text(8, 8, "GREEN: LABELS  BLUE: VEHICLE  YELLOW: PEDESTRIAN  RED: CYCLIST", FG, 1);
+    c.text(8, 22, "DOTS: CAMERA VIEW  TP/FP: COUNTED RIGHT/WRONG", FG, 1);
     c.save(path)
 }
 
@@ -296,18 +327,19 @@ fn eval_kitti(det: &LidarDetector, dir: &Path, a: &EvalDetectionArgs) -> Result<
         let t = Instant::now();
         let dets = detect_at(det, &points, a.min_score);
         ms.push(t.elapsed().as_secs_f64() * 1e3);
-        let c = kitti::evaluate_frame(&dets, &labels, &calib);
+        let (c, verdicts) = kitti::judge_frame(&dets, &labels, &calib);
         for k in 0..3 {
             total.tp[k] += c.tp[k];
             total.fp[k] += c.fp[k];
             total.fn_[k] += c.fn_[k];
         }
         std::fs::create_dir_all(&a.png_dir)?;
-        bev_png(&a.png_dir.join(format!("{id}.png")), &points, &labels, &dets)?;
+        bev_png(&a.png_dir.join(format!("{id}.png")), &points, &labels, &dets, &verdicts, &calib)?;
         let in_view: Vec<_> = dets
             .iter()
-            .filter(|d| calib.in_fov(nalgebra::Vector3::new(d.bbox.x_m, d.bbox.y_m, d.bbox.z_m)).is_some())
-            .map(|d| json!({"class": CLASSES[d.class], "score": d.score, "points": d.points, "x_m": d.bbox.x_m, "y_m": d.bbox.y_m, "length_m": d.bbox.length_m, "width_m": d.bbox.width_m, "height_m": d.bbox.height_m}))
+            .zip(&verdicts)
+            .filter(|(_, v)| **v != kitti::Verdict::OutOfView)
+            .map(|(d, v)| json!({"class": CLASSES[d.class], "verdict": v, "score": d.score, "points": d.points, "x_m": d.bbox.x_m, "y_m": d.bbox.y_m, "length_m": d.bbox.length_m, "width_m": d.bbox.width_m, "height_m": d.bbox.height_m}))
             .collect();
         frames.push(
             json!({"frame": id, "points": points.len(), "counts": c, "detections_in_view": in_view, "ms": ms.last()}),

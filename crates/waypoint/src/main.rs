@@ -6,6 +6,7 @@ mod bench;
 mod cli;
 mod detection_cmd;
 mod eval;
+mod kitti_export;
 mod plot;
 mod trajectory_cmd;
 
@@ -22,5 +23,6 @@ fn main() -> Result<()> {
         cli::Command::Eval(args) => eval::eval(args),
         cli::Command::Train(cli::TrainCommand::Trajectory(args)) => trajectory_cmd::train(args),
         cli::Command::Train(cli::TrainCommand::Detection(args)) => detection_cmd::train(args),
+        cli::Command::ExportKitti(args) => kitti_export::run(args),
     }
 }

@@ -29,8 +29,11 @@ pub struct Label {
     pub bbox: Option<FittedBox>,
 }
 
-fn nums(line: &str) -> Vec<f64> {
-    line.split_whitespace().filter_map(|t| t.parse().ok()).collect()
+/// The numbers of a line; an error names the first token that is not one.
+fn nums(line: &str) -> Result<Vec<f64>, String> {
+    line.split_whitespace()
+        .map(|t| t.parse::<f64>().ok().filter(|v| v.is_finite()).ok_or_else(|| format!("{t:?} is not a number")))
+        .collect()
 }
 
 /// Parses a calibration file.
@@ -40,7 +43,7 @@ pub fn parse_calib(text: &str) -> Result<Calib, ModelError> {
             .lines()
             .find(|l| l.starts_with(&format!("{key}:")))
             .ok_or_else(|| ModelError::Load(format!("calibration lacks {key}")))?;
-        let v = nums(&line[key.len() + 1..]);
+        let v = nums(&line[key.len() + 1..]).map_err(|e| ModelError::Load(format!("calibration {key}: {e}")))?;
         if v.len() < n {
             return Err(ModelError::Load(format!("calibration {key} has {} numbers, expected {n}", v.len())));
         }
@@ -94,7 +97,7 @@ pub fn parse_labels(text: &str, calib: &Calib) -> Result<Vec<Label>, ModelError>
         if f.len() < 15 {
             return Err(ModelError::Load(format!("label line {}: {} fields, expected 15", i + 1, f.len())));
         }
-        let v: Vec<f64> = f[1..15].iter().map(|t| t.parse::<f64>().unwrap_or(f64::NAN)).collect();
+        let v = nums(&f[1..15].join(" ")).map_err(|e| ModelError::Load(format!("label line {}: {e}", i + 1)))?;
         let kind = f[0].to_string();
         let bbox_2d = [v[3], v[4], v[5], v[6]];
         let bbox = if kind == "DontCare" {
@@ -137,11 +140,34 @@ pub struct Counts {
     pub fn_: [usize; 3],
 }
 
+/// What the evaluation made of one detection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Matched to a label of its class: a true positive.
+    Right,
+    /// Matched to none: a false positive.
+    Wrong,
+    /// Not counted: outside the camera's image.
+    OutOfView,
+    /// Not counted: its centre projects into a DontCare region.
+    DontCare,
+    /// Not counted: on a labelled object of a kind not evaluated (Misc, ...).
+    Unevaluated,
+    /// Not counted: classified "other".
+    NotARoadUser,
+}
+
 /// Matches detections (sensor = lidar frame) to labels: same class, BEV IoU at least 0.5 for
 /// vehicles and 0.3 for pedestrians and cyclists, best pairs first. Detections outside the
 /// camera's view, inside a DontCare region, or matching an unevaluated label (Misc) are
 /// ignored.
 pub fn evaluate_frame(dets: &[Detection], labels: &[Label], calib: &Calib) -> Counts {
+    judge_frame(dets, labels, calib).0
+}
+
+/// [`evaluate_frame`], with the verdict on each detection (in `dets`' order).
+pub fn judge_frame(dets: &[Detection], labels: &[Label], calib: &Calib) -> (Counts, Vec<Verdict>) {
     let mut c = Counts::default();
     let dontcare: Vec<[f64; 4]> = labels.iter().filter(|l| l.kind == "DontCare").map(|l| l.bbox_2d).collect();
     let evaluated: Vec<(usize, FittedBox)> =
@@ -151,44 +177,52 @@ pub fn evaluate_frame(dets: &[Detection], labels: &[Label], calib: &Calib) -> Co
         .filter(|l| l.kind != "DontCare" && eval_class(&l.kind).is_none())
         .filter_map(|l| l.bbox)
         .collect();
-    let dets: Vec<&Detection> = dets
+    let mut verdicts: Vec<Verdict> = dets
         .iter()
-        .filter(|d| d.class < 3)
-        .filter(|d| {
-            let Some((u, v)) = calib.in_fov(Vector3::new(d.bbox.x_m, d.bbox.y_m, d.bbox.z_m + d.bbox.height_m / 2.0))
-            else {
-                return false;
+        .map(|d| {
+            if d.class >= 3 {
+                return Verdict::NotARoadUser;
+            }
+            let centre = Vector3::new(d.bbox.x_m, d.bbox.y_m, d.bbox.z_m + d.bbox.height_m / 2.0);
+            let Some((u, v)) = calib.in_fov(centre) else {
+                return Verdict::OutOfView;
             };
-            !dontcare.iter().any(|b| u >= b[0] && u <= b[2] && v >= b[1] && v <= b[3])
+            if dontcare.iter().any(|b| u >= b[0] && u <= b[2] && v >= b[1] && v <= b[3]) {
+                Verdict::DontCare
+            } else if ignored.iter().any(|b| bev_iou(&d.bbox, b) > 0.1) {
+                Verdict::Unevaluated
+            } else {
+                Verdict::Wrong
+            }
         })
-        .filter(|d| !ignored.iter().any(|b| bev_iou(&d.bbox, b) > 0.1))
         .collect();
     for class in 0..3 {
         let thr = if class == 0 { 0.5 } else { 0.3 };
-        let ds: Vec<&&Detection> = dets.iter().filter(|d| d.class == class).collect();
+        let ds: Vec<usize> =
+            (0..dets.len()).filter(|i| verdicts[*i] == Verdict::Wrong && dets[*i].class == class).collect();
         let ls: Vec<&FittedBox> = evaluated.iter().filter(|(k, _)| *k == class).map(|(_, b)| b).collect();
         let mut pairs: Vec<(f64, usize, usize)> = Vec::new();
-        for (i, d) in ds.iter().enumerate() {
+        for &i in &ds {
             for (j, l) in ls.iter().enumerate() {
-                let iou = bev_iou(&d.bbox, l);
+                let iou = bev_iou(&dets[i].bbox, l);
                 if iou >= thr {
                     pairs.push((iou, i, j));
                 }
             }
         }
         pairs.sort_by(|a, b| b.0.total_cmp(&a.0));
-        let (mut du, mut lu) = (vec![false; ds.len()], vec![false; ls.len()]);
+        let mut label_used = vec![false; ls.len()];
         for (_, i, j) in pairs {
-            if !du[i] && !lu[j] {
-                du[i] = true;
-                lu[j] = true;
+            if verdicts[i] == Verdict::Wrong && !label_used[j] {
+                verdicts[i] = Verdict::Right;
+                label_used[j] = true;
                 c.tp[class] += 1;
             }
         }
-        c.fp[class] += du.iter().filter(|u| !**u).count();
-        c.fn_[class] += lu.iter().filter(|u| !**u).count();
+        c.fp[class] += ds.iter().filter(|i| verdicts[**i] == Verdict::Wrong).count();
+        c.fn_[class] += label_used.iter().filter(|u| !**u).count();
     }
-    c
+    (c, verdicts)
 }
 
 /// Reads one frame's calibration and labels.
@@ -199,4 +233,98 @@ pub fn read_frame(dir: &Path, id: &str) -> Result<(Calib, Vec<Label>), ModelErro
     let calib = parse_calib(&read(dir.join("calib").join(format!("{id}.txt")))?)?;
     let labels = parse_labels(&read(dir.join("label_2").join(format!("{id}.txt")))?, &calib)?;
     Ok((calib, labels))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A made-up calibration in KITTI's format: the camera looks along the lidar's x axis
+    /// (camera x = -lidar y, camera y = -lidar z, camera z = lidar x), 0.1 m below and 0.3 m
+    /// ahead of it, focal length 700 px, principal point (620, 190).
+    const CALIB: &str = "P0: 700 0 620 0 0 700 190 0 0 0 1 0
+P2: 700 0 620 0 0 700 190 0 0 0 1 0
+R0_rect: 1 0 0 0 1 0 0 0 1
+Tr_velo_to_cam: 0 -1 0 0 0 0 -1 -0.1 1 0 0 -0.3
+";
+
+    fn det(x_m: f64, y_m: f64, class: usize, size: (f64, f64)) -> Detection {
+        let bbox = FittedBox { x_m, y_m, z_m: -1.8, length_m: size.0, width_m: size.1, height_m: 1.5, yaw_rad: 0.05 };
+        Detection { bbox, class, score: 0.9, points: 50 }
+    }
+
+    #[test]
+    fn labels_move_into_the_lidar_frame() {
+        let calib = parse_calib(CALIB).unwrap();
+        // A car 15 m ahead of the camera and 1 m to its right, heading away (ry = -90°).
+        let labels =
+            parse_labels("Car 0.00 0 -1.5 500 150 700 250 1.50 1.70 4.00 1.00 1.70 15.00 -1.5707963\n\n", &calib)
+                .unwrap();
+        assert_eq!(labels.len(), 1, "blank lines are skipped");
+        let b = labels[0].bbox.unwrap();
+        // Camera (1.0, 1.7 - 0.75, 15.0) is lidar (15.3, -1.0, -1.05); the bottom 0.75 m lower.
+        for (got, want) in [(b.x_m, 15.3), (b.y_m, -1.0), (b.z_m, -1.8), (b.yaw_rad, 0.0)] {
+            assert!((got - want).abs() < 1e-6, "{b:?}");
+        }
+        assert_eq!((b.length_m, b.width_m, b.height_m), (4.0, 1.7, 1.5));
+        // ry = 0 heads along the camera's x: the lidar's -y.
+        let side = parse_labels("Car 0 0 0 0 0 1 1 1.5 1.7 4.0 1.0 1.7 15.0 0", &calib).unwrap();
+        assert!((side[0].bbox.unwrap().yaw_rad + std::f64::consts::FRAC_PI_2).abs() < 1e-6);
+    }
+
+    #[test]
+    fn malformed_calibration_and_labels_are_refused_with_the_place() {
+        let calib = parse_calib(CALIB).unwrap();
+        let short = parse_labels("Car 0.00 0 -1.5 500 150 700", &calib).unwrap_err().to_string();
+        assert!(short.contains("line 1") && short.contains("7 fields"), "{short}");
+        let bad = "Pedestrian 0 0 0 0 0 1 1 1.7 0.6 0.6 1.0 1.7 x1 0";
+        let err = parse_labels(&format!("{bad}\n{bad}"), &calib).unwrap_err().to_string();
+        assert!(err.contains("line 1") && err.contains("\"x1\""), "{err}");
+        let nan = parse_labels("Car 0 0 0 0 0 1 1 NaN 1.7 4.0 1.0 1.7 15.0 0", &calib).unwrap_err().to_string();
+        assert!(nan.contains("NaN"), "{nan}");
+        let missing = parse_calib("P2: 700 0 620 0 0 700 190 0 0 0 1 0\n").unwrap_err().to_string();
+        assert!(missing.contains("R0_rect"), "{missing}");
+        let garbled = parse_calib(&CALIB.replace("R0_rect: 1 0 0", "R0_rect: 1 zero 0")).unwrap_err().to_string();
+        assert!(garbled.contains("R0_rect") && garbled.contains("\"zero\""), "{garbled}");
+        let few = parse_calib(&CALIB.replace("P2: 700 0 620 0", "P2: 700")).unwrap_err().to_string();
+        assert!(few.contains("P2") && few.contains("expected 12"), "{few}");
+    }
+
+    #[test]
+    fn each_detection_gets_a_verdict_and_the_counts_follow() {
+        let calib = parse_calib(CALIB).unwrap();
+        let labels = parse_labels(
+            [
+                // The car of the test above, a pedestrian 3 m left at 10.3 m, a cyclist 25.3 m
+                // ahead, a Misc object at (12.3, -6), and a DontCare region around u = 761.
+                "Car 0 0 0 500 150 700 250 1.5 1.7 4.0 1.0 1.7 15.0 -1.5707963",
+                "Pedestrian 0 0 0 300 150 400 250 1.7 0.6 0.6 -3.0 1.7 10.0 0",
+                "Cyclist 0 0 0 600 150 640 250 1.7 0.6 1.8 -1.0 1.7 25.0 -1.5707963",
+                "Misc 0 0 0 900 150 1000 250 1.0 1.0 1.0 6.0 1.7 12.0 0",
+                "DontCare -1 -1 -10 740 0 780 400 -1 -1 -1 -1000 -1000 -1000 -10",
+            ]
+            .join("\n")
+            .as_str(),
+            &calib,
+        )
+        .unwrap();
+        let dets = [
+            det(15.2, -1.1, 0, (4.0, 1.7)), // on the car
+            det(10.4, 3.05, 1, (0.6, 0.6)), // on the pedestrian
+            det(10.3, 3.0, 2, (0.6, 1.8)),  // a cyclist where the pedestrian is
+            det(20.0, 5.0, 0, (4.0, 1.7)),  // nothing there
+            det(-10.0, 0.0, 0, (4.0, 1.7)), // behind the camera
+            det(30.0, -6.0, 0, (4.0, 1.7)), // in the DontCare region
+            det(12.3, -6.0, 1, (0.8, 0.8)), // on the Misc object
+            det(15.2, -1.1, 3, (4.0, 1.7)), // "other"
+            det(15.6, -0.9, 0, (4.0, 1.7)), // a second box on the car: the worse match
+        ];
+        let (counts, verdicts) = judge_frame(&dets, &labels, &calib);
+        use Verdict::*;
+        assert_eq!(verdicts, vec![Right, Right, Wrong, Wrong, OutOfView, DontCare, Unevaluated, NotARoadUser, Wrong]);
+        assert_eq!(counts.tp, [1, 1, 0]);
+        assert_eq!(counts.fp, [2, 0, 1]);
+        assert_eq!(counts.fn_, [0, 0, 1], "the cyclist was not found");
+        assert_eq!(evaluate_frame(&dets, &labels, &calib), counts);
+    }
 }

@@ -1,0 +1,191 @@
+//! `waypoint export-kitti`: simulated sweeps written as a KITTI 3D-object directory
+//! (`velodyne/`, `label_2/`, `calib/`), so that `waypoint eval detection --kitti` (or any KITTI
+//! tool) can judge detections on the simulator by the benchmark's own rule, bird's-eye-view
+//! IoU, rather than by the distance to an agent that `eval detection --sim` uses.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use waypoint_models::detection::simdata;
+use waypoint_sim::frame::{AgentTruth, LidarSweep};
+use waypoint_sim::geometry::Vec2;
+use waypoint_sim::{AgentKind, Scene, SceneConfig};
+
+#[derive(Debug, Args)]
+pub struct ExportKittiArgs {
+    /// The scene's seed.
+    #[arg(long, default_value_t = 500)]
+    pub seed: u64,
+    /// How many frames to write.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub frames: u32,
+    /// Sweeps between two frames written (10 sweeps a second).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub every: u32,
+    /// The simulated lidar.
+    #[arg(long, value_enum, default_value = "hdl64e")]
+    pub lidar: crate::cli::LidarPreset,
+    /// A road user is labelled when it is in the camera's view and shows at least this many
+    /// lidar points.
+    #[arg(long, default_value_t = 10)]
+    pub min_points: usize,
+    /// The directory to write (created; existing frames of the same numbers are replaced).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// The camera of the exported calibration: it looks along the lidar's x axis (camera x =
+/// -lidar y, camera y = -lidar z, camera z = lidar x) from 0.1 m below and 0.3 m ahead of it,
+/// with a 700 px focal length, the principal point at (620, 190) and a 1242 × 375 image, about
+/// KITTI's left colour camera.
+pub const CALIB: &str = "P0: 700 0 620 0 0 700 190 0 0 0 1 0
+P1: 700 0 620 0 0 700 190 0 0 0 1 0
+P2: 700 0 620 0 0 700 190 0 0 0 1 0
+P3: 700 0 620 0 0 700 190 0 0 0 1 0
+R0_rect: 1 0 0 0 1 0 0 0 1
+Tr_velo_to_cam: 0 -1 0 0 0 0 -1 -0.1 1 0 0 -0.3
+Tr_imu_to_velo: 1 0 0 0 0 1 0 0 0 0 1 0
+";
+const FOCAL_PX: f64 = 700.0;
+const CENTRE_PX: (f64, f64) = (620.0, 190.0);
+const IMAGE_PX: (f64, f64) = (1242.0, 375.0);
+/// Where the camera is in the lidar frame: this far ahead and this far below.
+const CAMERA_AHEAD_M: f64 = 0.3;
+const CAMERA_BELOW_M: f64 = 0.1;
+
+/// Camera coordinates of a point in the lidar frame.
+fn to_camera(x: f64, y: f64, z: f64) -> (f64, f64, f64) {
+    (-y, -(z + CAMERA_BELOW_M), x - CAMERA_AHEAD_M)
+}
+
+/// The KITTI label line of an agent seen from the sensor, if it is in the camera's view and
+/// shows at least `min_points` points of `sweep`.
+fn label_line(a: &AgentTruth, sweep: &LidarSweep, mount_height_m: f64, min_points: usize) -> Option<String> {
+    let pose = sweep.world_from_sensor;
+    let rel = (Vec2::new(a.x_m, a.y_m) - Vec2::new(pose.x_m, pose.y_m)).rotate(-pose.yaw_rad);
+    let yaw = a.yaw_rad - pose.yaw_rad;
+    let ground = -mount_height_m;
+    // The box's eight corners in camera coordinates: all in front of the camera, and the
+    // centre inside the image.
+    let (s, c) = yaw.sin_cos();
+    let corners: Vec<(f64, f64, f64)> = [(1.0, 1.0), (1.0, -1.0), (-1.0, 1.0), (-1.0, -1.0)]
+        .iter()
+        .flat_map(|(du, dv)| {
+            let (u, v) = (du * a.length_m / 2.0, dv * a.width_m / 2.0);
+            let (x, y) = (rel.x + c * u - s * v, rel.y + s * u + c * v);
+            [to_camera(x, y, ground), to_camera(x, y, ground + a.height_m)]
+        })
+        .collect();
+    if corners.iter().any(|p| p.2 < 0.5) {
+        return None;
+    }
+    let (cx, cy, cz) = to_camera(rel.x, rel.y, ground);
+    let u = CENTRE_PX.0 + FOCAL_PX * cx / cz;
+    if !(0.0..IMAGE_PX.0).contains(&u) {
+        return None;
+    }
+    let seen = sweep
+        .points
+        .iter()
+        .filter(|p| {
+            let (dx, dy) = (f64::from(p[0]) - rel.x, f64::from(p[1]) - rel.y);
+            (c * dx + s * dy).abs() < a.length_m / 2.0
+                && (-s * dx + c * dy).abs() < a.width_m / 2.0
+                && f64::from(p[2]) > ground + 0.2
+        })
+        .count();
+    if seen < min_points {
+        return None;
+    }
+    let px: Vec<(f64, f64)> =
+        corners.iter().map(|p| (CENTRE_PX.0 + FOCAL_PX * p.0 / p.2, CENTRE_PX.1 + FOCAL_PX * p.1 / p.2)).collect();
+    let clip = |v: f64, max: f64| v.clamp(0.0, max - 1.0);
+    let left = clip(px.iter().map(|p| p.0).fold(f64::INFINITY, f64::min), IMAGE_PX.0);
+    let right = clip(px.iter().map(|p| p.0).fold(f64::NEG_INFINITY, f64::max), IMAGE_PX.0);
+    let top = clip(px.iter().map(|p| p.1).fold(f64::INFINITY, f64::min), IMAGE_PX.1);
+    let bottom = clip(px.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max), IMAGE_PX.1);
+    // The heading (cos yaw, sin yaw) in the lidar frame is (-sin yaw, 0, cos yaw) in the
+    // camera's, which KITTI writes as (cos ry, 0, -sin ry); alpha is ry less the bearing.
+    let ry = (-c).atan2(-s);
+    let alpha = wrap(ry - cx.atan2(cz));
+    let kind = match a.kind {
+        AgentKind::Vehicle => "Car",
+        AgentKind::Pedestrian => "Pedestrian",
+        AgentKind::Cyclist => "Cyclist",
+    };
+    Some(format!(
+        "{kind} 0.00 0 {alpha:.2} {left:.2} {top:.2} {right:.2} {bottom:.2} {:.2} {:.2} {:.2} {cx:.2} {cy:.2} {cz:.2} {ry:.2}",
+        a.height_m, a.width_m, a.length_m
+    ))
+}
+
+fn wrap(a: f64) -> f64 {
+    let mut a = a;
+    while a > std::f64::consts::PI {
+        a -= std::f64::consts::TAU;
+    }
+    while a <= -std::f64::consts::PI {
+        a += std::f64::consts::TAU;
+    }
+    a
+}
+
+/// Writes the frames; returns the labels written per class (vehicle, pedestrian, cyclist).
+pub fn export(a: &ExportKittiArgs) -> Result<[usize; 3]> {
+    let lidar = a.lidar.config();
+    let mut cfg = SceneConfig { seed: a.seed, vehicles: 8, pedestrians: 8, cyclists: 5, ..SceneConfig::default() };
+    cfg.sensors.lidar = lidar.clone();
+    let mut scene = Scene::new(cfg).context("the scene")?;
+    for sub in ["velodyne", "label_2", "calib"] {
+        let d = a.out.join(sub);
+        std::fs::create_dir_all(&d).with_context(|| format!("{}", d.display()))?;
+    }
+    let mut per_class = [0usize; 3];
+    let mut sweeps = 0u64;
+    for frame in 0..a.frames {
+        let (sweep, truth) = loop {
+            let mut f = scene.tick();
+            if let Some(s) = f.lidar.pop() {
+                sweeps += 1;
+                if (sweeps - 1).is_multiple_of(u64::from(a.every)) {
+                    break (s, f.truth);
+                }
+            }
+        };
+        let id = format!("{frame:06}");
+        let write = |dir: &str, ext: &str, bytes: &[u8]| -> Result<()> {
+            let p = a.out.join(dir).join(format!("{id}.{ext}"));
+            std::fs::write(&p, bytes).with_context(|| format!("{}", p.display()))
+        };
+        let bytes: Vec<u8> = sweep.points.iter().flatten().flat_map(|v| v.to_le_bytes()).collect();
+        write("velodyne", "bin", &bytes)?;
+        write("calib", "txt", CALIB.as_bytes())?;
+        let mut labels = String::new();
+        for agent in &truth.agents {
+            if let Some(line) = label_line(agent, &sweep, lidar.mount_height_m, a.min_points) {
+                per_class[simdata::class_of(agent.kind)] += 1;
+                labels += &line;
+                labels.push('\n');
+            }
+        }
+        write("label_2", "txt", labels.as_bytes())?;
+    }
+    Ok(per_class)
+}
+
+pub fn run(a: ExportKittiArgs) -> Result<()> {
+    if a.out.exists() && !a.out.is_dir() {
+        bail!("{} is not a directory", a.out.display());
+    }
+    let n = export(&a)?;
+    println!(
+        "wrote {} frames to {}: {} vehicles, {} pedestrians, {} cyclists labelled",
+        a.frames,
+        a.out.display(),
+        n[0],
+        n[1],
+        n[2]
+    );
+    Ok(())
+}
