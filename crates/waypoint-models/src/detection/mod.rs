@@ -34,6 +34,10 @@ pub const MAX_OBJECT_LENGTH_M: f64 = 12.0;
 pub const MERGE_GAP_M: f64 = 2.0;
 /// Largest diagonal of two fragments' joint footprint considered, metres.
 pub const MERGE_MAX_SPAN_M: f64 = 7.5;
+/// A join may lower the vehicle probability of the likelier part by at most this (picked from
+/// 0 / 0.1 / 0.3: at 0 a car's own pieces stay apart more often, at 0.3 a whole car still
+/// takes the post beside it).
+pub const JOIN_SLACK: f32 = 0.1;
 /// Largest joined box kept, metres.
 pub const MERGE_MAX_LENGTH_M: f64 = 6.5;
 pub const MERGE_MAX_WIDTH_M: f64 = 2.8;
@@ -243,6 +247,13 @@ impl LidarDetector {
         Some(Detection { bbox: b, class, score: self.classifier.calibrated(score), points: pts.len() })
     }
 
+    /// The classifier's probabilities for a cluster (indices into `points`); none without a box.
+    fn class_probs(&self, points: &[[f32; 4]], ground_z: &[f32], c: &[usize]) -> Option<[f32; 4]> {
+        let pts: Vec<[f32; 4]> = c.iter().map(|i| points[*i]).collect();
+        let g = c.iter().map(|i| f64::from(ground_z[*i])).sum::<f64>() / c.len() as f64;
+        boxfit::fit(&pts, g).map(|b| self.classifier.predict(&classifier::features(&b, &pts, self.ring_spacing_rad)))
+    }
+
     /// Whether a box's shape or place rules out a vehicle: lower than a vehicle's points can
     /// span at its range ([`LidarDetector::too_low_for_a_vehicle`]), wider than
     /// [`VEHICLE_MAX_WIDTH_M`] (a wall's corner, a hedge) or centred within
@@ -266,20 +277,23 @@ impl LidarDetector {
             return clusters;
         }
         pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
+        // Each cluster's class probabilities (none without a box), for the clusters in a pair.
+        let mut probs: Vec<Option<[f32; 4]>> = vec![None; clusters.len()];
+        for &(_, i, j) in &pairs {
+            for k in [i, j] {
+                if probs[k].is_none() {
+                    probs[k] = Some(self.class_probs(points, ground_z, &clusters[k]).unwrap_or([0.0, 0.0, 0.0, 1.0]));
+                }
+            }
+        }
+        let probs: Vec<[f32; 4]> = probs.into_iter().map(|p| p.unwrap_or([0.0, 0.0, 0.0, 1.0])).collect();
         // A fragment that is itself a confident pedestrian or cyclist is a road user of its own,
         // not part of a vehicle beside it.
-        let mut own: Vec<Option<bool>> = vec![None; clusters.len()];
-        let mut is_small_user = |k: usize, c: &[usize]| -> bool {
-            *own[k].get_or_insert_with(|| {
-                let pts: Vec<[f32; 4]> = c.iter().map(|i| points[*i]).collect();
-                let g = c.iter().map(|i| f64::from(ground_z[*i])).sum::<f64>() / c.len() as f64;
-                boxfit::fit(&pts, g).is_some_and(|b| {
-                    let p = self.classifier.predict(&classifier::features(&b, &pts, self.ring_spacing_rad));
-                    p[1] >= 0.6 || p[2] >= 0.6
-                })
-            })
-        };
-        pairs.retain(|(_, i, j)| !is_small_user(*i, &clusters[*i]) && !is_small_user(*j, &clusters[*j]));
+        let small_user = |k: usize| probs[k][1] >= 0.6 || probs[k][2] >= 0.6;
+        pairs.retain(|(_, i, j)| !small_user(*i) && !small_user(*j));
+        // How much of a vehicle each group is: a join must not make it less of one (a whole car
+        // joined with the post beside it is a worse car).
+        let mut vehicle_p: Vec<f32> = probs.iter().map(|p| p[0]).collect();
         let mut groups: Vec<Option<Vec<usize>>> = clusters.into_iter().map(Some).collect();
         let mut root: Vec<usize> = (0..groups.len()).collect();
         fn find(root: &mut [usize], mut i: usize) -> usize {
@@ -302,10 +316,11 @@ impl LidarDetector {
             if bx.length_m > MERGE_MAX_LENGTH_M || bx.width_m > MERGE_MAX_WIDTH_M {
                 continue;
             }
-            let probs = self.classifier.predict(&classifier::features(&bx, &pts, self.ring_spacing_rad));
-            if probs[0] < 0.5 {
+            let p = self.classifier.predict(&classifier::features(&bx, &pts, self.ring_spacing_rad))[0];
+            if p < 0.5 || p < vehicle_p[ri].max(vehicle_p[rj]) - JOIN_SLACK {
                 continue;
             }
+            vehicle_p[ri] = p;
             groups[ri] = Some(joined);
             groups[rj] = None;
             root[rj] = ri;
