@@ -47,6 +47,14 @@ pub const MERGE_MAX_WIDTH_M: f64 = 2.8;
 pub const VEHICLE_MIN_LENGTH_M: f64 = 3.9;
 pub const VEHICLE_MIN_WIDTH_M: f64 = 1.6;
 
+/// A pedestrian's and a cyclist's box seen in part are grown to at least these footprints, away
+/// from the sensor: about the mean KITTI pedestrian (0.8 m × 0.6 m) and cyclist (1.76 m ×
+/// 0.6 m), metres.
+pub const PEDESTRIAN_MIN_LENGTH_M: f64 = 0.8;
+pub const PEDESTRIAN_MIN_WIDTH_M: f64 = 0.6;
+pub const CYCLIST_MIN_LENGTH_M: f64 = 1.76;
+pub const CYCLIST_MIN_WIDTH_M: f64 = 0.6;
+
 /// Vehicles are at least this tall; a vehicle's points span at least this less one ring
 /// spacing at its range (its roof can fall between two rings), metres.
 pub const VEHICLE_MIN_HEIGHT_M: f64 = 1.0;
@@ -243,7 +251,12 @@ impl LidarDetector {
         {
             class = 3;
         }
-        let b = if class == 0 { boxfit::complete(&b, VEHICLE_MIN_LENGTH_M, VEHICLE_MIN_WIDTH_M) } else { b };
+        let b = match class {
+            0 => boxfit::complete(&b, VEHICLE_MIN_LENGTH_M, VEHICLE_MIN_WIDTH_M),
+            1 => boxfit::complete_as(&b, PEDESTRIAN_MIN_LENGTH_M, PEDESTRIAN_MIN_WIDTH_M, PEDESTRIAN_MIN_WIDTH_M),
+            2 => boxfit::complete_as(&b, CYCLIST_MIN_LENGTH_M, CYCLIST_MIN_WIDTH_M, CYCLIST_MIN_WIDTH_M),
+            _ => b,
+        };
         Some(Detection { bbox: b, class, score: self.classifier.calibrated(score), points: pts.len() })
     }
 
