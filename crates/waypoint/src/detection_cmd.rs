@@ -339,7 +339,7 @@ fn eval_kitti(det: &LidarDetector, dir: &Path, a: &EvalDetectionArgs) -> Result<
             .iter()
             .zip(&verdicts)
             .filter(|(_, v)| **v != kitti::Verdict::OutOfView)
-            .map(|(d, v)| json!({"class": CLASSES[d.class], "verdict": v, "score": d.score, "points": d.points, "x_m": d.bbox.x_m, "y_m": d.bbox.y_m, "length_m": d.bbox.length_m, "width_m": d.bbox.width_m, "height_m": d.bbox.height_m}))
+            .map(|(d, v)| json!({"class": CLASSES[d.class], "verdict": v, "score": d.score, "points": d.points, "x_m": d.bbox.x_m, "y_m": d.bbox.y_m, "z_m": d.bbox.z_m, "length_m": d.bbox.length_m, "width_m": d.bbox.width_m, "height_m": d.bbox.height_m, "yaw_rad": d.bbox.yaw_rad}))
             .collect();
         frames.push(
             json!({"frame": id, "points": points.len(), "counts": c, "detections_in_view": in_view, "ms": ms.last()}),

@@ -26,8 +26,8 @@ pub struct ExportKittiArgs {
     /// The simulated lidar.
     #[arg(long, value_enum, default_value = "hdl64e")]
     pub lidar: crate::cli::LidarPreset,
-    /// A road user is labelled when it is in the camera's view and shows at least this many
-    /// lidar points.
+    /// A road user in the camera's view is labelled when it shows at least this many lidar
+    /// points, and marked DontCare (its image box) when it shows fewer.
     #[arg(long, default_value_t = 10)]
     pub min_points: usize,
     /// The directory to write (created; existing frames of the same numbers are replaced).
@@ -60,7 +60,7 @@ fn to_camera(x: f64, y: f64, z: f64) -> (f64, f64, f64) {
 }
 
 /// The KITTI label line of an agent seen from the sensor, if it is in the camera's view and
-/// shows at least `min_points` points of `sweep`.
+/// shows a point of `sweep`: DontCare when it shows fewer than `min_points`.
 fn label_line(a: &AgentTruth, sweep: &LidarSweep, mount_height_m: f64, min_points: usize) -> Option<String> {
     let pose = sweep.world_from_sensor;
     let rel = (Vec2::new(a.x_m, a.y_m) - Vec2::new(pose.x_m, pose.y_m)).rotate(-pose.yaw_rad);
@@ -95,7 +95,7 @@ fn label_line(a: &AgentTruth, sweep: &LidarSweep, mount_height_m: f64, min_point
                 && f64::from(p[2]) > ground + 0.2
         })
         .count();
-    if seen < min_points {
+    if seen == 0 {
         return None;
     }
     let px: Vec<(f64, f64)> =
@@ -109,6 +109,12 @@ fn label_line(a: &AgentTruth, sweep: &LidarSweep, mount_height_m: f64, min_point
     // camera's, which KITTI writes as (cos ry, 0, -sin ry); alpha is ry less the bearing.
     let ry = (-c).atan2(-s);
     let alpha = wrap(ry - cx.atan2(cz));
+    if seen < min_points {
+        // Seen, but too little to ask for: KITTI marks such an object DontCare.
+        return Some(format!(
+            "DontCare -1 -1 -10 {left:.2} {top:.2} {right:.2} {bottom:.2} -1 -1 -1 -1000 -1000 -1000 -10"
+        ));
+    }
     let kind = match a.kind {
         AgentKind::Vehicle => "Car",
         AgentKind::Pedestrian => "Pedestrian",
@@ -164,7 +170,9 @@ pub fn export(a: &ExportKittiArgs) -> Result<[usize; 3]> {
         let mut labels = String::new();
         for agent in &truth.agents {
             if let Some(line) = label_line(agent, &sweep, lidar.mount_height_m, a.min_points) {
-                per_class[simdata::class_of(agent.kind)] += 1;
+                if !line.starts_with("DontCare") {
+                    per_class[simdata::class_of(agent.kind)] += 1;
+                }
                 labels += &line;
                 labels.push('\n');
             }

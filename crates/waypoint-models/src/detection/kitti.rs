@@ -150,9 +150,10 @@ pub enum Verdict {
     Wrong,
     /// Not counted: outside the camera's image.
     OutOfView,
-    /// Not counted: its centre projects into a DontCare region.
+    /// Not counted: matched to no label, and its centre projects into a DontCare region.
     DontCare,
-    /// Not counted: on a labelled object of a kind not evaluated (Misc, ...).
+    /// Not counted: matched to no label, and on a labelled object of a kind not evaluated
+    /// (Misc, ...).
     Unevaluated,
     /// Not counted: classified "other".
     NotARoadUser,
@@ -160,10 +161,15 @@ pub enum Verdict {
 
 /// Matches detections (sensor = lidar frame) to labels: same class, BEV IoU at least 0.5 for
 /// vehicles and 0.3 for pedestrians and cyclists, best pairs first. Detections outside the
-/// camera's view, inside a DontCare region, or matching an unevaluated label (Misc) are
-/// ignored.
+/// camera's view are ignored, and so are unmatched ones inside a DontCare region or on an
+/// unevaluated label (Misc).
 pub fn evaluate_frame(dets: &[Detection], labels: &[Label], calib: &Calib) -> Counts {
     judge_frame(dets, labels, calib).0
+}
+
+/// The point of a detection that is projected into the image: its box's centre.
+fn centre(d: &Detection) -> Vector3<f64> {
+    Vector3::new(d.bbox.x_m, d.bbox.y_m, d.bbox.z_m + d.bbox.height_m / 2.0)
 }
 
 /// [`evaluate_frame`], with the verdict on each detection (in `dets`' order).
@@ -177,20 +183,16 @@ pub fn judge_frame(dets: &[Detection], labels: &[Label], calib: &Calib) -> (Coun
         .filter(|l| l.kind != "DontCare" && eval_class(&l.kind).is_none())
         .filter_map(|l| l.bbox)
         .collect();
+    // Out of view or not a road user: not judged. The rest are matched first; only a detection
+    // left unmatched is then excused by a DontCare region or an unevaluated label (as KITTI's
+    // own evaluation does: a car found inside a DontCare region still counts as found).
     let mut verdicts: Vec<Verdict> = dets
         .iter()
         .map(|d| {
             if d.class >= 3 {
-                return Verdict::NotARoadUser;
-            }
-            let centre = Vector3::new(d.bbox.x_m, d.bbox.y_m, d.bbox.z_m + d.bbox.height_m / 2.0);
-            let Some((u, v)) = calib.in_fov(centre) else {
-                return Verdict::OutOfView;
-            };
-            if dontcare.iter().any(|b| u >= b[0] && u <= b[2] && v >= b[1] && v <= b[3]) {
-                Verdict::DontCare
-            } else if ignored.iter().any(|b| bev_iou(&d.bbox, b) > 0.1) {
-                Verdict::Unevaluated
+                Verdict::NotARoadUser
+            } else if calib.in_fov(centre(d)).is_none() {
+                Verdict::OutOfView
             } else {
                 Verdict::Wrong
             }
@@ -219,8 +221,20 @@ pub fn judge_frame(dets: &[Detection], labels: &[Label], calib: &Calib) -> (Coun
                 c.tp[class] += 1;
             }
         }
-        c.fp[class] += ds.iter().filter(|i| verdicts[**i] == Verdict::Wrong).count();
         c.fn_[class] += label_used.iter().filter(|u| !**u).count();
+    }
+    for (d, v) in dets.iter().zip(verdicts.iter_mut()) {
+        if *v != Verdict::Wrong {
+            continue;
+        }
+        let (u, px_v) = calib.in_fov(centre(d)).unwrap_or((f64::NAN, f64::NAN));
+        if dontcare.iter().any(|b| u >= b[0] && u <= b[2] && px_v >= b[1] && px_v <= b[3]) {
+            *v = Verdict::DontCare;
+        } else if ignored.iter().any(|b| bev_iou(&d.bbox, b) > 0.1) {
+            *v = Verdict::Unevaluated;
+        } else {
+            c.fp[d.class] += 1;
+        }
     }
     (c, verdicts)
 }
@@ -302,6 +316,8 @@ Tr_velo_to_cam: 0 -1 0 0 0 0 -1 -0.1 1 0 0 -0.3
                 "Cyclist 0 0 0 600 150 640 250 1.7 0.6 1.8 -1.0 1.7 25.0 -1.5707963",
                 "Misc 0 0 0 900 150 1000 250 1.0 1.0 1.0 6.0 1.7 12.0 0",
                 "DontCare -1 -1 -10 740 0 780 400 -1 -1 -1 -1000 -1000 -1000 -10",
+                // Another over the car's image (a car behind it, say).
+                "DontCare -1 -1 -10 650 200 680 260 -1 -1 -1 -1000 -1000 -1000 -10",
             ]
             .join("\n")
             .as_str(),
@@ -319,11 +335,16 @@ Tr_velo_to_cam: 0 -1 0 0 0 0 -1 -0.1 1 0 0 -0.3
             det(15.2, -1.1, 3, (4.0, 1.7)), // "other"
             det(15.6, -0.9, 0, (4.0, 1.7)), // a second box on the car: the worse match
         ];
+        // A detection found inside a DontCare region counts as found (the car); an unmatched
+        // one there is excused (the second box on it).
         let (counts, verdicts) = judge_frame(&dets, &labels, &calib);
         use Verdict::*;
-        assert_eq!(verdicts, vec![Right, Right, Wrong, Wrong, OutOfView, DontCare, Unevaluated, NotARoadUser, Wrong]);
+        assert_eq!(
+            verdicts,
+            vec![Right, Right, Wrong, Wrong, OutOfView, DontCare, Unevaluated, NotARoadUser, DontCare]
+        );
         assert_eq!(counts.tp, [1, 1, 0]);
-        assert_eq!(counts.fp, [2, 0, 1]);
+        assert_eq!(counts.fp, [1, 0, 1]);
         assert_eq!(counts.fn_, [0, 0, 1], "the cyclist was not found");
         assert_eq!(evaluate_frame(&dets, &labels, &calib), counts);
     }
