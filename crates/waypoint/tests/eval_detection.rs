@@ -122,6 +122,15 @@ fn simulated_sweeps_exported_as_kitti_are_read_matched_and_drawn() {
     let fp: usize = (0..3).map(|c| counts("fp", c)).sum();
     assert_eq!(verdicts.iter().filter(|v| **v == "right").count(), tp, "{r}");
     assert_eq!(verdicts.iter().filter(|v| **v == "wrong").count(), fp, "{r}");
+    // Average precision is there for every class with labels, and within [0, 1].
+    for (c, n) in labelled.iter().enumerate() {
+        let ap = &r["per_class"][c]["ap_bev"];
+        if *n > 0 {
+            assert!((0.0..=1.0).contains(&ap.as_f64().expect("an AP")), "class {c}: {r}");
+        } else {
+            assert!(ap.is_null(), "class {c}: {r}");
+        }
+    }
     // The labels land where the simulated road users are: most vehicles in view are matched
     // at a bird's-eye IoU of 0.5, which a label turned or moved by the conversion would not be.
     assert!(counts("tp", 0) * 10 >= labelled[0] * 7, "vehicles found: {} of {}: {r}", counts("tp", 0), labelled[0]);

@@ -239,6 +239,31 @@ pub fn judge_frame(dets: &[Detection], labels: &[Label], calib: &Calib) -> (Coun
     (c, verdicts)
 }
 
+/// Average precision of scored detections judged right or wrong, against `labels` objects to
+/// find: the precision-recall curve taken in score order, its precision made non-increasing,
+/// read at 40 recall points (1/40 ... 1), as KITTI has reported since 2019. None without labels.
+pub fn average_precision(scored: &[(f32, bool)], labels: usize) -> Option<f64> {
+    if labels == 0 {
+        return None;
+    }
+    let mut sorted = scored.to_vec();
+    sorted.sort_by(|a, b| b.0.total_cmp(&a.0));
+    // (recall, precision) after each detection.
+    let mut curve = Vec::with_capacity(sorted.len());
+    let mut tp = 0usize;
+    for (k, (_, right)) in sorted.iter().enumerate() {
+        tp += usize::from(*right);
+        curve.push((tp as f64 / labels as f64, tp as f64 / (k + 1) as f64));
+    }
+    let sum: f64 = (1..=40)
+        .map(|i| {
+            let r = f64::from(i) / 40.0;
+            curve.iter().filter(|(rec, _)| *rec >= r - 1e-12).map(|(_, p)| *p).fold(0.0, f64::max)
+        })
+        .sum();
+    Some(sum / 40.0)
+}
+
 /// Reads one frame's calibration and labels.
 pub fn read_frame(dir: &Path, id: &str) -> Result<(Calib, Vec<Label>), ModelError> {
     let read = |p: std::path::PathBuf| {
@@ -347,5 +372,18 @@ Tr_velo_to_cam: 0 -1 0 0 0 0 -1 -0.1 1 0 0 -0.3
         assert_eq!(counts.fp, [1, 0, 1]);
         assert_eq!(counts.fn_, [0, 0, 1], "the cyclist was not found");
         assert_eq!(evaluate_frame(&dets, &labels, &calib), counts);
+    }
+
+    #[test]
+    fn average_precision_reads_the_curve_at_forty_recall_points() {
+        // Four objects; found at scores 0.9, 0.8 and 0.5, a false one at 0.7, one never found.
+        let scored = [(0.9, true), (0.8, true), (0.7, false), (0.5, true)];
+        // Recall 1/4, 2/4 at precision 1; 3/4 at 3/4; nothing beyond.
+        let want = (20.0 * 1.0 + 10.0 * 0.75) / 40.0;
+        assert!((average_precision(&scored, 4).unwrap() - want).abs() < 1e-12);
+        // The order matters, not the scores' sizes; a perfect ranking of everything is 1.
+        assert_eq!(average_precision(&[(0.2, true), (0.1, true)], 2), Some(1.0));
+        assert_eq!(average_precision(&[(0.9, false)], 1), Some(0.0));
+        assert_eq!(average_precision(&scored, 0), None);
     }
 }
