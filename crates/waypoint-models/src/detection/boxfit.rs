@@ -117,17 +117,23 @@ fn normalise_yaw(mut yaw: f64) -> f64 {
 /// centre lies farther away than its points' centre. A side is grown only when the sensor is
 /// beyond it (the sensor beside a vehicle sees its whole length).
 pub fn complete(b: &FittedBox, min_length_m: f64, min_width_m: f64) -> FittedBox {
-    complete_as(b, min_length_m, min_width_m, NOMINAL_WIDTH_M)
+    complete_as(b, min_length_m, min_width_m, NOMINAL_WIDTH_M, min_width_m * END_FACE_RATIO)
 }
 
-/// [`complete`] for an object whose typical width is `nominal_width_m` (a side near it is
-/// taken for the object's end).
-pub fn complete_as(b: &FittedBox, min_length_m: f64, min_width_m: f64, nominal_width_m: f64) -> FittedBox {
+/// [`complete`] for an object whose typical width is `nominal_width_m` and whose end is at
+/// most `max_end_m` wide (a side up to that long and nearer the typical width than the other
+/// is taken for the object's end).
+pub fn complete_as(
+    b: &FittedBox,
+    min_length_m: f64,
+    min_width_m: f64,
+    nominal_width_m: f64,
+    max_end_m: f64,
+) -> FittedBox {
     // Which side is the vehicle's width? A side longer than any vehicle is wide is a flank,
     // so the length runs along it; otherwise the side nearer a vehicle's width is its end (a
     // vehicle seen from behind shows a face about as wide as the car and little of its flank).
-    let turn = b.length_m <= min_width_m * END_FACE_RATIO
-        && (b.length_m - nominal_width_m).abs() < (b.width_m - nominal_width_m).abs();
+    let turn = b.length_m <= max_end_m && (b.length_m - nominal_width_m).abs() < (b.width_m - nominal_width_m).abs();
     if turn {
         let turned = FittedBox {
             length_m: b.width_m,
@@ -266,12 +272,18 @@ mod tests {
         // A rider 15 m ahead, going away: a face 0.5 m wide across the line of sight.
         let back =
             FittedBox { x_m: 15.0, y_m: 0.0, z_m: -1.7, length_m: 0.5, width_m: 0.2, height_m: 1.7, yaw_rad: 1.57 };
-        let b = complete_as(&back, 1.76, 0.6, 0.6);
+        let b = complete_as(&back, 1.76, 0.6, 0.6, 0.7);
         assert!((b.length_m - 1.76).abs() < 1e-9 && (b.width_m - 0.5).abs() < 1e-9, "{b:?}");
         assert!(b.yaw_rad.abs() < 0.01 && (b.x_m - 15.78).abs() < 0.01, "{b:?}");
         // Seen from beside, a whole rider is left alone.
         let side = FittedBox { length_m: 1.8, width_m: 0.6, yaw_rad: 1.57, ..back };
-        assert_eq!(complete_as(&side, 1.76, 0.6, 0.6), side);
+        assert_eq!(complete_as(&side, 1.76, 0.6, 0.6, 0.7), side);
+        // A face 0.8 m long is more than a rider's back: a side seen in part, not turned (and,
+        // the sensor being beside it, not grown along itself; only its width grows, away).
+        let part = FittedBox { length_m: 0.8, width_m: 0.3, ..back };
+        let b = complete_as(&part, 1.76, 0.6, 0.6, 0.7);
+        assert!((b.yaw_rad - 1.57).abs() < 1e-9 && b.length_m == 0.8 && b.width_m == 0.6, "{b:?}");
+        assert!((b.x_m - 15.15).abs() < 1e-6, "{b:?}");
     }
 
     #[test]
