@@ -135,3 +135,17 @@ fn simulated_sweeps_exported_as_kitti_are_read_matched_and_drawn() {
     // at a bird's-eye IoU of 0.5, which a label turned or moved by the conversion would not be.
     assert!(counts("tp", 0) * 10 >= labelled[0] * 7, "vehicles found: {} of {}: {r}", counts("tp", 0), labelled[0]);
 }
+
+#[test]
+fn export_kitti_refuses_bad_arguments() {
+    let file = std::env::temp_dir().join(format!("waypoint-kitti-file-{}", std::process::id()));
+    std::fs::write(&file, b"not a directory").unwrap();
+    let run = |args: &[&std::ffi::OsStr]| Command::new(env!("CARGO_BIN_EXE_waypoint")).args(args).output().unwrap();
+    let os = |s: &str| std::ffi::OsString::from(s);
+    let zero = run(&[&os("export-kitti"), &os("--frames"), &os("0"), &os("--out"), &os("/tmp/unused")]);
+    let onto_file = run(&[&os("export-kitti"), &os("--frames"), &os("1"), &os("--out"), file.as_os_str()]);
+    std::fs::remove_file(&file).ok();
+    assert!(!zero.status.success() && String::from_utf8_lossy(&zero.stderr).contains("--frames"));
+    assert!(!onto_file.status.success());
+    assert!(String::from_utf8_lossy(&onto_file.stderr).contains("is not a directory"), "{onto_file:?}");
+}

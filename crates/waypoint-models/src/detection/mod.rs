@@ -314,23 +314,25 @@ impl LidarDetector {
 
     /// Joins fragments of one vehicle split by a gap in the scan (an occluder, a dark panel):
     /// clusters whose footprints come within [`MERGE_GAP_M`] are joined when their union fits a
-    /// vehicle-sized box that the classifier calls a vehicle. Closest pairs first.
+    /// vehicle-sized box that the classifier calls a vehicle, and not a worse one than its
+    /// likelier part is (by more than [`JOIN_SLACK`]). Closest pairs first.
     fn merge(&self, points: &[[f32; 4]], ground_z: &[f32], clusters: Vec<Vec<usize>>) -> Vec<Vec<usize>> {
         let mut pairs = merge_candidates(points, &clusters);
         if pairs.is_empty() {
             return clusters;
         }
         pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
-        // Each cluster's class probabilities (none without a box), for the clusters in a pair.
+        // Each cluster's class probabilities, for the clusters in a pair ("other" without a box).
+        const NO_BOX: [f32; 4] = [0.0, 0.0, 0.0, 1.0];
         let mut probs: Vec<Option<[f32; 4]>> = vec![None; clusters.len()];
         for &(_, i, j) in &pairs {
             for k in [i, j] {
                 if probs[k].is_none() {
-                    probs[k] = Some(self.class_probs(points, ground_z, &clusters[k]).unwrap_or([0.0, 0.0, 0.0, 1.0]));
+                    probs[k] = self.class_probs(points, ground_z, &clusters[k]).or(Some(NO_BOX));
                 }
             }
         }
-        let probs: Vec<[f32; 4]> = probs.into_iter().map(|p| p.unwrap_or([0.0, 0.0, 0.0, 1.0])).collect();
+        let probs: Vec<[f32; 4]> = probs.into_iter().map(|p| p.unwrap_or(NO_BOX)).collect();
         // A fragment that is itself a confident pedestrian or cyclist is a road user of its own,
         // not part of a vehicle beside it.
         let small_user = |k: usize| probs[k][1] >= 0.6 || probs[k][2] >= 0.6;
