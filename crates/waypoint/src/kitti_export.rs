@@ -23,7 +23,8 @@ pub struct ExportKittiArgs {
     /// Sweeps between two frames written (10 sweeps a second).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub every: u32,
-    /// The simulated lidar.
+    /// The simulated lidar (`eval detection --kitti` assumes KITTI's HDL-64E: its ring spacing
+    /// enters the vehicle height rule and the classifier).
     #[arg(long, value_enum, default_value = "hdl64e")]
     pub lidar: crate::cli::LidarPreset,
     /// A road user in the camera's view is labelled when it shows at least this many lidar
