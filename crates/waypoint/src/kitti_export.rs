@@ -7,9 +7,10 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use waypoint_models::detection::simdata;
+use nalgebra::Vector3;
+use waypoint_models::detection::{kitti, simdata};
 use waypoint_sim::frame::{AgentTruth, LidarSweep};
-use waypoint_sim::geometry::Vec2;
+use waypoint_sim::geometry::{wrap_angle, Vec2};
 use waypoint_sim::{AgentKind, Scene, SceneConfig};
 
 #[derive(Debug, Args)]
@@ -48,44 +49,38 @@ R0_rect: 1 0 0 0 1 0 0 0 1
 Tr_velo_to_cam: 0 -1 0 0 0 0 -1 -0.1 1 0 0 -0.3
 Tr_imu_to_velo: 1 0 0 0 0 1 0 0 0 0 1 0
 ";
-const FOCAL_PX: f64 = 700.0;
-const CENTRE_PX: (f64, f64) = (620.0, 190.0);
-const IMAGE_PX: (f64, f64) = (1242.0, 375.0);
-/// Where the camera is in the lidar frame: this far ahead and this far below.
-const CAMERA_AHEAD_M: f64 = 0.3;
-const CAMERA_BELOW_M: f64 = 0.1;
-
-/// Camera coordinates of a point in the lidar frame.
-fn to_camera(x: f64, y: f64, z: f64) -> (f64, f64, f64) {
-    (-y, -(z + CAMERA_BELOW_M), x - CAMERA_AHEAD_M)
-}
+/// Image height, pixels (the width is [`kitti::IMAGE_WIDTH_PX`]).
+const IMAGE_HEIGHT_PX: f64 = 375.0;
 
 /// The KITTI label line of an agent seen from the sensor, if it is in the camera's view and
 /// shows a point of `sweep`: DontCare when it shows fewer than `min_points`.
-fn label_line(a: &AgentTruth, sweep: &LidarSweep, mount_height_m: f64, min_points: usize) -> Option<String> {
+fn label_line(
+    a: &AgentTruth,
+    sweep: &LidarSweep,
+    calib: &kitti::Calib,
+    mount_height_m: f64,
+    min_points: usize,
+) -> Option<String> {
     let pose = sweep.world_from_sensor;
     let rel = (Vec2::new(a.x_m, a.y_m) - Vec2::new(pose.x_m, pose.y_m)).rotate(-pose.yaw_rad);
     let yaw = a.yaw_rad - pose.yaw_rad;
     let ground = -mount_height_m;
-    // The box's eight corners in camera coordinates: all in front of the camera, and the
-    // centre inside the image.
+    // The box's eight corners: all in front of the camera, and the bottom centre inside the
+    // image.
     let (s, c) = yaw.sin_cos();
-    let corners: Vec<(f64, f64, f64)> = [(1.0, 1.0), (1.0, -1.0), (-1.0, 1.0), (-1.0, -1.0)]
+    let corners: Vec<Vector3<f64>> = [(1.0, 1.0), (1.0, -1.0), (-1.0, 1.0), (-1.0, -1.0)]
         .iter()
         .flat_map(|(du, dv)| {
             let (u, v) = (du * a.length_m / 2.0, dv * a.width_m / 2.0);
             let (x, y) = (rel.x + c * u - s * v, rel.y + s * u + c * v);
-            [to_camera(x, y, ground), to_camera(x, y, ground + a.height_m)]
+            [Vector3::new(x, y, ground), Vector3::new(x, y, ground + a.height_m)]
         })
         .collect();
-    if corners.iter().any(|p| p.2 < 0.5) {
+    if corners.iter().any(|p| calib.velo_to_rect(*p).z < 0.5) {
         return None;
     }
-    let (cx, cy, cz) = to_camera(rel.x, rel.y, ground);
-    let u = CENTRE_PX.0 + FOCAL_PX * cx / cz;
-    if !(0.0..IMAGE_PX.0).contains(&u) {
-        return None;
-    }
+    let bottom_centre = Vector3::new(rel.x, rel.y, ground);
+    calib.in_fov(bottom_centre)?;
     let seen = sweep
         .points
         .iter()
@@ -99,43 +94,33 @@ fn label_line(a: &AgentTruth, sweep: &LidarSweep, mount_height_m: f64, min_point
     if seen == 0 {
         return None;
     }
-    let px: Vec<(f64, f64)> =
-        corners.iter().map(|p| (CENTRE_PX.0 + FOCAL_PX * p.0 / p.2, CENTRE_PX.1 + FOCAL_PX * p.1 / p.2)).collect();
+    let px: Vec<(f64, f64)> = corners.iter().filter_map(|p| calib.project(*p)).collect();
     let clip = |v: f64, max: f64| v.clamp(0.0, max - 1.0);
-    let left = clip(px.iter().map(|p| p.0).fold(f64::INFINITY, f64::min), IMAGE_PX.0);
-    let right = clip(px.iter().map(|p| p.0).fold(f64::NEG_INFINITY, f64::max), IMAGE_PX.0);
-    let top = clip(px.iter().map(|p| p.1).fold(f64::INFINITY, f64::min), IMAGE_PX.1);
-    let bottom = clip(px.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max), IMAGE_PX.1);
-    // The heading (cos yaw, sin yaw) in the lidar frame is (-sin yaw, 0, cos yaw) in the
-    // camera's, which KITTI writes as (cos ry, 0, -sin ry); alpha is ry less the bearing.
-    let ry = (-c).atan2(-s);
-    let alpha = wrap(ry - cx.atan2(cz));
+    let left = clip(px.iter().map(|p| p.0).fold(f64::INFINITY, f64::min), kitti::IMAGE_WIDTH_PX);
+    let right = clip(px.iter().map(|p| p.0).fold(f64::NEG_INFINITY, f64::max), kitti::IMAGE_WIDTH_PX);
+    let top = clip(px.iter().map(|p| p.1).fold(f64::INFINITY, f64::min), IMAGE_HEIGHT_PX);
+    let bottom = clip(px.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max), IMAGE_HEIGHT_PX);
     if seen < min_points {
         // Seen, but too little to ask for: KITTI marks such an object DontCare.
         return Some(format!(
             "DontCare -1 -1 -10 {left:.2} {top:.2} {right:.2} {bottom:.2} -1 -1 -1 -1000 -1000 -1000 -10"
         ));
     }
+    // KITTI writes the bottom centre in camera coordinates and the heading as ry, the camera
+    // heading being (cos ry, 0, -sin ry); alpha is ry less the bearing.
+    let centre = calib.velo_to_rect(bottom_centre);
+    let heading = calib.velo_to_rect(bottom_centre + Vector3::new(c, s, 0.0)) - centre;
+    let ry = (-heading.z).atan2(heading.x);
+    let alpha = wrap_angle(ry - centre.x.atan2(centre.z));
     let kind = match a.kind {
         AgentKind::Vehicle => "Car",
         AgentKind::Pedestrian => "Pedestrian",
         AgentKind::Cyclist => "Cyclist",
     };
     Some(format!(
-        "{kind} 0.00 0 {alpha:.2} {left:.2} {top:.2} {right:.2} {bottom:.2} {:.2} {:.2} {:.2} {cx:.2} {cy:.2} {cz:.2} {ry:.2}",
-        a.height_m, a.width_m, a.length_m
+        "{kind} 0.00 0 {alpha:.2} {left:.2} {top:.2} {right:.2} {bottom:.2} {:.2} {:.2} {:.2} {:.2} {:.2} {:.2} {ry:.2}",
+        a.height_m, a.width_m, a.length_m, centre.x, centre.y, centre.z
     ))
-}
-
-fn wrap(a: f64) -> f64 {
-    let mut a = a;
-    while a > std::f64::consts::PI {
-        a -= std::f64::consts::TAU;
-    }
-    while a <= -std::f64::consts::PI {
-        a += std::f64::consts::TAU;
-    }
-    a
 }
 
 /// Writes the frames; returns the labels written per class (vehicle, pedestrian, cyclist).
@@ -144,6 +129,7 @@ pub fn export(a: &ExportKittiArgs) -> Result<[usize; 3]> {
     let mut cfg = SceneConfig { seed: a.seed, vehicles: 8, pedestrians: 8, cyclists: 5, ..SceneConfig::default() };
     cfg.sensors.lidar = lidar.clone();
     let mut scene = Scene::new(cfg).context("the scene")?;
+    let calib = kitti::parse_calib(CALIB)?;
     for sub in ["velodyne", "label_2", "calib"] {
         let d = a.out.join(sub);
         std::fs::create_dir_all(&d).with_context(|| format!("{}", d.display()))?;
@@ -170,7 +156,7 @@ pub fn export(a: &ExportKittiArgs) -> Result<[usize; 3]> {
         write("calib", "txt", CALIB.as_bytes())?;
         let mut labels = String::new();
         for agent in &truth.agents {
-            if let Some(line) = label_line(agent, &sweep, lidar.mount_height_m, a.min_points) {
+            if let Some(line) = label_line(agent, &sweep, &calib, lidar.mount_height_m, a.min_points) {
                 if !line.starts_with("DontCare") {
                     per_class[simdata::class_of(agent.kind)] += 1;
                 }
@@ -197,4 +183,51 @@ pub fn run(a: ExportKittiArgs) -> Result<()> {
         n[2]
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use waypoint_sim::frame::SensorPose;
+
+    /// A car at a slant, seen from a sensor that is itself turned: its label, read back by the
+    /// KITTI reader, is the car's box in the sensor frame; with few points it is DontCare.
+    #[test]
+    fn a_label_reads_back_as_the_agents_box() {
+        let pose = SensorPose { x_m: 100.0, y_m: 50.0, z_m: 1.73, yaw_rad: 0.3 };
+        // In the sensor frame the car is at (12, 3), heading 0.4 rad.
+        let rel = Vec2::new(12.0, 3.0).rotate(0.3);
+        let car = AgentTruth {
+            id: 1,
+            kind: AgentKind::Vehicle,
+            x_m: 100.0 + rel.x,
+            y_m: 50.0 + rel.y,
+            length_m: 4.5,
+            width_m: 1.8,
+            height_m: 1.5,
+            yaw_rad: 0.7,
+            vx_mps: 0.0,
+            vy_mps: 0.0,
+            yaw_rate_rps: 0.0,
+        };
+        let sweep = |n: usize| LidarSweep {
+            t_secs: 0.0,
+            world_from_sensor: pose,
+            points: (0..n).map(|k| [12.0 + 0.1 * k as f32, 3.0, -1.0, 0.5]).collect(),
+        };
+        let calib = kitti::parse_calib(CALIB).unwrap();
+        let line = label_line(&car, &sweep(12), &calib, 1.73, 10).expect("in view and seen");
+        let labels = kitti::parse_labels(&line, &calib).unwrap();
+        assert_eq!(labels[0].kind, "Car");
+        let b = labels[0].bbox.unwrap();
+        let turn = (b.yaw_rad - 0.4).rem_euclid(std::f64::consts::PI);
+        assert!((b.x_m - 12.0).abs() < 0.01 && (b.y_m - 3.0).abs() < 0.01, "{b:?}");
+        assert!(turn.min(std::f64::consts::PI - turn) < 0.01, "{b:?}");
+        assert!((b.z_m + 1.73).abs() < 0.01 && (b.length_m, b.width_m, b.height_m) == (4.5, 1.8, 1.5), "{b:?}");
+        let few = label_line(&car, &sweep(5), &calib, 1.73, 10).unwrap();
+        assert!(few.starts_with("DontCare "), "{few}");
+        assert_eq!(label_line(&car, &sweep(0), &calib, 1.73, 10), None, "not seen");
+        let behind = AgentTruth { x_m: 100.0 - rel.x, y_m: 50.0 - rel.y, ..car };
+        assert_eq!(label_line(&behind, &sweep(12), &calib, 1.73, 10), None, "behind the camera");
+    }
 }

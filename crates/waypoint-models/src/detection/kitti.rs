@@ -74,15 +74,16 @@ impl Calib {
         self.rot().transpose() * (reference - t)
     }
 
-    /// Whether a lidar point projects into the front camera's image.
-    pub fn in_fov(&self, p: Vector3<f64>) -> Option<(f64, f64)> {
+    /// The image pixel of a lidar point in front of the front camera (none behind it).
+    pub fn project(&self, p: Vector3<f64>) -> Option<(f64, f64)> {
         let r = self.velo_to_rect(p);
         let uvw = self.p2 * Vector4::new(r.x, r.y, r.z, 1.0);
-        if uvw.z <= 0.1 {
-            return None;
-        }
-        let (u, v) = (uvw.x / uvw.z, uvw.y / uvw.z);
-        (0.0..IMAGE_WIDTH_PX).contains(&u).then_some((u, v))
+        (uvw.z > 0.1).then(|| (uvw.x / uvw.z, uvw.y / uvw.z))
+    }
+
+    /// Whether a lidar point projects into the front camera's image, and where.
+    pub fn in_fov(&self, p: Vector3<f64>) -> Option<(f64, f64)> {
+        self.project(p).filter(|(u, _)| (0.0..IMAGE_WIDTH_PX).contains(u))
     }
 }
 
@@ -186,16 +187,14 @@ pub fn judge_frame(dets: &[Detection], labels: &[Label], calib: &Calib) -> (Coun
     // Out of view or not a road user: not judged. The rest are matched first; only a detection
     // left unmatched is then excused by a DontCare region or an unevaluated label (as KITTI's
     // own evaluation does: a car found inside a DontCare region still counts as found).
+    let pixel: Vec<Option<(f64, f64)>> = dets.iter().map(|d| calib.in_fov(centre(d))).collect();
     let mut verdicts: Vec<Verdict> = dets
         .iter()
-        .map(|d| {
-            if d.class >= 3 {
-                Verdict::NotARoadUser
-            } else if calib.in_fov(centre(d)).is_none() {
-                Verdict::OutOfView
-            } else {
-                Verdict::Wrong
-            }
+        .zip(&pixel)
+        .map(|(d, px)| match (d.class, px) {
+            (3.., _) => Verdict::NotARoadUser,
+            (_, None) => Verdict::OutOfView,
+            _ => Verdict::Wrong,
         })
         .collect();
     for class in 0..3 {
@@ -223,11 +222,8 @@ pub fn judge_frame(dets: &[Detection], labels: &[Label], calib: &Calib) -> (Coun
         }
         c.fn_[class] += label_used.iter().filter(|u| !**u).count();
     }
-    for (d, v) in dets.iter().zip(verdicts.iter_mut()) {
-        if *v != Verdict::Wrong {
-            continue;
-        }
-        let (u, px_v) = calib.in_fov(centre(d)).unwrap_or((f64::NAN, f64::NAN));
+    for ((d, v), px) in dets.iter().zip(verdicts.iter_mut()).zip(&pixel) {
+        let (Verdict::Wrong, Some((u, px_v))) = (*v, *px) else { continue };
         if dontcare.iter().any(|b| u >= b[0] && u <= b[2] && px_v >= b[1] && px_v <= b[3]) {
             *v = Verdict::DontCare;
         } else if ignored.iter().any(|b| bev_iou(&d.bbox, b) > 0.1) {
