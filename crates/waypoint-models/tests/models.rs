@@ -344,7 +344,7 @@ mod detection {
     }
 
     #[test]
-    fn the_served_detector_takes_the_lidars_ring_spacing_and_refuses_a_bad_one() {
+    fn the_served_detector_takes_the_lidars_beam_angles_and_refuses_bad_ones() {
         use waypoint_models::detection::model::DetectionModel;
         use waypoint_models::detection::{LidarDetector, HDL64E_RING_SPACING_RAD};
         use waypoint_models::model::Model;
@@ -371,10 +371,17 @@ mod detection {
         assert_eq!(classes(&model.infer(&[points.clone(), spacing(1.33)]).unwrap()), coarse);
         for bad in [vec![0.0f32], vec![f32::NAN], vec![-1.0], vec![11.0], vec![0.4, 0.4]] {
             let n = bad.len();
-            let t = Tensor::new("ring_spacing_deg", vec![n], TensorData::F32(bad)).unwrap();
+            let t = Tensor::new("ring_spacing_deg", vec![n], TensorData::F32(bad.clone())).unwrap();
             let err = model.infer(&[points.clone(), t]).unwrap_err().to_string();
             assert!(err.contains("ring_spacing_deg"), "{err}");
+            let t = Tensor::new("azimuth_step_deg", vec![n], TensorData::F32(bad)).unwrap();
+            let err = model.infer(&[points.clone(), t]).unwrap_err().to_string();
+            assert!(err.contains("azimuth_step_deg"), "{err}");
         }
+        // A given azimuth step is the detector's.
+        let coarse_steps = Tensor::new("azimuth_step_deg", vec![1], TensorData::F32(vec![1.0])).unwrap();
+        model.infer(&[points.clone(), coarse_steps]).unwrap();
+        assert_eq!(model.detector.azimuth_step_rad, 1f64.to_radians());
     }
 
     /// Seed 500 on the HDL-64E, 0.8 s in: a car stands 6.3 m ahead with a sign post 1 m beside
@@ -427,6 +434,7 @@ mod detection {
             .unwrap(),
             merge_fragments: true,
             ring_spacing_rad: LidarConfig::hdl64e().ring_spacing_rad(),
+            azimuth_step_rad: LidarConfig::hdl64e().azimuth_step_rad(),
         };
         let found = det.detect(&sweep.points, false);
         let best = found

@@ -20,6 +20,7 @@ use waypoint_protocol::convert::StreamItem;
 use waypoint_protocol::{DetectedObject, FusedTrack, ServerMessage, StreamName, TrackedObject, TracksMsg};
 use waypoint_sim::frame::{LidarSweep, RadarScan};
 use waypoint_sim::geometry::Vec2;
+use waypoint_sim::sensors::lidar::LidarConfig;
 
 use crate::hub::Hub;
 use crate::registry::Registry;
@@ -41,8 +42,9 @@ struct Input {
     sweep: LidarSweep,
     radar: Vec<RadarScan>,
     ego_velocity: (f64, f64),
-    /// Vertical angle between the lidar's adjacent beams, degrees.
-    ring_spacing_deg: f32,
+    /// The lidar's beam angles, degrees, by the detection model's input names: the vertical
+    /// one between adjacent beams and the horizontal one between successive firings.
+    lidar_angles: [(&'static str, f32); 2],
 }
 
 /// Radar returns farther than this from a track are not associated with it, metres.
@@ -70,17 +72,19 @@ impl Perception {
             let mut tracker = Tracker::new(TrackerConfig::default());
             let mut fused: BTreeMap<u32, Fused> = BTreeMap::new();
             let mut last_t: Option<f64> = None;
-            while let Some(Input { seq, sweep, radar, ego_velocity, ring_spacing_deg }) = rx.recv().await {
+            while let Some(Input { seq, sweep, radar, ego_velocity, lidar_angles }) = rx.recv().await {
                 let Ok(loaded) = registry.get(DETECTION_MODEL, None) else { continue };
                 let n = sweep.points.len();
                 let flat: Vec<f32> = sweep.points.iter().flatten().copied().collect();
                 let Ok(input) = Tensor::new("points", vec![n, 4], TensorData::F32(flat)) else { continue };
                 let mut inputs = vec![input];
-                // The lidar's ring spacing, to a model configured to take it (a repository
-                // written before the input existed does not declare it).
-                if loaded.config.inputs.iter().any(|i| i.name == "ring_spacing_deg") {
-                    if let Ok(t) = Tensor::new("ring_spacing_deg", vec![1], TensorData::F32(vec![ring_spacing_deg])) {
-                        inputs.push(t);
+                // The lidar's beam angles, to a model configured to take them (a repository
+                // written before an input existed does not declare it).
+                for (name, deg) in lidar_angles {
+                    if loaded.config.inputs.iter().any(|i| i.name == name) {
+                        if let Ok(t) = Tensor::new(name, vec![1], TensorData::F32(vec![deg])) {
+                            inputs.push(t);
+                        }
                     }
                 }
                 let out = match crate::inference::infer_on(&loaded, inputs).await {
@@ -228,17 +232,21 @@ impl Perception {
         Self { tx }
     }
 
-    /// Offers a tick's sweep (from a lidar whose adjacent beams are `ring_spacing_deg` apart)
-    /// and radar scans; skipped when the previous sweep is still being processed.
+    /// Offers a tick's sweep (from `lidar`) and radar scans; skipped when the previous sweep is
+    /// still being processed.
     pub fn offer(
         &self,
         seq: u64,
         sweep: &LidarSweep,
-        ring_spacing_deg: f32,
+        lidar: &LidarConfig,
         radar: &[RadarScan],
         ego_velocity: (f64, f64),
     ) {
-        let input = Input { seq, sweep: sweep.clone(), radar: radar.to_vec(), ego_velocity, ring_spacing_deg };
+        let lidar_angles = [
+            ("ring_spacing_deg", lidar.ring_spacing_rad().to_degrees() as f32),
+            ("azimuth_step_deg", lidar.azimuth_step_rad().to_degrees() as f32),
+        ];
+        let input = Input { seq, sweep: sweep.clone(), radar: radar.to_vec(), ego_velocity, lidar_angles };
         if self.tx.try_send(input).is_err() {
             tracing::trace!(seq, "perception busy; sweep skipped");
         }

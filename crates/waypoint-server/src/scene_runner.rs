@@ -88,8 +88,7 @@ impl Loop {
         }
         if let (Some(p), Some(sweep)) = (&self.perception, frame.lidar.last()) {
             let ego = &frame.truth.ego;
-            let spacing = self.scene.config().sensors.lidar.ring_spacing_rad().to_degrees() as f32;
-            p.offer(frame.seq, sweep, spacing, &frame.radar, (ego.vx_mps, ego.vy_mps));
+            p.offer(frame.seq, sweep, &self.scene.config().sensors.lidar, &frame.radar, (ego.vx_mps, ego.vy_mps));
         }
         self.publish_health(&frame);
         if let Some(msg) = self.online.on_frame(frame.seq, &frame.truth) {

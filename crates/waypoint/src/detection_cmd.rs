@@ -11,8 +11,8 @@ use waypoint_models::detection::kitti::{self, Counts};
 use waypoint_models::detection::model::CLASSIFIER_FILE;
 use waypoint_models::detection::segment::SegmentConfig;
 use waypoint_models::detection::tracker::{hungarian, Observation, Tracker, TrackerConfig};
-use waypoint_models::detection::HDL64E_RING_SPACING_RAD;
 use waypoint_models::detection::{simdata, Detection, LidarDetector};
+use waypoint_models::detection::{HDL64E_AZIMUTH_STEP_RAD, HDL64E_RING_SPACING_RAD};
 use waypoint_sim::frame::AgentTruth;
 use waypoint_sim::geometry::Vec2;
 use waypoint_sim::sensors::LidarConfig;
@@ -88,6 +88,12 @@ datatype = "FP32"
 dims = [1]          # optional: vertical angle between the lidar's adjacent beams, default 0.43 (HDL-64E)
 optional = true
 
+[[inputs]]
+name = "azimuth_step_deg"
+datatype = "FP32"
+dims = [1]          # optional: horizontal angle between the lidar's successive firings, default 0.18 (HDL-64E)
+optional = true
+
 [[outputs]]
 name = "boxes"
 datatype = "FP32"
@@ -152,6 +158,7 @@ pub fn train(a: TrainDetectionArgs) -> Result<()> {
             classifier: Classifier::load(&weights)?,
             merge_fragments: true,
             ring_spacing_rad: lidar.ring_spacing_rad(),
+            azimuth_step_rad: lidar.azimuth_step_rad(),
         };
         judged.extend(eval_sim(&det, &lidar, &seeds, CALIBRATION_SECONDS, 0.0, Report::Quiet)?);
     }
@@ -208,6 +215,7 @@ fn detector(weights: &Option<PathBuf>) -> Result<LidarDetector> {
         classifier: Classifier::load(&path)?,
         merge_fragments: true,
         ring_spacing_rad: HDL64E_RING_SPACING_RAD,
+        azimuth_step_rad: HDL64E_AZIMUTH_STEP_RAD,
     })
 }
 
@@ -217,7 +225,11 @@ pub fn eval(a: EvalDetectionArgs) -> Result<()> {
         (Some(dir), _) => eval_kitti(&det, dir, &a),
         (None, true) => {
             let lidar = a.lidar.config();
-            let det = LidarDetector { ring_spacing_rad: lidar.ring_spacing_rad(), ..det };
+            let det = LidarDetector {
+                ring_spacing_rad: lidar.ring_spacing_rad(),
+                azimuth_step_rad: lidar.azimuth_step_rad(),
+                ..det
+            };
             let report = if a.json { Report::Json } else { Report::Text };
             eval_sim(&det, &lidar, &a.seeds, a.seconds, a.min_score, report).map(|_| ())
         }

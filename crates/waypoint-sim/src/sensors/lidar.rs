@@ -54,6 +54,11 @@ impl LidarConfig {
         (self.elevation_max_deg - self.elevation_min_deg).to_radians() / f64::from(self.beams.max(2) - 1)
     }
 
+    /// Horizontal angle between successive firings, radians.
+    pub fn azimuth_step_rad(&self) -> f64 {
+        std::f64::consts::TAU / f64::from(self.azimuth_steps.max(1))
+    }
+
     /// A 64-beam preset matching the Velodyne HDL-64E used for KITTI (+2° to −24.9°, ~0.17°
     /// azimuth resolution, 120 m, mounted 1.73 m above the ground).
     pub fn hdl64e() -> Self {
