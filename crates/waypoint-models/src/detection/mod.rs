@@ -115,7 +115,8 @@ pub const UNDER_CANOPY_CLEARANCE_M: f64 = 0.3;
 pub const HDL64E_RING_SPACING_RAD: f64 = 0.0075;
 
 /// Horizontal angle between the HDL-64E's successive firings at 10 Hz (about 0.18°, 2048 a
-/// turn; KITTI's sweeps hold about 1,900 points a ring), radians: the detector's default.
+/// turn; the two KITTI sweeps hold 1,770–1,800 points a ring, a beam that hits nothing
+/// returning none), radians: the detector's default.
 pub const HDL64E_AZIMUTH_STEP_RAD: f64 = std::f64::consts::TAU / 2048.0;
 
 /// A vehicle or a pedestrian returns at least this share of the beams that cross its
@@ -124,8 +125,8 @@ pub const HDL64E_AZIMUTH_STEP_RAD: f64 = std::f64::consts::TAU / 2048.0;
 /// road users about 1 seen whole, less behind something. Picked as the highest of 0.1 / 0.15 /
 /// 0.2 / 0.3 / 0.4 that costs the simulated scenes next to no recall (at 0.3 vehicle recall on
 /// seeds 500–503 falls from 0.960 to 0.953). Not for cyclists: a bicycle seen from the side is
-/// mostly the gaps between its tubes, wheels and spokes, and its rider covers a fifth or so of
-/// the silhouette.
+/// mostly the gaps between its tubes, wheels and spokes; its rider and tyres would return a
+/// fifth to a quarter of the beams (an estimate: the KITTI frames hold no cyclist).
 pub const ROAD_USER_MIN_SOLIDITY: f64 = 0.15;
 
 /// How solid a cluster is to the lidar that saw it: its points over the beams that cross its
