@@ -58,6 +58,8 @@ pub enum Behaviour {
     Walk(WalkState),
     /// Positions come from a recorded track; the agent leaves when the track ends.
     Replay(Track),
+    /// A vehicle parked off the road: it stays where it is.
+    Parked,
 }
 
 /// One agent with its kinematic state.
@@ -158,6 +160,28 @@ impl Agent {
         }
     }
 
+    /// A new parked vehicle centred at `pos`, facing `yaw_rad`, sized like a driving one.
+    pub fn new_parked(id: u32, pos: Vec2, yaw_rad: f64, rng: &mut SimRng) -> Self {
+        let mut own = rng.fork(u64::from(id));
+        let (l, w, h) = AgentKind::Vehicle.nominal_size_m();
+        let scale = own.range(0.92, 1.1);
+        Self {
+            id,
+            kind: AgentKind::Vehicle,
+            pos,
+            yaw_rad,
+            speed_mps: 0.0,
+            accel_mps2: 0.0,
+            yaw_rate_rps: 0.0,
+            length_m: l * scale,
+            width_m: w * scale.sqrt(),
+            height_m: h * scale.sqrt(),
+            behaviour: Behaviour::Parked,
+            rng: own,
+            finished: false,
+        }
+    }
+
     /// A new pedestrian on the sidewalk edge from `from` to `to`, a fraction `f` along it.
     pub fn new_walker(id: u32, map: &Map, from: usize, to: usize, f: f64, rng: &mut SimRng) -> Self {
         let mut own = rng.fork(u64::from(id));
@@ -197,6 +221,7 @@ impl Agent {
             Behaviour::Drive(_) => self.step_drive(dt_secs, phase, others),
             Behaviour::Walk(_) => self.step_walk(dt_secs, phase, map),
             Behaviour::Replay(_) => self.step_replay(t_secs + dt_secs),
+            Behaviour::Parked => self.speed_mps = 0.0,
         }
         if dt_secs > 0.0 {
             self.yaw_rate_rps = wrap_angle(self.yaw_rad - yaw_before) / dt_secs;

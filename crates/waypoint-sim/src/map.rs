@@ -464,6 +464,29 @@ fn kerb(out: &mut Vec<ClutterPart>, side: &ArmSide, rng: &mut SimRng) {
     }
 }
 
+/// Parking spaces on the open ground beside the north and south arms (32–70 m out, where no
+/// building stands), as (centre, heading): per side of an arm, a row of spaces square to the
+/// road (2.6–3.0 m apart, noses 1 m behind the sidewalk's outer edge, as in a car park) or
+/// along it (6–7 m apart, a kerb-side row), drawn from `rng`.
+pub fn parking_spaces(rng: &mut SimRng) -> Vec<(Vec2, f64)> {
+    let mut out = Vec::new();
+    for (sx, sy) in [(1.0, 1.0), (-1.0, 1.0), (-1.0, -1.0), (1.0, -1.0)] {
+        let square = rng.chance(0.6);
+        let (pitch, c, yaw) = if square {
+            (rng.range(2.6, 3.0), SIDEWALK_OUTER_M + 1.0 + 2.3, 0.0)
+        } else {
+            (rng.range(6.0, 7.0), SIDEWALK_OUTER_M + 1.0 + 1.0, std::f64::consts::FRAC_PI_2)
+        };
+        let mut a = 33.0 + pitch / 2.0;
+        while a < ARM_LENGTH_M - 2.0 - pitch / 2.0 {
+            // Square to the road the car points along x; along it, along y.
+            out.push((Vec2::new(sx * c, sy * a), if sx > 0.0 { yaw } else { std::f64::consts::PI - yaw }));
+            a += pitch;
+        }
+    }
+    out
+}
+
 fn pole(center: Vec2) -> OrientedBox {
     OrientedBox { center, z_bottom_m: 0.0, length_m: 0.3, width_m: 0.3, height_m: 4.5, yaw_rad: 0.0 }
 }
@@ -526,6 +549,35 @@ mod tests {
                 let core =
                     OrientedBox { length_m: (b.length_m - 0.3).max(0.01), width_m: (b.width_m - 0.3).max(0.01), ..b };
                 assert!(!map.obstacles.iter().any(|o| o.overlaps(&core)), "seed {seed}: {b:?} inside an obstacle");
+            }
+        }
+    }
+
+    #[test]
+    fn parking_spaces_are_off_roads_and_sidewalks_and_clear_of_everything() {
+        for seed in 0..20 {
+            let map = Map::street(&mut SimRng::new(seed));
+            let spaces = parking_spaces(&mut SimRng::new(seed + 100));
+            assert!(spaces.len() >= 20, "seed {seed}: {} spaces", spaces.len());
+            // The largest parked car: a nominal one scaled by 1.1.
+            let car = |&(center, yaw_rad): &(Vec2, f64)| OrientedBox {
+                center,
+                z_bottom_m: 0.0,
+                length_m: 4.5 * 1.1,
+                width_m: 1.85 * 1.1f64.sqrt(),
+                height_m: 1.6,
+                yaw_rad,
+            };
+            for (i, space) in spaces.iter().enumerate() {
+                let b = car(space);
+                for p in b.corners() {
+                    assert!(!Map::on_road(p), "seed {seed}: {b:?} on a road");
+                    // Beyond the sidewalk's outer edge, along the north or south arm.
+                    assert!(p.x.abs() > SIDEWALK_OUTER_M + 0.5 && p.y.abs() > 32.0, "seed {seed}: {b:?}");
+                }
+                assert!(!map.obstacles.iter().any(|o| o.overlaps(&b)), "seed {seed}: {b:?} in an obstacle");
+                assert!(!map.clutter.iter().any(|c| c.bbox.overlaps(&b)), "seed {seed}: {b:?} on clutter");
+                assert!(!spaces[i + 1..].iter().any(|o| car(o).overlaps(&b)), "seed {seed}: {b:?} overlaps a space");
             }
         }
     }

@@ -28,6 +28,10 @@ pub struct SceneConfig {
     pub vehicles: usize,
     pub pedestrians: usize,
     pub cyclists: usize,
+    /// Vehicles parked on the open ground beside the north and south arms
+    /// ([`crate::map::parking_spaces`]); at most as many as there are spaces.
+    #[serde(default)]
+    pub parked: usize,
     pub sensors: SensorsConfig,
     /// Faults scheduled from the start.
     pub faults: Vec<FaultSpec>,
@@ -42,6 +46,7 @@ impl Default for SceneConfig {
             vehicles: 6,
             pedestrians: 4,
             cyclists: 2,
+            parked: 0,
             sensors: SensorsConfig::default(),
             faults: Vec::new(),
         }
@@ -143,6 +148,18 @@ impl Scene {
             for _ in 0..n {
                 scene.add_agent(kind)?;
             }
+        }
+        // Parked vehicles, in spaces drawn from a stream of their own (the moving agents and the
+        // clutter of a seed stay as they were without them).
+        let mut parking = rng.fork(4);
+        let mut spaces = crate::map::parking_spaces(&mut parking);
+        for _ in 0..scene.config.parked.min(spaces.len()) {
+            if scene.agents.len() >= MAX_AGENTS {
+                return Err(SimError::Full(MAX_AGENTS));
+            }
+            let (pos, yaw) = spaces.swap_remove(parking.below(spaces.len()));
+            scene.agents.push(Agent::new_parked(scene.next_id, pos, yaw, &mut parking));
+            scene.next_id += 1;
         }
         for spec in scene.config.faults.clone() {
             scene.inject_fault(spec)?;

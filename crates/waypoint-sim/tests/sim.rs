@@ -366,3 +366,39 @@ mod agents {
         assert!(s.agents().is_empty(), "agent leaves when its track ends");
     }
 }
+
+mod parking {
+    use super::*;
+
+    #[test]
+    fn parked_vehicles_stand_still_beside_the_arms_and_leave_the_rest_of_the_scene_as_it_was() {
+        let config = |parked| SceneConfig { seed: 11, parked, ..SceneConfig::default() };
+        let with: Vec<Frame> = run(&mut Scene::new(config(15)).unwrap(), 100);
+        let without: Vec<Frame> = run(&mut Scene::new(config(0)).unwrap(), 100);
+        let first = &with[0].truth.agents;
+        let parked: Vec<&AgentTruth> = first.iter().filter(|a| a.x_m.abs() > 7.5 && a.y_m.abs() > 32.0).collect();
+        assert_eq!(parked.len(), 15);
+        for (fw, fo) in with.iter().zip(&without) {
+            for p in &parked {
+                let now = fw.truth.agents.iter().find(|a| a.id == p.id).expect("a parked vehicle stays in the scene");
+                assert_eq!(now.kind, AgentKind::Vehicle);
+                assert_eq!(
+                    (now.x_m, now.y_m, now.yaw_rad, now.vx_mps, now.vy_mps),
+                    (p.x_m, p.y_m, p.yaw_rad, 0.0, 0.0)
+                );
+            }
+            // Everyone else, and the ego, move as in the scene without parked vehicles.
+            let moving: Vec<&AgentTruth> =
+                fw.truth.agents.iter().filter(|a| !parked.iter().any(|p| p.id == a.id)).collect();
+            assert_eq!(moving.len(), fo.truth.agents.len());
+            for (a, b) in moving.iter().zip(&fo.truth.agents) {
+                assert_eq!((a.id, a.x_m, a.y_m), (b.id, b.x_m, b.y_m));
+            }
+            assert_eq!((fw.truth.ego.x_m, fw.truth.ego.y_m), (fo.truth.ego.x_m, fo.truth.ego.y_m));
+        }
+        // More than there are spaces: every space taken, no more.
+        let full = Scene::new(config(1000)).unwrap().tick();
+        let n = full.truth.agents.iter().filter(|a| a.x_m.abs() > 7.5 && a.y_m.abs() > 32.0).count();
+        assert!((20..100).contains(&n), "{n} parked");
+    }
+}

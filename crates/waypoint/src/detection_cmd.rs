@@ -55,6 +55,10 @@ pub struct EvalDetectionArgs {
     /// live scene's default 32-beam sensor.
     #[arg(long, value_enum, default_value = "hdl64e")]
     pub lidar: crate::cli::LidarPreset,
+    /// Vehicles parked beside the north and south arms of each simulated scene, in rows square
+    /// to the road or along it (a scene has 20 to 52 spaces; beyond that every space is taken).
+    #[arg(long, default_value_t = 0)]
+    pub parked: usize,
     /// Classifier weights (default: the highest version in models/detection).
     #[arg(long)]
     pub weights: Option<PathBuf>,
@@ -160,7 +164,7 @@ pub fn train(a: TrainDetectionArgs) -> Result<()> {
             ring_spacing_rad: lidar.ring_spacing_rad(),
             azimuth_step_rad: lidar.azimuth_step_rad(),
         };
-        judged.extend(eval_sim(&det, &lidar, &seeds, CALIBRATION_SECONDS, 0.0, Report::Quiet)?);
+        judged.extend(eval_sim(&det, &lidar, &seeds, CALIBRATION_SECONDS, 0, 0.0, Report::Quiet)?);
     }
     let platt = classifier::fit_platt(&judged).context("calibration scenes gave no right and wrong detections")?;
     classifier::save_platt(&weights, platt)?;
@@ -231,7 +235,7 @@ pub fn eval(a: EvalDetectionArgs) -> Result<()> {
                 ..det
             };
             let report = if a.json { Report::Json } else { Report::Text };
-            eval_sim(&det, &lidar, &a.seeds, a.seconds, a.min_score, report).map(|_| ())
+            eval_sim(&det, &lidar, &a.seeds, a.seconds, a.parked, a.min_score, report).map(|_| ())
         }
         _ => bail!("give --kitti DIR or --sim"),
     }
@@ -495,6 +499,7 @@ fn eval_sim(
     lidar: &LidarConfig,
     seeds: &[u64],
     seconds: u32,
+    parked: usize,
     min_score: f32,
     report: Report,
 ) -> Result<Vec<(f32, bool)>> {
@@ -509,7 +514,7 @@ fn eval_sim(
     let mut judged: Vec<(f32, bool)> = Vec::new();
     let mut ms = Vec::new();
     for &seed in seeds {
-        let mut cfg = SceneConfig { seed, vehicles: 8, pedestrians: 8, cyclists: 5, ..SceneConfig::default() };
+        let mut cfg = SceneConfig { seed, vehicles: 8, pedestrians: 8, cyclists: 5, parked, ..SceneConfig::default() };
         cfg.sensors.lidar = lidar.clone();
         let mut scene = Scene::new(cfg)?;
         let mut tracker = Tracker::new(TrackerConfig::default());

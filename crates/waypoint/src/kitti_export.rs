@@ -28,6 +28,9 @@ pub struct ExportKittiArgs {
     /// enters the vehicle height rule and the classifier).
     #[arg(long, value_enum, default_value = "hdl64e")]
     pub lidar: crate::cli::LidarPreset,
+    /// Vehicles parked beside the north and south arms, as `eval detection --sim --parked`.
+    #[arg(long, default_value_t = 0)]
+    pub parked: usize,
     /// A road user in the camera's view is labelled when it shows at least this many lidar
     /// points, and marked DontCare (its image box) when it shows fewer.
     #[arg(long, default_value_t = 10)]
@@ -126,7 +129,14 @@ fn label_line(
 /// Writes the frames; returns the labels written per class (vehicle, pedestrian, cyclist).
 pub fn export(a: &ExportKittiArgs) -> Result<[usize; 3]> {
     let lidar = a.lidar.config();
-    let mut cfg = SceneConfig { seed: a.seed, vehicles: 8, pedestrians: 8, cyclists: 5, ..SceneConfig::default() };
+    let mut cfg = SceneConfig {
+        seed: a.seed,
+        vehicles: 8,
+        pedestrians: 8,
+        cyclists: 5,
+        parked: a.parked,
+        ..SceneConfig::default()
+    };
     cfg.sensors.lidar = lidar.clone();
     let mut scene = Scene::new(cfg).context("the scene")?;
     let calib = kitti::parse_calib(CALIB)?;
