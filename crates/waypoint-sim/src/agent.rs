@@ -29,6 +29,14 @@ impl AgentKind {
     }
 }
 
+/// A vehicle's or cyclist's length, width and height: the nominal ones, scaled by a draw from
+/// `rng` (the length by 0.92–1.1, the width and height by its square root).
+fn sized(kind: AgentKind, rng: &mut SimRng) -> (f64, f64, f64) {
+    let (l, w, h) = kind.nominal_size_m();
+    let scale = rng.range(0.92, 1.1);
+    (l * scale, w * scale.sqrt(), h * scale.sqrt())
+}
+
 /// Lane-following state of a vehicle or cyclist.
 #[derive(Debug, Clone)]
 pub struct DriveState {
@@ -127,8 +135,7 @@ impl Agent {
     /// A new lane-following agent at arc length `s_m` of a route.
     pub fn new_driver(id: u32, kind: AgentKind, from: Arm, to: Arm, s_m: f64, rng: &mut SimRng) -> Self {
         let mut own = rng.fork(u64::from(id));
-        let (l, w, h) = kind.nominal_size_m();
-        let scale = own.range(0.92, 1.1);
+        let (length_m, width_m, height_m) = sized(kind, &mut own);
         let (offset, speed) = match kind {
             AgentKind::Cyclist => (map::BIKE_OFFSET_M, own.range(3.5, 6.0)),
             _ => (map::LANE_OFFSET_M, own.range(8.0, 12.5)),
@@ -143,9 +150,9 @@ impl Agent {
             speed_mps: speed * 0.6,
             accel_mps2: 0.0,
             yaw_rate_rps: 0.0,
-            length_m: l * scale,
-            width_m: w * scale.sqrt(),
-            height_m: h * scale.sqrt(),
+            length_m,
+            width_m,
+            height_m,
             behaviour: Behaviour::Drive(DriveState {
                 path,
                 from,
@@ -163,8 +170,7 @@ impl Agent {
     /// A new parked vehicle centred at `pos`, facing `yaw_rad`, sized like a driving one.
     pub fn new_parked(id: u32, pos: Vec2, yaw_rad: f64, rng: &mut SimRng) -> Self {
         let mut own = rng.fork(u64::from(id));
-        let (l, w, h) = AgentKind::Vehicle.nominal_size_m();
-        let scale = own.range(0.92, 1.1);
+        let (length_m, width_m, height_m) = sized(AgentKind::Vehicle, &mut own);
         Self {
             id,
             kind: AgentKind::Vehicle,
@@ -173,9 +179,9 @@ impl Agent {
             speed_mps: 0.0,
             accel_mps2: 0.0,
             yaw_rate_rps: 0.0,
-            length_m: l * scale,
-            width_m: w * scale.sqrt(),
-            height_m: h * scale.sqrt(),
+            length_m,
+            width_m,
+            height_m,
             behaviour: Behaviour::Parked,
             rng: own,
             finished: false,

@@ -466,8 +466,8 @@ fn kerb(out: &mut Vec<ClutterPart>, side: &ArmSide, rng: &mut SimRng) {
 
 /// Parking spaces on the open ground beside the north and south arms (32–70 m out, where no
 /// building stands), as (centre, heading): per side of an arm, a row of spaces square to the
-/// road (2.6–3.0 m apart, noses 1 m behind the sidewalk's outer edge, as in a car park) or
-/// along it (6–7 m apart, a kerb-side row), drawn from `rng`.
+/// road (2.6–3.0 m apart, noses about 1 m behind the sidewalk's outer edge, as in a car park)
+/// or along it (6–7 m apart), drawn from `rng`.
 pub fn parking_spaces(rng: &mut SimRng) -> Vec<(Vec2, f64)> {
     let mut out = Vec::new();
     for (sx, sy) in [(1.0, 1.0), (-1.0, 1.0), (-1.0, -1.0), (1.0, -1.0)] {

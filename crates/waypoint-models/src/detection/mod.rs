@@ -553,10 +553,10 @@ mod tests {
         assert!(!too_few_for_a_far_pedestrian(&at(40.0), 10));
         assert!(!too_few_for_a_far_pedestrian(&at(20.0), 6), "near, a few points will do");
     }
+
     /// A standing person's front as the HDL-64E sees it from `range` metres away, `bearing`
-    /// radians off the x axis: every beam that crosses a 0.5 m wide, 1.7 m tall half-cylinder,
-    /// keeping those whose
-    /// running index passes `keep`, on ground 1.73 m below the sensor.
+    /// radians off the x axis: every beam that crosses a 0.5 m wide, 1.7 m tall half-cylinder on
+    /// ground 1.73 m below the sensor, keeping those whose running index passes `keep`.
     fn person_face(range: f64, bearing: f64, keep: impl Fn(usize) -> bool) -> Vec<[f32; 4]> {
         let mut points = Vec::new();
         let half_az = (0.25 / range).atan();
