@@ -25,6 +25,8 @@ fn a_short_simulated_scene_is_detected_and_tracked() {
     assert!(num(&r["recall_vehicle_40m"]) > 0.8, "{r}");
     assert!(num(&r["precision_within_40m"]) > 0.6, "{r}");
     assert!(num(&r["tracked_class"]["recall_vehicle_40m"]) > 0.8, "{r}");
+    // By KITTI's rule too: most vehicles get a box of their own at bird's-eye IoU 0.5.
+    assert!(num(&r["recall_vehicle_40m_bev_iou_0_5"]) > 0.8, "{r}");
     assert!(num(&r["mota"]) > 0.5, "{r}");
     for k in ["recall_pedestrian_25m", "recall_cyclist_25m", "id_switches_per_track_minute", "false_tracks_per_sweep"] {
         assert!(num(&r[k]) >= 0.0, "{k}: {r}");
@@ -57,6 +59,22 @@ fn a_higher_minimum_score_trades_recall_for_precision() {
         |r: &serde_json::Value| f(r, "recall_vehicle_40m") + f(r, "recall_pedestrian_25m") + f(r, "recall_cyclist_25m");
     assert!(found(&confident) < found(&all), "a 0.95 floor drops some detections: {all} vs {confident}");
     assert!(f(&confident, "false_positives_clutter") <= f(&all, "false_positives_clutter"));
+}
+
+#[test]
+fn parked_vehicles_are_road_users_to_find() {
+    let run = |parked: &str| -> serde_json::Value {
+        let out = eval_sim(&["--seeds", "500", "--seconds", "4", "--parked", parked]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("one JSON object")
+    };
+    let (none, parked) = (run("0"), run("20"));
+    let f = |r: &serde_json::Value, k: &str| r[k].as_f64().unwrap();
+    // Twenty parked cars beside the arms add hundreds of visible vehicle-sweeps, and many of
+    // them are found.
+    assert!(f(&parked, "visible_agent_frames") > f(&none, "visible_agent_frames") + 200.0, "{none} vs {parked}");
+    assert!(f(&parked, "recall_vehicle_40m") > 0.6, "{parked}");
+    assert!((0.0..=1.0).contains(&f(&parked, "recall_vehicle_40m_bev_iou_0_5")), "{parked}");
 }
 
 #[test]
