@@ -391,8 +391,7 @@ mod detection {
     #[test]
     fn a_whole_car_is_not_joined_with_the_post_beside_it() {
         use waypoint_models::detection::boxfit::bev_iou;
-        use waypoint_models::detection::{boxfit::FittedBox, LidarDetector};
-        use waypoint_sim::geometry::Vec2;
+        use waypoint_models::detection::{simdata::sensor_box, LidarDetector};
         use waypoint_sim::{AgentKind, Scene, SceneConfig};
         let mut cfg = SceneConfig { seed: 500, vehicles: 8, pedestrians: 8, cyclists: 5, ..SceneConfig::default() };
         cfg.sensors.lidar = LidarConfig::hdl64e();
@@ -412,18 +411,7 @@ mod detection {
             .agents
             .iter()
             .filter(|a| a.kind == AgentKind::Vehicle)
-            .map(|a| {
-                let rel = (Vec2::new(a.x_m, a.y_m) - Vec2::new(pose.x_m, pose.y_m)).rotate(-pose.yaw_rad);
-                FittedBox {
-                    x_m: rel.x,
-                    y_m: rel.y,
-                    z_m: 0.0,
-                    length_m: a.length_m,
-                    width_m: a.width_m,
-                    height_m: a.height_m,
-                    yaw_rad: a.yaw_rad - pose.yaw_rad,
-                }
-            })
+            .map(|a| sensor_box(a, &pose))
             .find(|b| (4.0..9.0).contains(&b.x_m) && b.y_m.abs() < 1.0)
             .expect("the car ahead");
         let det = LidarDetector {

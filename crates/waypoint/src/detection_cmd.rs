@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde_json::json;
-use waypoint_models::detection::boxfit::{bev_iou, FittedBox};
+use waypoint_models::detection::boxfit::bev_iou;
 use waypoint_models::detection::classifier::{self, Classifier, CLASSES};
 use waypoint_models::detection::kitti::{self, Counts};
 use waypoint_models::detection::model::CLASSIFIER_FILE;
@@ -585,16 +585,7 @@ fn eval_sim(
                 if k == 0 {
                     // Its box in the sensor frame, against the vehicle boxes not yet taken (in the
                     // order of the scene's agents).
-                    let rel = (pos - origin).rotate(-pose.yaw_rad);
-                    let truth = FittedBox {
-                        x_m: rel.x,
-                        y_m: rel.y,
-                        z_m: 0.0,
-                        length_m: a.length_m,
-                        width_m: a.width_m,
-                        height_m: a.height_m,
-                        yaw_rad: a.yaw_rad - pose.yaw_rad,
-                    };
+                    let truth = simdata::sensor_box(a, &pose);
                     let best = (0..dets.len())
                         .filter(|i| !boxed[*i] && dets[*i].class == 0)
                         .map(|i| (bev_iou(&dets[i].bbox, &truth), i))

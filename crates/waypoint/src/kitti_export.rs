@@ -64,9 +64,8 @@ fn label_line(
     mount_height_m: f64,
     min_points: usize,
 ) -> Option<String> {
-    let pose = sweep.world_from_sensor;
-    let rel = (Vec2::new(a.x_m, a.y_m) - Vec2::new(pose.x_m, pose.y_m)).rotate(-pose.yaw_rad);
-    let yaw = a.yaw_rad - pose.yaw_rad;
+    let b = simdata::sensor_box(a, &sweep.world_from_sensor);
+    let (rel, yaw) = (Vec2::new(b.x_m, b.y_m), b.yaw_rad);
     let ground = -mount_height_m;
     // The box's eight corners: all in front of the camera, and the bottom centre inside the
     // image.

@@ -1,6 +1,7 @@
 //! Training data for the classifier from simulated lidar sweeps: every cluster, labelled with
 //! the class of the agent whose box contains it, or "other".
 
+use waypoint_sim::frame::{AgentTruth, SensorPose};
 use waypoint_sim::geometry::Vec2;
 use waypoint_sim::sensors::LidarConfig;
 use waypoint_sim::{AgentKind, Scene, SceneConfig};
@@ -15,6 +16,21 @@ pub fn class_of(kind: AgentKind) -> usize {
         AgentKind::Vehicle => 0,
         AgentKind::Pedestrian => 1,
         AgentKind::Cyclist => 2,
+    }
+}
+
+/// An agent's true box in the frame of the sensor at `pose` (its bottom at z = 0: the box's
+/// height is its own, the ground is where the caller puts it).
+pub fn sensor_box(a: &AgentTruth, pose: &SensorPose) -> boxfit::FittedBox {
+    let rel = (Vec2::new(a.x_m, a.y_m) - Vec2::new(pose.x_m, pose.y_m)).rotate(-pose.yaw_rad);
+    boxfit::FittedBox {
+        x_m: rel.x,
+        y_m: rel.y,
+        z_m: 0.0,
+        length_m: a.length_m,
+        width_m: a.width_m,
+        height_m: a.height_m,
+        yaw_rad: a.yaw_rad - pose.yaw_rad,
     }
 }
 
