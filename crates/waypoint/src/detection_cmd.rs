@@ -494,6 +494,8 @@ enum Report {
 
 /// Score bins of the reliability table.
 const RELIABILITY_BINS: usize = 10;
+/// The cost of a pair that may not be matched, in the evaluation's assignments.
+const UNMATCHED: f64 = 1e9;
 
 fn eval_sim(
     det: &LidarDetector,
@@ -595,25 +597,49 @@ fn eval_sim(
                         boxed_vehicles += 1;
                     }
                 }
-                // The first unmatched detection of the agent's class on it, with each detection's
-                // own class and with its track's.
-                let reach = a.length_m.max(1.0);
-                for (per_sweep, classes, matched, found) in [
-                    (true, &det_class, &mut matched_det, &mut found),
-                    (false, &tracked_class, &mut matched_tracked, &mut found_tracked),
-                ] {
-                    let hit = world
-                        .iter()
-                        .enumerate()
-                        .position(|(i, w)| !matched[i] && classes[i] == k && w.dist(pos) < reach);
-                    if let Some(i) = hit {
+                track_secs += tick;
+            }
+            // Detections found on agents: each evaluated agent matched to at most one detection of
+            // its class within its length, and each detection to at most one agent, as many as
+            // can be and the nearest (a first-come match lets one car take its neighbour's
+            // detection in a row of parked cars); with each detection's own class and with its
+            // track's.
+            let on_agents: Vec<usize> = (0..frame.truth.agents.len()).filter(|ai| evaluated_agent[*ai]).collect();
+            for (per_sweep, classes, matched, found) in [
+                (true, &det_class, &mut matched_det, &mut found),
+                (false, &tracked_class, &mut matched_tracked, &mut found_tracked),
+            ] {
+                let cost: Vec<Vec<f64>> = on_agents
+                    .iter()
+                    .map(|ai| {
+                        let a = &frame.truth.agents[*ai];
+                        let pos = Vec2::new(a.x_m, a.y_m);
+                        world
+                            .iter()
+                            .zip(classes.iter())
+                            .map(|(w, c)| {
+                                let d = w.dist(pos);
+                                if *c == simdata::class_of(a.kind) && d < a.length_m.max(1.0) {
+                                    d
+                                } else {
+                                    UNMATCHED
+                                }
+                            })
+                            .collect()
+                    })
+                    .collect();
+                let assigned = if dets.is_empty() { vec![None; on_agents.len()] } else { hungarian(&cost) };
+                for (row, col) in assigned.into_iter().enumerate() {
+                    let a = &frame.truth.agents[on_agents[row]];
+                    if let Some(i) = col.filter(|i| cost[row][*i] < UNMATCHED) {
                         matched[i] = true;
-                        found[k] += 1;
+                        found[simdata::class_of(a.kind)] += 1;
                     } else if per_sweep {
                         // The nearest detection is only looked for when debug logging is on.
+                        let pos = Vec2::new(a.x_m, a.y_m);
                         tracing::debug!(
                             seed, t = frame.truth.t_secs, agent = a.id, kind = ?a.kind, x = a.x_m, y = a.y_m,
-                            range = pos.dist(origin), points = on_agent,
+                            range = pos.dist(origin),
                             nearest = ?world
                                 .iter()
                                 .enumerate()
@@ -623,7 +649,6 @@ fn eval_sim(
                         );
                     }
                 }
-                track_secs += tick;
             }
             // Tracking, by the CLEAR MOT procedure: an agent keeps last frame's track while that
             // track is still within 2 m; the others are matched one-to-one to the remaining
@@ -666,7 +691,7 @@ fn eval_sim(
                             if d < 2.0 {
                                 d
                             } else {
-                                1e9
+                                UNMATCHED
                             }
                         })
                         .collect()
