@@ -38,6 +38,15 @@ pub const MERGE_MAX_SPAN_M: f64 = 7.5;
 /// 0 / 0.1 / 0.3: at 0 a car's own pieces stay apart more often, at 0.3 a whole car still
 /// takes the post beside it).
 pub const JOIN_SLACK: f32 = 0.1;
+/// Two fragments that meet in a beam ring at neighbouring firings with ranges this far apart
+/// are two surfaces, one beside and in front of the other ([`side_by_side`]), metres.
+pub const APART_RANGE_STEP_M: f64 = 0.5;
+/// Fragments that meet that way in at least this many rings, and in at least half of the
+/// rings that cross both side by side, are not joined when each has at least
+/// [`APART_MIN_POINTS`] points: two cars parked nose to nose beside each other, not one car
+/// split by an occluder (whose fragments meet the occluder, not each other).
+pub const APART_MIN_RINGS: usize = 3;
+pub const APART_MIN_POINTS: usize = 10;
 /// Largest joined box kept, metres.
 pub const MERGE_MAX_LENGTH_M: f64 = 6.5;
 pub const MERGE_MAX_WIDTH_M: f64 = 2.8;
@@ -150,6 +159,58 @@ pub fn solidity(points: &[[f32; 4]], ring_spacing_rad: f64, azimuth_step_rad: f6
         });
     let beams = ((az1 - az0) / azimuth_step_rad + 1.0) * ((el1 - el0) / ring_spacing_rad + 1.0);
     points.len() as f64 / beams
+}
+
+/// How two clusters (points in the sensor frame, around the sensor at the origin) lie to a
+/// lidar whose beams are `ring_spacing_rad` apart vertically and `azimuth_step_rad`
+/// horizontally: `(apart, beside)`, where `beside` counts the beam rings that cross both with
+/// their azimuths apart (one to the left of the other), and `apart` those of them in which the
+/// two meet at neighbouring firings (at most one step between their facing ends) with ranges
+/// differing by more than [`APART_RANGE_STEP_M`]. One surface broken by a gap in the scan (an
+/// occluder, a dark panel) leaves firings between its pieces; the end of one car's nose beside
+/// the flank of the next, further off, does not. Rings are elevation bands one spacing wide.
+pub fn side_by_side(a: &[[f32; 4]], b: &[[f32; 4]], ring_spacing_rad: f64, azimuth_step_rad: f64) -> (usize, usize) {
+    use std::collections::BTreeMap;
+    use std::f64::consts::{PI, TAU};
+    let Some(first) = a.first() else { return (0, 0) };
+    let reference = f64::from(first[1]).atan2(f64::from(first[0]));
+    // Per ring, the (azimuth, range) of the leftmost and rightmost points.
+    type Ends = BTreeMap<i64, [(f64, f64); 2]>;
+    let ends = |pts: &[[f32; 4]]| {
+        let mut m = Ends::new();
+        for p in pts {
+            let (x, y, z) = (f64::from(p[0]), f64::from(p[1]), f64::from(p[2]));
+            let r = x.hypot(y);
+            let ring = (z.atan2(r) / ring_spacing_rad).round() as i64;
+            let az = (y.atan2(x) - reference + PI).rem_euclid(TAU) - PI;
+            let e = m.entry(ring).or_insert([(az, r), (az, r)]);
+            if az < e[0].0 {
+                e[0] = (az, r);
+            }
+            if az > e[1].0 {
+                e[1] = (az, r);
+            }
+        }
+        m
+    };
+    let (ea, eb) = (ends(a), ends(b));
+    let (mut apart, mut beside) = (0, 0);
+    for (ring, [a_lo, a_hi]) in &ea {
+        let Some([b_lo, b_hi]) = eb.get(ring) else { continue };
+        // The facing ends, where the two lie side by side in this ring.
+        let (p, q) = if a_hi.0 < b_lo.0 {
+            (a_hi, b_lo)
+        } else if b_hi.0 < a_lo.0 {
+            (b_hi, a_lo)
+        } else {
+            continue;
+        };
+        beside += 1;
+        if (q.0 - p.0) / azimuth_step_rad < 1.5 && (q.1 - p.1).abs() > APART_RANGE_STEP_M {
+            apart += 1;
+        }
+    }
+    (apart, beside)
 }
 
 /// Two detections of one class whose boxes overlap by more than this (bird's-eye IoU) are
@@ -364,7 +425,8 @@ impl LidarDetector {
     /// Joins fragments of one vehicle split by a gap in the scan (an occluder, a dark panel):
     /// clusters whose footprints come within [`MERGE_GAP_M`] are joined when their union fits a
     /// vehicle-sized box that the classifier calls a vehicle, and not a worse one than its
-    /// likelier part is (by more than [`JOIN_SLACK`]). Closest pairs first.
+    /// likelier part is (by more than [`JOIN_SLACK`]), unless the two lie side by side, apart
+    /// ([`side_by_side`], [`APART_MIN_RINGS`]). Closest pairs first.
     fn merge(&self, points: &[[f32; 4]], ground_z: &[f32], clusters: Vec<Vec<usize>>) -> Vec<Vec<usize>> {
         let mut pairs = merge_candidates(points, &clusters);
         if pairs.is_empty() {
@@ -404,6 +466,14 @@ impl LidarDetector {
                 continue;
             }
             let (Some(a), Some(b)) = (&groups[ri], &groups[rj]) else { continue };
+            if a.len() >= APART_MIN_POINTS && b.len() >= APART_MIN_POINTS {
+                let pa: Vec<[f32; 4]> = a.iter().map(|k| points[*k]).collect();
+                let pb: Vec<[f32; 4]> = b.iter().map(|k| points[*k]).collect();
+                let (apart, beside) = side_by_side(&pa, &pb, self.ring_spacing_rad, self.azimuth_step_rad);
+                if apart >= APART_MIN_RINGS && 2 * apart >= beside {
+                    continue;
+                }
+            }
             let joined: Vec<usize> = a.iter().chain(b.iter()).copied().collect();
             let pts: Vec<[f32; 4]> = joined.iter().map(|k| points[*k]).collect();
             let g = joined.iter().map(|k| f64::from(ground_z[*k])).sum::<f64>() / joined.len() as f64;
@@ -579,6 +649,75 @@ mod tests {
             el += HDL64E_RING_SPACING_RAD;
         }
         points
+    }
+
+    /// Returns of an HDL-64E at the origin, 1.73 m up, off the upright faces of boxes standing
+    /// on the ground (footprints `[x0, y0, x1, y1]`, heights), over azimuths `from`..`to`
+    /// (radians): each point with the index of the box it hit.
+    fn cast(boxes: &[([f64; 4], f64)], from: f64, to: f64) -> Vec<([f32; 4], usize)> {
+        let mut out = Vec::new();
+        let mut el = -0.2f64;
+        while el < 0.0 {
+            let mut az = from;
+            while az < to {
+                let (dy, dx) = az.sin_cos();
+                // The nearest face crossed at a height the box covers (slab entry distance).
+                let hit = boxes
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(k, (b, h))| {
+                        let (tx0, tx1) = ((b[0] / dx).min(b[2] / dx), (b[0] / dx).max(b[2] / dx));
+                        let (ty0, ty1) = ((b[1] / dy).min(b[3] / dy), (b[1] / dy).max(b[3] / dy));
+                        let (t0, t1) = (tx0.max(ty0), tx1.min(ty1));
+                        let z = t0 * el.tan();
+                        (t0 > 0.0 && t0 <= t1 && (-1.73..=h - 1.73).contains(&z)).then_some((t0, k, z))
+                    })
+                    .min_by(|a, b| a.0.total_cmp(&b.0));
+                if let Some((t, k, z)) = hit {
+                    out.push(([(t * dx) as f32, (t * dy) as f32, z as f32, 0.5], k));
+                }
+                az += HDL64E_AZIMUTH_STEP_RAD;
+            }
+            el += HDL64E_RING_SPACING_RAD;
+        }
+        out
+    }
+
+    #[test]
+    fn cars_nose_to_nose_lie_apart_and_a_car_behind_a_post_does_not() {
+        use std::f64::consts::PI;
+        let of = |pts: &[([f32; 4], usize)], k: usize| -> Vec<[f32; 4]> {
+            pts.iter().filter(|p| p.1 == k).map(|p| p.0).collect()
+        };
+        let apart =
+            |a: &[[f32; 4]], b: &[[f32; 4]]| side_by_side(a, b, HDL64E_RING_SPACING_RAD, HDL64E_AZIMUTH_STEP_RAD);
+        // Two cars parked square to the road, 2.7 m apart, seen from the road behind them: the
+        // lidar sees the nearer one's nose and the next one's nose and the end of its flank.
+        let row = cast(&[([-15.9, -10.6, -14.1, -6.2], 1.5), ([-18.6, -10.6, -16.8, -6.2], 1.5)], -PI, PI);
+        let (a, b) = (of(&row, 0), of(&row, 1));
+        assert!(a.len() > 100 && b.len() > 100, "{} and {} points", a.len(), b.len());
+        let (n, beside) = apart(&a, &b);
+        assert!(n >= APART_MIN_RINGS && 2 * n >= beside, "apart in {n} of {beside} rings");
+        assert_eq!(apart(&b, &a).0, n);
+        // One car along the road with a post between it and the lidar: the post's shadow splits
+        // the car's flank in two, and the post's returns lie between them.
+        let post = [-7.6, -3.3, -7.4, -3.1];
+        let street = cast(&[([-17.2, -8.0, -12.8, -6.2], 1.5), (post, 3.0)], -PI, PI);
+        let shadow = (-3.2f64).atan2(-7.5);
+        let car = of(&street, 0);
+        let (left, right): (Vec<[f32; 4]>, Vec<[f32; 4]>) =
+            car.iter().partition(|p| f64::from(p[1]).atan2(f64::from(p[0])) < shadow);
+        assert!(left.len() > 50 && right.len() > 50, "{} and {} points", left.len(), right.len());
+        assert!(!of(&street, 1).is_empty());
+        let (n, beside) = apart(&left, &right);
+        assert_eq!(n, 0, "{beside} rings beside");
+        assert!(beside > 5);
+        // The same flank with a dark panel in the middle: no firings return between the
+        // pieces, and they are not apart either.
+        let gap = |p: &&[f32; 4]| !(-15.4..-14.6).contains(&p[0]);
+        let flank = of(&cast(&[([-17.2, -8.0, -12.8, -6.2], 1.5)], -PI, PI), 0);
+        let (left, right): (Vec<[f32; 4]>, Vec<[f32; 4]>) = flank.iter().filter(gap).partition(|p| p[0] < -15.0);
+        assert_eq!(apart(&left, &right).0, 0);
     }
 
     #[test]
