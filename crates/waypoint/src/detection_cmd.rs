@@ -34,6 +34,9 @@ pub struct TrainDetectionArgs {
     /// Simulated scenes seen by the live scene's 32-beam lidar (seeds 2000, 2001, ...).
     #[arg(long, default_value_t = 9)]
     pub scenes_hdl32e: u64,
+    /// Vehicles parked beside the road in each training scene.
+    #[arg(long, default_value_t = 0)]
+    pub parked: usize,
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
 }
@@ -136,8 +139,8 @@ fn latest(dir: &Path) -> Option<u64> {
 pub fn train(a: TrainDetectionArgs) -> Result<()> {
     let started = Instant::now();
     let seg = SegmentConfig::default();
-    let mut samples = simdata::generate(1000, a.scenes, 300, 5, &seg, &LidarConfig::hdl64e());
-    samples.extend(simdata::generate(2000, a.scenes_hdl32e, 300, 5, &seg, &LidarConfig::default()));
+    let mut samples = simdata::generate(1000, a.scenes, 300, 5, &seg, &LidarConfig::hdl64e(), a.parked);
+    samples.extend(simdata::generate(2000, a.scenes_hdl32e, 300, 5, &seg, &LidarConfig::default(), a.parked));
     eprintln!(
         "{} clusters from {} + {} simulated scenes (64 + 32 beams, {:.0} s)",
         samples.len(),

@@ -35,7 +35,8 @@ pub fn sensor_box(a: &AgentTruth, pose: &SensorPose) -> boxfit::FittedBox {
 }
 
 /// Samples from `scenes` scenes seeded `first_seed`, `first_seed + 1`, ..., of `ticks` ticks
-/// each (every `every`-th sweep), seen by `lidar`.
+/// each (every `every`-th sweep), seen by `lidar`, with `parked` cars parked beside the road in
+/// each.
 pub fn generate(
     first_seed: u64,
     scenes: u64,
@@ -43,11 +44,18 @@ pub fn generate(
     every: usize,
     seg: &SegmentConfig,
     lidar: &LidarConfig,
+    parked: usize,
 ) -> Vec<([f32; N_FEATURES], usize)> {
     let mut out = Vec::new();
     for seed in 0..scenes {
-        let mut cfg =
-            SceneConfig { seed: first_seed + seed, vehicles: 8, pedestrians: 8, cyclists: 5, ..SceneConfig::default() };
+        let mut cfg = SceneConfig {
+            seed: first_seed + seed,
+            vehicles: 8,
+            pedestrians: 8,
+            cyclists: 5,
+            parked,
+            ..SceneConfig::default()
+        };
         cfg.sensors.lidar = lidar.clone();
         let Ok(mut scene) = Scene::new(cfg) else { continue };
         for t in 0..ticks {
