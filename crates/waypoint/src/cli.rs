@@ -89,6 +89,10 @@ pub struct ServeArgs {
     pub pedestrians: usize,
     #[arg(long, env = "WAYPOINT_CYCLISTS", default_value_t = 2)]
     pub cyclists: usize,
+    /// Vehicles parked beside the north and south arms (rows square to the road or along it;
+    /// they never move).
+    #[arg(long, env = "WAYPOINT_PARKED", default_value_t = 0)]
+    pub parked: usize,
     /// Lidar model.
     #[arg(long, env = "WAYPOINT_LIDAR", default_value = "default")]
     pub lidar: LidarPreset,
@@ -154,6 +158,7 @@ fn server_config(args: &ServeArgs) -> Result<ServerConfig> {
         vehicles: args.vehicles,
         pedestrians: args.pedestrians,
         cyclists: args.cyclists,
+        parked: args.parked,
         ..SceneConfig::default()
     };
     scene.sensors.lidar = args.lidar.config();
@@ -248,4 +253,29 @@ pub fn replay(args: ReplayArgs) -> Result<()> {
     };
     println!("{summary}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn serve_builds_its_scene_from_the_flags_parked_cars_included() {
+        let Command::Serve(args) =
+            Cli::try_parse_from(["waypoint", "serve", "--seed", "7", "--vehicles", "3", "--parked", "12"])
+                .unwrap()
+                .command
+        else {
+            panic!("not serve")
+        };
+        let scene = server_config(&args).unwrap().scene;
+        assert_eq!((scene.seed, scene.vehicles, scene.parked), (7, 3, 12));
+        let Command::Serve(args) = Cli::try_parse_from(["waypoint", "serve"]).unwrap().command else {
+            panic!("not serve")
+        };
+        assert_eq!(server_config(&args).unwrap().scene.parked, 0);
+        assert!(Cli::try_parse_from(["waypoint", "serve", "--parked", "-1"]).is_err());
+    }
 }
