@@ -57,6 +57,8 @@ struct Track {
     outran_pedestrians: bool,
     /// Consecutive frames it has sat on an older track, close and moving alike.
     shadowing: u32,
+    /// The long axis of the last vehicle box that updated it (world frame), if any.
+    axis: Option<f64>,
 }
 
 impl Track {
@@ -121,6 +123,10 @@ pub struct TrackerConfig {
     /// metres, per class (vehicle, pedestrian, cyclist, other): a vehicle's fragments lie
     /// within its length, a pedestrian's beside its body.
     pub duplicate_radius_m: [f64; 4],
+    /// ... but a vehicle's fragments lie along its box's long axis: across it, a vehicle track
+    /// and a detection or track beside it are one object only this close, metres (cars parked
+    /// side by side, 2.4–3 m apart, are two).
+    pub duplicate_across_m: f64,
     /// Two confirmed tracks closer than their class's radius whose velocities differ by less
     /// than this are one object: the younger is retired, m/s.
     pub duplicate_speed_mps: f64,
@@ -166,6 +172,7 @@ impl Default for TrackerConfig {
             established_max_misses: 20,
             established_hits: 50,
             duplicate_radius_m: [3.0, 0.6, 1.0, 1.0],
+            duplicate_across_m: 1.5,
             duplicate_speed_mps: 1.5,
             duplicate_frames: 10,
             handover_radius_m: [3.5, 1.5, 2.5, 1.5],
@@ -179,6 +186,18 @@ impl Default for TrackerConfig {
             fast_updates: 5,
         }
     }
+}
+
+/// Whether two things of these classes, with these vehicle box axes (world frame, where
+/// known), `(dx, dy)` apart, may be one object: closer than the smaller of their classes'
+/// duplicate radii, unless they lie further than `duplicate_across_m` apart across every
+/// vehicle box axis known (a vehicle's fragments lie along it; a fragment's box may be turned,
+/// so one axis along is enough to keep them one).
+fn same_object(cfg: &TrackerConfig, a: (usize, Option<f64>), b: (usize, Option<f64>), dx: f64, dy: f64) -> bool {
+    let r = cfg.duplicate_radius_m[a.0.min(3)].min(cfg.duplicate_radius_m[b.0.min(3)]);
+    let across = |yaw: f64| (-yaw.sin() * dx + yaw.cos() * dy).abs() > cfg.duplicate_across_m;
+    let mut axes = [a.1, b.1].into_iter().flatten().peekable();
+    dx.hypot(dy) < r && (axes.peek().is_none() || !axes.all(across))
 }
 
 /// The tracker.
@@ -357,6 +376,7 @@ impl Tracker {
                             t.heading_update(yaw, &self.config);
                         }
                     }
+                    t.axis = if o.class == 0 { o.yaw_rad } else { None };
                     t.state.hits += 1;
                     t.state.misses = 0;
                     t.vote(o.class, &self.config);
@@ -384,16 +404,17 @@ impl Tracker {
         });
         self.retire_duplicates();
         self.hand_over();
-        let radius = |class: usize| self.config.duplicate_radius_m[class.min(3)];
-        let updated: Vec<(f64, f64, usize)> = self
+        let updated: Vec<(f64, f64, usize, Option<f64>)> = self
             .tracks
             .iter()
             .filter(|t| t.state.observation.is_some())
-            .map(|t| (t.x[0], t.x[1], t.state.class))
+            .map(|t| (t.x[0], t.x[1], t.state.class, t.axis))
             .collect();
         for (j, o) in obs.iter().enumerate().filter(|(j, o)| !used[*j] && o.score >= self.config.birth_min_score) {
-            let on_a_track =
-                updated.iter().any(|(x, y, c)| (o.x_m - x).hypot(o.y_m - y) < radius(*c).min(radius(o.class)));
+            let axis = if o.class == 0 { o.yaw_rad } else { None };
+            let on_a_track = updated
+                .iter()
+                .any(|(x, y, c, a)| same_object(&self.config, (*c, *a), (o.class, axis), o.x_m - x, o.y_m - y));
             if on_a_track {
                 continue;
             }
@@ -422,6 +443,7 @@ impl Tracker {
                 fast_updates: 0,
                 outran_pedestrians: false,
                 shadowing: 0,
+                axis: if o.class == 0 { o.yaw_rad } else { None },
             });
         }
     }
@@ -487,8 +509,13 @@ impl Tracker {
                 if dead[i] || dead[j] || a.state.hits < cfg.confirm_hits || b.state.hits < cfg.confirm_hits {
                     continue;
                 }
-                let r = cfg.duplicate_radius_m[a.state.class.min(3)].min(cfg.duplicate_radius_m[b.state.class.min(3)]);
-                let close = (a.x[0] - b.x[0]).hypot(a.x[1] - b.x[1]) < r;
+                let close = same_object(
+                    &cfg,
+                    (a.state.class, a.axis),
+                    (b.state.class, b.axis),
+                    a.x[0] - b.x[0],
+                    a.x[1] - b.x[1],
+                );
                 let alike = (a.x[2] - b.x[2]).hypot(a.x[3] - b.x[3]) < cfg.duplicate_speed_mps;
                 if close && alike {
                     // The older track (more hits, then the lower id) keeps the object.
@@ -510,6 +537,8 @@ impl Tracker {
 
 #[cfg(test)]
 mod tests {
+    use std::f64::consts::FRAC_PI_2;
+
     use super::*;
 
     #[test]
@@ -539,6 +568,39 @@ mod tests {
         let tracks = t.tracks();
         assert_eq!(tracks.iter().filter(|s| s.class == 0).count(), 1, "{tracks:?}");
         assert_eq!(tracks.iter().filter(|s| s.class == 1).count(), 1, "{tracks:?}");
+    }
+
+    #[test]
+    fn cars_parked_side_by_side_keep_a_track_each_and_a_piece_along_a_car_starts_none() {
+        // A row of three cars parked square to the road (boxes along y), 2.7 m apart along x,
+        // seen for 3 s; the middle one is first seen a second later.
+        let car = |x: f64| Observation { x_m: x, y_m: 8.0, class: 0, yaw_rad: Some(FRAC_PI_2), score: 1.0 };
+        let mut t = Tracker::new(TrackerConfig::default());
+        for k in 0..30 {
+            let mut obs = vec![car(0.0), car(5.4)];
+            if k >= 10 {
+                obs.push(car(2.7));
+            }
+            t.step(0.1, &obs);
+        }
+        let tracks = t.tracks();
+        assert_eq!(tracks.len(), 3, "{tracks:?}");
+        let mut xs: Vec<f64> = tracks.iter().map(|s| s.x_m).collect();
+        xs.sort_by(f64::total_cmp);
+        for (x, want) in xs.iter().zip([0.0, 2.7, 5.4]) {
+            assert!((x - want).abs() < 0.3, "{xs:?}");
+        }
+        // The same offset along a car's box is a piece of it: no second track, even when the
+        // piece's own box is turned across.
+        let mut t = Tracker::new(TrackerConfig::default());
+        for k in 0..30 {
+            let mut obs = vec![Observation { x_m: 0.0, y_m: 8.0, class: 0, yaw_rad: Some(0.0), score: 1.0 }];
+            if k >= 10 {
+                obs.push(Observation { x_m: 2.7, y_m: 8.0, class: 0, yaw_rad: Some(FRAC_PI_2), score: 1.0 });
+            }
+            t.step(0.1, &obs);
+        }
+        assert_eq!(t.tracks().len(), 1, "{:?}", t.tracks());
     }
 
     #[test]
