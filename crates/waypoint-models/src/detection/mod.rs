@@ -466,14 +466,6 @@ impl LidarDetector {
                 continue;
             }
             let (Some(a), Some(b)) = (&groups[ri], &groups[rj]) else { continue };
-            if a.len() >= APART_MIN_POINTS && b.len() >= APART_MIN_POINTS {
-                let pa: Vec<[f32; 4]> = a.iter().map(|k| points[*k]).collect();
-                let pb: Vec<[f32; 4]> = b.iter().map(|k| points[*k]).collect();
-                let (apart, beside) = side_by_side(&pa, &pb, self.ring_spacing_rad, self.azimuth_step_rad);
-                if apart >= APART_MIN_RINGS && 2 * apart >= beside {
-                    continue;
-                }
-            }
             let joined: Vec<usize> = a.iter().chain(b.iter()).copied().collect();
             let pts: Vec<[f32; 4]> = joined.iter().map(|k| points[*k]).collect();
             let g = joined.iter().map(|k| f64::from(ground_z[*k])).sum::<f64>() / joined.len() as f64;
@@ -484,6 +476,14 @@ impl LidarDetector {
             let p = self.classifier.predict(&classifier::features(&bx, &pts, self.ring_spacing_rad))[0];
             if p < 0.5 || p < vehicle_p[ri].max(vehicle_p[rj]) - JOIN_SLACK {
                 continue;
+            }
+            // Last, as the least often needed: two fragments side by side, apart, are two objects.
+            if a.len() >= APART_MIN_POINTS && b.len() >= APART_MIN_POINTS {
+                let (apart, beside) =
+                    side_by_side(&pts[..a.len()], &pts[a.len()..], self.ring_spacing_rad, self.azimuth_step_rad);
+                if apart >= APART_MIN_RINGS && 2 * apart >= beside {
+                    continue;
+                }
             }
             vehicle_p[ri] = p;
             groups[ri] = Some(joined);
@@ -651,9 +651,10 @@ mod tests {
         points
     }
 
-    /// Returns of an HDL-64E at the origin, 1.73 m up, off the upright faces of boxes standing
-    /// on the ground (footprints `[x0, y0, x1, y1]`, heights), over azimuths `from`..`to`
-    /// (radians): each point with the index of the box it hit.
+    /// Returns of a lidar at the origin, 1.73 m up, with the HDL-64E's beam steps from 0.2 rad
+    /// below the horizon to it, off the upright faces of boxes standing on the ground
+    /// (footprints `[x0, y0, x1, y1]`, heights), over azimuths `from`..`to` (radians): each
+    /// point with the index of the box it hit.
     fn cast(boxes: &[([f64; 4], f64)], from: f64, to: f64) -> Vec<([f32; 4], usize)> {
         let mut out = Vec::new();
         let mut el = -0.2f64;
