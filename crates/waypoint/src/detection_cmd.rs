@@ -500,6 +500,35 @@ const RELIABILITY_BINS: usize = 10;
 /// The cost of a pair that may not be matched, in the evaluation's assignments.
 const UNMATCHED: f64 = 1e9;
 
+/// Detections (world positions, classes) matched to road users: each road user to at most one
+/// detection of its class within its length of its centre, each detection to at most one road
+/// user, as many pairs as can be and the nearest (a first-come match lets one car take its
+/// neighbour's detection in a row of parked cars).
+fn match_to_agents(agents: &[&AgentTruth], world: &[Vec2], classes: &[usize]) -> Vec<Option<usize>> {
+    if world.is_empty() {
+        return vec![None; agents.len()];
+    }
+    let cost: Vec<Vec<f64>> = agents
+        .iter()
+        .map(|a| {
+            let pos = Vec2::new(a.x_m, a.y_m);
+            world
+                .iter()
+                .zip(classes)
+                .map(|(w, c)| {
+                    let d = w.dist(pos);
+                    if *c == simdata::class_of(a.kind) && d < a.length_m.max(1.0) {
+                        d
+                    } else {
+                        UNMATCHED
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    hungarian(&cost).into_iter().enumerate().map(|(row, col)| col.filter(|i| cost[row][*i] < UNMATCHED)).collect()
+}
+
 fn eval_sim(
     det: &LidarDetector,
     lidar: &LidarConfig,
@@ -602,39 +631,17 @@ fn eval_sim(
                 }
                 track_secs += tick;
             }
-            // Detections found on agents: each evaluated agent matched to at most one detection of
-            // its class within its length, and each detection to at most one agent, as many as
-            // can be and the nearest (a first-come match lets one car take its neighbour's
-            // detection in a row of parked cars); with each detection's own class and with its
-            // track's.
-            let on_agents: Vec<usize> = (0..frame.truth.agents.len()).filter(|ai| evaluated_agent[*ai]).collect();
+            // Detections found on the evaluated road users (`match_to_agents`), with each
+            // detection's own class and with its track's.
+            let agents: Vec<&AgentTruth> =
+                frame.truth.agents.iter().zip(&evaluated_agent).filter(|(_, e)| **e).map(|(a, _)| a).collect();
             for (per_sweep, classes, matched, found) in [
                 (true, &det_class, &mut matched_det, &mut found),
                 (false, &tracked_class, &mut matched_tracked, &mut found_tracked),
             ] {
-                let cost: Vec<Vec<f64>> = on_agents
-                    .iter()
-                    .map(|ai| {
-                        let a = &frame.truth.agents[*ai];
-                        let pos = Vec2::new(a.x_m, a.y_m);
-                        world
-                            .iter()
-                            .zip(classes.iter())
-                            .map(|(w, c)| {
-                                let d = w.dist(pos);
-                                if *c == simdata::class_of(a.kind) && d < a.length_m.max(1.0) {
-                                    d
-                                } else {
-                                    UNMATCHED
-                                }
-                            })
-                            .collect()
-                    })
-                    .collect();
-                let assigned = if dets.is_empty() { vec![None; on_agents.len()] } else { hungarian(&cost) };
-                for (row, col) in assigned.into_iter().enumerate() {
-                    let a = &frame.truth.agents[on_agents[row]];
-                    if let Some(i) = col.filter(|i| cost[row][*i] < UNMATCHED) {
+                let assigned = match_to_agents(&agents, &world, classes);
+                for (a, col) in agents.iter().zip(assigned) {
+                    if let Some(i) = col {
                         matched[i] = true;
                         found[simdata::class_of(a.kind)] += 1;
                     } else if per_sweep {
@@ -805,4 +812,41 @@ fn eval_sim(
         println!("{mean_ms:.1} ms per {}-beam sweep", lidar.beams);
     }
     Ok(judged)
+}
+
+#[cfg(test)]
+mod tests {
+    use waypoint_sim::AgentKind;
+
+    use super::*;
+
+    fn car(x_m: f64) -> AgentTruth {
+        AgentTruth {
+            id: 0,
+            kind: AgentKind::Vehicle,
+            x_m,
+            y_m: 0.0,
+            length_m: 4.5,
+            width_m: 1.8,
+            height_m: 1.5,
+            yaw_rad: 0.0,
+            vx_mps: 0.0,
+            vy_mps: 0.0,
+            yaw_rate_rps: 0.0,
+        }
+    }
+
+    #[test]
+    fn detections_go_to_road_users_one_to_one_as_many_as_can_be() {
+        // Two cars 2.7 m apart and two vehicle detections: one 0.1 m from the second car (and
+        // 2.6 m from the first), one 3 m behind the first (5.7 m from the second). The first
+        // car taking the nearer detection, first come, would leave the second car with none.
+        let (a, b) = (car(0.0), car(2.7));
+        let world = [Vec2::new(2.6, 0.0), Vec2::new(-3.0, 0.0)];
+        assert_eq!(match_to_agents(&[&a, &b], &world, &[0, 0]), vec![Some(1), Some(0)]);
+        // A detection of another class, or beyond a road user's length, matches nothing.
+        assert_eq!(match_to_agents(&[&a, &b], &world, &[1, 0]), vec![Some(1), None]);
+        assert_eq!(match_to_agents(&[&a], &[Vec2::new(4.6, 0.0)], &[0]), vec![None]);
+        assert_eq!(match_to_agents(&[&a], &[], &[]), vec![None]);
+    }
 }
