@@ -10,6 +10,7 @@ pub mod detection;
 pub mod fusion;
 pub mod model;
 pub mod native;
+pub mod plot;
 pub mod tensor;
 pub mod trajectory;
 
@@ -25,6 +26,9 @@ pub enum ModelError {
     /// Weights or configuration cannot be used.
     #[error("cannot load model: {0}")]
     Load(String),
+    /// Evaluation or training data cannot be read or written, or a scene cannot be built.
+    #[error("{0}")]
+    Data(String),
     /// A defect or unexpected state inside the model.
     #[error("internal model error: {0}")]
     Internal(String),

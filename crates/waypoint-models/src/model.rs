@@ -1,5 +1,7 @@
 //! The small trait every servable model implements, and its declared interface.
 
+use std::path::Path;
+
 use serde::{Deserialize, Serialize};
 
 use crate::tensor::{DataType, Tensor};
@@ -34,4 +36,12 @@ pub trait Model: Send {
     /// Runs one batch; returns the outputs in declared order, each with the same number of rows
     /// as the inputs.
     fn infer(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, ModelError>;
+}
+
+/// The next free version number in a model directory.
+pub fn next_version(model_dir: &Path) -> u64 {
+    std::fs::read_dir(model_dir)
+        .map(|rd| rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok()).max().unwrap_or(0))
+        .unwrap_or(0)
+        + 1
 }

@@ -39,7 +39,7 @@ fn bench(c: &mut Criterion) {
             eprintln!("WAYPOINT_TCN_ONNX not set: skipping ONNX Runtime");
             continue;
         };
-        let config: waypoint_server::repository::ModelConfig = toml::from_str(
+        let config: waypoint_server::serving::repository::ModelConfig = toml::from_str(
             r#"platform = "onnx"
 max_batch_size = 1024
 [[inputs]]
@@ -54,7 +54,7 @@ dims = [-1, 48]
         )
         .expect("config");
         let _ = TensorSpec::new("x", DataType::F32, &[-1, 2, 7]);
-        let mut ort = waypoint_server::onnx::OnnxModel::load("tcn", &path, &config).expect("onnx runtime");
+        let mut ort = waypoint_server::serving::onnx::OnnxModel::load("tcn", &path, &config).expect("onnx runtime");
         let input = Tensor::new("x", vec![batch, 2, 7], TensorData::F32(feats.iter().flatten().copied().collect()))
             .expect("tensor");
         group.bench_with_input(BenchmarkId::new("onnxruntime", batch), &input, |b, x| {

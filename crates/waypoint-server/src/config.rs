@@ -36,7 +36,7 @@ pub struct ServerConfig {
     /// one the dashboard draws with its open-source renderer.
     pub lcjs_license: Option<String>,
     /// Continuous learning of the trajectory model.
-    pub learner: crate::learner::LearnerConfig,
+    pub learner: crate::lifecycle::learner::LearnerConfig,
 }
 
 /// The repository shipped with the project: `models/` in the working directory when there is
@@ -66,7 +66,16 @@ impl Default for ServerConfig {
             repository_poll_secs: None,
             max_request_bytes: 64 << 20,
             lcjs_license: None,
-            learner: crate::learner::LearnerConfig::default(),
+            learner: crate::lifecycle::learner::LearnerConfig::default(),
         }
     }
+}
+
+/// Errors starting or running the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
 }

@@ -14,6 +14,9 @@ use waypoint_server::{AppState, ServerConfig};
 #[path = "server/serving.rs"]
 mod serving;
 
+#[path = "server/layout.rs"]
+mod layout;
+
 #[path = "server/routing.rs"]
 mod routing;
 

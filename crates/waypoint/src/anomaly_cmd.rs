@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 use serde_json::json;
-use waypoint_models::anomaly::nab::{evaluate, read_corpus};
-use waypoint_models::anomaly::{Detector, DetectorConfig};
+use waypoint_models::anomaly::nab::{detect_all, evaluate, read_corpus, write_results, SCOREBOARD};
+use waypoint_models::anomaly::DetectorConfig;
 
 #[derive(Debug, Args)]
 pub struct EvalAnomalyArgs {
@@ -31,44 +31,15 @@ pub struct EvalAnomalyArgs {
     pub json: bool,
 }
 
-/// Published NAB scoreboard (standard, low FP, low FN) on the full corpus.
-const SCOREBOARD: [(&str, [f64; 3]); 9] = [
-    ("ARTime", [74.9, 65.1, 80.4]),
-    ("Numenta HTM", [70.5, 62.6, 75.2]),
-    ("CAD OSE", [69.9, 67.0, 73.2]),
-    ("KNN CAD", [58.0, 43.4, 64.8]),
-    ("Random Cut Forest", [51.7, 38.4, 59.7]),
-    ("Twitter ADVec", [47.1, 33.6, 53.5]),
-    ("Windowed Gaussian", [39.6, 20.9, 47.4]),
-    ("random", [11.0, 1.2, 19.5]),
-    ("null", [0.0, 0.0, 0.0]),
-];
-
 pub fn eval(a: EvalAnomalyArgs) -> Result<()> {
     let Some(nab) = &a.nab else { return eval_sim(&a) };
     let corpus = read_corpus(nab).with_context(|| format!("reading {}", nab.display()))?;
     let started = std::time::Instant::now();
     let samples: usize = corpus.iter().map(|s| s.values.len()).sum();
-    let scores: Vec<Vec<f64>> = corpus
-        .iter()
-        .map(|s| {
-            let mut d = Detector::new(DetectorConfig::default());
-            s.values.iter().map(|v| d.update(*v)).collect()
-        })
-        .collect();
+    let scores = detect_all(&corpus, &DetectorConfig::default());
     let secs = started.elapsed().as_secs_f64();
     if let Some(out) = &a.results {
-        for (s, sc) in corpus.iter().zip(&scores) {
-            let (cat, file) = s.key.split_once('/').unwrap_or(("", &s.key));
-            let dir = out.join("waypoint").join(cat);
-            std::fs::create_dir_all(&dir)?;
-            let mut text = String::from("timestamp,value,anomaly_score,label\n");
-            for (i, ((t, v), score)) in s.timestamps.iter().zip(&s.values).zip(sc).enumerate() {
-                let label = u8::from(s.windows.iter().any(|(a, b)| i >= *a && i <= *b));
-                text.push_str(&format!("{t},{v},{score:.6},{label}\n"));
-            }
-            std::fs::write(dir.join(format!("waypoint_{file}")), text)?;
-        }
+        write_results(out, &corpus, &scores)?;
     }
     let results = evaluate(&corpus, &scores);
     if a.json {

@@ -7,8 +7,9 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use waypoint_server::{AppState, ServerConfig};
 use waypoint_sim::replay::{read_tracks, read_udacity, tracks_from_rows, UdacityRow, ETH_UCY_SECS_PER_FRAME_ID};
-use waypoint_sim::sensors::LidarConfig;
 use waypoint_sim::SceneConfig;
+
+use crate::lidar_preset::LidarPreset;
 
 /// Waypoint: a real-time ML server for autonomous-vehicle perception and prediction.
 #[derive(Debug, Parser)]
@@ -37,14 +38,14 @@ pub enum Command {
     /// Print a summary of a recorded file (ETH/UCY tracks or a Udacity lidar/radar log).
     Replay(ReplayArgs),
     /// Load generator: latency percentiles and throughput against a running server.
-    Bench(crate::bench::BenchArgs),
+    Bench(crate::bench_cmd::BenchArgs),
     /// Evaluate a model on public data, beside the published reference numbers.
     Eval(crate::eval::EvalArgs),
     /// Train a model and write it as a new version into the model repository.
     #[command(subcommand)]
     Train(TrainCommand),
     /// Write simulated lidar sweeps and their road users as a KITTI 3D-object directory.
-    ExportKitti(crate::kitti_export::ExportKittiArgs),
+    ExportKitti(crate::detection_cmd::ExportKittiArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -53,23 +54,6 @@ pub enum TrainCommand {
     Trajectory(crate::trajectory_cmd::TrainArgs),
     /// The lidar object classifier, on simulated 64- and 32-beam sweeps.
     Detection(crate::detection_cmd::TrainDetectionArgs),
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum LidarPreset {
-    /// 32 beams × 1024 azimuth steps.
-    Default,
-    /// 64 beams × 2048 steps, like the KITTI Velodyne HDL-64E.
-    Hdl64e,
-}
-
-impl LidarPreset {
-    pub fn config(self) -> LidarConfig {
-        match self {
-            LidarPreset::Default => LidarConfig::default(),
-            LidarPreset::Hdl64e => LidarConfig::hdl64e(),
-        }
-    }
 }
 
 #[derive(Debug, Args)]
@@ -184,10 +168,10 @@ fn server_config(args: &ServeArgs) -> Result<ServerConfig> {
         repository_poll_secs: Some(args.repository_poll_secs).filter(|s| *s > 0),
         max_request_bytes: args.max_request_bytes,
         lcjs_license: args.lcjs_license.clone().filter(|k| !k.trim().is_empty()),
-        learner: waypoint_server::learner::LearnerConfig {
+        learner: waypoint_server::lifecycle::learner::LearnerConfig {
             every_secs: Some(args.learn_every_secs).filter(|s| *s > 0),
             auto_canary: !args.no_auto_canary,
-            canary: waypoint_server::routing::CanarySettings {
+            canary: waypoint_server::lifecycle::routing::CanarySettings {
                 dwell_secs: args.canary_dwell_secs,
                 ..Default::default()
             },

@@ -58,14 +58,10 @@ fn eval_fusion(a: FusionArgs) -> Result<()> {
     let ukf = feval::run_ukf(&data, ukf_cfg);
     let ekf = feval::run_ekf(&data, EkfConfig::default());
     if let Some(path) = &a.plot {
-        crate::plot::fusion_plot(path, &data, &ukf, &ekf)?;
+        waypoint_models::plot::fusion_plot(path, &data, &ukf, &ekf)?;
     }
-    let reference = json!({
-        "ukf_rubric": [0.09, 0.10, 0.40, 0.30],
-        "ekf_rubric": [0.11, 0.11, 0.52, 0.52],
-        "ukf_good_published": [0.069, 0.083, 0.334, 0.238],
-        "ekf_typical_reproduced": [0.097, 0.086, 0.451, 0.440],
-    });
+    let reference: serde_json::Map<String, serde_json::Value> =
+        feval::REFERENCES.iter().map(|(key, _, v)| (key.to_string(), json!(v))).collect();
     let summary = |r: &feval::FilterReport| {
         json!({
             "rmse": {"px": r.rmse[0], "py": r.rmse[1], "vx": r.rmse[2], "vy": r.rmse[3]},
@@ -105,12 +101,9 @@ fn eval_fusion(a: FusionArgs) -> Result<()> {
     };
     row("Waypoint UKF (CTRV)", &ukf);
     row("Waypoint EKF (constant velocity)", &ekf);
-    let refrow =
-        |name: &str, v: [f64; 4]| println!("{name:<34} {:>8.3} {:>8.3} {:>8.3} {:>8.3}", v[0], v[1], v[2], v[3]);
-    refrow("UKF rubric (must be at or below)", [0.09, 0.10, 0.40, 0.30]);
-    refrow("UKF, good published", [0.069, 0.083, 0.334, 0.238]);
-    refrow("EKF rubric", [0.11, 0.11, 0.52, 0.52]);
-    refrow("EKF, typical (reproduced)", [0.097, 0.086, 0.451, 0.440]);
+    for (_, name, v) in feval::REFERENCES {
+        println!("{name:<34} {:>8.3} {:>8.3} {:>8.3} {:>8.3}", v[0], v[1], v[2], v[3]);
+    }
     println!(
         "UKF process noise: accel {} m/s², yaw accel {} rad/s² (ideal NIS>95% share: 5%)",
         ukf_cfg.std_accel_mps2, ukf_cfg.std_yaw_accel_rps2

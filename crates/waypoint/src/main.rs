@@ -2,12 +2,11 @@
 //! over to the library crates.
 
 mod anomaly_cmd;
-mod bench;
+mod bench_cmd;
 mod cli;
 mod detection_cmd;
 mod eval;
-mod kitti_export;
-mod plot;
+mod lidar_preset;
 mod trajectory_cmd;
 
 use anyhow::Result;
@@ -19,10 +18,10 @@ fn main() -> Result<()> {
     match cli.command {
         cli::Command::Serve(args) => cli::serve(args),
         cli::Command::Replay(args) => cli::replay(args),
-        cli::Command::Bench(args) => bench::bench(args),
+        cli::Command::Bench(args) => bench_cmd::bench(args),
         cli::Command::Eval(args) => eval::eval(args),
         cli::Command::Train(cli::TrainCommand::Trajectory(args)) => trajectory_cmd::train(args),
         cli::Command::Train(cli::TrainCommand::Detection(args)) => detection_cmd::train(args),
-        cli::Command::ExportKitti(args) => kitti_export::run(args),
+        cli::Command::ExportKitti(args) => detection_cmd::export_kitti(args),
     }
 }

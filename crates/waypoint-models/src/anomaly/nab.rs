@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use super::{Detector, DetectorConfig};
 use crate::ModelError;
 
 /// One series of the corpus.
@@ -284,6 +285,48 @@ pub fn evaluate(series: &[Series], scores: &[Vec<f64>]) -> Vec<ProfileResult> {
             }
         })
         .collect()
+}
+
+/// The published NAB scoreboard on the full corpus: (detector, [standard, low FP, low FN]).
+pub const SCOREBOARD: [(&str, [f64; 3]); 9] = [
+    ("ARTime", [74.9, 65.1, 80.4]),
+    ("Numenta HTM", [70.5, 62.6, 75.2]),
+    ("CAD OSE", [69.9, 67.0, 73.2]),
+    ("KNN CAD", [58.0, 43.4, 64.8]),
+    ("Random Cut Forest", [51.7, 38.4, 59.7]),
+    ("Twitter ADVec", [47.1, 33.6, 53.5]),
+    ("Windowed Gaussian", [39.6, 20.9, 47.4]),
+    ("random", [11.0, 1.2, 19.5]),
+    ("null", [0.0, 0.0, 0.0]),
+];
+
+/// Runs a fresh [`Detector`] online over every series: one score per row.
+pub fn detect_all(series: &[Series], config: &DetectorConfig) -> Vec<Vec<f64>> {
+    series
+        .iter()
+        .map(|s| {
+            let mut d = Detector::new(*config);
+            s.values.iter().map(|v| d.update(*v)).collect()
+        })
+        .collect()
+}
+
+/// Writes the scores in NAB's results layout: `OUT/waypoint/<category>/waypoint_<file>.csv`
+/// with `timestamp,value,anomaly_score,label`.
+pub fn write_results(out: &Path, series: &[Series], scores: &[Vec<f64>]) -> Result<(), ModelError> {
+    for (s, sc) in series.iter().zip(scores) {
+        let (cat, file) = s.key.split_once('/').unwrap_or(("", &s.key));
+        let dir = out.join("waypoint").join(cat);
+        let io = |e: std::io::Error| ModelError::Data(format!("{}: {e}", dir.display()));
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        let mut text = String::from("timestamp,value,anomaly_score,label\n");
+        for (i, ((t, v), score)) in s.timestamps.iter().zip(&s.values).zip(sc).enumerate() {
+            let label = u8::from(s.windows.iter().any(|(a, b)| i >= *a && i <= *b));
+            text.push_str(&format!("{t},{v},{score:.6},{label}\n"));
+        }
+        std::fs::write(dir.join(format!("waypoint_{file}")), text).map_err(io)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -89,3 +89,11 @@ pub fn calibrate_ukf(measurements: &[(Measurement, [f64; 4])], base: super::ukf:
     }
     best.1
 }
+/// The reference RMSE [px, py, vx, vy] printed beside the filters' (from
+/// ../shared/data/README.md): each with its key in `--json` and its label in the table.
+pub const REFERENCES: [(&str, &str, [f64; 4]); 4] = [
+    ("ukf_rubric", "UKF rubric (must be at or below)", [0.09, 0.10, 0.40, 0.30]),
+    ("ukf_good_published", "UKF, good published", [0.069, 0.083, 0.334, 0.238]),
+    ("ekf_rubric", "EKF rubric", [0.11, 0.11, 0.52, 0.52]),
+    ("ekf_typical_reproduced", "EKF, typical (reproduced)", [0.097, 0.086, 0.451, 0.440]),
+];

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use super::data::Window;
 use super::model::WEIGHTS_FILE;
 use super::tcn::{EpochRecord, TrainConfig, TrainReport, Trainer};
+use crate::model::next_version;
 use crate::ModelError;
 
 /// Settings of a fine-tuning round: fewer epochs and a smaller step than training from scratch.
@@ -39,14 +40,6 @@ pub fn fine_tune(
     let mut trainer = Trainer::load(&base_version_dir.join(WEIGHTS_FILE))?;
     let report = trainer.train_groups(groups, config, progress)?;
     Ok((trainer, report))
-}
-
-/// The next free version number in a model directory.
-pub fn next_version(model_dir: &Path) -> u64 {
-    std::fs::read_dir(model_dir)
-        .map(|rd| rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok()).max().unwrap_or(0))
-        .unwrap_or(0)
-        + 1
 }
 
 /// Writes `trainer` as a new version of the model in `model_dir`: weights, `train.json` (the

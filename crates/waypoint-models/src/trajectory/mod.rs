@@ -1,14 +1,19 @@
 //! Trajectory prediction: from an agent's last 8 positions (0.4 s apart) predict its next 12.
 //!
-//! [`cv`] and [`kalman`] are the baselines; [`tcn`] the learned model; [`data`] turns ETH/UCY
-//! files into evaluation windows and defines the agent-centric frame; [`model`] serves them.
+//! [`cv`] and [`kalman`] are the baselines; [`tcn`] the learned model, trained by [`train`] and
+//! fine-tuned on live windows by [`finetune`]; [`data`] turns ETH/UCY files into evaluation
+//! windows and defines the agent-centric frame; [`eval`] measures them beside the published
+//! figures; [`model`] serves them.
 
 pub mod cv;
 pub mod data;
+pub mod eval;
+mod fast_tcn;
 pub mod finetune;
 pub mod kalman;
 pub mod model;
 pub mod tcn;
+pub mod train;
 
 pub use cv::ConstantVelocity;
 

@@ -16,20 +16,25 @@ use std::path::Path;
 use candle_core::{DType, Device, Module, Tensor as CTensor, D};
 use candle_nn::{conv1d, linear, Conv1d, Conv1dConfig, Linear, VarBuilder, VarMap};
 
+use waypoint_sim::rng::SimRng;
+
 use super::data::{AgentFrame, Window};
+pub use super::fast_tcn::FastTcn;
 use super::{OBS_STEPS, PRED_STEPS};
 use crate::ModelError;
 
 /// Displacements are divided by this before entering the network, metres.
 pub const VEL_SCALE_M: f32 = 0.5;
-const STEPS_IN: usize = OBS_STEPS - 1;
-const CH: usize = 32;
-const HIDDEN: usize = 128;
-const OUT: usize = PRED_STEPS * 4;
+pub(super) const STEPS_IN: usize = OBS_STEPS - 1;
+pub(super) const CH: usize = 32;
+pub(super) const HIDDEN: usize = 128;
+/// Inputs of the first dense layer: the convolutions' output and the features themselves.
+pub(super) const IN1: usize = CH * (STEPS_IN - 4) + 2 * STEPS_IN;
+pub(super) const OUT: usize = PRED_STEPS * 4;
 /// Limits of the predicted log sigma (sigma between 1 cm and 20 m).
 const LOG_SIGMA_RANGE: (f32, f32) = (-4.6, 3.0);
 
-fn cerr(e: candle_core::Error) -> ModelError {
+pub(super) fn cerr(e: candle_core::Error) -> ModelError {
     ModelError::Internal(format!("candle: {e}"))
 }
 
@@ -203,6 +208,26 @@ fn augment(s: &Sample, flip: bool, scale: f32) -> Sample {
     (s.0, f, fut)
 }
 
+/// Every window as a sample with the number of times its group repeats in an epoch (smaller
+/// groups repeat, up to ten times), in a seeded random order.
+fn shuffled_samples(groups: &[Vec<Window>], rng: &mut SimRng) -> (Vec<Sample>, Vec<usize>) {
+    let largest = groups.iter().map(Vec::len).max().unwrap_or(0);
+    let mut all: Vec<_> = Vec::new();
+    let mut reps_of: Vec<usize> = Vec::new();
+    for g in groups {
+        let reps = if g.is_empty() { 0 } else { (largest as f64 / g.len() as f64).round().clamp(1.0, 10.0) as usize };
+        for w in g {
+            all.push(sample(w));
+            reps_of.push(reps);
+        }
+    }
+    let mut perm: Vec<usize> = (0..all.len()).collect();
+    for i in (1..perm.len()).rev() {
+        perm.swap(i, rng.below(i + 1));
+    }
+    (perm.iter().map(|&i| all[i]).collect(), perm.iter().map(|&i| reps_of[i]).collect())
+}
+
 impl Trainer {
     /// A freshly initialised network (seeded).
     pub fn new(seed: u64) -> Result<Self, ModelError> {
@@ -324,24 +349,7 @@ impl Trainer {
         use candle_nn::Optimizer;
         let started = std::time::Instant::now();
         let mut rng = waypoint_sim::rng::SimRng::new(cfg.seed);
-        let largest = groups.iter().map(Vec::len).max().unwrap_or(0);
-        let mut all: Vec<_> = Vec::new();
-        let mut reps_of: Vec<usize> = Vec::new();
-        for g in groups {
-            let reps =
-                if g.is_empty() { 0 } else { (largest as f64 / g.len() as f64).round().clamp(1.0, 10.0) as usize };
-            for w in g {
-                all.push(sample(w));
-                reps_of.push(reps);
-            }
-        }
-        let windows_len = all.len();
-        let mut perm: Vec<usize> = (0..windows_len).collect();
-        for i in (1..perm.len()).rev() {
-            perm.swap(i, rng.below(i + 1));
-        }
-        let all: Vec<_> = perm.iter().map(|&i| all[i]).collect();
-        let reps_of: Vec<usize> = perm.iter().map(|&i| reps_of[i]).collect();
+        let (all, reps_of) = shuffled_samples(groups, &mut rng);
         let n_val =
             ((all.len() as f64 * cfg.validation_share).round() as usize).clamp(usize::from(!all.is_empty()), all.len());
         let (val, train) = all.split_at(n_val);
@@ -366,26 +374,7 @@ impl Trainer {
             let lr =
                 cfg.learning_rate * 0.5 * (1.0 + (std::f64::consts::PI * (epoch - 1) as f64 / cfg.epochs as f64).cos());
             opt.set_learning_rate(lr.max(cfg.learning_rate * 0.02));
-            let mut total = 0.0;
-            let mut batches = 0;
-            for chunk in order.chunks(cfg.batch_size) {
-                let batch: Vec<_> = chunk
-                    .iter()
-                    .map(|&i| {
-                        let flip = rng.chance(0.5);
-                        let scale = 1.0 + cfg.speed_jitter * (2.0 * rng.uniform() as f32 - 1.0);
-                        augment(&train[i], flip, scale)
-                    })
-                    .collect();
-                let (x, y) = batch_tensors(&batch).map_err(cerr)?;
-                let loss = self.loss(&x, &y, cfg.nll_weight).map_err(cerr)?;
-                opt.backward_step(&loss).map_err(cerr)?;
-                total += f64::from(loss.to_scalar::<f32>().map_err(cerr)?);
-                batches += 1;
-                if ema_decay > 0.0 {
-                    ema = Some(self.average_into(ema.take(), ema_decay)?);
-                }
-            }
+            let (total, batches) = self.epoch_steps(&mut opt, &order, train, &mut rng, cfg, &mut ema, ema_decay)?;
             // Validate (and keep) the averaged weights; training goes on from the raw ones.
             let raw = match &ema {
                 Some(avg) => {
@@ -427,6 +416,44 @@ impl Trainer {
             epochs: records,
             seconds: started.elapsed().as_secs_f64(),
         })
+    }
+
+    /// One epoch's optimiser steps over `order` (indices into `train`, each sample augmented
+    /// with a random mirror and speed scale), updating the weights' moving average; returns the
+    /// summed loss and the number of batches.
+    #[allow(clippy::too_many_arguments)]
+    fn epoch_steps(
+        &self,
+        opt: &mut candle_nn::AdamW,
+        order: &[usize],
+        train: &[Sample],
+        rng: &mut SimRng,
+        cfg: &TrainConfig,
+        ema: &mut Option<Vec<(String, CTensor)>>,
+        ema_decay: f64,
+    ) -> Result<(f64, usize), ModelError> {
+        use candle_nn::Optimizer;
+        let mut total = 0.0;
+        let mut batches = 0;
+        for chunk in order.chunks(cfg.batch_size) {
+            let batch: Vec<_> = chunk
+                .iter()
+                .map(|&i| {
+                    let flip = rng.chance(0.5);
+                    let scale = 1.0 + cfg.speed_jitter * (2.0 * rng.uniform() as f32 - 1.0);
+                    augment(&train[i], flip, scale)
+                })
+                .collect();
+            let (x, y) = batch_tensors(&batch).map_err(cerr)?;
+            let loss = self.loss(&x, &y, cfg.nll_weight).map_err(cerr)?;
+            opt.backward_step(&loss).map_err(cerr)?;
+            total += f64::from(loss.to_scalar::<f32>().map_err(cerr)?);
+            batches += 1;
+            if ema_decay > 0.0 {
+                *ema = Some(self.average_into(ema.take(), ema_decay)?);
+            }
+        }
+        Ok((total, batches))
     }
 
     /// `decay · average + (1 − decay) · weights`, or the weights when there is no average yet.
@@ -473,178 +500,5 @@ impl Trainer {
         .map_err(cerr)?;
         let out = self.net.forward(&x).map_err(cerr)?;
         out.to_vec2::<f32>().map_err(cerr)
-    }
-}
-
-/// The network's arithmetic in plain loops, for serving.
-#[derive(Debug, Clone)]
-pub struct FastTcn {
-    c1_w: Vec<f32>, // [CH, 2, 3]
-    c1_b: Vec<f32>,
-    c2_w: Vec<f32>, // [CH, CH, 3]
-    c2_b: Vec<f32>,
-    f1_w: Vec<f32>, // [HIDDEN, IN1]
-    f1_b: Vec<f32>,
-    f2_w: Vec<f32>, // [OUT, HIDDEN]
-    f2_b: Vec<f32>,
-}
-
-const IN1: usize = CH * (STEPS_IN - 4) + 2 * STEPS_IN;
-
-fn get(map: &std::collections::HashMap<String, CTensor>, name: &str, len: usize) -> Result<Vec<f32>, ModelError> {
-    let t = map.get(name).ok_or_else(|| ModelError::Load(format!("weights lack {name:?}")))?;
-    let v = t.flatten_all().and_then(|t| t.to_dtype(DType::F32)).and_then(|t| t.to_vec1::<f32>()).map_err(cerr)?;
-    if v.len() != len {
-        return Err(ModelError::Load(format!("{name:?} has {} values, expected {len}", v.len())));
-    }
-    Ok(v)
-}
-
-impl FastTcn {
-    fn from_map(map: &std::collections::HashMap<String, CTensor>) -> Result<Self, ModelError> {
-        Ok(Self {
-            c1_w: get(map, "c1.weight", CH * 2 * 3)?,
-            c1_b: get(map, "c1.bias", CH)?,
-            c2_w: get(map, "c2.weight", CH * CH * 3)?,
-            c2_b: get(map, "c2.bias", CH)?,
-            f1_w: get(map, "f1.weight", HIDDEN * IN1)?,
-            f1_b: get(map, "f1.bias", HIDDEN)?,
-            f2_w: get(map, "f2.weight", OUT * HIDDEN)?,
-            f2_b: get(map, "f2.bias", OUT)?,
-        })
-    }
-
-    /// Reads a safetensors weight file.
-    pub fn load(path: &Path) -> Result<Self, ModelError> {
-        let map = candle_core::safetensors::load(path, &Device::Cpu)
-            .map_err(|e| ModelError::Load(format!("{}: {e}", path.display())))?;
-        Self::from_map(&map)
-    }
-
-    pub fn from_varmap(vm: &VarMap) -> Result<Self, ModelError> {
-        let data = vm.data().lock().map_err(|_| ModelError::Internal("poisoned varmap".into()))?;
-        let map = data.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect();
-        Self::from_map(&map)
-    }
-
-    /// One observation's features to the 48 raw outputs.
-    pub fn forward(&self, x: &[f32; 2 * STEPS_IN]) -> [f32; OUT] {
-        // conv1: [2, 7] -> [CH, 5]
-        let mut h1 = [0f32; CH * (STEPS_IN - 2)];
-        for o in 0..CH {
-            for t in 0..STEPS_IN - 2 {
-                let mut acc = self.c1_b[o];
-                for i in 0..2 {
-                    for k in 0..3 {
-                        acc += self.c1_w[(o * 2 + i) * 3 + k] * x[i * STEPS_IN + t + k];
-                    }
-                }
-                h1[o * (STEPS_IN - 2) + t] = acc.max(0.0);
-            }
-        }
-        // conv2: [CH, 5] -> [CH, 3], then the flattened input appended.
-        let mut z = [0f32; IN1];
-        for o in 0..CH {
-            for t in 0..STEPS_IN - 4 {
-                let mut acc = self.c2_b[o];
-                for i in 0..CH {
-                    let w = &self.c2_w[(o * CH + i) * 3..(o * CH + i) * 3 + 3];
-                    let h = &h1[i * (STEPS_IN - 2) + t..i * (STEPS_IN - 2) + t + 3];
-                    acc += w[0] * h[0] + w[1] * h[1] + w[2] * h[2];
-                }
-                z[o * (STEPS_IN - 4) + t] = acc.max(0.0);
-            }
-        }
-        z[CH * (STEPS_IN - 4)..].copy_from_slice(x);
-        let mut h = [0f32; HIDDEN];
-        for (o, hv) in h.iter_mut().enumerate() {
-            let w = &self.f1_w[o * IN1..(o + 1) * IN1];
-            *hv = (self.f1_b[o] + w.iter().zip(&z).map(|(a, b)| a * b).sum::<f32>()).max(0.0);
-        }
-        let mut out = [0f32; OUT];
-        for (o, ov) in out.iter_mut().enumerate() {
-            let w = &self.f2_w[o * HIDDEN..(o + 1) * HIDDEN];
-            *ov = self.f2_b[o] + w.iter().zip(&h).map(|(a, b)| a * b).sum::<f32>();
-        }
-        out
-    }
-
-    /// Many observations at once: the same arithmetic as [`FastTcn::forward`], laid out as
-    /// matrix products (im2col for the convolutions) so that large batches run on a blocked,
-    /// vectorised GEMM.
-    pub fn forward_batch(&self, xs: &[[f32; 2 * STEPS_IN]]) -> Vec<[f32; OUT]> {
-        use nalgebra::DMatrix;
-        let b = xs.len();
-        if b == 0 {
-            return Vec::new();
-        }
-        let (l1, l2) = (STEPS_IN - 2, STEPS_IN - 4);
-        // Weights in column-major matrices [out × in].
-        let w1 = DMatrix::from_row_slice(CH, 6, &self.c1_w);
-        let w2 = DMatrix::from_row_slice(CH, CH * 3, &self.c2_w);
-        let wf1 = DMatrix::from_row_slice(HIDDEN, IN1, &self.f1_w);
-        let wf2 = DMatrix::from_row_slice(OUT, HIDDEN, &self.f2_w);
-        // conv1 patches: column (s, t) = [x[i][t + k] for i, k].
-        let mut p1 = DMatrix::<f32>::zeros(6, b * l1);
-        for (s, x) in xs.iter().enumerate() {
-            for t in 0..l1 {
-                let mut col = p1.column_mut(s * l1 + t);
-                for i in 0..2 {
-                    for k in 0..3 {
-                        col[i * 3 + k] = x[i * STEPS_IN + t + k];
-                    }
-                }
-            }
-        }
-        let mut h1 = DMatrix::<f32>::zeros(CH, b * l1);
-        h1.gemm(1.0, &w1, &p1, 0.0);
-        for mut col in h1.column_iter_mut() {
-            for (o, v) in col.iter_mut().enumerate() {
-                *v = (*v + self.c1_b[o]).max(0.0);
-            }
-        }
-        let mut p2 = DMatrix::<f32>::zeros(CH * 3, b * l2);
-        for s in 0..b {
-            for t in 0..l2 {
-                let mut col = p2.column_mut(s * l2 + t);
-                for i in 0..CH {
-                    for k in 0..3 {
-                        col[i * 3 + k] = h1[(i, s * l1 + t + k)];
-                    }
-                }
-            }
-        }
-        let mut h2 = DMatrix::<f32>::zeros(CH, b * l2);
-        h2.gemm(1.0, &w2, &p2, 0.0);
-        let mut z = DMatrix::<f32>::zeros(IN1, b);
-        for (s, x) in xs.iter().enumerate() {
-            let mut col = z.column_mut(s);
-            for o in 0..CH {
-                for t in 0..l2 {
-                    col[o * l2 + t] = (h2[(o, s * l2 + t)] + self.c2_b[o]).max(0.0);
-                }
-            }
-            for (j, v) in x.iter().enumerate() {
-                col[CH * l2 + j] = *v;
-            }
-        }
-        let mut h = DMatrix::<f32>::zeros(HIDDEN, b);
-        h.gemm(1.0, &wf1, &z, 0.0);
-        for mut col in h.column_iter_mut() {
-            for (o, v) in col.iter_mut().enumerate() {
-                *v = (*v + self.f1_b[o]).max(0.0);
-            }
-        }
-        let mut out = DMatrix::<f32>::zeros(OUT, b);
-        out.gemm(1.0, &wf2, &h, 0.0);
-        out.column_iter().map(|col| std::array::from_fn(|o| col[o] + self.f2_b[o])).collect()
-    }
-
-    /// World-frame prediction and (along-track, cross-track) sigmas for one observation.
-    pub fn predict(&self, obs: &[[f32; 2]; OBS_STEPS]) -> ([[f32; 2]; PRED_STEPS], [[f32; 2]; PRED_STEPS]) {
-        let (frame, f) = features(obs);
-        let out = self.forward(&f);
-        let (pos, sig) = decode(&f, &out);
-        (std::array::from_fn(|k| frame.to_world(pos[k])), sig)
     }
 }

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use waypoint_models::trajectory::model::WEIGHTS_FILE;
 use waypoint_models::trajectory::tcn::Trainer;
-use waypoint_server::learner::LearnerConfig;
-use waypoint_server::online;
+use waypoint_server::lifecycle::learner::LearnerConfig;
+use waypoint_server::lifecycle::online;
 
 use super::*;
 

@@ -1,0 +1,61 @@
+//! Plain HTTP routes: the status page, health and metrics.
+
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+
+use crate::state::AppState;
+
+include!(concat!(env!("OUT_DIR"), "/web_assets.rs"));
+
+fn find_asset(path: &str) -> Option<&'static (&'static str, &'static [u8], &'static str)> {
+    ASSETS.iter().find(|(p, _, _)| *p == path)
+}
+
+/// The dashboard (the embedded build of `web/`), or the status page when the build is absent.
+pub async fn index() -> Response {
+    match find_asset("index.html") {
+        Some((_, bytes, ty)) => {
+            ([(header::CONTENT_TYPE, *ty), (header::CACHE_CONTROL, "no-cache")], *bytes).into_response()
+        }
+        None => status_page().await.into_response(),
+    }
+}
+
+/// The minimal live page: connection state and per-stream counts.
+pub async fn status_page() -> Html<&'static str> {
+    Html(include_str!("../../static/index.html"))
+}
+
+/// A file of the dashboard's build under `/assets/`; names carry a content hash, so they may
+/// be cached for good.
+pub async fn asset(Path(path): Path<String>) -> Response {
+    match find_asset(&format!("assets/{path}")) {
+        Some((_, bytes, ty)) => {
+            ([(header::CONTENT_TYPE, *ty), (header::CACHE_CONTROL, "public, max-age=31536000, immutable")], *bytes)
+                .into_response()
+        }
+        None => (StatusCode::NOT_FOUND, "no such asset").into_response(),
+    }
+}
+
+/// `GET /v2/health/live`: the process is up.
+pub async fn live() -> StatusCode {
+    StatusCode::OK
+}
+
+/// `GET /v2/health/ready`: the scene has produced its first frame.
+pub async fn ready(State(state): State<AppState>) -> StatusCode {
+    if state.scene.is_ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
+}
+
+/// `GET /metrics` in the Prometheus text format.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let mut body = state.metrics.render(state.hub.queued_frame_bytes());
+    body.push_str(&state.online.render());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}

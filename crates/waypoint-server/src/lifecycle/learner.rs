@@ -1,0 +1,295 @@
+//! Continuous learning of the trajectory model.
+//!
+//! A round fine-tunes the version now serving (the routing policy's pinned version, else the
+//! newest) on the 8 + 12 step windows the scene produced recently, writes the result into the
+//! repository as a new version with its training report, loads it, and — unless configured
+//! otherwise — offers it as a canary against the version it started from. Rounds run on demand
+//! (`POST /api/v1/models/trajectory/train`) or on a schedule, one at a time, on one thread at
+//! lowered priority with a one-thread compute pool, so inference keeps its cores.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use waypoint_models::trajectory::data::Window;
+use waypoint_models::trajectory::finetune::{fine_tune, fine_tune_config, write_version};
+
+use crate::lifecycle::online::OnlineEval;
+use crate::lifecycle::routing::{CanarySettings, PolicySpec, Router};
+use crate::serving::registry::Registry;
+
+/// Windows of observed motion kept for the continuous learner.
+pub const OBSERVED_WINDOWS: usize = 20_000;
+
+/// Windows the scene has produced, newest last, shared with the learner.
+pub type Observed = Arc<Mutex<VecDeque<Window>>>;
+
+/// The model continuous learning trains.
+pub const LEARNED_MODEL: &str = "trajectory";
+
+/// Learner settings.
+#[derive(Debug, Clone)]
+pub struct LearnerConfig {
+    /// Start a round every this many seconds (none: on request only).
+    pub every_secs: Option<u64>,
+    /// Offer each new version as a canary.
+    pub auto_canary: bool,
+    pub canary: CanarySettings,
+    /// Epochs of a round (default).
+    pub epochs: usize,
+    /// Fewest observed windows a round needs.
+    pub min_windows: usize,
+    /// Most recent windows a round trains on.
+    pub max_windows: usize,
+}
+
+impl Default for LearnerConfig {
+    fn default() -> Self {
+        Self {
+            every_secs: None,
+            auto_canary: true,
+            canary: CanarySettings::default(),
+            epochs: 30,
+            min_windows: 500,
+            max_windows: 8000,
+        }
+    }
+}
+
+/// What a round may override.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoundRequest {
+    pub epochs: Option<usize>,
+    pub canary: Option<bool>,
+    pub seed: Option<u64>,
+}
+
+/// One round, as listed by the API.
+#[derive(Debug, Clone, Serialize)]
+pub struct Round {
+    pub id: u64,
+    pub started_unix: f64,
+    pub status: String,
+    pub base_version: u64,
+    pub windows: usize,
+    pub epochs: usize,
+    pub new_version: Option<u64>,
+    pub best_val_ade_m: Option<f64>,
+    pub seconds: Option<f64>,
+    pub canary: bool,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    running: bool,
+    rounds: VecDeque<Round>,
+    next_id: u64,
+}
+
+/// The background trainer.
+#[derive(Debug)]
+pub struct Learner {
+    config: LearnerConfig,
+    registry: Arc<Registry>,
+    router: Arc<Router>,
+    online: Arc<OnlineEval>,
+    observed: Observed,
+    state: Mutex<State>,
+}
+
+fn now_unix() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+/// Lowers the calling thread's scheduling priority (on Linux, its nice value).
+fn lower_priority() {
+    if let Err(e) = thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min) {
+        tracing::debug!(error = ?e, "cannot lower the learner thread's priority");
+    }
+}
+
+impl Learner {
+    pub fn new(
+        config: LearnerConfig,
+        registry: Arc<Registry>,
+        router: Arc<Router>,
+        online: Arc<OnlineEval>,
+        observed: Observed,
+    ) -> Self {
+        Self { config, registry, router, online, observed, state: Mutex::new(State::default()) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Windows observed so far (bounded).
+    pub fn observed_windows(&self) -> usize {
+        self.observed.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// The learner's state for the API.
+    pub fn describe(&self) -> Value {
+        let s = self.lock();
+        json!({
+            "model": LEARNED_MODEL,
+            "running": s.running,
+            "observed_windows": self.observed_windows(),
+            "min_windows": self.config.min_windows,
+            "every_secs": self.config.every_secs,
+            "auto_canary": self.config.auto_canary,
+            "rounds": s.rounds,
+        })
+    }
+
+    /// Starts a round on its own thread; refused while one runs or without enough data.
+    pub fn start_round(self: &Arc<Self>, req: RoundRequest) -> Result<Round, String> {
+        let windows: Vec<_> = {
+            let o = self.observed.lock().unwrap_or_else(|p| p.into_inner());
+            o.iter().skip(o.len().saturating_sub(self.config.max_windows)).copied().collect()
+        };
+        if windows.len() < self.config.min_windows {
+            return Err(format!(
+                "{} windows observed; a round needs at least {} (the scene makes one per agent every 0.4 s)",
+                windows.len(),
+                self.config.min_windows
+            ));
+        }
+        let base = self
+            .router
+            .pinned(LEARNED_MODEL)
+            .or_else(|| self.registry.get(LEARNED_MODEL, None).ok().map(|l| l.version))
+            .ok_or_else(|| format!("model {LEARNED_MODEL:?} is not loaded"))?;
+        let round = {
+            let mut s = self.lock();
+            if s.running {
+                return Err("a training round is already running".into());
+            }
+            s.running = true;
+            s.next_id += 1;
+            let round = Round {
+                id: s.next_id,
+                started_unix: now_unix(),
+                status: "running".into(),
+                base_version: base,
+                windows: windows.len(),
+                epochs: req.epochs.unwrap_or(self.config.epochs).clamp(1, 200),
+                new_version: None,
+                best_val_ade_m: None,
+                seconds: None,
+                canary: req.canary.unwrap_or(self.config.auto_canary),
+                error: None,
+            };
+            s.rounds.push_back(round.clone());
+            while s.rounds.len() > 50 {
+                s.rounds.pop_front();
+            }
+            round
+        };
+        let me = self.clone();
+        let seed = req.seed.unwrap_or(round.id);
+        let r = round.clone();
+        let spawned = std::thread::Builder::new().name("waypoint-learner".into()).spawn(move || {
+            lower_priority();
+            let result = me.run_round(&r, windows, seed);
+            me.finish(r.id, result);
+        });
+        if let Err(e) = spawned {
+            self.finish(round.id, Err(format!("cannot start the learner thread: {e}")));
+            return Err(e.to_string());
+        }
+        Ok(round)
+    }
+
+    fn finish(&self, id: u64, result: Result<(u64, f64, f64), String>) {
+        let mut s = self.lock();
+        s.running = false;
+        if let Some(r) = s.rounds.iter_mut().find(|r| r.id == id) {
+            match result {
+                Ok((version, ade, secs)) => {
+                    r.status = "done".into();
+                    r.new_version = Some(version);
+                    r.best_val_ade_m = Some(ade);
+                    r.seconds = Some(secs);
+                }
+                Err(e) => {
+                    tracing::warn!(round = id, error = %e, "training round failed");
+                    r.status = "failed".into();
+                    r.error = Some(e);
+                }
+            }
+        }
+    }
+
+    /// Trains, writes, loads and (optionally) offers the canary. Returns the new version, its
+    /// best validation ADE and the seconds taken.
+    fn run_round(
+        &self,
+        round: &Round,
+        windows: Vec<waypoint_models::trajectory::data::Window>,
+        seed: u64,
+    ) -> Result<(u64, f64, f64), String> {
+        let started = Instant::now();
+        let repo = self.registry.repository();
+        let base_dir = repo.version_dir(LEARNED_MODEL, round.base_version).map_err(|e| e.to_string())?;
+        let model_dir = repo.model_dir(LEARNED_MODEL).map_err(|e| e.to_string())?;
+        let config = fine_tune_config(round.epochs, seed);
+        tracing::info!(round = round.id, base = round.base_version, windows = windows.len(), "training round started");
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .thread_name(|_| "waypoint-learner-compute".into())
+            .build()
+            .map_err(|e| e.to_string())?;
+        let (trainer, report) = pool
+            .install(|| {
+                fine_tune(&base_dir, &[windows], &config, |e| {
+                    tracing::debug!(round = round.id, epoch = e.epoch, val_ade = e.val_ade_m, "epoch");
+                })
+            })
+            .map_err(|e| e.to_string())?;
+        let source = json!({
+            "kind": "continuous learning",
+            "round": round.id,
+            "base_version": round.base_version,
+            "windows": round.windows,
+            "from": "tracks observed in the live scene",
+        });
+        let description = format!(
+            "fine-tuned from version {} on {} windows of the live scene (round {})",
+            round.base_version, round.windows, round.id
+        );
+        // Keep serving the base while the new version loads: pin it unless a policy already
+        // decides.
+        if self.router.pinned(LEARNED_MODEL).is_none() {
+            let _ = self.router.set(
+                LEARNED_MODEL,
+                PolicySpec::Fixed { version: round.base_version.to_string() },
+                &self.registry,
+                &self.online,
+            );
+        }
+        let (version, _) =
+            write_version(&model_dir, &trainer, &report, source, &description).map_err(|e| e.to_string())?;
+        self.registry.load(LEARNED_MODEL).map_err(|e| e.to_string())?;
+        if round.canary {
+            self.router
+                .set(
+                    LEARNED_MODEL,
+                    PolicySpec::Canary {
+                        incumbent: Some(round.base_version.to_string()),
+                        candidate: version.to_string(),
+                        settings: self.config.canary.clone(),
+                    },
+                    &self.registry,
+                    &self.online,
+                )
+                .map_err(|e| e.to_string())?;
+        }
+        tracing::info!(round = round.id, version, best_val_ade = report.best_val_ade_m, "training round done");
+        Ok((version, report.best_val_ade_m, started.elapsed().as_secs_f64()))
+    }
+}

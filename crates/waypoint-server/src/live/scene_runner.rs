@@ -1,0 +1,327 @@
+//! The scene thread: runs the simulator on its tick, applies commands between ticks and
+//! publishes every frame's stream items to the hub. The simulator is synchronous, so it lives on
+//! its own OS thread, never on the async executor.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+use waypoint_models::anomaly::health::HealthMonitor;
+use waypoint_protocol::convert::{stream_items, SceneStatus, StreamItem};
+use waypoint_protocol::{Command, HealthMsg, ReplyBody, SceneMsg, SensorHealthMsg, ServerMessage, StreamName};
+use waypoint_sim::fault::{FaultSpec, Sensor};
+use waypoint_sim::{Frame, Scene};
+
+use crate::config::{ServerConfig, ServerError};
+use crate::lifecycle::online::OnlineEval;
+use crate::live::hub::Hub;
+use crate::metrics::Metrics;
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("{0}")]
+    Refused(String),
+    #[error("the scene is busy; try again")]
+    Busy,
+    #[error("the scene thread has stopped")]
+    Gone,
+}
+
+type Reply = oneshot::Sender<Result<ReplyBody, CommandError>>;
+
+/// Handle to the scene thread.
+#[derive(Debug)]
+pub struct SceneRunner {
+    tx: SyncSender<(Command, Reply)>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    shutdown: Arc<AtomicBool>,
+    ready: Arc<AtomicBool>,
+    t_bits: Arc<AtomicU64>,
+    last_scene: Arc<Mutex<Option<SceneMsg>>>,
+}
+
+/// How often the scene status is re-sent while the scene is paused.
+pub const PAUSED_STATUS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Least and most scene speed (scene seconds per wall-clock second).
+pub const SPEED_RANGE: (f64, f64) = (0.1, 10.0);
+
+struct Loop {
+    scene: Scene,
+    running: bool,
+    speed: f64,
+    hub: Arc<Hub>,
+    metrics: Arc<Metrics>,
+    last: Option<Frame>,
+    last_scene: Arc<Mutex<Option<SceneMsg>>>,
+    predictor: Option<crate::live::predictor::Predictor>,
+    perception: Option<crate::live::perception::Perception>,
+    health: HealthMonitor,
+    online: Arc<OnlineEval>,
+}
+
+impl Loop {
+    fn status(&self) -> SceneStatus {
+        SceneStatus {
+            running: self.running,
+            speed: self.speed,
+            seed: self.scene.config().seed,
+            sensors_enabled: Sensor::ALL.map(|s| self.scene.sensor_enabled(s)),
+        }
+    }
+
+    fn tick(&mut self) {
+        let started = Instant::now();
+        let frame = self.scene.tick();
+        self.metrics.sim_tick_nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        self.metrics.sim_ticks.fetch_add(1, Ordering::Relaxed);
+        for item in stream_items(&frame, &self.status()) {
+            self.remember(&item);
+            self.hub.publish(&item);
+        }
+        if let Some(p) = &mut self.predictor {
+            p.on_frame(&frame);
+        }
+        if let (Some(p), Some(sweep)) = (&self.perception, frame.lidar.last()) {
+            let ego = &frame.truth.ego;
+            p.offer(frame.seq, sweep, &self.scene.config().sensors.lidar, &frame.radar, (ego.vx_mps, ego.vy_mps));
+        }
+        self.publish_health(&frame);
+        if let Some(msg) = self.online.on_frame(frame.seq, &frame.truth) {
+            self.hub.publish(&StreamItem::Ready(StreamName::Evaluation, ServerMessage::Evaluation(msg)));
+        }
+        self.last = Some(frame);
+    }
+
+    /// Scores the sensors' health on this tick and publishes it.
+    fn publish_health(&mut self, frame: &Frame) {
+        let enabled = Sensor::ALL.map(|s| self.scene.sensor_enabled(s));
+        let scores = self.health.update(frame, enabled);
+        let sensors: Vec<SensorHealthMsg> = scores
+            .iter()
+            .map(|h| SensorHealthMsg {
+                sensor: h.sensor,
+                enabled: h.enabled,
+                score: h.score,
+                alarm: h.alarm,
+                cause: h.cause.to_string(),
+                learning: h.learning,
+            })
+            .collect();
+        self.online.record_health(scores.map(|h| h.alarm), &frame.truth);
+        let combined = scores.iter().filter(|h| h.enabled).map(|h| h.score).fold(0.0, f64::max);
+        let msg = HealthMsg {
+            seq: frame.seq,
+            t_secs: frame.t_secs,
+            threshold: self.health.threshold,
+            combined,
+            sensors,
+            faults: frame.truth.faults.clone(),
+        };
+        self.hub.publish(&StreamItem::Ready(StreamName::Health, ServerMessage::Health(msg)));
+    }
+
+    fn remember(&self, item: &StreamItem) {
+        if let StreamItem::Ready(_, ServerMessage::Scene(m)) = item {
+            *self.last_scene.lock().unwrap_or_else(|p| p.into_inner()) = Some(m.clone());
+        }
+    }
+
+    /// Re-publishes the scene status (after a command while paused).
+    fn publish_status(&self) {
+        if let Some(frame) = &self.last {
+            let status = self.status();
+            if let Some(item) = stream_items(frame, &status).into_iter().find(|i| i.stream() == StreamName::Scene) {
+                self.remember(&item);
+                self.hub.publish(&item);
+            }
+        }
+    }
+
+    fn apply(&mut self, cmd: Command) -> Result<ReplyBody, CommandError> {
+        let refused = |e: waypoint_sim::SimError| CommandError::Refused(e.to_string());
+        let mut reply = ReplyBody { streams: None, agent_id: None, fault: None, t_secs: Some(self.scene.t_secs()) };
+        match cmd {
+            Command::Start => self.running = true,
+            Command::Stop => self.running = false,
+            Command::Reset { seed } => {
+                self.scene.reset(seed).map_err(refused)?;
+                let threshold = self.health.threshold;
+                self.health = HealthMonitor::for_sensors(&self.scene.config().sensors);
+                self.health.threshold = threshold;
+                if let Some(p) = &mut self.predictor {
+                    p.clear();
+                }
+            }
+            Command::AddAgent { kind } => reply.agent_id = Some(self.scene.add_agent(kind).map_err(refused)?),
+            Command::RemoveAgent { agent_id } => self.scene.remove_agent(agent_id).map_err(refused)?,
+            Command::Clear => self.scene.clear(),
+            Command::InjectFault { sensor, fault, duration_secs, magnitude, start_secs } => {
+                let spec = FaultSpec { sensor, kind: fault, start_secs, duration_secs, magnitude };
+                reply.fault = Some(self.scene.inject_fault(spec).map_err(refused)?);
+            }
+            Command::ClearFaults => self.scene.clear_faults(),
+            Command::SetSensor { sensor, enabled } => self.scene.set_sensor_enabled(sensor, enabled),
+            Command::SetRate { speed } => {
+                if !(SPEED_RANGE.0..=SPEED_RANGE.1).contains(&speed) {
+                    return Err(CommandError::Refused(format!(
+                        "speed must be within {}..={}",
+                        SPEED_RANGE.0, SPEED_RANGE.1
+                    )));
+                }
+                self.speed = speed;
+            }
+            Command::SetThreshold { value } => {
+                if !(value > 0.0 && value <= 1.0) {
+                    return Err(CommandError::Refused("threshold must be within (0, 1]".into()));
+                }
+                self.health.threshold = value;
+            }
+        }
+        Ok(reply)
+    }
+}
+
+impl SceneRunner {
+    /// Builds the scene and starts its thread.
+    pub fn spawn(
+        config: &ServerConfig,
+        hub: Arc<Hub>,
+        metrics: Arc<Metrics>,
+        online: Arc<OnlineEval>,
+        predictor: Option<crate::live::predictor::Predictor>,
+        perception: Option<crate::live::perception::Perception>,
+    ) -> Result<Self, ServerError> {
+        let mut scene = Scene::new(config.scene.clone()).map_err(|e| ServerError::Config(e.to_string()))?;
+        if let Some(tracks) = &config.replay_tracks {
+            scene.replay_tracks(tracks.clone(), waypoint_sim::geometry::Vec2::default());
+        }
+        if !(SPEED_RANGE.0..=SPEED_RANGE.1).contains(&config.speed) {
+            return Err(ServerError::Config(format!("speed must be within {}..={}", SPEED_RANGE.0, SPEED_RANGE.1)));
+        }
+        let (tx, rx) = sync_channel(64);
+        let shutdown = Arc::new(AtomicBool::new(false));
+        let ready = Arc::new(AtomicBool::new(!config.autostart));
+        let t_bits = Arc::new(AtomicU64::new(0));
+        let last_scene = Arc::new(Mutex::new(None));
+        let health = HealthMonitor::for_sensors(&scene.config().sensors);
+        let mut lp = Loop {
+            scene,
+            running: config.autostart,
+            speed: config.speed,
+            hub,
+            metrics,
+            last: None,
+            last_scene: last_scene.clone(),
+            predictor,
+            perception,
+            health,
+            online,
+        };
+        let (sd, rd, tb) = (shutdown.clone(), ready.clone(), t_bits.clone());
+        let thread = std::thread::Builder::new()
+            .name("waypoint-scene".into())
+            .spawn(move || run_loop(&mut lp, &rx, &sd, &rd, &tb))
+            .map_err(|e| ServerError::Config(format!("cannot start the scene thread: {e}")))?;
+        Ok(Self { tx, thread: Mutex::new(Some(thread)), shutdown, ready, t_bits, last_scene })
+    }
+
+    /// Whether the scene has produced its first frame.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    /// The latest `scene` stream message, if a frame has been produced.
+    pub fn last_scene(&self) -> Option<SceneMsg> {
+        self.last_scene.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Current scene time.
+    pub fn t_secs(&self) -> f64 {
+        f64::from_bits(self.t_bits.load(Ordering::Relaxed))
+    }
+
+    /// Applies a command between two ticks and returns its result.
+    pub async fn command(&self, cmd: Command) -> Result<ReplyBody, CommandError> {
+        let (reply_tx, reply_rx) = oneshot::channel();
+        match self.tx.try_send((cmd, reply_tx)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(CommandError::Busy),
+            Err(TrySendError::Disconnected(_)) => return Err(CommandError::Gone),
+        }
+        match tokio::time::timeout(Duration::from_secs(5), reply_rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(CommandError::Gone),
+            Err(_) => Err(CommandError::Busy),
+        }
+    }
+
+    /// Stops the thread and waits for it.
+    pub fn shutdown(&self) {
+        self.shutdown.store(true, Ordering::Relaxed);
+        let handle = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for SceneRunner {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn run_loop(
+    lp: &mut Loop,
+    rx: &Receiver<(Command, Reply)>,
+    shutdown: &AtomicBool,
+    ready: &AtomicBool,
+    t_bits: &AtomicU64,
+) {
+    let mut next_tick = Instant::now();
+    let mut last_status = Instant::now();
+    let tick_secs = lp.scene.config().tick_secs;
+    while !shutdown.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        let wait = if lp.running { next_tick.saturating_duration_since(now) } else { Duration::from_millis(100) };
+        match rx.recv_timeout(wait.min(Duration::from_millis(100))) {
+            Ok((cmd, reply)) => {
+                let was_running = lp.running;
+                let result = lp.apply(cmd);
+                if lp.running && !was_running {
+                    next_tick = Instant::now();
+                }
+                if !lp.running {
+                    lp.publish_status();
+                    last_status = Instant::now();
+                }
+                t_bits.store(lp.scene.t_secs().to_bits(), Ordering::Relaxed);
+                let _ = reply.send(result);
+                continue;
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if !lp.running && last_status.elapsed() >= PAUSED_STATUS_INTERVAL {
+            // While paused, the scene stream keeps saying so once a second.
+            lp.publish_status();
+            last_status = Instant::now();
+        }
+        if lp.running && Instant::now() >= next_tick {
+            lp.tick();
+            t_bits.store(lp.scene.t_secs().to_bits(), Ordering::Relaxed);
+            ready.store(true, Ordering::Relaxed);
+            next_tick += Duration::from_secs_f64(tick_secs / lp.speed);
+            // After a stall, do not replay the missed ticks in a burst.
+            let now = Instant::now();
+            if next_tick + Duration::from_secs(1) < now {
+                next_tick = now;
+            }
+        }
+    }
+}

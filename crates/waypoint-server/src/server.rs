@@ -1,0 +1,64 @@
+//! Serving the app on a listener, with the background loops of a running server: the canary
+//! controller, the scheduled learning rounds and the model repository's poll.
+
+use std::future::Future;
+
+use tokio::net::TcpListener;
+
+use crate::api::app;
+use crate::config::ServerError;
+use crate::lifecycle::learner;
+use crate::state::AppState;
+
+/// Serves until `shutdown` resolves, then closes every WebSocket and stops the scene thread.
+pub async fn run(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let hub = state.hub.clone();
+    let scene = state.scene.clone();
+    {
+        // The canary controller.
+        let (router, registry, online) = (state.router.clone(), state.registry.clone(), state.online.clone());
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_millis(500));
+            loop {
+                every.tick().await;
+                router.tick(&registry, &online);
+            }
+        });
+    }
+    if let (Some(learner), Some(secs)) = (state.learner.clone(), state.config.learner.every_secs.filter(|s| *s > 0)) {
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(secs));
+            every.tick().await;
+            loop {
+                every.tick().await;
+                if let Err(e) = learner.start_round(learner::RoundRequest::default()) {
+                    tracing::info!(reason = %e, "scheduled training round skipped");
+                }
+            }
+        });
+    }
+    if let Some(secs) = state.config.repository_poll_secs.filter(|s| *s > 0) {
+        let registry = state.registry.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(secs));
+            loop {
+                every.tick().await;
+                let r = registry.clone();
+                let _ = tokio::task::spawn_blocking(move || r.poll()).await;
+            }
+        });
+    }
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: closing websockets");
+            hub.close_all();
+        })
+        .await?;
+    scene.shutdown();
+    Ok(())
+}

@@ -1,0 +1,11 @@
+//! The serving path: the model repository on disk ([`repository`], `config.toml`), the registry
+//! of loaded versions with atomic swaps ([`registry`]), one engine per version with a bounded
+//! queue and batching worker threads ([`engine`]), the one path every request takes
+//! ([`inference`]) and its error ([`error`]), and ONNX Runtime for users' models ([`onnx`]).
+
+pub mod engine;
+pub mod error;
+pub mod inference;
+pub mod onnx;
+pub mod registry;
+pub mod repository;

@@ -1,0 +1,306 @@
+//! The registry of loaded models: which versions are served, and atomic swaps between them.
+//!
+//! Each served version is an `Arc<LoadedVersion>`. A request clones the `Arc` it resolves, so
+//! replacing or removing the registry's entry never disturbs requests already running: they
+//! finish on the version they started with, and the version's workers stop (and free the model)
+//! once its last request has finished.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use waypoint_models::{Model, ModelError};
+
+use crate::metrics::{Metrics, VersionMetrics};
+use crate::serving::engine::{BatchSettings, VersionEngine};
+use crate::serving::onnx;
+use crate::serving::repository::{ModelConfig, Platform, Repository, RepositoryError};
+
+/// One served version.
+#[derive(Debug)]
+pub struct LoadedVersion {
+    pub model: String,
+    pub version: u64,
+    pub config: Arc<ModelConfig>,
+    pub engine: VersionEngine,
+    pub metrics: Arc<VersionMetrics>,
+}
+
+#[derive(Debug, Clone)]
+struct ModelEntry {
+    config: Arc<ModelConfig>,
+    versions: BTreeMap<u64, Arc<LoadedVersion>>,
+}
+
+/// Errors resolving or loading models.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("model {0:?} is not loaded")]
+    NotLoaded(String),
+    #[error("model {0:?} has no version {1}")]
+    NoVersion(String, String),
+    #[error(transparent)]
+    Repository(#[from] RepositoryError),
+    #[error("model {model}: {source}")]
+    Instantiate { model: String, source: ModelError },
+    #[error("model {0}: no version directory to serve")]
+    NoVersions(String),
+    #[error("cannot start workers: {0}")]
+    Threads(String),
+}
+
+/// State of one model version in the repository index.
+#[derive(Debug, Clone, Serialize)]
+pub struct IndexEntry {
+    pub name: String,
+    pub version: String,
+    pub state: String,
+    pub reason: String,
+}
+
+/// The registry.
+#[derive(Debug)]
+pub struct Registry {
+    repository: Repository,
+    models: RwLock<BTreeMap<String, ModelEntry>>,
+    metrics: Arc<Metrics>,
+    /// Last failure per model, for the index.
+    failures: RwLock<BTreeMap<String, String>>,
+    /// Batching settings changed at run time, applied over `config.toml` on every load.
+    overrides: RwLock<BTreeMap<String, BatchingPatch>>,
+}
+
+/// Run-time changes to a model's batching knobs (control API).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchingPatch {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_batch_size: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_queue_delay_us: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instances: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_capacity: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+impl BatchingPatch {
+    fn apply(&self, c: &mut ModelConfig) {
+        if let Some(v) = self.max_batch_size {
+            c.max_batch_size = v;
+        }
+        if let Some(v) = self.max_queue_delay_us {
+            c.max_queue_delay_us = v;
+        }
+        if let Some(v) = self.instances {
+            c.instances = v;
+        }
+        if let Some(v) = self.queue_capacity {
+            c.queue_capacity = v;
+        }
+        if let Some(v) = self.timeout_ms {
+            c.timeout_ms = v;
+        }
+    }
+
+    fn merge(&mut self, other: &BatchingPatch) {
+        self.max_batch_size = other.max_batch_size.or(self.max_batch_size);
+        self.max_queue_delay_us = other.max_queue_delay_us.or(self.max_queue_delay_us);
+        self.instances = other.instances.or(self.instances);
+        self.queue_capacity = other.queue_capacity.or(self.queue_capacity);
+        self.timeout_ms = other.timeout_ms.or(self.timeout_ms);
+    }
+}
+
+fn instantiate(model: &str, config: &ModelConfig, dir: &std::path::Path) -> Result<Box<dyn Model>, ModelError> {
+    match config.platform {
+        Platform::Waypoint => waypoint_models::native::instantiate(config.backend.as_deref().unwrap_or(""), dir),
+        Platform::Onnx => {
+            onnx::OnnxModel::load(model, &dir.join("model.onnx"), config).map(|m| Box::new(m) as Box<dyn Model>)
+        }
+    }
+}
+
+impl Registry {
+    pub fn new(repository: Repository, metrics: Arc<Metrics>) -> Self {
+        Self {
+            repository,
+            models: RwLock::new(BTreeMap::new()),
+            metrics,
+            failures: RwLock::new(BTreeMap::new()),
+            overrides: RwLock::new(BTreeMap::new()),
+        }
+    }
+
+    pub fn repository(&self) -> &Repository {
+        &self.repository
+    }
+
+    /// Resolves a request to a version: the one asked for, or the highest served.
+    pub fn get(&self, model: &str, version: Option<&str>) -> Result<Arc<LoadedVersion>, RegistryError> {
+        let models = self.models.read().unwrap_or_else(|p| p.into_inner());
+        let entry = models.get(model).ok_or_else(|| RegistryError::NotLoaded(model.into()))?;
+        match version {
+            None | Some("") => {
+                entry.versions.values().next_back().cloned().ok_or_else(|| RegistryError::NotLoaded(model.into()))
+            }
+            Some(v) => v
+                .parse::<u64>()
+                .ok()
+                .and_then(|n| entry.versions.get(&n).cloned())
+                .ok_or_else(|| RegistryError::NoVersion(model.into(), v.into())),
+        }
+    }
+
+    /// Versions served for a model, ascending.
+    pub fn versions(&self, model: &str) -> Option<(Arc<ModelConfig>, Vec<u64>)> {
+        let models = self.models.read().unwrap_or_else(|p| p.into_inner());
+        models.get(model).map(|e| (e.config.clone(), e.versions.keys().copied().collect()))
+    }
+
+    /// Names of loaded models.
+    pub fn loaded(&self) -> Vec<String> {
+        self.models.read().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect()
+    }
+
+    /// Builds the versions the model's policy selects and swaps them in atomically. Blocking
+    /// (instantiates models): call it from a blocking thread.
+    pub fn load(&self, model: &str) -> Result<Vec<u64>, RegistryError> {
+        let started = Instant::now();
+        let result = self.build(model);
+        match &result {
+            Ok(entry) => {
+                let versions: Vec<u64> = entry.versions.keys().copied().collect();
+                self.models.write().unwrap_or_else(|p| p.into_inner()).insert(model.to_string(), entry.clone());
+                self.failures.write().unwrap_or_else(|p| p.into_inner()).remove(model);
+                self.metrics.model_event(model, "load", "ok", Some(started.elapsed()));
+                tracing::info!(model, ?versions, took_ms = started.elapsed().as_millis() as u64, "model loaded");
+                Ok(versions)
+            }
+            Err(e) => {
+                self.failures.write().unwrap_or_else(|p| p.into_inner()).insert(model.to_string(), e.to_string());
+                self.metrics.model_event(model, "load", "error", None);
+                tracing::warn!(model, error = %e, "model load failed");
+                Err(result.err().unwrap_or(RegistryError::NoVersions(model.into())))
+            }
+        }
+    }
+
+    /// Changes a loaded model's batching knobs: validates the result, rebuilds its versions
+    /// with it and swaps them in (running requests finish on the old engines).
+    pub fn reconfigure(&self, model: &str, patch: &BatchingPatch) -> Result<Arc<ModelConfig>, RegistryError> {
+        if self.versions(model).is_none() {
+            return Err(RegistryError::NotLoaded(model.into()));
+        }
+        let previous = self.overrides.read().unwrap_or_else(|p| p.into_inner()).get(model).cloned();
+        let mut merged = previous.clone().unwrap_or_default();
+        merged.merge(patch);
+        self.overrides.write().unwrap_or_else(|p| p.into_inner()).insert(model.into(), merged);
+        match self.load(model) {
+            Ok(_) => Ok(self.versions(model).map(|(c, _)| c).ok_or_else(|| RegistryError::NotLoaded(model.into()))?),
+            Err(e) => {
+                let mut o = self.overrides.write().unwrap_or_else(|p| p.into_inner());
+                match previous {
+                    Some(p) => o.insert(model.into(), p),
+                    None => o.remove(model),
+                };
+                Err(e)
+            }
+        }
+    }
+
+    fn build(&self, model: &str) -> Result<ModelEntry, RegistryError> {
+        let mut config = self.repository.config(model)?;
+        if let Some(patch) = self.overrides.read().unwrap_or_else(|p| p.into_inner()).get(model) {
+            patch.apply(&mut config);
+            config.validate(model)?;
+        }
+        let config = Arc::new(config);
+        let versions = self.repository.versions_to_serve(model, &config.version_policy)?;
+        if versions.is_empty() {
+            return Err(RegistryError::NoVersions(model.into()));
+        }
+        let settings = BatchSettings {
+            max_batch_size: config.max_batch_size,
+            max_queue_delay: Duration::from_micros(config.max_queue_delay_us),
+            queue_capacity: config.queue_capacity,
+            instances: config.instances,
+            timeout: Duration::from_millis(config.timeout_ms.max(1)),
+        };
+        let mut out = BTreeMap::new();
+        for v in versions {
+            let dir = self.repository.version_dir(model, v)?;
+            let instances = (0..config.instances)
+                .map(|_| instantiate(model, &config, &dir))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|source| RegistryError::Instantiate { model: model.into(), source })?;
+            let metrics = self.metrics.version(model, v);
+            let engine = VersionEngine::start(&format!("{model}-{v}"), instances, settings, metrics.clone())
+                .map_err(|e| RegistryError::Threads(e.to_string()))?;
+            out.insert(
+                v,
+                Arc::new(LoadedVersion { model: model.into(), version: v, config: config.clone(), engine, metrics }),
+            );
+        }
+        Ok(ModelEntry { config, versions: out })
+    }
+
+    /// Stops serving a model. Requests already running finish.
+    pub fn unload(&self, model: &str) -> Result<(), RegistryError> {
+        let removed = self.models.write().unwrap_or_else(|p| p.into_inner()).remove(model);
+        match removed {
+            Some(_) => {
+                self.metrics.model_event(model, "unload", "ok", None);
+                tracing::info!(model, "model unloaded");
+                Ok(())
+            }
+            None => Err(RegistryError::NotLoaded(model.into())),
+        }
+    }
+
+    /// Every model in the repository with the state of each version.
+    pub fn index(&self, ready_only: bool) -> Result<Vec<IndexEntry>, RegistryError> {
+        let models = self.models.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let failures = self.failures.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut out = Vec::new();
+        for name in self.repository.models()? {
+            match models.get(&name) {
+                Some(entry) => {
+                    for v in entry.versions.keys() {
+                        out.push(IndexEntry {
+                            name: name.clone(),
+                            version: v.to_string(),
+                            state: "READY".into(),
+                            reason: String::new(),
+                        });
+                    }
+                }
+                None if !ready_only => out.push(IndexEntry {
+                    name: name.clone(),
+                    version: String::new(),
+                    state: "UNAVAILABLE".into(),
+                    reason: failures.get(&name).cloned().unwrap_or_else(|| "unloaded".into()),
+                }),
+                None => {}
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reloads every loaded model whose versions on disk changed (for directory polling).
+    pub fn poll(&self) {
+        for name in self.loaded() {
+            let Some((config, served)) = self.versions(&name) else { continue };
+            match self.repository.versions_to_serve(&name, &config.version_policy) {
+                Ok(on_disk) if on_disk != served && !on_disk.is_empty() => {
+                    tracing::info!(model = %name, ?served, ?on_disk, "repository changed; reloading");
+                    let _ = self.load(&name);
+                }
+                _ => {}
+            }
+        }
+    }
+}

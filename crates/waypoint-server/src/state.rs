@@ -1,0 +1,68 @@
+//! The shared state every handler holds, and how it is built from a [`ServerConfig`]: the
+//! metrics, the hub, the registry with every model of the repository loaded, the lifecycle
+//! (online evaluation, routing, learner) and the live stack on the scene thread.
+
+use std::sync::Arc;
+
+use crate::config::{ServerConfig, ServerError};
+use crate::lifecycle::{learner, online, routing};
+use crate::live::hub::Hub;
+use crate::live::scene_runner::SceneRunner;
+use crate::live::{perception, predictor};
+use crate::metrics::Metrics;
+use crate::serving::registry::Registry;
+use crate::serving::repository::Repository;
+
+/// Shared state of every handler.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub config: Arc<ServerConfig>,
+    pub hub: Arc<Hub>,
+    pub scene: Arc<SceneRunner>,
+    pub metrics: Arc<Metrics>,
+    pub registry: Arc<Registry>,
+    pub online: Arc<online::OnlineEval>,
+    pub router: Arc<routing::Router>,
+    /// The continuous learner (absent without a runtime for live predictions).
+    pub learner: Option<Arc<learner::Learner>>,
+}
+
+impl AppState {
+    /// Builds the hub, metrics and registry, loads every model of the repository (a model that
+    /// fails to load is logged and listed as unavailable) and starts the scene thread.
+    pub fn new(config: ServerConfig) -> Result<Self, ServerError> {
+        let metrics = Arc::new(Metrics::default());
+        let hub = Arc::new(Hub::new(metrics.clone()));
+        let registry = Arc::new(Registry::new(Repository::new(&config.model_repository), metrics.clone()));
+        match registry.repository().models() {
+            Ok(models) => {
+                for m in models {
+                    let _ = registry.load(&m);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "no model repository; serving no models"),
+        }
+        // Live predictions need a runtime to run requests on; without one (a caller outside
+        // tokio) the scene streams without them.
+        let online = Arc::new(online::OnlineEval::default());
+        let router = Arc::new(routing::Router::default());
+        let handle = tokio::runtime::Handle::try_current().ok();
+        let predictor = handle
+            .clone()
+            .map(|h| predictor::Predictor::new(registry.clone(), router.clone(), hub.clone(), online.clone(), h));
+        let learner = predictor.as_ref().map(|p| {
+            Arc::new(learner::Learner::new(
+                config.learner.clone(),
+                registry.clone(),
+                router.clone(),
+                online.clone(),
+                p.observed(),
+            ))
+        });
+        let perception =
+            handle.as_ref().map(|h| perception::Perception::start(registry.clone(), hub.clone(), online.clone(), h));
+        let scene =
+            Arc::new(SceneRunner::spawn(&config, hub.clone(), metrics.clone(), online.clone(), predictor, perception)?);
+        Ok(Self { config: Arc::new(config), hub, scene, metrics, registry, online, router, learner })
+    }
+}
