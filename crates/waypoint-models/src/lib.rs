@@ -33,3 +33,10 @@ pub enum ModelError {
     #[error("internal model error: {0}")]
     Internal(String),
 }
+
+impl ModelError {
+    /// A file or directory of evaluation or training data that could not be read or written.
+    pub fn data_at(path: &std::path::Path, e: impl std::fmt::Display) -> Self {
+        ModelError::Data(format!("{}: {e}", path.display()))
+    }
+}

@@ -38,10 +38,31 @@ pub trait Model: Send {
     fn infer(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, ModelError>;
 }
 
+/// The highest version number in a model directory, if it has one.
+pub fn latest_version(model_dir: &Path) -> Option<u64> {
+    Some(next_version(model_dir) - 1).filter(|v| *v > 0)
+}
+
 /// The next free version number in a model directory.
 pub fn next_version(model_dir: &Path) -> u64 {
     std::fs::read_dir(model_dir)
         .map(|rd| rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok()).max().unwrap_or(0))
         .unwrap_or(0)
         + 1
+}
+
+#[cfg(test)]
+mod version_tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_the_numbered_directories() {
+        let dir = std::env::temp_dir().join(format!("waypoint-versions-{}", std::process::id()));
+        assert_eq!((latest_version(&dir), next_version(&dir)), (None, 1), "no directory");
+        for name in ["1", "3", "notes", ".writing-4-1"] {
+            std::fs::create_dir_all(dir.join(name)).unwrap();
+        }
+        assert_eq!((latest_version(&dir), next_version(&dir)), (Some(3), 4));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

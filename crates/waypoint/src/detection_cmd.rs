@@ -14,7 +14,7 @@ use waypoint_models::detection::segment::SegmentConfig;
 use waypoint_models::detection::train::{train_version, TrainOptions};
 use waypoint_models::detection::LidarDetector;
 use waypoint_models::detection::{HDL64E_AZIMUTH_STEP_RAD, HDL64E_RING_SPACING_RAD};
-use waypoint_models::model::next_version;
+use waypoint_models::model::latest_version;
 use waypoint_models::plot::kitti_bev;
 
 use crate::lidar_preset::LidarPreset;
@@ -150,9 +150,7 @@ fn detector(weights: &Option<PathBuf>) -> Result<LidarDetector> {
         Some(p) => p.clone(),
         None => {
             let dir = waypoint_server::config::default_model_repository().join("detection");
-            let v = Some(next_version(&dir) - 1)
-                .filter(|v| *v > 0)
-                .context("no trained detection version; run `waypoint train detection`")?;
+            let v = latest_version(&dir).context("no trained detection version; run `waypoint train detection`")?;
             dir.join(v.to_string()).join(CLASSIFIER_FILE)
         }
     };

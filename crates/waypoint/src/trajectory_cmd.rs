@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use clap::Args;
 use serde_json::json;
-use waypoint_models::model::next_version;
+use waypoint_models::model::latest_version;
 use waypoint_models::trajectory::data::track_files;
 use waypoint_models::trajectory::eval::{self, published_json, PUBLISHED};
 use waypoint_models::trajectory::model::WEIGHTS_FILE;
@@ -133,10 +133,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
 
 fn default_weights() -> Result<PathBuf> {
     let dir = waypoint_server::config::default_model_repository().join("trajectory");
-    let v = next_version(&dir) - 1;
-    if v == 0 {
-        bail!("no trained version in {}; pass --weights", dir.display());
-    }
+    let Some(v) = latest_version(&dir) else { bail!("no trained version in {}; pass --weights", dir.display()) };
     Ok(dir.join(v.to_string()).join(WEIGHTS_FILE))
 }
 

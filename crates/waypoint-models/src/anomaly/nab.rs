@@ -317,14 +317,14 @@ pub fn write_results(out: &Path, series: &[Series], scores: &[Vec<f64>]) -> Resu
     for (s, sc) in series.iter().zip(scores) {
         let (cat, file) = s.key.split_once('/').unwrap_or(("", &s.key));
         let dir = out.join("waypoint").join(cat);
-        let io = |e: std::io::Error| ModelError::Data(format!("{}: {e}", dir.display()));
-        std::fs::create_dir_all(&dir).map_err(io)?;
+        std::fs::create_dir_all(&dir).map_err(|e| ModelError::data_at(&dir, e))?;
         let mut text = String::from("timestamp,value,anomaly_score,label\n");
         for (i, ((t, v), score)) in s.timestamps.iter().zip(&s.values).zip(sc).enumerate() {
             let label = u8::from(s.windows.iter().any(|(a, b)| i >= *a && i <= *b));
             text.push_str(&format!("{t},{v},{score:.6},{label}\n"));
         }
-        std::fs::write(dir.join(format!("waypoint_{file}")), text).map_err(io)?;
+        let path = dir.join(format!("waypoint_{file}"));
+        std::fs::write(&path, text).map_err(|e| ModelError::data_at(&path, e))?;
     }
     Ok(())
 }

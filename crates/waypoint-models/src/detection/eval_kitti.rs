@@ -36,7 +36,7 @@ pub struct JudgedFrame {
 pub fn frame_ids(dir: &Path) -> Result<Vec<String>, ModelError> {
     let velodyne = dir.join("velodyne");
     let mut ids: Vec<String> = std::fs::read_dir(&velodyne)
-        .map_err(|e| ModelError::Data(format!("{}: {e}", velodyne.display())))?
+        .map_err(|e| ModelError::data_at(&velodyne, e))?
         .filter_map(|e| {
             let p = e.ok()?.path();
             if p.extension()? == "bin" {
@@ -53,8 +53,7 @@ pub fn frame_ids(dir: &Path) -> Result<Vec<String>, ModelError> {
 /// Reads frame `id`, detects at the operating point `min_score` and judges the detections.
 pub fn judge(det: &LidarDetector, dir: &Path, id: &str, min_score: f32) -> Result<JudgedFrame, ModelError> {
     let path = dir.join("velodyne").join(format!("{id}.bin"));
-    let points =
-        waypoint_sim::replay::read_velodyne(&path).map_err(|e| ModelError::Data(format!("{}: {e}", path.display())))?;
+    let points = waypoint_sim::replay::read_velodyne(&path).map_err(|e| ModelError::data_at(&path, e))?;
     let (calib, labels) = kitti::read_frame(dir, id)?;
     let t = Instant::now();
     let detections = detect_at(det, &points, min_score);

@@ -124,7 +124,6 @@ pub fn export(a: &ExportOptions) -> Result<[usize; 3], ModelError> {
     if a.out.exists() && !a.out.is_dir() {
         return Err(ModelError::Data(format!("{} is not a directory", a.out.display())));
     }
-    let io = |p: &std::path::Path, e: std::io::Error| ModelError::Data(format!("{}: {e}", p.display()));
     let mut cfg = SceneConfig {
         seed: a.seed,
         vehicles: 8,
@@ -138,7 +137,7 @@ pub fn export(a: &ExportOptions) -> Result<[usize; 3], ModelError> {
     let calib = kitti::parse_calib(CALIB)?;
     for sub in ["velodyne", "label_2", "calib"] {
         let d = a.out.join(sub);
-        std::fs::create_dir_all(&d).map_err(|e| io(&d, e))?;
+        std::fs::create_dir_all(&d).map_err(|e| ModelError::data_at(&d, e))?;
     }
     let mut per_class = [0usize; 3];
     let mut sweeps = 0u64;
@@ -155,7 +154,7 @@ pub fn export(a: &ExportOptions) -> Result<[usize; 3], ModelError> {
         let id = format!("{frame:06}");
         let write = |dir: &str, ext: &str, bytes: &[u8]| {
             let p = a.out.join(dir).join(format!("{id}.{ext}"));
-            std::fs::write(&p, bytes).map_err(|e| io(&p, e))
+            std::fs::write(&p, bytes).map_err(|e| ModelError::data_at(&p, e))
         };
         let bytes: Vec<u8> = sweep.points.iter().flatten().flat_map(|v| v.to_le_bytes()).collect();
         write("velodyne", "bin", &bytes)?;

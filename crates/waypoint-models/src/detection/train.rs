@@ -51,7 +51,6 @@ pub fn train_version(
     o: &TrainOptions,
     note: &mut dyn FnMut(String),
 ) -> Result<Trained, ModelError> {
-    let io = |p: &Path, e: std::io::Error| ModelError::Data(format!("{}: {e}", p.display()));
     let started = Instant::now();
     let seg = SegmentConfig::default();
     let mut samples = simdata::generate(1000, o.scenes, 300, 5, &seg, &LidarConfig::hdl64e(), o.parked);
@@ -65,7 +64,7 @@ pub fn train_version(
     ));
     let dir = repository.join(model);
     let vdir = dir.join(next_version(&dir).to_string());
-    std::fs::create_dir_all(&vdir).map_err(|e| io(&vdir, e))?;
+    std::fs::create_dir_all(&vdir).map_err(|e| ModelError::data_at(&vdir, e))?;
     let weights = vdir.join(CLASSIFIER_FILE);
     let report = classifier::train(&samples, o.seed, 600, &weights)?;
     // Calibration: Platt scaling of the detections' scores, fitted on scenes of its own:
@@ -96,7 +95,7 @@ pub fn train_version(
         "scenes": o.scenes, "scenes_hdl32e": o.scenes_hdl32e, "report": report,
         "calibration": {"detections": judged.len(), "platt": platt, "ece_before": ece_before, "ece_after": ece_after},
     });
-    let write = |p: PathBuf, text: String| std::fs::write(&p, text).map_err(|e| io(&p, e));
+    let write = |p: PathBuf, text: String| std::fs::write(&p, text).map_err(|e| ModelError::data_at(&p, e));
     write(
         vdir.join("train.json"),
         serde_json::to_string_pretty(&train_json).map_err(|e| ModelError::Internal(e.to_string()))?,

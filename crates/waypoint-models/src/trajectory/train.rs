@@ -40,15 +40,14 @@ pub fn save_trained(
     report: &TrainReport,
     files: &[PathBuf],
 ) -> Result<PathBuf, ModelError> {
-    let io = |p: &Path, e: std::io::Error| ModelError::Data(format!("{}: {e}", p.display()));
     let dir = model_dir.join(next_version(model_dir).to_string());
-    std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+    std::fs::create_dir_all(&dir).map_err(|e| ModelError::data_at(&dir, e))?;
     trainer.save(&dir.join(WEIGHTS_FILE))?;
     let names: Vec<String> =
         files.iter().filter_map(|f| f.file_name().map(|n| n.to_string_lossy().to_string())).collect();
     let train = serde_json::to_string_pretty(&json!({ "files": names, "report": report }))
         .map_err(|e| ModelError::Internal(e.to_string()))?;
-    let write = |p: PathBuf, text: &str| std::fs::write(&p, text).map_err(|e| io(&p, e));
+    let write = |p: PathBuf, text: &str| std::fs::write(&p, text).map_err(|e| ModelError::data_at(&p, e));
     write(dir.join("train.json"), &train)?;
     write(
         dir.join("version.toml"),
