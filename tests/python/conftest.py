@@ -82,6 +82,12 @@ def waypoint_binary():
 def repository(tmp_path_factory):
     repo = tmp_path_factory.mktemp("models")
     shutil.copytree(ROOT / "models" / "trajectory_cv", repo / "trajectory_cv")
+    # Two versions of the same model, both served, for the routing tests.
+    shutil.copytree(ROOT / "models" / "trajectory_cv", repo / "cv_pair")
+    shutil.copytree(repo / "cv_pair" / "1", repo / "cv_pair" / "2")
+    config = (repo / "cv_pair" / "config.toml").read_text().replace('version_policy = "latest"', 'version_policy = "all"')
+    assert 'version_policy = "all"' in config
+    (repo / "cv_pair" / "config.toml").write_text(config)
     (repo / "mlp" / "1").mkdir(parents=True)
     (repo / "mlp" / "config.toml").write_text(MLP_CONFIG)
     write_mlp_onnx(repo / "mlp" / "1" / "model.onnx")

@@ -113,3 +113,37 @@ def test_statistics(client):
     stats = client.get_inference_statistics("trajectory_cv")
     s = stats["model_stats"][0]
     assert s["name"] == "trajectory_cv" and s["inference_stats"]["success"]["count"] >= 1
+
+
+def put_routing(server, model, policy):
+    import json
+    import urllib.request
+
+    req = urllib.request.Request(
+        f"http://{server['url']}/api/v1/models/{model}/routing",
+        data=json.dumps(policy).encode(),
+        method="PUT",
+        headers={"content-type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert r.status == 200
+
+
+def test_a_split_divides_the_stock_clients_requests(server, client):
+    """The stock client sends no caller name: each request is a caller of its own, so a 50/50
+    split divides its requests (it sent every one to one version when they shared a key)."""
+    put_routing(server, "cv_pair", {"policy": "split", "weights": {"1": 1, "2": 1}})
+    hist, _, _ = history_batch(1)
+    counts = {}
+    try:
+        for _ in range(400):
+            inp = httpclient.InferInput("history", list(hist.shape), "FP32")
+            inp.set_data_from_numpy(hist)
+            res = client.infer("cv_pair", [inp])
+            v = res.get_response()["model_version"]
+            counts[v] = counts.get(v, 0) + 1
+    finally:
+        put_routing(server, "cv_pair", {"policy": "newest"})
+    assert set(counts) == {"1", "2"}, counts
+    # Binomial(400, 0.5): 200 ± 10 standard deviations is far beyond chance.
+    assert 140 <= counts["1"] <= 260, counts

@@ -32,6 +32,13 @@ describe("msgpack decode", () => {
     expect(arr.buffer).not.toBe(msg.buffer);
   });
 
+  it("reads a JSON null in a number array as NaN, not as 0", () => {
+    const arr = f32(JSON.parse("[1.5, null, 2]") as number[]);
+    expect(arr[0]).toBe(1.5);
+    expect(Number.isNaN(arr[1])).toBe(true);
+    expect(arr[2]).toBe(2);
+  });
+
   it("rejects truncated, trailing and unknown input with a DecodeError", () => {
     const good = refEncode({ a: [1, 2, 3] });
     expect(() => decode(good.subarray(0, good.length - 1))).toThrow(DecodeError);

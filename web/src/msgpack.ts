@@ -205,6 +205,7 @@ export function f32(v: Value | undefined): Float32Array {
     copy.set(v.subarray(0, copy.length));
     return new Float32Array(copy.buffer);
   }
-  if (Array.isArray(v)) return Float32Array.from(v as number[]);
+  // JSON sends a value that is not a number (NaN, an infinity) as null: NaN here, never 0.
+  if (Array.isArray(v)) return Float32Array.from(v as (number | null)[], (x) => (x === null ? NaN : x));
   return new Float32Array(0);
 }

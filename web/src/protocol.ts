@@ -74,7 +74,8 @@ export interface PredictionsFrame {
   agent_ids: number[];
   /** count × 12 × 2 world positions. */
   trajectory: Float32Array;
-  sigma: Float32Array;
+  /** Absent when the model gives no uncertainty (then no band is drawn). */
+  sigma?: Float32Array;
 }
 
 export interface Detection {

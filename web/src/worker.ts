@@ -133,7 +133,7 @@ function onMessage(m: Obj): void {
         version: m.version as string,
         agent_ids: m.agent_ids as number[],
         trajectory: f32(m.trajectory),
-        sigma: f32(m.sigma),
+        sigma: m.sigma === undefined || m.sigma === null ? undefined : f32(m.sigma),
       });
       break;
     case "tracks":
@@ -262,7 +262,10 @@ self.onmessage = (ev: MessageEvent<ToWorker>) => {
       if (!frame) break;
       const transfer: Transferable[] = [];
       if (frame.lidar) transfer.push(frame.lidar.points.buffer);
-      if (frame.predictions) transfer.push(frame.predictions.trajectory.buffer, frame.predictions.sigma.buffer);
+      if (frame.predictions) {
+        transfer.push(frame.predictions.trajectory.buffer);
+        if (frame.predictions.sigma) transfer.push(frame.predictions.sigma.buffer);
+      }
       for (const s of [frame.healthSeries, frame.evalSeries, frame.latencySeries]) {
         if (!s) continue;
         transfer.push(s.t.buffer);

@@ -170,6 +170,12 @@ pub struct Tensor {
 }
 
 impl Tensor {
+    /// The input called `name` among a request's inputs (models take their inputs by name,
+    /// never by position: an optional input left out must not shift the others).
+    pub fn named<'a>(inputs: &'a [Tensor], name: &str) -> Result<&'a Tensor, ModelError> {
+        inputs.iter().find(|t| t.name == name).ok_or_else(|| ModelError::BadInput(format!("missing input `{name}`")))
+    }
+
     pub fn new(name: impl Into<String>, shape: Vec<usize>, data: TensorData) -> Result<Tensor, ModelError> {
         let name = name.into();
         let expected = shape.iter().try_fold(1usize, |acc, d| acc.checked_mul(*d));
@@ -205,6 +211,9 @@ impl Tensor {
         let rows: usize = parts.iter().map(|t| t.rows()).sum();
         let mut data = first.data.empty_like(parts.iter().map(|t| t.data.len()).sum());
         for p in parts {
+            if p.name != first.name {
+                return Err(ModelError::BadInput(format!("inputs {:?} and {:?} differ", p.name, first.name)));
+            }
             if p.shape.get(1..) != first.shape.get(1..) {
                 return Err(ModelError::BadInput(format!("shapes {:?} and {:?} differ", p.shape, first.shape)));
             }

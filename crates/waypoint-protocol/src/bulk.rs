@@ -122,7 +122,9 @@ impl Serialize for Bulk {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         if s.is_human_readable() {
             match self {
-                Bulk::F32(v) => s.collect_seq(v.iter().map(|x| if x.is_finite() { f64::from(*x) } else { 0.0 })),
+                // JSON has no NaN: a value that is not a number is `null` (as OIP JSON sends
+                // it), never a number a client would take at its word.
+                Bulk::F32(v) => s.collect_seq(v.iter().map(|x| x.is_finite().then_some(f64::from(*x)))),
                 Bulk::I16(v) => s.collect_seq(v.iter()),
                 Bulk::Numbers(v) => s.collect_seq(v.iter()),
                 Bulk::Bytes(_) => Err(serde::ser::Error::custom("raw bytes cannot be sent in a human-readable format")),
@@ -162,8 +164,8 @@ impl<'de> Visitor<'de> for BulkVisitor {
     }
     fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Bulk, A::Error> {
         let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
-        while let Some(v) = seq.next_element::<f64>()? {
-            out.push(v);
+        while let Some(v) = seq.next_element::<Option<f64>>()? {
+            out.push(v.unwrap_or(f64::NAN));
         }
         Ok(Bulk::Numbers(out))
     }
@@ -192,6 +194,12 @@ mod tests {
         assert_eq!(decoded.len(), 1000);
         assert!(decoded.iter().zip(&values).all(|(a, b)| (*a as f32) == *b));
         assert!(Bulk::Bytes(vec![1, 2, 3]).to_f64(BulkFormat::F32, Compression::None).is_err());
+        // Not-a-number is null in JSON, and null reads back as NaN, not as 0.
+        let json = serde_json::to_string(&Bulk::F32(vec![1.5, f32::NAN, f32::INFINITY])).unwrap();
+        assert_eq!(json, "[1.5,null,null]");
+        let back: Bulk = serde_json::from_str(&json).unwrap();
+        let v = back.to_f64(BulkFormat::F32, Compression::None).unwrap();
+        assert!(v[0] == 1.5 && v[1].is_nan() && v[2].is_nan(), "{v:?}");
         assert!(Bulk::Bytes(vec![1, 2, 3]).to_f64(BulkFormat::F32, Compression::Deflate).is_err());
     }
 }

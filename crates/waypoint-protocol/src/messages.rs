@@ -386,7 +386,9 @@ pub struct PredictionsMsg {
     pub count: u32,
     pub agent_ids: Vec<u32>,
     pub trajectory: Bulk,
-    pub sigma: Bulk,
+    /// Absent when the model gives no uncertainty (a model without a `sigma` output).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sigma: Option<Bulk>,
     /// When a routing policy split the agents across versions: the version that predicted each
     /// agent, in `agent_ids` order (`version` is then the one that predicted most).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -33,6 +33,59 @@ pub struct Histogram {
     count: AtomicU64,
 }
 
+/// A histogram's counts at one moment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramSnapshot {
+    bounds: &'static [f64],
+    counts: Vec<u64>,
+    count: u64,
+}
+
+impl HistogramSnapshot {
+    /// An empty snapshot (no values) of a histogram with these bounds.
+    pub fn empty(bounds: &'static [f64]) -> Self {
+        Self { bounds, counts: vec![0; bounds.len()], count: 0 }
+    }
+
+    /// What was recorded after `earlier`, a snapshot of the same histogram.
+    pub fn since(&self, earlier: &HistogramSnapshot) -> HistogramSnapshot {
+        let counts = self.counts.iter().zip(&earlier.counts).map(|(a, b)| a.saturating_sub(*b)).collect();
+        Self { bounds: self.bounds, counts, count: self.count.saturating_sub(earlier.count) }
+    }
+
+    /// Values recorded.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Records `n` values of `v` (for tests and replays).
+    pub fn add(&mut self, v: f64, n: u64) {
+        if let Some(i) = self.bounds.iter().position(|b| v <= *b) {
+            self.counts[i] += n;
+        }
+        self.count += n;
+    }
+
+    /// The `q` quantile, interpolated within its bucket (none without values).
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        if self.count == 0 {
+            return None;
+        }
+        let rank = q.clamp(0.0, 1.0) * self.count as f64;
+        let mut below = 0.0;
+        let mut lower = 0.0;
+        for (b, c) in self.bounds.iter().zip(&self.counts) {
+            let c = *c as f64;
+            if below + c >= rank && c > 0.0 {
+                return Some(lower + (b - lower) * ((rank - below) / c));
+            }
+            below += c;
+            lower = *b;
+        }
+        Some(lower)
+    }
+}
+
 /// Bucket bounds for durations, seconds (25 µs to 10 s).
 pub const DURATION_BUCKETS: &[f64] =
     &[25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 1.0, 2.5, 10.0];
@@ -80,22 +133,16 @@ impl Histogram {
     /// The `q` quantile estimated by linear interpolation within its bucket, as Prometheus'
     /// `histogram_quantile` does (none before the first value).
     pub fn quantile(&self, q: f64) -> Option<f64> {
-        let n = self.count();
-        if n == 0 {
-            return None;
+        self.snapshot().quantile(q)
+    }
+
+    /// The bucket counts now (to take quantiles of what happened between two snapshots).
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        HistogramSnapshot {
+            bounds: self.bounds,
+            counts: self.counts.iter().map(|c| c.load(Ordering::Relaxed)).collect(),
+            count: self.count(),
         }
-        let rank = q.clamp(0.0, 1.0) * n as f64;
-        let mut below = 0.0;
-        let mut lower = 0.0;
-        for (b, c) in self.bounds.iter().zip(&self.counts) {
-            let c = c.load(Ordering::Relaxed) as f64;
-            if below + c >= rank && c > 0.0 {
-                return Some(lower + (b - lower) * ((rank - below) / c));
-            }
-            below += c;
-            lower = *b;
-        }
-        Some(lower)
     }
 
     fn render(&self, out: &mut String, name: &str, labels: &str) {
@@ -119,6 +166,8 @@ pub struct VersionMetrics {
     pub bad_request: AtomicU64,
     pub rejected: AtomicU64,
     pub failed: AtomicU64,
+    /// Batches whose model panicked (answered with an `internal` error; the worker lives on).
+    pub panics: AtomicU64,
     pub in_flight: AtomicI64,
     pub queue_depth: AtomicI64,
     pub rows: AtomicU64,
@@ -137,6 +186,7 @@ impl Default for VersionMetrics {
             bad_request: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            panics: AtomicU64::new(0),
             in_flight: AtomicI64::new(0),
             queue_depth: AtomicI64::new(0),
             rows: AtomicU64::new(0),
@@ -190,6 +240,11 @@ impl Metrics {
     /// Every model version with metrics, in name and version order.
     pub fn all_versions(&self) -> Vec<((String, u64), Arc<VersionMetrics>)> {
         self.versions.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
+    /// Drops the series of a version that will not be served again (a retired learned version).
+    pub fn remove_version(&self, model: &str, version: u64) {
+        self.versions.lock().unwrap_or_else(|p| p.into_inner()).remove(&(model.to_string(), version));
     }
 
     pub fn version(&self, model: &str, version: u64) -> Arc<VersionMetrics> {
@@ -297,6 +352,19 @@ impl Metrics {
                     c.load(Ordering::Relaxed)
                 );
             }
+        }
+        header(
+            out,
+            "waypoint_model_panics_total",
+            "counter",
+            "Batches whose model panicked; the worker answered them with an error and lived on.",
+        );
+        for ((model, v), m) in &versions {
+            let _ = writeln!(
+                out,
+                "waypoint_model_panics_total{{model=\"{model}\",version=\"{v}\"}} {}",
+                m.panics.load(Ordering::Relaxed)
+            );
         }
         for (name, kind, help) in [
             ("waypoint_inference_in_flight", "gauge", "Requests being served."),

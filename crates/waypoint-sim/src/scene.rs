@@ -55,6 +55,12 @@ impl Default for SceneConfig {
 
 /// Most agents a scene accepts (beyond that `add_agent` refuses).
 pub const MAX_AGENTS: usize = 200;
+/// Most faults active or pending at once.
+pub const MAX_SCHEDULED_FAULTS: usize = 64;
+/// Most fault records kept (active, pending and recently ended).
+pub const MAX_KEPT_FAULTS: usize = 256;
+/// How far ahead of the scene time a fault may be scheduled, seconds.
+pub const MAX_FAULT_LEAD_SECS: f64 = 3600.0;
 /// Id of the ego vehicle.
 pub const EGO_ID: u32 = 0;
 
@@ -286,7 +292,9 @@ impl Scene {
         }
     }
 
-    /// Records a fault; it takes effect from its start time.
+    /// Records a fault; it takes effect from its start time. Refused beyond
+    /// [`MAX_SCHEDULED_FAULTS`] active or pending faults, or more than [`MAX_FAULT_LEAD_SECS`]
+    /// ahead.
     pub fn inject_fault(&mut self, spec: FaultSpec) -> Result<FaultRecord, SimError> {
         let start = spec.start_secs.unwrap_or(self.t_secs);
         let magnitude = spec.magnitude.unwrap_or_else(|| spec.kind.default_magnitude(spec.sensor));
@@ -295,6 +303,26 @@ impl Scene {
         }
         if !(start.is_finite() && start >= 0.0 && (0.0..=1e6).contains(&magnitude)) {
             return Err(SimError::InvalidFault("start_secs and magnitude must be finite and non-negative".into()));
+        }
+        if start > self.t_secs + MAX_FAULT_LEAD_SECS {
+            return Err(SimError::InvalidFault(format!(
+                "start_secs may be at most {MAX_FAULT_LEAD_SECS} s after the scene time ({:.1} s)",
+                self.t_secs
+            )));
+        }
+        let scheduled = self.faults.iter().filter(|f| f.end_secs > self.t_secs && f.end_secs > f.start_secs).count();
+        if scheduled >= MAX_SCHEDULED_FAULTS {
+            return Err(SimError::InvalidFault(format!(
+                "{scheduled} faults are active or pending, the most allowed; clear_faults ends them"
+            )));
+        }
+        // Ended faults are kept a while for the truth; never more than the bound.
+        while self.faults.len() >= MAX_KEPT_FAULTS {
+            let Some(i) = self.faults.iter().position(|f| f.end_secs <= self.t_secs || f.end_secs <= f.start_secs)
+            else {
+                break;
+            };
+            self.faults.remove(i);
         }
         let rec = FaultRecord {
             id: self.next_fault_id,

@@ -301,6 +301,34 @@ mod faults {
         assert!(s.inject_fault(bad).is_err());
         assert!(s.inject_fault(FaultSpec { duration_secs: 1.0, magnitude: Some(-1.0), ..bad }).is_err());
     }
+
+    #[test]
+    fn scheduled_faults_are_bounded_in_number_and_lead() {
+        use waypoint_sim::scene::{MAX_FAULT_LEAD_SECS, MAX_KEPT_FAULTS, MAX_SCHEDULED_FAULTS};
+        let mut s = scene(1);
+        let spec = |start: f64, duration: f64| FaultSpec {
+            sensor: Sensor::Gps,
+            kind: FaultKind::Drift,
+            start_secs: Some(start),
+            duration_secs: duration,
+            magnitude: None,
+        };
+        let far = s.inject_fault(spec(MAX_FAULT_LEAD_SECS + 1.0, 1.0)).unwrap_err().to_string();
+        assert!(far.contains("at most"), "{far}");
+        for k in 0..MAX_SCHEDULED_FAULTS {
+            s.inject_fault(spec(100.0 + k as f64, 1.0)).unwrap();
+        }
+        let full = s.inject_fault(spec(10.0, 1.0)).unwrap_err().to_string();
+        assert!(full.contains("active or pending"), "{full}");
+        s.clear_faults();
+        // Short faults that end at once, injected far more often than the bound: the records stay
+        // bounded.
+        for _ in 0..(3 * MAX_KEPT_FAULTS) {
+            s.inject_fault(spec(s.t_secs(), 0.001)).unwrap();
+            s.tick();
+        }
+        assert!(s.faults().len() <= MAX_KEPT_FAULTS, "{} records", s.faults().len());
+    }
 }
 
 mod agents {

@@ -118,6 +118,10 @@ pub struct ServeArgs {
     /// Seconds each canary step is held at least.
     #[arg(long, env = "WAYPOINT_CANARY_DWELL_SECS", default_value_t = 30.0)]
     pub canary_dwell_secs: f64,
+    /// Learned trajectory versions kept (the newest; versions a routing policy uses are kept
+    /// too). Older learned versions are unloaded and deleted; shipped versions never are.
+    #[arg(long, env = "WAYPOINT_KEEP_LEARNED_VERSIONS", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    pub keep_learned_versions: u64,
 }
 
 #[derive(Debug, Args)]
@@ -171,6 +175,7 @@ fn server_config(args: &ServeArgs) -> Result<ServerConfig> {
         learner: waypoint_server::lifecycle::learner::LearnerConfig {
             every_secs: Some(args.learn_every_secs).filter(|s| *s > 0),
             auto_canary: !args.no_auto_canary,
+            keep_versions: args.keep_learned_versions as usize,
             canary: waypoint_server::lifecycle::routing::CanarySettings {
                 dwell_secs: args.canary_dwell_secs,
                 ..Default::default()

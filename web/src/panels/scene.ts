@@ -256,32 +256,15 @@ export class ScenePanel extends Panel {
     this.box(e.x_m, e.y_m, e.yaw_rad, e.length_m, e.width_m);
     ctx.fillStyle = "#e9eef4";
     ctx.fill();
-    // Predicted trajectories with a 2-sigma band across the path.
+    // Predicted trajectories with a 2-sigma band across the path (no band from a model that
+    // gives no uncertainty).
     const pr = this.predictions;
     if (pr && this.layers.predictions) {
       const steps = 12;
+      const sigma = pr.sigma;
       for (let k = 0; k < pr.agent_ids.length; k++) {
         const base = k * steps * 2;
-        const left: [number, number][] = [];
-        const right: [number, number][] = [];
-        for (let i = 0; i < steps; i++) {
-          const x = pr.trajectory[base + 2 * i] as number;
-          const y = pr.trajectory[base + 2 * i + 1] as number;
-          const j = Math.min(i + 1, steps - 1);
-          const i0 = j === i ? i - 1 : i;
-          const dx = (pr.trajectory[base + 2 * j] as number) - (pr.trajectory[base + 2 * i0] as number);
-          const dy = (pr.trajectory[base + 2 * j + 1] as number) - (pr.trajectory[base + 2 * i0 + 1] as number);
-          const n = Math.hypot(dx, dy) || 1;
-          const across = 2 * Math.max(0.1, pr.sigma[base + 2 * i + 1] ?? 0);
-          left.push(this.px(x - (dy / n) * across, y + (dx / n) * across));
-          right.push(this.px(x + (dy / n) * across, y - (dx / n) * across));
-        }
-        ctx.beginPath();
-        left.forEach(([u, v], i) => (i ? ctx.lineTo(u, v) : ctx.moveTo(u, v)));
-        for (let i = right.length - 1; i >= 0; i--) ctx.lineTo(...(right[i] as [number, number]));
-        ctx.closePath();
-        ctx.fillStyle = "rgba(214,120,255,0.18)";
-        ctx.fill();
+        if (sigma) this.band(pr.trajectory, sigma, base, steps);
         ctx.beginPath();
         for (let i = 0; i < steps; i++) {
           const [u, v] = this.px(pr.trajectory[base + 2 * i] as number, pr.trajectory[base + 2 * i + 1] as number);
@@ -333,5 +316,30 @@ export class ScenePanel extends Panel {
       `lidar ${this.lidarDrawn} pts · ${tr ? tr.detections.length : 0} detections · ${tr ? tr.tracks.length : 0} tracks` +
       (pr ? ` · predictions ${pr.model} v${pr.version}` : "");
     this.info.dataset.agents = String(scene.agents.length);
+  }
+
+  /** One prediction's band, 2 sigma across its path. */
+  private band(trajectory: Float32Array, sigma: Float32Array, base: number, steps: number): void {
+    const ctx = this.ctx;
+    const left: [number, number][] = [];
+    const right: [number, number][] = [];
+    for (let i = 0; i < steps; i++) {
+      const x = trajectory[base + 2 * i] as number;
+      const y = trajectory[base + 2 * i + 1] as number;
+      const j = Math.min(i + 1, steps - 1);
+      const i0 = j === i ? i - 1 : i;
+      const dx = (trajectory[base + 2 * j] as number) - (trajectory[base + 2 * i0] as number);
+      const dy = (trajectory[base + 2 * j + 1] as number) - (trajectory[base + 2 * i0 + 1] as number);
+      const n = Math.hypot(dx, dy) || 1;
+      const across = 2 * Math.max(0.1, sigma[base + 2 * i + 1] ?? 0);
+      left.push(this.px(x - (dy / n) * across, y + (dx / n) * across));
+      right.push(this.px(x + (dy / n) * across, y - (dx / n) * across));
+    }
+    ctx.beginPath();
+    left.forEach(([u, v], i) => (i ? ctx.lineTo(u, v) : ctx.moveTo(u, v)));
+    for (let i = right.length - 1; i >= 0; i--) ctx.lineTo(...(right[i] as [number, number]));
+    ctx.closePath();
+    ctx.fillStyle = "rgba(214,120,255,0.18)";
+    ctx.fill();
   }
 }

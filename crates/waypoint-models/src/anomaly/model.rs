@@ -23,10 +23,7 @@ pub struct AnomalyModel {
 
 impl Model for AnomalyModel {
     fn infer(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, ModelError> {
-        let s = inputs
-            .iter()
-            .find(|t| t.name == "series")
-            .ok_or_else(|| ModelError::BadInput("missing input `series`".into()))?;
+        let s = Tensor::named(inputs, "series")?;
         if s.shape.len() != 2 {
             return Err(ModelError::BadInput(format!("series must be [S, N], got {:?}", s.shape)));
         }

@@ -48,11 +48,7 @@ fn lidar_angle(inputs: &[Tensor], name: &str, default: f64) -> Result<f64, Model
 
 impl Model for DetectionModel {
     fn infer(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, ModelError> {
-        let pts = inputs
-            .iter()
-            .find(|t| t.name == "points")
-            .or(inputs.first())
-            .ok_or_else(|| ModelError::BadInput("missing input `points`".into()))?;
+        let pts = Tensor::named(inputs, "points")?;
         if pts.shape.len() != 2 || pts.shape[1] != 4 {
             return Err(ModelError::BadInput(format!("points must be [N, 4], got {:?}", pts.shape)));
         }

@@ -21,7 +21,7 @@ pub struct FusionModel {
 
 impl Model for FusionModel {
     fn infer(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, ModelError> {
-        let m = inputs.first().ok_or_else(|| ModelError::BadInput("missing input `measurements`".into()))?;
+        let m = Tensor::named(inputs, "measurements")?;
         if m.shape.len() != 2 || m.shape[1] != 5 {
             return Err(ModelError::BadInput(format!("measurements must be [N, 5], got {:?}", m.shape)));
         }

@@ -25,7 +25,7 @@ impl ConstantVelocity {
 
 impl Model for ConstantVelocity {
     fn infer(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, ModelError> {
-        let history = inputs.first().ok_or_else(|| ModelError::BadInput("missing input `history`".into()))?;
+        let history = Tensor::named(inputs, "history")?;
         if history.shape.len() != 3 || history.shape[1] != OBS_STEPS || history.shape[2] != 2 {
             return Err(ModelError::BadInput(format!("history must be [N, {OBS_STEPS}, 2], got {:?}", history.shape)));
         }

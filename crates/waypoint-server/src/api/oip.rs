@@ -169,8 +169,12 @@ async fn run_infer(
     let req = req.map_err(AppError::BadRequest)?;
     // Resolve (by the routing policy, unless a version was named) and check requested outputs
     // before running anything.
-    let client = headers.get(CLIENT_HEADER).and_then(|h| h.to_str().ok()).unwrap_or("oip");
-    let (loaded, shadow) = routing::resolve(&s.registry, &s.router, &model, version.as_deref(), client)?;
+    // A named caller sticks to its version; a request without a name is a caller of its own.
+    let client = match headers.get(CLIENT_HEADER).and_then(|h| h.to_str().ok()).filter(|c| !c.is_empty()) {
+        Some(c) => c.to_string(),
+        None => routing::anonymous_key(),
+    };
+    let (loaded, shadow) = routing::resolve(&s.registry, &s.router, &model, version.as_deref(), &client)?;
     for o in &req.outputs {
         if !loaded.config.outputs.iter().any(|spec| spec.name == o.name) {
             loaded.metrics.bad_request.fetch_add(1, Ordering::Relaxed);

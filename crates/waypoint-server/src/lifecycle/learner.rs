@@ -18,6 +18,7 @@ use waypoint_models::trajectory::finetune::{fine_tune, fine_tune_config, write_v
 
 use crate::lifecycle::online::OnlineEval;
 use crate::lifecycle::routing::{CanarySettings, PolicySpec, Router};
+use crate::serving::engine::panic_text;
 use crate::serving::registry::Registry;
 
 /// Windows of observed motion kept for the continuous learner.
@@ -43,6 +44,8 @@ pub struct LearnerConfig {
     pub min_windows: usize,
     /// Most recent windows a round trains on.
     pub max_windows: usize,
+    /// Learned versions kept (the newest), besides those a routing policy uses.
+    pub keep_versions: usize,
 }
 
 impl Default for LearnerConfig {
@@ -54,6 +57,7 @@ impl Default for LearnerConfig {
             epochs: 30,
             min_windows: 500,
             max_windows: 8000,
+            keep_versions: 3,
         }
     }
 }
@@ -99,10 +103,21 @@ pub struct Learner {
     online: Arc<OnlineEval>,
     observed: Observed,
     state: Mutex<State>,
+    /// Test hook: the next round panics.
+    #[cfg(test)]
+    panic_next: std::sync::atomic::AtomicBool,
 }
 
 fn now_unix() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+/// Whether a version directory holds a version continuous learning wrote.
+fn is_learned(dir: &std::path::Path) -> bool {
+    std::fs::read_to_string(dir.join("train.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .is_some_and(|j| j["source"]["kind"] == "continuous learning")
 }
 
 /// Lowers the calling thread's scheduling priority (on Linux, its nice value).
@@ -120,7 +135,16 @@ impl Learner {
         online: Arc<OnlineEval>,
         observed: Observed,
     ) -> Self {
-        Self { config, registry, router, online, observed, state: Mutex::new(State::default()) }
+        Self {
+            config,
+            registry,
+            router,
+            online,
+            observed,
+            state: Mutex::new(State::default()),
+            #[cfg(test)]
+            panic_next: std::sync::atomic::AtomicBool::new(false),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -195,7 +219,9 @@ impl Learner {
         let r = round.clone();
         let spawned = std::thread::Builder::new().name("waypoint-learner".into()).spawn(move || {
             lower_priority();
-            let result = me.run_round(&r, windows, seed);
+            // A panicking round fails that round only: the next one may start.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| me.run_round(&r, windows, seed)))
+                .unwrap_or_else(|panic| Err(format!("the round panicked: {}", panic_text(panic.as_ref()))));
             me.finish(r.id, result);
         });
         if let Err(e) = spawned {
@@ -225,6 +251,39 @@ impl Learner {
         }
     }
 
+    /// The retention policy: keeps the newest `keep_versions` learned versions and any version
+    /// a routing policy uses; unloads and deletes the other learned versions and drops their
+    /// metric series and online-error windows. Versions that were not learned (shipped in the
+    /// repository) are never touched. Returns the versions retired.
+    pub fn retire_old_versions(&self) -> Vec<u64> {
+        let repo = self.registry.repository();
+        let Ok(on_disk) = repo.versions_on_disk(LEARNED_MODEL) else { return Vec::new() };
+        let learned: Vec<u64> =
+            on_disk.into_iter().filter(|v| repo.version_dir(LEARNED_MODEL, *v).is_ok_and(|d| is_learned(&d))).collect();
+        let in_use = self.router.versions_in_use(LEARNED_MODEL);
+        let old = learned.len().saturating_sub(self.config.keep_versions.max(1));
+        let retire: Vec<u64> = learned[..old].iter().copied().filter(|v| !in_use.contains(v)).collect();
+        if retire.is_empty() {
+            return retire;
+        }
+        for v in &retire {
+            if let Ok(dir) = repo.version_dir(LEARNED_MODEL, *v) {
+                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    tracing::warn!(version = v, error = %e, "cannot delete a retired learned version");
+                }
+            }
+        }
+        if let Err(e) = self.registry.load(LEARNED_MODEL) {
+            tracing::warn!(error = %e, "reload after retiring learned versions failed");
+        }
+        for v in &retire {
+            self.registry.drop_series(LEARNED_MODEL, *v);
+            self.online.clear(LEARNED_MODEL, &v.to_string());
+        }
+        tracing::info!(retired = ?retire, keep = self.config.keep_versions, "old learned versions retired");
+        retire
+    }
+
     /// Trains, writes, loads and (optionally) offers the canary. Returns the new version, its
     /// best validation ADE and the seconds taken.
     fn run_round(
@@ -233,6 +292,8 @@ impl Learner {
         windows: Vec<waypoint_models::trajectory::data::Window>,
         seed: u64,
     ) -> Result<(u64, f64, f64), String> {
+        #[cfg(test)]
+        assert!(!self.panic_next.swap(false, std::sync::atomic::Ordering::Relaxed), "injected panic");
         let started = Instant::now();
         let repo = self.registry.repository();
         let base_dir = repo.version_dir(LEARNED_MODEL, round.base_version).map_err(|e| e.to_string())?;
@@ -289,7 +350,87 @@ impl Learner {
                 )
                 .map_err(|e| e.to_string())?;
         }
+        self.retire_old_versions();
         tracing::info!(round = round.id, version, best_val_ade = report.best_val_ade_m, "training round done");
         Ok((version, report.best_val_ade_m, started.elapsed().as_secs_f64()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::serving::repository::Repository;
+    use std::time::Duration;
+    use waypoint_models::trajectory::data::Window;
+
+    fn learner(repo: &std::path::Path) -> Arc<Learner> {
+        let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/trajectory");
+        let dst = repo.join(LEARNED_MODEL);
+        for entry in ["config.toml", "1/", "2/"] {
+            let from = shipped.join(entry);
+            if from.is_dir() {
+                std::fs::create_dir_all(dst.join(entry)).unwrap();
+                for f in std::fs::read_dir(&from).unwrap() {
+                    let f = f.unwrap().path();
+                    std::fs::copy(&f, dst.join(entry).join(f.file_name().unwrap())).unwrap();
+                }
+            } else {
+                std::fs::create_dir_all(&dst).unwrap();
+                std::fs::copy(&from, dst.join(entry)).unwrap();
+            }
+        }
+        let registry = Arc::new(Registry::new(Repository::new(repo), Arc::new(Metrics::default())));
+        registry.load(LEARNED_MODEL).unwrap();
+        // Straight walks at a few speeds.
+        let windows: VecDeque<Window> = (0..64)
+            .map(|i| {
+                let v = 0.5 + (i % 8) as f32 * 0.2;
+                Window {
+                    obs: std::array::from_fn(|k| [k as f32 * v, i as f32]),
+                    fut: std::array::from_fn(|k| [(k + 8) as f32 * v, i as f32]),
+                }
+            })
+            .collect();
+        let config = LearnerConfig { epochs: 1, min_windows: 32, keep_versions: 1, ..Default::default() };
+        Arc::new(Learner::new(
+            config,
+            registry,
+            Arc::new(Router::default()),
+            Arc::new(OnlineEval::default()),
+            Arc::new(Mutex::new(windows)),
+        ))
+    }
+
+    fn wait_round(l: &Learner, id: u64) -> Round {
+        for _ in 0..600 {
+            let r = l.lock().rounds.iter().find(|r| r.id == id).cloned().unwrap();
+            if r.status != "running" {
+                return r;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("round {id} did not finish");
+    }
+
+    #[test]
+    fn a_panicking_round_fails_alone_and_old_learned_versions_are_retired() {
+        let tmp = tempfile::tempdir().unwrap();
+        let l = learner(tmp.path());
+        l.panic_next.store(true, std::sync::atomic::Ordering::Relaxed);
+        let first = l.start_round(RoundRequest::default()).unwrap();
+        let r = wait_round(&l, first.id);
+        assert_eq!(r.status, "failed");
+        assert!(r.error.as_deref().unwrap_or("").contains("panicked"), "{r:?}");
+        // The learner is not stuck: the next rounds run.
+        let second = wait_round(&l, l.start_round(RoundRequest::default()).unwrap().id);
+        assert_eq!((second.status.as_str(), second.new_version), ("done", Some(3)), "{second:?}");
+        let third = wait_round(&l, l.start_round(RoundRequest::default()).unwrap().id);
+        assert_eq!((third.status.as_str(), third.new_version), ("done", Some(4)), "{third:?}");
+        // Keep one learned version: 3 was retired (the canary runs 2 against 4), the shipped 1
+        // and 2 stay.
+        assert_eq!(l.registry.versions(LEARNED_MODEL).unwrap().1, vec![1, 2, 4]);
+        assert!(!tmp.path().join("trajectory/3").exists());
+        assert_eq!(l.router.versions_in_use(LEARNED_MODEL), vec![2, 4]);
     }
 }

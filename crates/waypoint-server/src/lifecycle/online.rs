@@ -30,6 +30,17 @@ const VRU_RANGE_M: f64 = 25.0;
 /// A detection within this distance of an object's centre matches it.
 const MATCH_M: f64 = 2.0;
 
+/// The online metric a model's canary is judged on by default, and whether larger is better
+/// (none: the live scene does not score the model).
+pub fn default_metric(model: &str) -> Option<(&'static str, bool)> {
+    match model {
+        "trajectory" | "trajectory_cv" => Some(("ade_m", false)),
+        "detection" | "anomaly" => Some(("recall", true)),
+        "fusion" => Some(("rmse_pos_m", false)),
+        _ => None,
+    }
+}
+
 /// A sliding window of samples of named metrics.
 #[derive(Debug, Default, Clone)]
 pub struct Window {
@@ -270,6 +281,36 @@ impl OnlineEval {
         let w = g.windows.get(&(model.to_string(), version.to_string()))?;
         let n = w.series.values().map(VecDeque::len).max().unwrap_or(0);
         Some((w.summary(), n))
+    }
+
+    /// Mean, variance and count of one metric's samples in a version's window (for a
+    /// root-mean-square metric such as `rmse_pos_m`, of the squares; `value` is then the root).
+    pub fn stats(&self, model: &str, version: &str, metric: &str) -> Option<crate::lifecycle::judge::ErrorStats> {
+        let g = self.lock();
+        let w = g.windows.get(&(model.to_string(), version.to_string()))?;
+        let squared = format!("{metric}_sq");
+        let (q, rooted) = match w.series.get(metric) {
+            Some(q) => (q, false),
+            None => (w.series.get(squared.as_str())?, true),
+        };
+        let n = q.len();
+        if n == 0 {
+            return None;
+        }
+        let mean = q.iter().sum::<f64>() / n as f64;
+        let var = if n > 1 { q.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64 } else { 0.0 };
+        Some(crate::lifecycle::judge::ErrorStats { value: if rooted { mean.sqrt() } else { mean }, mean, var, n })
+    }
+
+    /// Adds samples of a metric to a version's window (tests inject the error difference they
+    /// mean to detect).
+    #[cfg(test)]
+    pub fn inject(&self, model: &str, version: &str, metric: &'static str, values: impl IntoIterator<Item = f64>) {
+        let mut g = self.lock();
+        let w = g.windows.entry((model.to_string(), version.to_string())).or_default();
+        for v in values {
+            w.push(metric, v);
+        }
     }
 
     /// Clears the window of one model version (a canary starts from fresh evidence).

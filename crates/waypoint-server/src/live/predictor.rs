@@ -185,8 +185,8 @@ async fn run_round(
                         out.outputs.iter().find(|o| o.name == name).and_then(|o| o.as_f32().ok().map(<[f32]>::to_vec))
                     };
                     let traj = find("trajectory")?;
-                    let sigma = find("sigma").unwrap_or_else(|| vec![0.0; n * PRED_STEPS * 2]);
-                    Some((traj, sigma))
+                    // A model without an uncertainty output has none: absent, never zero.
+                    Some((traj, find("sigma")))
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "live prediction failed");
@@ -198,7 +198,8 @@ async fn run_round(
     .await;
     let per_agent = PRED_STEPS * 2;
     let mut trajectory = vec![0f32; ready.len() * per_agent];
-    let mut sigma = vec![0f32; ready.len() * per_agent];
+    let mut sigma = vec![f32::NAN; ready.len() * per_agent];
+    let mut all_have_sigma = true;
     let mut version_of: Vec<Option<String>> = vec![None; ready.len()];
     let mut model = String::new();
     for (job, result) in jobs.iter().zip(results) {
@@ -212,7 +213,12 @@ async fn run_round(
         model.clone_from(&job.loaded.model);
         for (k, i) in job.agents.iter().enumerate() {
             trajectory[i * per_agent..(i + 1) * per_agent].copy_from_slice(&traj[k * per_agent..(k + 1) * per_agent]);
-            sigma[i * per_agent..(i + 1) * per_agent].copy_from_slice(&sig[k * per_agent..(k + 1) * per_agent]);
+            match &sig {
+                Some(sig) => {
+                    sigma[i * per_agent..(i + 1) * per_agent].copy_from_slice(&sig[k * per_agent..(k + 1) * per_agent]);
+                }
+                None => all_have_sigma = false,
+            }
             version_of[*i] = Some(version.clone());
         }
     }
@@ -238,7 +244,7 @@ async fn run_round(
         count: keep.len() as u32,
         agent_ids: keep.iter().map(|i| ready[*i].0).collect(),
         trajectory: Bulk::F32(pick(&trajectory)),
-        sigma: Bulk::F32(pick(&sigma)),
+        sigma: all_have_sigma.then(|| Bulk::F32(pick(&sigma))),
         versions: mixed.then_some(versions),
     };
     hub.publish(&StreamItem::Ready(StreamName::Predictions, ServerMessage::Predictions(msg)));

@@ -55,7 +55,7 @@ pub fn validate_inputs(
         ordered.push(t);
     }
     let rows = if config.max_batch_size > 0 {
-        let rows = ordered[0].rows();
+        let rows = ordered.first().ok_or_else(|| format!("model {model:?} got no input"))?.rows();
         if ordered.iter().any(|t| t.rows() != rows) {
             return Err("inputs disagree on the batch dimension".into());
         }

@@ -151,8 +151,11 @@ fn from_value(name: &str, dt: DataType, v: &DynValue) -> Result<Tensor, ModelErr
 impl Model for OnnxModel {
     fn infer(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, ModelError> {
         let mut feed: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = Vec::with_capacity(inputs.len());
-        for (name, t) in self.inputs.iter().zip(inputs) {
-            feed.push((Cow::Owned(name.clone()), SessionInputValue::from(to_value(t)?)));
+        // By name: an optional input left out must not shift the others.
+        for name in &self.inputs {
+            if let Some(t) = inputs.iter().find(|t| &t.name == name) {
+                feed.push((Cow::Owned(name.clone()), SessionInputValue::from(to_value(t)?)));
+            }
         }
         let outputs = self.session.run(feed).map_err(ort_err)?;
         self.outputs

@@ -248,6 +248,11 @@ impl Registry {
         Ok(ModelEntry { config, versions: out })
     }
 
+    /// Drops the metric series of a version that will not be served again.
+    pub fn drop_series(&self, model: &str, version: u64) {
+        self.metrics.remove_version(model, version);
+    }
+
     /// Stops serving a model. Requests already running finish.
     pub fn unload(&self, model: &str) -> Result<(), RegistryError> {
         let removed = self.models.write().unwrap_or_else(|p| p.into_inner()).remove(model);

@@ -93,6 +93,9 @@ impl ModelConfig {
         if self.inputs.is_empty() || self.outputs.is_empty() {
             return bad("needs at least one input and one output".into());
         }
+        if self.inputs.iter().all(|i| i.optional) {
+            return bad("needs at least one input that is not optional".into());
+        }
         if self.instances == 0 || self.instances > 64 {
             return bad("instances must be within 1..=64".into());
         }
