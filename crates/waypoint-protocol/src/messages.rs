@@ -448,8 +448,12 @@ pub struct FusedTrack {
 pub struct TracksMsg {
     pub seq: u64,
     pub t_secs: f64,
+    /// The detection model and version that answered this sweep.
     pub model: String,
     pub version: String,
+    /// The `fusion` version that fused most of the tracks (absent when none did).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fusion_version: Option<String>,
     pub detections: Vec<DetectedObject>,
     pub tracks: Vec<TrackedObject>,
     pub fused: Vec<FusedTrack>,

@@ -18,6 +18,12 @@ pub struct Metrics {
     pub ws_errors: AtomicU64,
     pub sim_ticks: AtomicU64,
     pub sim_tick_nanos: AtomicU64,
+    /// Sweeps the live AV stack processed, skipped (busy), and its busy time.
+    pub perception_sweeps: AtomicU64,
+    pub perception_skipped: AtomicU64,
+    pub perception_busy_nanos: AtomicU64,
+    /// The stack's time per sweep, seconds, over the last [`SWEEP_TIMES_KEPT`] sweeps.
+    perception_sweep_secs: Mutex<std::collections::VecDeque<f32>>,
     stream_bytes: Mutex<BTreeMap<(StreamName, String), u64>>,
     versions: Mutex<BTreeMap<(String, u64), Arc<VersionMetrics>>>,
     model_events: Mutex<BTreeMap<(String, &'static str, &'static str), u64>>,
@@ -32,6 +38,9 @@ pub struct Histogram {
     sum_nanos: AtomicU64,
     count: AtomicU64,
 }
+
+/// Sweeps whose stack time is kept for its quantiles (ten minutes of the scene at 10 Hz).
+pub const SWEEP_TIMES_KEPT: usize = 6000;
 
 /// A histogram's counts at one moment.
 #[derive(Debug, Clone, PartialEq)]
@@ -242,6 +251,29 @@ impl Metrics {
         self.versions.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
+    /// Records the live stack's time for one sweep.
+    pub fn observe_sweep(&self, d: Duration) {
+        self.perception_sweeps.fetch_add(1, Ordering::Relaxed);
+        self.perception_busy_nanos.fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+        let mut q = self.perception_sweep_secs.lock().unwrap_or_else(|p| p.into_inner());
+        q.push_back(d.as_secs_f32());
+        if q.len() > SWEEP_TIMES_KEPT {
+            q.pop_front();
+        }
+    }
+
+    /// Quantiles of the live stack's time per sweep over the kept sweeps, seconds.
+    pub fn sweep_quantiles(&self, qs: &[f64]) -> Vec<Option<f64>> {
+        let mut v: Vec<f32> =
+            self.perception_sweep_secs.lock().unwrap_or_else(|p| p.into_inner()).iter().copied().collect();
+        v.sort_by(f32::total_cmp);
+        qs.iter()
+            .map(|q| {
+                (!v.is_empty()).then(|| f64::from(v[((q * (v.len() - 1) as f64).round() as usize).min(v.len() - 1)]))
+            })
+            .collect()
+    }
+
     /// Drops the series of a version that will not be served again (a retired learned version).
     pub fn remove_version(&self, model: &str, version: u64) {
         self.versions.lock().unwrap_or_else(|p| p.into_inner()).remove(&(model.to_string(), version));
@@ -269,6 +301,16 @@ impl Metrics {
 
     /// The Prometheus text exposition; `queued_bytes` is sampled by the caller.
     pub fn render(&self, queued_bytes: usize) -> String {
+        let mut sweep_summary = String::new();
+        let _ = writeln!(
+            sweep_summary,
+            "# HELP waypoint_perception_sweep_seconds The live AV stack's time per sweep (detection, tracking, fusion, submitting predictions), over the last {SWEEP_TIMES_KEPT} sweeps.\n# TYPE waypoint_perception_sweep_seconds summary"
+        );
+        for (q, v) in [0.5, 0.9, 0.99].iter().zip(self.sweep_quantiles(&[0.5, 0.9, 0.99])) {
+            if let Some(v) = v {
+                let _ = writeln!(sweep_summary, "waypoint_perception_sweep_seconds{{quantile=\"{q}\"}} {v:.6}");
+            }
+        }
         let mut out = String::new();
         let mut gauge = |name: &str, help: &str, kind: &str, v: String| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
@@ -321,6 +363,25 @@ impl Metrics {
             "counter",
             format!("{:.6}", self.sim_tick_nanos.load(Ordering::Relaxed) as f64 * 1e-9),
         );
+        gauge(
+            "waypoint_perception_sweeps_total",
+            "Lidar sweeps the live AV stack processed (detection, tracking, fusion, prediction).",
+            "counter",
+            self.perception_sweeps.load(Ordering::Relaxed).to_string(),
+        );
+        gauge(
+            "waypoint_perception_skipped_total",
+            "Lidar sweeps skipped because the live AV stack was still busy with an earlier one.",
+            "counter",
+            self.perception_skipped.load(Ordering::Relaxed).to_string(),
+        );
+        gauge(
+            "waypoint_perception_busy_seconds_total",
+            "Wall-clock time the live AV stack spent on sweeps.",
+            "counter",
+            format!("{:.6}", self.perception_busy_nanos.load(Ordering::Relaxed) as f64 * 1e-9),
+        );
+        out.push_str(&sweep_summary);
         let _ = writeln!(out, "# HELP waypoint_stream_encoded_bytes_total Bytes encoded per stream and encoding.");
         let _ = writeln!(out, "# TYPE waypoint_stream_encoded_bytes_total counter");
         let m = self.stream_bytes.lock().unwrap_or_else(|p| p.into_inner());

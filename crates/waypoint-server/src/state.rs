@@ -47,10 +47,18 @@ impl AppState {
         let online = Arc::new(online::OnlineEval::default());
         let router = Arc::new(routing::Router::default());
         let handle = tokio::runtime::Handle::try_current().ok();
-        let predictor = handle
-            .clone()
-            .map(|h| predictor::Predictor::new(registry.clone(), router.clone(), hub.clone(), online.clone(), h));
-        let learner = predictor.as_ref().map(|p| {
+        let ctx = handle.map(|handle| crate::live::Context {
+            registry: registry.clone(),
+            router: router.clone(),
+            hub: hub.clone(),
+            online: online.clone(),
+            handle,
+        });
+        // The track-fed predictor runs on the perception thread and feeds the learner; the
+        // truth-fed one runs on the scene thread and is only scored.
+        let truth_predictor = ctx.clone().map(|c| predictor::Predictor::new(c, online::Feed::Truth));
+        let track_predictor = ctx.clone().map(|c| predictor::Predictor::new(c, online::Feed::Tracks));
+        let learner = track_predictor.as_ref().map(|p| {
             Arc::new(learner::Learner::new(
                 config.learner.clone(),
                 registry.clone(),
@@ -59,10 +67,21 @@ impl AppState {
                 p.observed(),
             ))
         });
-        let perception =
-            handle.as_ref().map(|h| perception::Perception::start(registry.clone(), hub.clone(), online.clone(), h));
-        let scene =
-            Arc::new(SceneRunner::spawn(&config, hub.clone(), metrics.clone(), online.clone(), predictor, perception)?);
+        let perception = match (ctx, track_predictor) {
+            (Some(c), Some(p)) => Some(
+                perception::Perception::start(c, p, metrics.clone())
+                    .map_err(|e| ServerError::Config(format!("cannot start the perception thread: {e}")))?,
+            ),
+            _ => None,
+        };
+        let scene = Arc::new(SceneRunner::spawn(
+            &config,
+            hub.clone(),
+            metrics.clone(),
+            online.clone(),
+            truth_predictor,
+            perception,
+        )?);
         Ok(Self { config: Arc::new(config), hub, scene, metrics, registry, online, router, learner })
     }
 }

@@ -241,20 +241,7 @@ impl Tally {
             if st.last_pos.insert(a.id, pos).is_some_and(|p| p.dist(pos) > 8.0) {
                 st.last_track_of.remove(&a.id);
             }
-            if pos.dist(sd.origin) > RANGES_M[k] {
-                continue;
-            }
-            // Only agents the sensor can see: at least a few lidar points on them.
-            let on_agent = sweep
-                .points
-                .iter()
-                .filter(|p| {
-                    let w = sd.origin + Vec2::new(f64::from(p[0]), f64::from(p[1])).rotate(pose.yaw_rad);
-                    let r = (w - pos).rotate(-a.yaw_rad);
-                    r.x.abs() < a.length_m / 2.0 + 0.2 && r.y.abs() < a.width_m / 2.0 + 0.2 && f64::from(p[2]) > -1.5
-                })
-                .count();
-            if on_agent < MIN_POINTS_ON_AGENT {
+            if !is_judged(a, sweep) {
                 continue;
             }
             evaluated[ai] = true;
@@ -403,7 +390,8 @@ impl Tally {
     ) {
         let agents = &frame.truth.agents;
         self.tp_all += matched_det.iter().filter(|m| **m).count();
-        let f = false_positives(&sd.dets, &sd.world, &sd.det_class, matched_det, agents, evaluated);
+        let ranges: Vec<f64> = sd.dets.iter().map(|d| d.bbox.x_m.hypot(d.bbox.y_m)).collect();
+        let f = false_positives(&ranges, &sd.world, &sd.det_class, matched_det, agents, evaluated);
         // Reliability: each detection within 40 m that is right (matched) or counted wrong, by
         // its score.
         for (i, d) in sd.dets.iter().enumerate() {
@@ -416,7 +404,7 @@ impl Tally {
         self.fp_duplicate += f.duplicates;
         self.fp_far += f.clutter;
         self.tp_tracked += matched_tracked.iter().filter(|m| **m).count();
-        let f = false_positives(&sd.dets, &sd.world, &sd.tracked_class, matched_tracked, agents, evaluated);
+        let f = false_positives(&ranges, &sd.world, &sd.tracked_class, matched_tracked, agents, evaluated);
         self.fp_tracked += f.near + f.clutter;
     }
 
@@ -473,20 +461,76 @@ struct FalsePositives {
     counted: Vec<bool>,
 }
 
+/// Whether a sweep judges a road user: within its class's range of the sensor (40 m for
+/// vehicles, 25 m for people) and with at least [`MIN_POINTS_ON_AGENT`] lidar points on it.
+/// The one definition of a road user the detector should have found, shared by
+/// `eval detection --sim` and the server's online error.
+pub fn is_judged(a: &AgentTruth, sweep: &LidarSweep) -> bool {
+    let pose = sweep.world_from_sensor;
+    let origin = Vec2::new(pose.x_m, pose.y_m);
+    let pos = Vec2::new(a.x_m, a.y_m);
+    if pos.dist(origin) > RANGES_M[simdata::class_of(a.kind)] {
+        return false;
+    }
+    let on_agent = sweep
+        .points
+        .iter()
+        .filter(|p| {
+            let w = origin + Vec2::new(f64::from(p[0]), f64::from(p[1])).rotate(pose.yaw_rad);
+            let r = (w - pos).rotate(-a.yaw_rad);
+            r.x.abs() < a.length_m / 2.0 + 0.2 && r.y.abs() < a.width_m / 2.0 + 0.2 && f64::from(p[2]) > -1.5
+        })
+        .count();
+    on_agent >= MIN_POINTS_ON_AGENT
+}
+
+/// One sweep's detections judged as `eval detection --sim` judges them: per class (vehicle,
+/// pedestrian, cyclist) the road users judged ([`is_judged`]) and found ([`match_to_agents`],
+/// one to one), and the detections within 40 m of the sensor that are right or counted wrong.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SweepScore {
+    pub judged: [usize; 3],
+    pub found: [usize; 3],
+    pub true_positives: usize,
+    pub false_positives: usize,
+}
+
+/// Scores detections (world positions and classes) against a sweep's road users.
+pub fn score_sweep(agents: &[AgentTruth], sweep: &LidarSweep, world: &[Vec2], classes: &[usize]) -> SweepScore {
+    let origin = Vec2::new(sweep.world_from_sensor.x_m, sweep.world_from_sensor.y_m);
+    let evaluated: Vec<bool> = agents.iter().map(|a| is_judged(a, sweep)).collect();
+    let judged: Vec<&AgentTruth> = agents.iter().zip(&evaluated).filter(|(_, e)| **e).map(|(a, _)| a).collect();
+    let mut score = SweepScore::default();
+    let mut matched = vec![false; world.len()];
+    for (a, col) in judged.iter().zip(match_to_agents(&judged, world, classes)) {
+        let k = simdata::class_of(a.kind);
+        score.judged[k] += 1;
+        if let Some(i) = col {
+            score.found[k] += 1;
+            matched[i] = true;
+        }
+    }
+    let ranges: Vec<f64> = world.iter().map(|w| w.dist(origin)).collect();
+    let f = false_positives(&ranges, world, classes, &matched, agents, &evaluated);
+    score.true_positives = matched.iter().filter(|m| **m).count();
+    score.false_positives = f.near + f.clutter;
+    score
+}
+
 /// Counts the detections not matched to an agent (`matched`), by what they lie on, with the
-/// given class for each detection. One on an agent out of the evaluated range or barely visible
-/// is not counted.
+/// given class for each detection (`ranges`: each detection's distance from the sensor). One on
+/// an agent out of the evaluated range or barely visible is not counted.
 fn false_positives(
-    dets: &[Detection],
+    ranges: &[f64],
     world: &[Vec2],
     classes: &[usize],
     matched: &[bool],
     agents: &[AgentTruth],
     evaluated: &[bool],
 ) -> FalsePositives {
-    let mut out = FalsePositives { near: 0, duplicates: 0, clutter: 0, counted: vec![false; dets.len()] };
+    let mut out = FalsePositives { near: 0, duplicates: 0, clutter: 0, counted: vec![false; world.len()] };
     for (i, w) in world.iter().enumerate() {
-        if matched[i] || dets[i].bbox.x_m.hypot(dets[i].bbox.y_m) > RANGES_M[0] {
+        if matched[i] || ranges[i] > RANGES_M[0] {
             continue;
         }
         match agents.iter().enumerate().find(|(_, a)| Vec2::new(a.x_m, a.y_m).dist(*w) < a.length_m.max(1.0)) {

@@ -13,10 +13,12 @@
 //! - **Failures**: counted since the canary started; a rollback needs the candidate's failure
 //!   rate to exceed the incumbent's by `max_failure_rate_increase` *and* a one-sided
 //!   two-proportion z-test at `significance_z` (3.0: about 1 in 740 by chance).
-//! - **Online error** (models the live scene scores): the candidate is worse when its mean error
-//!   is worse than the incumbent's by more than the relative `margin` *and* Welch's t statistic
-//!   of the difference exceeds `significance_z`; it is not worse once both have `min_samples`
-//!   samples and that does not hold.
+//! - **Online error** (models the live scene scores): on paired samples when there are
+//!   `min_samples` of them (in a canary both versions score the same road users, sweeps and
+//!   tracks, the one not serving as a shadow), else on each version's own samples (Welch). The
+//!   candidate is worse when the difference exceeds the relative `margin` *and* its t statistic
+//!   exceeds `significance_z`; it may advance only once shown within the margin (a one-sided
+//!   95 % non-inferiority bound); in between, the canary waits for more samples.
 
 use serde::Serialize;
 
@@ -56,13 +58,35 @@ pub struct ErrorStats {
 pub enum ErrorVerdict {
     /// Fewer than `min_samples` samples of either version.
     NotEnough,
-    /// Worse beyond the margin, significantly (Welch's t).
-    Worse {
-        t: f64,
-    },
-    NotWorse {
-        t: f64,
-    },
+    /// Worse beyond the margin, significantly.
+    Worse { t: f64 },
+    /// Shown not worse than the margin allows (non-inferior at one-sided 95 %).
+    NotWorse { t: f64 },
+    /// Neither yet: more samples are needed.
+    Undecided { t: f64 },
+}
+
+/// One-sided 95 % normal quantile: the confidence a candidate must be shown within the margin
+/// with before it advances.
+pub const NON_INFERIORITY_Z: f64 = 1.645;
+
+/// The verdict on a difference `d` in the candidate's disfavour (in the metric's sample
+/// units), its standard error, and the margin in the same units.
+fn verdict(d: f64, se: f64, margin: f64, z: f64) -> ErrorVerdict {
+    let t = if se > 0.0 {
+        d / se
+    } else if d > 0.0 {
+        f64::INFINITY
+    } else {
+        0.0
+    };
+    if d > margin && t > z {
+        ErrorVerdict::Worse { t }
+    } else if d + NON_INFERIORITY_Z * se < margin {
+        ErrorVerdict::NotWorse { t }
+    } else {
+        ErrorVerdict::Undecided { t }
+    }
 }
 
 /// One-sided two-proportion z statistic of the candidate failing more often than the incumbent.
@@ -92,7 +116,8 @@ pub fn latency_strike(inc: &HistogramSnapshot, cand: &HistogramSnapshot, max_rat
     }
 }
 
-/// Compares the online errors (`higher_is_better` for a metric such as recall).
+/// Compares the online errors from each version's own samples (Welch; `higher_is_better` for a
+/// metric such as recall). The margin is relative to the incumbent's mean sample.
 pub fn compare_error(
     inc: &ErrorStats,
     cand: &ErrorStats,
@@ -105,25 +130,29 @@ pub fn compare_error(
         return ErrorVerdict::NotEnough;
     }
     let se = (inc.var / inc.n as f64 + cand.var / cand.n as f64).sqrt();
-    // The difference in the candidate's disfavour, in standard errors.
-    let diff = if higher_is_better { inc.mean - cand.mean } else { cand.mean - inc.mean };
-    let t = if se > 0.0 {
-        diff / se
-    } else if diff > 0.0 {
-        f64::INFINITY
-    } else {
-        0.0
-    };
-    let beyond_margin = if higher_is_better {
-        cand.value < inc.value * (1.0 - margin)
-    } else {
-        cand.value > inc.value * (1.0 + margin)
-    };
-    if beyond_margin && t > z {
-        ErrorVerdict::Worse { t }
-    } else {
-        ErrorVerdict::NotWorse { t }
+    let d = if higher_is_better { inc.mean - cand.mean } else { cand.mean - inc.mean };
+    verdict(d, se, margin * inc.mean.abs(), z)
+}
+
+/// Compares the online errors on paired samples — the same road user, sweep or track measured
+/// by both versions — whose differences (`candidate − incumbent`) vary far less than the
+/// samples themselves: a regression shows in fewer samples.
+pub fn compare_paired(
+    inc: &ErrorStats,
+    differences: &[f64],
+    higher_is_better: bool,
+    margin: f64,
+    min_samples: usize,
+    z: f64,
+) -> ErrorVerdict {
+    let n = differences.len();
+    if n < min_samples.max(2) {
+        return ErrorVerdict::NotEnough;
     }
+    let mean = differences.iter().sum::<f64>() / n as f64;
+    let var = differences.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+    let d = if higher_is_better { -mean } else { mean };
+    verdict(d, (var / n as f64).sqrt(), margin * inc.mean.abs(), z)
 }
 
 #[cfg(test)]
@@ -182,12 +211,28 @@ mod tests {
         let verdict = |i, c| compare_error(&i, &c, false, 0.05, 50, 3.0);
         assert_eq!(verdict(stats(1.0, 0.5, 40), stats(2.0, 0.5, 40)), ErrorVerdict::NotEnough);
         assert!(matches!(verdict(stats(1.0, 0.5, 200), stats(1.3, 0.5, 200)), ErrorVerdict::Worse { .. }));
-        // 8 % worse on noisy samples: not significant.
-        assert!(matches!(verdict(stats(1.0, 2.0, 60), stats(1.08, 2.0, 60)), ErrorVerdict::NotWorse { .. }));
+        // 8 % worse on noisy samples: neither shown worse nor shown within the margin.
+        assert!(matches!(verdict(stats(1.0, 2.0, 60), stats(1.08, 2.0, 60)), ErrorVerdict::Undecided { .. }));
+        assert!(matches!(verdict(stats(1.0, 0.2, 400), stats(1.0, 0.2, 400)), ErrorVerdict::NotWorse { .. }));
         // Significant but within the margin.
         assert!(matches!(verdict(stats(1.0, 0.1, 5000), stats(1.03, 0.1, 5000)), ErrorVerdict::NotWorse { .. }));
         // Recall: lower is worse.
         let recall = compare_error(&stats(0.95, 0.2, 500), &stats(0.7, 0.45, 500), true, 0.05, 50, 3.0);
         assert!(matches!(recall, ErrorVerdict::Worse { .. }), "{recall:?}");
+    }
+
+    #[test]
+    fn pairs_show_a_regression_that_unpaired_samples_hide() {
+        // Errors that vary a lot between road users (sd 1 m), the candidate 0.2 m worse on each.
+        let base: Vec<f64> = (0..200).map(|i| 2.0 + (((i * 7919) % 200) as f64 / 100.0 - 1.0) * 1.7).collect();
+        let mean = base.iter().sum::<f64>() / 200.0;
+        let var = base.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / 199.0;
+        let inc = ErrorStats { value: mean, mean, var, n: 200 };
+        let cand = ErrorStats { value: mean + 0.2, mean: mean + 0.2, var, n: 200 };
+        assert!(matches!(compare_error(&inc, &cand, false, 0.05, 50, 3.0), ErrorVerdict::Undecided { .. }));
+        let diffs: Vec<f64> = (0..200).map(|i| 0.2 + 0.05 * ((i % 5) as f64 - 2.0)).collect();
+        assert!(matches!(compare_paired(&inc, &diffs, false, 0.05, 50, 3.0), ErrorVerdict::Worse { .. }));
+        let same: Vec<f64> = (0..200).map(|i| 0.05 * ((i % 5) as f64 - 2.0)).collect();
+        assert!(matches!(compare_paired(&inc, &same, false, 0.05, 50, 3.0), ErrorVerdict::NotWorse { .. }));
     }
 }

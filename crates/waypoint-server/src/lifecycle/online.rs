@@ -1,20 +1,35 @@
 //! Online error of the served models against the scene's ground truth.
 //!
-//! The scene thread hands every frame's truth to [`OnlineEval::on_frame`]; the model consumers
-//! report what they produced (trajectory predictions, detections and fused tracks, health
-//! alarms). Each output is scored once its truth is known — a trajectory 4.8 s after it was
-//! made — and the errors go into a sliding window per model and version. The windows are
-//! published on the `evaluation` stream once a second, exported to Prometheus, and read by the
-//! canary controller of the model lifecycle.
+//! The scene thread hands every frame's truth to [`OnlineEval::on_frame`]; the live stack
+//! reports what each served version produced, and every version is scored on the same truth,
+//! in a sliding window per model and version:
+//!
+//! - `detection`: `recall` (and `recall_vehicle`, `recall_pedestrian`, `recall_cyclist`) of the
+//!   road users a sweep judges, and `precision` of the detections within 40 m — judged by the
+//!   same code as `eval detection --sim` ([`waypoint_models::detection::eval_sim::score_sweep`]);
+//! - `fusion`: `rmse_pos_m` and `rmse_vel_mps` of the fused tracks within 2 m of a road user,
+//!   and the lidar NIS;
+//! - trajectory models: `ade_m` / `fde_m` at 4.8 s of the predictions made from the *tracks*
+//!   (what perception saw; a track is scored against the road user it lay on when the
+//!   prediction was made), also per class (`ade_vehicle_m`, …), and beside them
+//!   `ade_truth_m` / `fde_truth_m` of the same versions fed the *true* histories, so the share of
+//!   the error that perception adds is visible;
+//! - the sensor health monitor (in-line, not a served version: window `sensor_health`/`in-line`):
+//!   per-tick `recall` and `precision` of its alarms, `fault_recall` (faults alarmed while
+//!   active) and `false_alarms_per_10min`.
+//!
+//! The windows are published on the `evaluation` stream once a second, exported to
+//! Prometheus, and read by the canary controller of the model lifecycle.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
 use std::sync::Mutex;
 
+use waypoint_models::detection::eval_sim::SweepScore;
 use waypoint_models::trajectory::{PRED_STEPS, STEP_SECS};
-use waypoint_protocol::{DetectedObject, EvaluationMsg, FusedTrack, ModelEvaluation};
+use waypoint_protocol::{EvaluationMsg, FusedTrack, ModelEvaluation};
 use waypoint_sim::fault::Sensor;
-use waypoint_sim::frame::GroundTruth;
+use waypoint_sim::frame::{AgentTruth, GroundTruth};
 use waypoint_sim::AgentKind;
 
 /// A move larger than this between two samples is a new track under a reused id, metres.
@@ -24,34 +39,37 @@ pub const JUMP_M: f32 = 8.0;
 pub const WINDOW: usize = 1500;
 /// Seconds of truth history kept for scoring.
 const HISTORY_SECS: f64 = 8.0;
-/// Detection range scored for vehicles, and for pedestrians and cyclists.
-const VEHICLE_RANGE_M: f64 = 40.0;
-const VRU_RANGE_M: f64 = 25.0;
-/// A detection within this distance of an object's centre matches it.
-const MATCH_M: f64 = 2.0;
+/// A fused track within this distance of a road user's centre is scored against it.
+pub const MATCH_M: f64 = 2.0;
 
 /// The online metric a model's canary is judged on by default, and whether larger is better
 /// (none: the live scene does not score the model).
 pub fn default_metric(model: &str) -> Option<(&'static str, bool)> {
     match model {
         "trajectory" | "trajectory_cv" => Some(("ade_m", false)),
-        "detection" | "anomaly" => Some(("recall", true)),
+        "detection" => Some(("recall", true)),
         "fusion" => Some(("rmse_pos_m", false)),
         _ => None,
     }
 }
 
-/// A sliding window of samples of named metrics.
+/// A sliding window of samples of named metrics. A sample may carry a key naming what it was
+/// measured on (a road user at a time, a sweep's road user, a track in a sweep): two versions'
+/// samples with the same key are paired, which the canary compares (0: no key).
 #[derive(Debug, Default, Clone)]
 pub struct Window {
-    series: BTreeMap<&'static str, VecDeque<f64>>,
+    series: BTreeMap<&'static str, VecDeque<(u64, f64)>>,
     samples: u64,
 }
 
 impl Window {
     fn push(&mut self, name: &'static str, v: f64) {
+        self.push_keyed(name, 0, v);
+    }
+
+    fn push_keyed(&mut self, name: &'static str, key: u64, v: f64) {
         let q = self.series.entry(name).or_default();
-        q.push_back(v);
+        q.push_back((key, v));
         if q.len() > WINDOW {
             q.pop_front();
         }
@@ -59,7 +77,15 @@ impl Window {
 
     fn mean(&self, name: &str) -> Option<f64> {
         let q = self.series.get(name)?;
-        (!q.is_empty()).then(|| q.iter().sum::<f64>() / q.len() as f64)
+        (!q.is_empty()).then(|| q.iter().map(|x| x.1).sum::<f64>() / q.len() as f64)
+    }
+
+    /// The series of `metric`, or of its squares (`metric_sq`) with `true`.
+    fn metric(&self, metric: &str) -> Option<(&VecDeque<(u64, f64)>, bool)> {
+        match self.series.get(metric) {
+            Some(q) => Some((q, false)),
+            None => self.series.get(format!("{metric}_sq").as_str()).map(|q| (q, true)),
+        }
     }
 
     /// Mean of each metric over the window (root mean for `*_sq` series, renamed without the
@@ -78,23 +104,74 @@ impl Window {
     }
 }
 
+/// Which histories a prediction was made from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feed {
+    /// The tracks perception produced (published, and what a canary is judged on).
+    Tracks,
+    /// The road users' true positions (scored only, to separate perception's share).
+    Truth,
+}
+
+/// A prediction to score: the road user it is about, its class, and from which feed.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject {
+    pub agent: u32,
+    pub kind: AgentKind,
+}
+
 #[derive(Debug)]
 struct PendingPrediction {
     t0: f64,
     model: String,
     version: String,
-    agent: u32,
+    feed: Feed,
+    subject: Subject,
     trajectory: Vec<[f32; 2]>,
+}
+
+/// Series names of a prediction's errors: (ADE, FDE) overall and for its class.
+fn prediction_series(feed: Feed, kind: AgentKind) -> [(&'static str, &'static str); 2] {
+    let class = match (feed, kind) {
+        (Feed::Tracks, AgentKind::Vehicle) => ("ade_vehicle_m", "fde_vehicle_m"),
+        (Feed::Tracks, AgentKind::Pedestrian) => ("ade_pedestrian_m", "fde_pedestrian_m"),
+        (Feed::Tracks, AgentKind::Cyclist) => ("ade_cyclist_m", "fde_cyclist_m"),
+        (Feed::Truth, AgentKind::Vehicle) => ("ade_truth_vehicle_m", "fde_truth_vehicle_m"),
+        (Feed::Truth, AgentKind::Pedestrian) => ("ade_truth_pedestrian_m", "fde_truth_pedestrian_m"),
+        (Feed::Truth, AgentKind::Cyclist) => ("ade_truth_cyclist_m", "fde_truth_cyclist_m"),
+    };
+    let all = match feed {
+        Feed::Tracks => ("ade_m", "fde_m"),
+        Feed::Truth => ("ade_truth_m", "fde_truth_m"),
+    };
+    [all, class]
+}
+
+/// Recall series per class (vehicle, pedestrian, cyclist).
+const RECALL_BY_CLASS: [&str; 3] = ["recall_vehicle", "recall_pedestrian", "recall_cyclist"];
+
+/// The window the in-line sensor health monitor is filed under (it is not a served version).
+pub const HEALTH_WINDOW: (&str, &str) = ("sensor_health", "in-line");
+
+/// What the health scoring remembers between ticks.
+#[derive(Debug, Default)]
+struct HealthTally {
+    /// Alarm state per sensor on the previous tick.
+    alarmed: [bool; 5],
+    /// Faults seen (id → alarmed on its sensor while active), until they end.
+    faults: BTreeMap<u32, bool>,
+    /// Onsets of alarms while the sensor had no fault, and the scene seconds watched.
+    false_onsets: VecDeque<f64>,
+    watched_secs: f64,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
     /// Truth positions per agent: (time, x, y).
     positions: BTreeMap<u32, VecDeque<(f64, f64, f64)>>,
-    /// Recent truths by sequence number (for detections of an earlier sweep).
-    truths: VecDeque<(u64, GroundTruth)>,
     pending: Vec<PendingPrediction>,
     windows: BTreeMap<(String, String), Window>,
+    health: HealthTally,
     now: f64,
     last_published: f64,
 }
@@ -118,19 +195,18 @@ impl OnlineEval {
     pub fn reset_scene(&self) {
         let mut g = self.lock();
         g.positions.clear();
-        g.truths.clear();
         g.pending.clear();
+        g.health = HealthTally::default();
         g.last_published = 0.0;
     }
 
     /// Records a tick's truth and scores every prediction whose horizon has passed. Returns an
     /// `evaluation` message when a second has passed since the last one.
-    pub fn on_frame(&self, seq: u64, truth: &GroundTruth) -> Option<EvaluationMsg> {
+    pub fn on_frame(&self, truth: &GroundTruth) -> Option<EvaluationMsg> {
         let mut g = self.lock();
         let t = truth.t_secs;
         if t + 1e-9 < g.now {
             g.positions.clear();
-            g.truths.clear();
             g.pending.clear();
             g.last_published = 0.0;
         }
@@ -149,17 +225,13 @@ impl OnlineEval {
         }
         let present: Vec<u32> = truth.agents.iter().map(|a| a.id).collect();
         g.positions.retain(|id, _| present.contains(id));
-        g.truths.push_back((seq, truth.clone()));
-        while g.truths.len() > 30 {
-            g.truths.pop_front();
-        }
         // Score predictions whose last step is due.
         let horizon = PRED_STEPS as f64 * STEP_SECS;
         let (due, keep): (Vec<_>, Vec<_>) =
             std::mem::take(&mut g.pending).into_iter().partition(|p| t >= p.t0 + horizon);
         g.pending = keep;
         for p in due {
-            let Some(history) = g.positions.get(&p.agent) else { continue };
+            let Some(history) = g.positions.get(&p.subject.agent) else { continue };
             let errors: Option<Vec<f64>> = (1..=PRED_STEPS)
                 .map(|k| {
                     let (x, y) = position_at(history, p.t0 + k as f64 * STEP_SECS)?;
@@ -170,8 +242,12 @@ impl OnlineEval {
             if let Some(e) = errors {
                 let ade = e.iter().sum::<f64>() / e.len() as f64;
                 let w = g.windows.entry((p.model.clone(), p.version.clone())).or_default();
-                w.push("ade_m", ade);
-                w.push("fde_m", e[e.len() - 1]);
+                // The same road user predicted at the same moment by two versions: a pair.
+                let key = (1 << 63) | ((p.t0 * 1000.0).round() as u64) << 24 | u64::from(p.subject.agent);
+                for (a, f) in prediction_series(p.feed, p.subject.kind) {
+                    w.push_keyed(a, key, ade);
+                    w.push_keyed(f, key, e[e.len() - 1]);
+                }
                 w.samples += 1;
             }
         }
@@ -192,16 +268,28 @@ impl OnlineEval {
         None
     }
 
-    /// Records the predictions a model version made at `t0` (12 positions per agent).
-    pub fn record_predictions(&self, model: &str, version: &str, t0: f64, agents: &[u32], trajectory: &[f32]) {
+    /// Records the predictions a model version made at `t0` from `feed` (12 positions per
+    /// subject, in `subjects` order); each is scored once its horizon has passed.
+    pub fn record_predictions(
+        &self,
+        model: &str,
+        version: &str,
+        feed: Feed,
+        t0: f64,
+        subjects: &[Option<Subject>],
+        trajectory: &[f32],
+    ) {
         let mut g = self.lock();
-        for (i, id) in agents.iter().enumerate() {
+        for (i, subject) in subjects.iter().enumerate() {
             let Some(chunk) = trajectory.get(i * PRED_STEPS * 2..(i + 1) * PRED_STEPS * 2) else { break };
+            // A track on no road user (a false track) has no truth to be scored on.
+            let Some(subject) = subject else { continue };
             g.pending.push(PendingPrediction {
                 t0,
                 model: model.to_string(),
                 version: version.to_string(),
-                agent: *id,
+                feed,
+                subject: *subject,
                 trajectory: chunk.chunks_exact(2).map(|c| [c[0], c[1]]).collect(),
             });
         }
@@ -210,67 +298,91 @@ impl OnlineEval {
         g.pending.drain(..excess);
     }
 
-    /// Scores one sweep's detections and fused tracks against the truth of tick `seq`:
-    /// recall of objects in range (vehicles within 40 m, others within 25 m), precision of
-    /// detections within those ranges, and the fused position and velocity error of tracks
-    /// matched to an object.
-    pub fn record_perception(
-        &self,
-        model: &str,
-        version: &str,
-        seq: u64,
-        detections: &[DetectedObject],
-        fused: &[FusedTrack],
-    ) {
+    /// Scores one sweep's detections by a detection version (the sweep's judgement from the
+    /// evaluation's own code).
+    pub fn record_detection(&self, model: &str, version: &str, seq: u64, score: &SweepScore) {
         let mut g = self.lock();
-        let Some(truth) = g.truths.iter().find(|(s, _)| *s == seq).map(|(_, t)| t.clone()) else { return };
-        let (ex, ey) = (truth.ego.x_m, truth.ego.y_m);
-        let range = |k: AgentKind| if k == AgentKind::Vehicle { VEHICLE_RANGE_M } else { VRU_RANGE_M };
-        let scored: Vec<_> = truth.agents.iter().filter(|a| (a.x_m - ex).hypot(a.y_m - ey) <= range(a.kind)).collect();
-        let near = |x: f64, y: f64| scored.iter().any(|a| (a.x_m - x).hypot(a.y_m - y) < MATCH_M);
         let w = g.windows.entry((model.to_string(), version.to_string())).or_default();
-        for a in &scored {
-            let found = detections.iter().any(|d| (d.x_m - a.x_m).hypot(d.y_m - a.y_m) < MATCH_M);
-            w.push("recall", f64::from(u8::from(found)));
+        for (k, class_series) in RECALL_BY_CLASS.iter().enumerate() {
+            for hit in 0..score.judged[k] {
+                let found = f64::from(u8::from(hit < score.found[k]));
+                // Paired by sweep, class and rank: versions that find as many pair up as equal.
+                let key = (1 << 63) | seq << 20 | (k as u64) << 16 | hit as u64;
+                w.push_keyed("recall", key, found);
+                w.push_keyed(class_series, key, found);
+            }
         }
-        for d in detections {
-            if (d.x_m - ex).hypot(d.y_m - ey) <= VRU_RANGE_M {
-                w.push("precision", f64::from(u8::from(near(d.x_m, d.y_m))));
+        for _ in 0..score.true_positives {
+            w.push("precision", 1.0);
+        }
+        for _ in 0..score.false_positives {
+            w.push("precision", 0.0);
+        }
+        w.samples += 1;
+    }
+
+    /// Scores one sweep's fused tracks by a fusion version: position and velocity error of the
+    /// tracks within 2 m of a road user (the nearest), and their lidar NIS.
+    pub fn record_fusion(&self, model: &str, version: &str, seq: u64, fused: &[FusedTrack], agents: &[AgentTruth]) {
+        let mut g = self.lock();
+        let w = g.windows.entry((model.to_string(), version.to_string())).or_default();
+        for f in fused {
+            let best =
+                agents.iter().map(|a| ((a.x_m - f.x_m).hypot(a.y_m - f.y_m), a)).min_by(|a, b| a.0.total_cmp(&b.0));
+            if let Some((d, a)) = best.filter(|(d, _)| *d < MATCH_M) {
+                let key = (1 << 63) | seq << 32 | u64::from(f.id);
+                w.push_keyed("rmse_pos_m_sq", key, d * d);
+                w.push_keyed("rmse_vel_mps_sq", key, (a.vx_mps - f.vx_mps).powi(2) + (a.vy_mps - f.vy_mps).powi(2));
+                if let Some(n) = f.nis_lidar {
+                    w.push("nis_lidar", n);
+                }
             }
         }
         w.samples += 1;
-        let fw = g.windows.entry(("fusion".to_string(), "ukf".to_string())).or_default();
-        for f in fused {
-            let best = truth
-                .agents
-                .iter()
-                .map(|a| ((a.x_m - f.x_m).hypot(a.y_m - f.y_m), a))
-                .min_by(|a, b| a.0.total_cmp(&b.0));
-            if let Some((d, a)) = best.filter(|(d, _)| *d < MATCH_M) {
-                fw.push("rmse_pos_m_sq", d * d);
-                fw.push("rmse_vel_mps_sq", (a.vx_mps - f.vx_mps).powi(2) + (a.vy_mps - f.vy_mps).powi(2));
-                if let Some(n) = f.nis_lidar {
-                    fw.push("nis_lidar", n);
-                }
-                fw.samples += 1;
-            }
-        }
     }
 
     /// Scores one tick of sensor alarms against the faults truly active: per-tick precision and
-    /// recall of the alarms.
-    pub fn record_health(&self, alarms: [bool; 5], truth: &GroundTruth) {
+    /// recall of the alarms, the share of faults alarmed while active, and alarms raised on a
+    /// sensor without a fault per 10 minutes of scene time.
+    pub fn record_health(&self, alarms: [bool; 5], truth: &GroundTruth, tick_secs: f64) {
         let mut g = self.lock();
-        let w = g.windows.entry(("anomaly".to_string(), "health".to_string())).or_default();
+        let g = &mut *g;
+        let w = g.windows.entry((HEALTH_WINDOW.0.to_string(), HEALTH_WINDOW.1.to_string())).or_default();
+        let tally = &mut g.health;
+        let t = truth.t_secs;
         for (i, sensor) in Sensor::ALL.into_iter().enumerate() {
-            let faulty = truth.faults.iter().any(|f| f.sensor == sensor && f.active_at(truth.t_secs));
+            let active: Vec<u32> =
+                truth.faults.iter().filter(|f| f.sensor == sensor && f.active_at(t)).map(|f| f.id).collect();
+            let faulty = !active.is_empty();
             if faulty {
                 w.push("recall", f64::from(u8::from(alarms[i])));
             }
             if alarms[i] {
                 w.push("precision", f64::from(u8::from(faulty)));
             }
+            for id in active {
+                *tally.faults.entry(id).or_default() |= alarms[i];
+            }
+            if alarms[i] && !tally.alarmed[i] && !faulty {
+                tally.false_onsets.push_back(t);
+            }
+            tally.alarmed[i] = alarms[i];
         }
+        // Faults that ended: alarmed while active or not.
+        let live: Vec<u32> = truth.faults.iter().filter(|f| f.end_secs > t).map(|f| f.id).collect();
+        let ended: Vec<u32> = tally.faults.keys().copied().filter(|id| !live.contains(id)).collect();
+        for id in ended {
+            if let Some(hit) = tally.faults.remove(&id) {
+                w.push("fault_recall", f64::from(u8::from(hit)));
+            }
+        }
+        // False alarms over the last ten minutes watched.
+        tally.watched_secs = (tally.watched_secs + tick_secs).min(600.0);
+        while tally.false_onsets.front().is_some_and(|x| t - x > 600.0) {
+            tally.false_onsets.pop_front();
+        }
+        let per_10min = tally.false_onsets.len() as f64 * 600.0 / tally.watched_secs.max(tick_secs);
+        w.series.insert("false_alarms_per_10min", VecDeque::from([(0, per_10min)]));
         w.samples += 1;
     }
 
@@ -287,19 +399,24 @@ impl OnlineEval {
     /// root-mean-square metric such as `rmse_pos_m`, of the squares; `value` is then the root).
     pub fn stats(&self, model: &str, version: &str, metric: &str) -> Option<crate::lifecycle::judge::ErrorStats> {
         let g = self.lock();
-        let w = g.windows.get(&(model.to_string(), version.to_string()))?;
-        let squared = format!("{metric}_sq");
-        let (q, rooted) = match w.series.get(metric) {
-            Some(q) => (q, false),
-            None => (w.series.get(squared.as_str())?, true),
-        };
+        let (q, rooted) = g.windows.get(&(model.to_string(), version.to_string()))?.metric(metric)?;
         let n = q.len();
         if n == 0 {
             return None;
         }
-        let mean = q.iter().sum::<f64>() / n as f64;
-        let var = if n > 1 { q.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64 } else { 0.0 };
+        let mean = q.iter().map(|x| x.1).sum::<f64>() / n as f64;
+        let var = if n > 1 { q.iter().map(|x| (x.1 - mean).powi(2)).sum::<f64>() / (n - 1) as f64 } else { 0.0 };
         Some(crate::lifecycle::judge::ErrorStats { value: if rooted { mean.sqrt() } else { mean }, mean, var, n })
+    }
+
+    /// The paired differences (candidate − incumbent) of a metric's samples measured on the same
+    /// thing by two versions of a model (squares, for a root-mean-square metric).
+    pub fn paired_differences(&self, model: &str, incumbent: &str, candidate: &str, metric: &str) -> Vec<f64> {
+        let g = self.lock();
+        let get = |v: &str| g.windows.get(&(model.to_string(), v.to_string())).and_then(|w| w.metric(metric));
+        let (Some((inc, _)), Some((cand, _))) = (get(incumbent), get(candidate)) else { return Vec::new() };
+        let by_key: std::collections::HashMap<u64, f64> = inc.iter().filter(|x| x.0 != 0).copied().collect();
+        cand.iter().filter(|x| x.0 != 0).filter_map(|(k, c)| by_key.get(k).map(|i| c - i)).collect()
     }
 
     /// Adds samples of a metric to a version's window (tests inject the error difference they
@@ -308,8 +425,8 @@ impl OnlineEval {
     pub fn inject(&self, model: &str, version: &str, metric: &'static str, values: impl IntoIterator<Item = f64>) {
         let mut g = self.lock();
         let w = g.windows.entry((model.to_string(), version.to_string())).or_default();
-        for v in values {
-            w.push(metric, v);
+        for (k, v) in values.into_iter().enumerate() {
+            w.push_keyed(metric, k as u64 + 1, v);
         }
     }
 

@@ -567,7 +567,13 @@ fn judge_step(
     let metric = s.judged_metric(model);
     let stats = |v: u64| metric.as_ref().and_then(|(m, _)| online.stats(model, &v.to_string(), m));
     let (inc_err, cand_err) = (stats(c.incumbent), stats(c.candidate));
+    let pairs = metric.as_ref().map_or_else(Vec::new, |(m, _)| {
+        online.paired_differences(model, &c.incumbent.to_string(), &c.candidate.to_string(), m)
+    });
     let error = match (&metric, inc_err, cand_err) {
+        (Some((_, hib)), Some(i), Some(_)) if pairs.len() >= s.min_samples => {
+            Some(judge::compare_paired(&i, &pairs, *hib, s.margin, s.min_samples, s.significance_z))
+        }
         (Some((_, hib)), Some(i), Some(k)) => {
             Some(judge::compare_error(&i, &k, *hib, s.margin, s.min_samples, s.significance_z))
         }
@@ -575,7 +581,11 @@ fn judge_step(
         (None, _, _) => None,
     };
     let t_stat = match error {
-        Some(judge::ErrorVerdict::Worse { t } | judge::ErrorVerdict::NotWorse { t }) => Some(t),
+        Some(
+            judge::ErrorVerdict::Worse { t }
+            | judge::ErrorVerdict::NotWorse { t }
+            | judge::ErrorVerdict::Undecided { t },
+        ) => Some(t),
         _ => None,
     };
     let side = |v: u64, all: &Traffic, err: Option<judge::ErrorStats>| {
@@ -585,7 +595,7 @@ fn judge_step(
     };
     let evidence = json!({
         "step": c.step, "share": s.steps.get(c.step), "judged_on": judged_on(model, s),
-        "metric": metric.as_ref().map(|m| &m.0), "error_t": t_stat,
+        "metric": metric.as_ref().map(|m| &m.0), "error_t": t_stat, "paired_samples": pairs.len(),
         "failure_z": judge::failure_z(&inc_all, &cand_all),
         "latency_window": window, "latency_strikes": next.strikes,
         "incumbent": side(c.incumbent, &inc_all, inc_err),

@@ -1,8 +1,25 @@
 //! The live stack: the scene thread and its command channel ([`scene_runner`]), the fan-out hub
-//! with a bounded send queue per client ([`hub`]), live detection and tracking ([`perception`])
-//! and live trajectory predictions ([`predictor`]), all through the serving path.
+//! with a bounded send queue per client ([`hub`]), and the AV stack on its own thread
+//! ([`perception`]): each sweep through the served `detection` version, the tracker, each track
+//! through the served `fusion` version with its radar returns ([`fusion`]), and the tracks'
+//! futures through the served trajectory version ([`predictor`]) — every call through routing
+//! and the engine, like any client's.
 
+use std::sync::Arc;
+
+pub mod fusion;
 pub mod hub;
 pub mod perception;
 pub mod predictor;
 pub mod scene_runner;
+
+/// What the live stack calls the serving core through.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub registry: Arc<crate::serving::registry::Registry>,
+    pub router: Arc<crate::lifecycle::routing::Router>,
+    pub hub: Arc<hub::Hub>,
+    pub online: Arc<crate::lifecycle::online::OnlineEval>,
+    /// The runtime the engine's replies arrive on.
+    pub handle: tokio::runtime::Handle,
+}

@@ -1,15 +1,18 @@
-//! Live trajectory predictions: every 0.4 s of scene time, the last 3.2 s of every agent go
+//! Live trajectory predictions: every 0.4 s of scene time, the last 3.2 s of every subject go
 //! through the inference engine of the served trajectory model (the learned `trajectory` when
-//! loaded, else the `trajectory_cv` baseline) and the result is published on the
-//! `predictions` stream. The histories are the agents' true positions.
+//! loaded, else the `trajectory_cv` baseline).
 //!
-//! Each agent is one caller of the routing policy (key `agent-<id>`), so a split or canary
-//! spreads the scene's agents across versions, stickily. A version that shadows (or, in a
-//! canary, the one not serving an agent) predicts it too, unseen: every version is scored by
-//! the online evaluator on the same agents, which makes their errors comparable.
+//! There are two predictors, one per [`Feed`]. The one fed by perception predicts each
+//! confirmed track from its fused history — what the vehicle saw — and publishes on the
+//! `predictions` stream (ids are track ids); its completed 8 + 12 step windows are the
+//! continuous learner's training data. The one fed by the scene's truth predicts every road user
+//! from its true positions and is only scored, so the online error shows how much of the error
+//! perception adds.
 //!
-//! Every agent's completed 8 + 12 step windows are kept (bounded) as training data for the
-//! continuous learner.
+//! Each subject is one caller of the routing policy (key `track-<id>` or `agent-<id>`), so a
+//! split or canary spreads them across versions, stickily. A version that shadows (or, in a
+//! canary, the one not serving a subject) predicts it too, unseen: every version is scored by
+//! the online evaluator on the same subjects, which makes their errors comparable.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -20,52 +23,58 @@ use waypoint_models::trajectory::{OBS_STEPS, PRED_STEPS, STEP_SECS};
 use waypoint_models::{Tensor, TensorData};
 use waypoint_protocol::convert::StreamItem;
 use waypoint_protocol::{Bulk, PredictionsMsg, ServerMessage, StreamName};
-use waypoint_sim::Frame;
 
 use crate::lifecycle::learner::{Observed, OBSERVED_WINDOWS};
-use crate::lifecycle::online::{OnlineEval, JUMP_M};
-use crate::lifecycle::routing::Router;
-use crate::live::hub::Hub;
-use crate::serving::registry::{LoadedVersion, Registry};
+use crate::lifecycle::online::{Feed, Subject, JUMP_M};
+use crate::live::Context;
+use crate::serving::registry::LoadedVersion;
 
 /// Models tried in order for the live predictions.
 pub const LIVE_MODELS: [&str; 2] = ["trajectory", "trajectory_cv"];
 
-/// Per-agent position history sampled every [`STEP_SECS`].
+/// One subject's position at a sample: its id, where it is, and the road user it is (for
+/// scoring; none for a track on no road user).
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    pub id: u32,
+    pub x_m: f64,
+    pub y_m: f64,
+    pub subject: Option<Subject>,
+}
+
+/// Per-subject position histories sampled every [`STEP_SECS`].
 #[derive(Debug)]
 pub struct Predictor {
-    registry: Arc<Registry>,
-    router: Arc<Router>,
-    hub: Arc<Hub>,
-    online: Arc<OnlineEval>,
-    handle: tokio::runtime::Handle,
+    ctx: Context,
+    feed: Feed,
     histories: BTreeMap<u32, VecDeque<[f32; 2]>>,
     next_sample_secs: f64,
     observed: Observed,
 }
 
-/// One inference request of a prediction round: a version and the agents (indices) it predicts.
+/// One inference request of a prediction round: a version and the subjects (indices) it predicts.
 struct Job {
     loaded: Arc<LoadedVersion>,
-    agents: Vec<usize>,
+    subjects: Vec<usize>,
     /// Published (false: a shadow, only scored).
     primary: bool,
 }
 
+/// What a round predicts: each ready subject's id, last 8 positions and road user.
+struct Round {
+    feed: Feed,
+    ids: Vec<u32>,
+    histories: Vec<Vec<f32>>,
+    subjects: Vec<Option<Subject>>,
+    seq: u64,
+    t_secs: f64,
+}
+
 impl Predictor {
-    pub fn new(
-        registry: Arc<Registry>,
-        router: Arc<Router>,
-        hub: Arc<Hub>,
-        online: Arc<OnlineEval>,
-        handle: tokio::runtime::Handle,
-    ) -> Self {
+    pub fn new(ctx: Context, feed: Feed) -> Self {
         Self {
-            registry,
-            router,
-            hub,
-            online,
-            handle,
+            ctx,
+            feed,
             histories: BTreeMap::new(),
             next_sample_secs: 0.0,
             observed: Arc::new(Mutex::new(VecDeque::new())),
@@ -83,25 +92,50 @@ impl Predictor {
         self.next_sample_secs = 0.0;
     }
 
-    /// Samples the frame when a 0.4 s step has passed and, if agents have a full history,
-    /// submits the round's requests.
-    pub fn on_frame(&mut self, frame: &Frame) {
-        if frame.t_secs + 1e-9 < self.next_sample_secs {
+    /// Takes the subjects' positions at `t_secs` when a 0.4 s step has passed and, if some have
+    /// a full history, submits the round's requests (on the runtime; this never waits for them).
+    pub fn on_sample(&mut self, seq: u64, t_secs: f64, samples: &[Sample]) {
+        if t_secs + 1e-9 < self.next_sample_secs {
             return;
         }
-        if frame.t_secs < self.next_sample_secs - STEP_SECS {
+        if t_secs < self.next_sample_secs - STEP_SECS {
             // Time went backwards (reset): start again.
             self.clear();
         }
-        self.next_sample_secs = frame.t_secs + STEP_SECS - 1e-6;
-        let present: Vec<u32> = frame.truth.agents.iter().map(|a| a.id).collect();
-        self.histories.retain(|id, _| present.contains(id));
+        self.next_sample_secs = t_secs + STEP_SECS - 1e-6;
+        self.histories.retain(|id, _| samples.iter().any(|s| s.id == *id));
+        let completed = self.extend_histories(samples);
+        if self.feed == Feed::Tracks && !completed.is_empty() {
+            let mut o = self.observed.lock().unwrap_or_else(|p| p.into_inner());
+            o.extend(completed);
+            let excess = o.len().saturating_sub(OBSERVED_WINDOWS);
+            o.drain(..excess);
+        }
+        let mut round =
+            Round { feed: self.feed, ids: Vec::new(), histories: Vec::new(), subjects: Vec::new(), seq, t_secs };
+        for s in samples {
+            let Some(h) = self.histories.get(&s.id).filter(|h| h.len() >= OBS_STEPS) else { continue };
+            round.ids.push(s.id);
+            round.histories.push(h.iter().skip(h.len() - OBS_STEPS).flatten().copied().collect());
+            round.subjects.push(s.subject);
+        }
+        if round.ids.is_empty() {
+            return;
+        }
+        let registry = &self.ctx.registry;
+        let Some(model) = LIVE_MODELS.iter().find(|m| registry.get(m, None).is_ok()).copied() else { return };
+        let jobs = self.plan(model, &round.ids);
+        self.ctx.handle.spawn(run_round(jobs, round, self.ctx.clone()));
+    }
+
+    /// Appends each subject's position; returns the 8 + 12 step windows completed.
+    fn extend_histories(&mut self, samples: &[Sample]) -> Vec<Window> {
         let window = OBS_STEPS + PRED_STEPS;
         let mut completed = Vec::new();
-        for a in &frame.truth.agents {
-            let h = self.histories.entry(a.id).or_default();
-            let p = [a.x_m as f32, a.y_m as f32];
-            // A driver at the end of its route re-enters elsewhere under the same id: a new track.
+        for s in samples {
+            let h = self.histories.entry(s.id).or_default();
+            let p = [s.x_m as f32, s.y_m as f32];
+            // A driver at the end of its route re-enters elsewhere under the same id: a new history.
             if h.back().is_some_and(|q| (q[0] - p[0]).hypot(q[1] - p[1]) > JUMP_M) {
                 h.clear();
             }
@@ -121,34 +155,21 @@ impl Predictor {
                 completed.push(w);
             }
         }
-        if !completed.is_empty() {
-            let mut o = self.observed.lock().unwrap_or_else(|p| p.into_inner());
-            o.extend(completed);
-            let excess = o.len().saturating_sub(OBSERVED_WINDOWS);
-            o.drain(..excess);
-        }
-        let ready: Vec<(u32, Vec<f32>)> = self
-            .histories
-            .iter()
-            .filter(|(_, h)| h.len() >= OBS_STEPS)
-            .map(|(id, h)| (*id, h.iter().skip(h.len() - OBS_STEPS).flatten().copied().collect()))
-            .collect();
-        if ready.is_empty() {
-            return;
-        }
-        let Some(model) = LIVE_MODELS.iter().find(|m| self.registry.get(m, None).is_ok()).copied() else { return };
-        let jobs = self.plan(model, &ready);
-        let (hub, online, seq, t) = (self.hub.clone(), self.online.clone(), frame.seq, frame.t_secs);
-        self.handle.spawn(run_round(jobs, ready, hub, online, seq, t));
+        completed
     }
 
-    /// Groups the agents by the version that serves them, and by the version that shadows them.
-    fn plan(&self, model: &str, ready: &[(u32, Vec<f32>)]) -> Vec<Job> {
+    /// Groups the subjects by the version that serves them, and by the version that shadows them.
+    fn plan(&self, model: &str, ids: &[u32]) -> Vec<Job> {
+        let prefix = match self.feed {
+            Feed::Tracks => "track",
+            Feed::Truth => "agent",
+        };
         let mut primary: BTreeMap<u64, (Arc<LoadedVersion>, Vec<usize>)> = BTreeMap::new();
         let mut shadow: BTreeMap<u64, (Arc<LoadedVersion>, Vec<usize>)> = BTreeMap::new();
-        for (i, (id, _)) in ready.iter().enumerate() {
+        for (i, id) in ids.iter().enumerate() {
+            let key = format!("{prefix}-{id}");
             let Ok((loaded, sh)) =
-                crate::lifecycle::routing::resolve(&self.registry, &self.router, model, None, &format!("agent-{id}"))
+                crate::lifecycle::routing::resolve(&self.ctx.registry, &self.ctx.router, model, None, &key)
             else {
                 continue;
             };
@@ -158,72 +179,62 @@ impl Predictor {
             }
         }
         let mut jobs: Vec<Job> =
-            primary.into_values().map(|(loaded, agents)| Job { loaded, agents, primary: true }).collect();
-        jobs.extend(shadow.into_values().map(|(loaded, agents)| Job { loaded, agents, primary: false }));
+            primary.into_values().map(|(loaded, subjects)| Job { loaded, subjects, primary: true }).collect();
+        jobs.extend(shadow.into_values().map(|(loaded, subjects)| Job { loaded, subjects, primary: false }));
         jobs
     }
 }
 
-/// Runs a round's requests concurrently, scores every result, publishes the primary ones as one
-/// message.
-async fn run_round(
-    jobs: Vec<Job>,
-    ready: Vec<(u32, Vec<f32>)>,
-    hub: Arc<Hub>,
-    online: Arc<OnlineEval>,
-    seq: u64,
-    t: f64,
-) {
-    let results = join_all(jobs.iter().map(|job| {
-        let data: Vec<f32> = job.agents.iter().flat_map(|i| ready[*i].1.iter().copied()).collect();
-        let n = job.agents.len();
-        async move {
-            let input = Tensor::new("history", vec![n, OBS_STEPS, 2], TensorData::F32(data)).ok()?;
-            match crate::serving::inference::infer_on(&job.loaded, vec![input]).await {
-                Ok(out) => {
-                    let find = |name: &str| {
-                        out.outputs.iter().find(|o| o.name == name).and_then(|o| o.as_f32().ok().map(<[f32]>::to_vec))
-                    };
-                    let traj = find("trajectory")?;
-                    // A model without an uncertainty output has none: absent, never zero.
-                    Some((traj, find("sigma")))
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "live prediction failed");
-                    None
-                }
-            }
+/// One job's request: the trajectories and, when the model gives them, their uncertainties.
+async fn predict(job: &Job, round: &Round) -> Option<(Vec<f32>, Option<Vec<f32>>)> {
+    let data: Vec<f32> = job.subjects.iter().flat_map(|i| round.histories[*i].iter().copied()).collect();
+    let input = Tensor::new("history", vec![job.subjects.len(), OBS_STEPS, 2], TensorData::F32(data)).ok()?;
+    match crate::serving::inference::infer_on(&job.loaded, vec![input]).await {
+        Ok(out) => {
+            let find = |name: &str| {
+                out.outputs.iter().find(|o| o.name == name).and_then(|o| o.as_f32().ok().map(<[f32]>::to_vec))
+            };
+            // A model without an uncertainty output has none: absent, never zero.
+            Some((find("trajectory")?, find("sigma")))
         }
-    }))
-    .await;
-    let per_agent = PRED_STEPS * 2;
-    let mut trajectory = vec![0f32; ready.len() * per_agent];
-    let mut sigma = vec![f32::NAN; ready.len() * per_agent];
+        Err(e) => {
+            tracing::debug!(error = %e, "live prediction failed");
+            None
+        }
+    }
+}
+
+/// Runs a round's requests concurrently, scores every result, publishes the primary ones of the
+/// track feed as one message.
+async fn run_round(jobs: Vec<Job>, round: Round, ctx: Context) {
+    let results = join_all(jobs.iter().map(|job| predict(job, &round))).await;
+    let per = PRED_STEPS * 2;
+    let n = round.ids.len();
+    let mut trajectory = vec![0f32; n * per];
+    let mut sigma = vec![f32::NAN; n * per];
     let mut all_have_sigma = true;
-    let mut version_of: Vec<Option<String>> = vec![None; ready.len()];
+    let mut version_of: Vec<Option<String>> = vec![None; n];
     let mut model = String::new();
     for (job, result) in jobs.iter().zip(results) {
         let Some((traj, sig)) = result else { continue };
-        let ids: Vec<u32> = job.agents.iter().map(|i| ready[*i].0).collect();
+        let subjects: Vec<Option<Subject>> = job.subjects.iter().map(|i| round.subjects[*i]).collect();
         let version = job.loaded.version.to_string();
-        online.record_predictions(&job.loaded.model, &version, t, &ids, &traj);
-        if !job.primary {
+        ctx.online.record_predictions(&job.loaded.model, &version, round.feed, round.t_secs, &subjects, &traj);
+        if !job.primary || round.feed != Feed::Tracks {
             continue;
         }
         model.clone_from(&job.loaded.model);
-        for (k, i) in job.agents.iter().enumerate() {
-            trajectory[i * per_agent..(i + 1) * per_agent].copy_from_slice(&traj[k * per_agent..(k + 1) * per_agent]);
+        for (k, i) in job.subjects.iter().enumerate() {
+            trajectory[i * per..(i + 1) * per].copy_from_slice(&traj[k * per..(k + 1) * per]);
             match &sig {
-                Some(sig) => {
-                    sigma[i * per_agent..(i + 1) * per_agent].copy_from_slice(&sig[k * per_agent..(k + 1) * per_agent]);
-                }
+                Some(sig) => sigma[i * per..(i + 1) * per].copy_from_slice(&sig[k * per..(k + 1) * per]),
                 None => all_have_sigma = false,
             }
             version_of[*i] = Some(version.clone());
         }
     }
-    // Publish the agents that got a prediction, in order.
-    let keep: Vec<usize> = (0..ready.len()).filter(|i| version_of[*i].is_some()).collect();
+    // Publish the tracks that got a prediction, in order.
+    let keep: Vec<usize> = (0..n).filter(|i| version_of[*i].is_some()).collect();
     if keep.is_empty() {
         return;
     }
@@ -234,18 +245,17 @@ async fn run_round(
     }
     let main = counts.iter().max_by_key(|(_, n)| **n).map(|(v, _)| v.to_string()).unwrap_or_default();
     let mixed = counts.len() > 1;
-    let pick =
-        |src: &[f32]| keep.iter().flat_map(|i| src[i * per_agent..(i + 1) * per_agent].iter().copied()).collect();
+    let pick = |src: &[f32]| keep.iter().flat_map(|i| src[i * per..(i + 1) * per].iter().copied()).collect();
     let msg = PredictionsMsg {
-        seq,
-        t_secs: t,
+        seq: round.seq,
+        t_secs: round.t_secs,
         model,
         version: main,
         count: keep.len() as u32,
-        agent_ids: keep.iter().map(|i| ready[*i].0).collect(),
+        agent_ids: keep.iter().map(|i| round.ids[*i]).collect(),
         trajectory: Bulk::F32(pick(&trajectory)),
         sigma: all_have_sigma.then(|| Bulk::F32(pick(&sigma))),
         versions: mixed.then_some(versions),
     };
-    hub.publish(&StreamItem::Ready(StreamName::Predictions, ServerMessage::Predictions(msg)));
+    ctx.hub.publish(&StreamItem::Ready(StreamName::Predictions, ServerMessage::Predictions(msg)));
 }

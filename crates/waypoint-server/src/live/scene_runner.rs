@@ -62,6 +62,8 @@ struct Loop {
     perception: Option<crate::live::perception::Perception>,
     health: HealthMonitor,
     online: Arc<OnlineEval>,
+    /// A reset happened since the last sweep offered to perception.
+    reset_pending: bool,
 }
 
 impl Loop {
@@ -83,15 +85,19 @@ impl Loop {
             self.remember(&item);
             self.hub.publish(&item);
         }
+        // The scored truth first: the stack's outputs of this tick are scored against it.
+        let evaluation = self.online.on_frame(&frame.truth);
         if let Some(p) = &mut self.predictor {
-            p.on_frame(&frame);
+            p.on_sample(frame.seq, frame.t_secs, &crate::live::perception::truth_samples(&frame.truth));
         }
         if let (Some(p), Some(sweep)) = (&self.perception, frame.lidar.last()) {
             let ego = &frame.truth.ego;
-            p.offer(frame.seq, sweep, &self.scene.config().sensors.lidar, &frame.radar, (ego.vx_mps, ego.vy_mps));
+            let lidar = &self.scene.config().sensors.lidar;
+            let reset = std::mem::take(&mut self.reset_pending);
+            p.offer(frame.seq, sweep, lidar, &frame.radar, (ego.vx_mps, ego.vy_mps), &frame.truth, reset);
         }
         self.publish_health(&frame);
-        if let Some(msg) = self.online.on_frame(frame.seq, &frame.truth) {
+        if let Some(msg) = evaluation {
             self.hub.publish(&StreamItem::Ready(StreamName::Evaluation, ServerMessage::Evaluation(msg)));
         }
         self.last = Some(frame);
@@ -112,7 +118,7 @@ impl Loop {
                 learning: h.learning,
             })
             .collect();
-        self.online.record_health(scores.map(|h| h.alarm), &frame.truth);
+        self.online.record_health(scores.map(|h| h.alarm), &frame.truth, self.scene.config().tick_secs);
         let combined = scores.iter().filter(|h| h.enabled).map(|h| h.score).fold(0.0, f64::max);
         let msg = HealthMsg {
             seq: frame.seq,
@@ -156,6 +162,7 @@ impl Loop {
                 if let Some(p) = &mut self.predictor {
                     p.clear();
                 }
+                self.reset_pending = true;
             }
             Command::AddAgent { kind } => reply.agent_id = Some(self.scene.add_agent(kind).map_err(refused)?),
             Command::RemoveAgent { agent_id } => self.scene.remove_agent(agent_id).map_err(refused)?,
@@ -221,6 +228,7 @@ impl SceneRunner {
             perception,
             health,
             online,
+            reset_pending: false,
         };
         let (sd, rd, tb) = (shutdown.clone(), ready.clone(), t_bits.clone());
         let thread = std::thread::Builder::new()

@@ -16,10 +16,28 @@ use super::*;
 
 const SHIPPED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/trajectory");
 
+/// Adds the perception the live predictions are made from: the shipped detection model (its
+/// newest version) and the fusion model.
+fn with_perception(repo: &Path) {
+    let models = Path::new(SHIPPED).parent().unwrap();
+    for (model, versions) in [("detection", &["6"][..]), ("fusion", &["1"][..])] {
+        std::fs::create_dir_all(repo.join(model)).unwrap();
+        std::fs::copy(models.join(model).join("config.toml"), repo.join(model).join("config.toml")).unwrap();
+        for v in versions {
+            std::fs::create_dir_all(repo.join(model).join(v)).unwrap();
+            for f in std::fs::read_dir(models.join(model).join(v)).unwrap() {
+                let f = f.unwrap().path();
+                std::fs::copy(&f, repo.join(model).join(v).join(f.file_name().unwrap())).unwrap();
+            }
+        }
+    }
+}
+
 /// A repository with the shipped trajectory model as version 1 and, as version 2, a copy whose
-/// weights are perturbed (a deliberately worse model).
+/// weights are perturbed (a deliberately worse model), and the perception it predicts from.
 fn trajectory_repo() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
+    with_perception(dir.path());
     let m = dir.path().join("trajectory");
     std::fs::create_dir_all(m.join("1")).unwrap();
     std::fs::create_dir_all(m.join("2")).unwrap();
@@ -229,13 +247,14 @@ async fn shadow_traffic_never_changes_the_reply() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_learning_round_makes_a_version_not_worse_online_than_its_base() {
     let repo = tempfile::tempdir().unwrap();
+    with_perception(repo.path());
     let m = repo.path().join("trajectory");
     std::fs::create_dir_all(m.join("1")).unwrap();
     std::fs::copy(Path::new(SHIPPED).join("config.toml"), m.join("config.toml")).unwrap();
     std::fs::copy(Path::new(SHIPPED).join("1").join(WEIGHTS_FILE), m.join("1").join(WEIGHTS_FILE)).unwrap();
     let server = TestServer::start(live(repo.path())).await;
     // Enough of the scene observed.
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let l = get_json(&server, "/api/v1/learning").await;
         if l["observed_windows"].as_u64().unwrap() >= 3000 {

@@ -1,0 +1,158 @@
+//! The live AV stack through the serving core: every model of the scene is a served version,
+//! chosen by routing, scored online per version; predictions come from the tracks.
+
+use std::path::Path;
+use std::time::Instant;
+
+use serde_json::{json, Value};
+
+use super::*;
+
+const MODELS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models");
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            copy_dir(&p, &to.join(p.file_name().unwrap()));
+        } else {
+            std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+}
+
+/// The shipped fusion and trajectory models, and detection versions 5 and 6 both served.
+fn repo() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(MODELS);
+    for m in ["fusion", "trajectory"] {
+        copy_dir(&root.join(m), &dir.path().join(m));
+    }
+    let det = dir.path().join("detection");
+    for v in ["5", "6"] {
+        copy_dir(&root.join("detection").join(v), &det.join(v));
+    }
+    let config = std::fs::read_to_string(root.join("detection/config.toml")).unwrap();
+    std::fs::write(det.join("config.toml"), format!("version_policy = \"all\"\n{config}")).unwrap();
+    dir
+}
+
+async fn get_json(server: &TestServer, path: &str) -> Value {
+    reqwest::get(format!("http://{}{path}", server.addr)).await.unwrap().json().await.unwrap()
+}
+
+/// The online-error gauges of `/metrics`: (model, version, metric) → value.
+async fn online_errors(server: &TestServer) -> Vec<(String, String, String, f64)> {
+    let body = reqwest::get(format!("http://{}/metrics", server.addr)).await.unwrap().text().await.unwrap();
+    body.lines()
+        .filter_map(|l| l.strip_prefix("waypoint_online_error{"))
+        .filter_map(|l| {
+            let (labels, v) = l.split_once("} ")?;
+            let get = |k: &str| {
+                labels.split(',').find_map(|kv| kv.strip_prefix(&format!("{k}=\"")).map(|x| x.trim_end_matches('"')))
+            };
+            Some((get("model")?.into(), get("version")?.into(), get("metric")?.into(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_stack_runs_on_served_versions_and_a_detection_canary_reaches_a_decision() {
+    let repo = repo();
+    let server =
+        TestServer::start(ServerConfig { model_repository: repo.path().into(), speed: 4.0, ..ServerConfig::default() })
+            .await;
+    // Predictions are made for tracks: each predicted id is a confirmed track's, and the first
+    // predicted step is near that track's fused position.
+    let mut ws = server.connect(SUBPROTOCOL_MSGPACK).await;
+    next_msg(&mut ws).await;
+    send_json(
+        &mut ws,
+        SUBPROTOCOL_MSGPACK,
+        json!({"type": "subscribe", "id": 1, "streams": ["predictions", "tracks"]}),
+    )
+    .await;
+    let mut last_tracks: Option<waypoint_protocol::TracksMsg> = None;
+    let mut checked = 0;
+    while checked < 3 {
+        let m = next_msg(&mut ws).await;
+        match m {
+            ServerMessage::Tracks(t) => {
+                assert_eq!((t.model.as_str(), t.version.as_str()), ("detection", "6"), "routing's newest");
+                if !t.fused.is_empty() {
+                    assert_eq!(t.fusion_version.as_deref(), Some("1"));
+                }
+                last_tracks = Some(t);
+            }
+            ServerMessage::Predictions(p) => {
+                let Some(t) = &last_tracks else { continue };
+                let traj = p.trajectory.to_f64(Default::default(), Default::default()).unwrap();
+                assert!(p.sigma.is_some(), "the learned model gives its uncertainty");
+                for (i, id) in p.agent_ids.iter().enumerate() {
+                    let Some(f) = t.fused.iter().find(|f| f.id == *id) else { continue };
+                    let d = (traj[i * 24] - f.x_m).hypot(traj[i * 24 + 1] - f.y_m);
+                    assert!(
+                        d < 0.4 * f.vx_mps.hypot(f.vy_mps) + 3.0,
+                        "track {id}: first step {d} m from its fused state"
+                    );
+                    checked += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    drop(ws);
+    // Online error per served version of every model, and the truth-fed trajectory error beside
+    // the track-fed one.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let want = [
+        ("detection", "6", "recall"),
+        ("detection", "6", "precision"),
+        ("fusion", "1", "rmse_pos_m"),
+        ("trajectory", "2", "ade_m"),
+        ("trajectory", "2", "ade_truth_m"),
+        ("sensor_health", "in-line", "false_alarms_per_10min"),
+    ];
+    loop {
+        let errors = online_errors(&server).await;
+        let missing: Vec<_> =
+            want.iter().filter(|(m, v, k)| !errors.iter().any(|e| e.0 == *m && e.1 == *v && e.2 == *k)).collect();
+        if missing.is_empty() {
+            for e in &errors {
+                assert!(e.3.is_finite(), "{e:?}");
+            }
+            break;
+        }
+        assert!(Instant::now() < deadline, "no online error for {missing:?}; have {errors:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // A canary on detection: both versions score every sweep (the one not serving it shadows),
+    // and the canary is judged on recall and reaches a decision.
+    let settings = json!({"steps": [0.5, 1.0], "dwell_secs": 0.5, "min_samples": 200, "min_requests": 10});
+    let resp = reqwest::Client::new()
+        .put(format!("http://{}/api/v1/models/detection/routing", server.addr))
+        .json(&json!({"policy": "canary", "incumbent": "5", "candidate": "6", "settings": settings}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let r: Value = resp.json().await.unwrap();
+    assert!(r["judged_on"].as_str().unwrap().starts_with("online recall"), "{r:#}");
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let r = loop {
+        let r = get_json(&server, "/api/v1/models/detection/routing").await;
+        if r["policy"] == "fixed" {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "the detection canary never decided: {r:#}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let decisions = r["decisions"].as_array().unwrap();
+    let last = decisions.last().unwrap();
+    assert!(["promote", "rollback"].contains(&last["action"].as_str().unwrap()), "{last:#}");
+    let ev = &last["evidence"];
+    assert!(ev["incumbent"]["samples"].as_u64().unwrap() >= 200 && ev["candidate"]["samples"].as_u64().unwrap() >= 200);
+    eprintln!("detection canary: {} — {}", last["detail"], ev);
+    server.stop().await;
+}
