@@ -21,8 +21,8 @@ use crate::serving::registry::LoadedVersion;
 
 /// The served model live fusion runs on.
 pub const FUSION_MODEL: &str = "fusion";
-/// Measurements of a track replayed on each sweep: about 1.5 s of lidar and radar.
-pub const WINDOW_ROWS: usize = 40;
+/// Measurements of a track replayed on each sweep: about 3 s of lidar and radar.
+pub const WINDOW_ROWS: usize = 100;
 /// Radar returns farther than this from a track are not associated with it, metres.
 const RADAR_GATE_M: f64 = 2.5;
 
