@@ -262,7 +262,9 @@ mod tests {
             max_queue_delay: Duration::from_millis(50),
             queue_capacity: 16,
             instances: 1,
-            timeout: Duration::from_secs(10),
+            // Generous: the panic hook prints a symbolised backtrace (slow on a busy machine)
+            // before the batch is answered.
+            timeout: Duration::from_secs(300),
         };
         let metrics = Arc::new(VersionMetrics::default());
         (VersionEngine::start("probe", vec![Box::new(Probe)], settings, metrics.clone()).unwrap(), metrics)
