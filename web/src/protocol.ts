@@ -119,6 +119,8 @@ export interface TracksMsg {
   version: string;
   detections: Detection[];
   tracks: Track[];
+  /** The fusion version that fused the tracks (absent when no fusion version is served). */
+  fusion_version?: string | null;
   fused: Fused[];
 }
 

@@ -259,21 +259,24 @@ export class FusionPanel extends ChartPanel {
     this.text = el("div", "muted");
     this.body.prepend(this.text);
     this.rmse = this.addChart(renderer, {
-      title: "UKF error against the truth (RMSE) and lidar NIS",
+      title: "error of the served fusion versions against the truth (RMSE) and lidar NIS",
       yLabel: "m, m/s, NIS",
       height: 160,
-      series: [
-        { key: "fusion/ukf/rmse_pos_m", label: "RMSE position (m)", color: "#06d6a0" },
-        { key: "fusion/ukf/rmse_vel_mps", label: "RMSE velocity (m/s)", color: "#ffd166" },
-        { key: "fusion/ukf/nis_lidar", label: "NIS lidar (2 dof)", color: "#ef476f", dash: true },
-      ],
+      series: [],
     });
   }
 
   accept(f: Partial<Frame>): void {
     if (f.tracks) this.tracks = f.tracks;
-    if (f.evalSeries && "fusion/ukf/rmse_pos_m" in f.evalSeries.series) {
+    if (f.evalSeries) {
+      const specs = [
+        ...versionSeries(f.evalSeries, ["fusion"], "rmse_pos_m"),
+        ...versionSeries(f.evalSeries, ["fusion"], "rmse_vel_mps"),
+        ...versionSeries(f.evalSeries, ["fusion"], "nis_lidar", true),
+      ];
+      if (specs.length === 0) return;
       this.series = f.evalSeries;
+      this.rmse.setSeries(specs);
       this.gotData();
     }
   }
@@ -282,7 +285,7 @@ export class FusionPanel extends ChartPanel {
     const t = this.tracks;
     if (t) {
       const nis = t.fused.map((f) => f.nis_lidar).filter((v): v is number => typeof v === "number");
-      this.text.textContent = `${t.fused.length} fused tracks · mean lidar NIS ${fmt(
+      this.text.textContent = `${t.fused.length} fused tracks · fusion v${t.fusion_version ?? "?"} · mean lidar NIS ${fmt(
         nis.length ? nis.reduce((a, b) => a + b, 0) / nis.length : NaN,
       )} (95 % bound 5.99)`;
     }
