@@ -137,6 +137,8 @@ export interface HealthMsg {
   type: "health";
   seq: number;
   t_secs: number;
+  /** The served `sensor_health` version that scored this tick. */
+  version?: string;
   threshold: number;
   combined: number;
   sensors: SensorHealth[];

@@ -15,8 +15,12 @@ use crate::ModelError;
 pub type Factory = Arc<dyn Fn(&Path) -> Result<Box<dyn Model>, ModelError> + Send + Sync>;
 
 /// Backend names built in (`platform = "waypoint"`, `backend = ...` in `config.toml`).
-pub const BUILTIN: [&str; 5] =
-    ["constant_velocity", "ukf_fusion", "trajectory_tcn", "lidar_detection", "anomaly_detector"];
+pub const BUILTIN: [&str; 6] =
+    ["constant_velocity", "ukf_fusion", "trajectory_tcn", "lidar_detection", "anomaly_detector", "sensor_health"];
+
+/// Built-in backends that keep state between requests (per sequence): their requests must reach
+/// one instance, in order, unbatched.
+pub const STATEFUL: [&str; 1] = ["sensor_health"];
 
 static REGISTERED: RwLock<BTreeMap<String, Factory>> = RwLock::new(BTreeMap::new());
 
@@ -33,6 +37,7 @@ pub fn instantiate(backend: &str, version_dir: &Path) -> Result<Box<dyn Model>, 
         "lidar_detection" => Ok(Box::new(crate::detection::model::DetectionModel::load(version_dir)?)),
         "ukf_fusion" => Ok(Box::new(crate::fusion::model::FusionModel::default())),
         "anomaly_detector" => Ok(Box::new(crate::anomaly::model::AnomalyModel::default())),
+        "sensor_health" => Ok(Box::new(crate::anomaly::health_model::SensorHealthModel::default())),
         other => {
             let factory = REGISTERED.read().unwrap_or_else(|p| p.into_inner()).get(other).cloned();
             match factory {

@@ -482,6 +482,9 @@ pub struct SensorHealthMsg {
 pub struct HealthMsg {
     pub seq: u64,
     pub t_secs: f64,
+    /// The served `sensor_health` version that scored this tick.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
     pub threshold: f64,
     /// Largest score over the enabled sensors.
     pub combined: f64,

@@ -67,7 +67,7 @@ impl AppState {
                 p.observed(),
             ))
         });
-        let perception = match (ctx, track_predictor) {
+        let perception = match (ctx.clone(), track_predictor) {
             (Some(c), Some(p)) => Some(
                 perception::Perception::start(c, p, metrics.clone())
                     .map_err(|e| ServerError::Config(format!("cannot start the perception thread: {e}")))?,
@@ -81,6 +81,7 @@ impl AppState {
             online.clone(),
             truth_predictor,
             perception,
+            ctx,
         )?);
         Ok(Self { config: Arc::new(config), hub, scene, metrics, registry, online, router, learner })
     }

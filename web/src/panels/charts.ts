@@ -137,6 +137,7 @@ export class HealthPanel extends ChartPanel {
           );
           return chip;
         }),
+        el("small", "muted", h.version ? ` sensor_health v${h.version}` : ""),
       );
       if (!this.sliderBusy && document.activeElement !== this.slider) {
         this.slider.value = String(h.threshold);

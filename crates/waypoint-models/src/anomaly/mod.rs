@@ -6,5 +6,6 @@ pub mod nab;
 
 pub use detector::{Detector, DetectorConfig};
 pub mod health;
+pub mod health_model;
 pub mod model;
 pub mod sim_eval;

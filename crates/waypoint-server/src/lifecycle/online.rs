@@ -14,8 +14,8 @@
 //!   prediction was made), also per class (`ade_vehicle_m`, …), and beside them
 //!   `ade_truth_m` / `fde_truth_m` of the same versions fed the *true* histories, so the share of
 //!   the error that perception adds is visible;
-//! - the sensor health monitor (in-line, not a served version: window `sensor_health`/`in-line`):
-//!   per-tick `recall` and `precision` of its alarms, `fault_recall` (faults alarmed while
+//! - `sensor_health`: per tick and sensor, `accuracy` (an alarm exactly when the sensor has a
+//!   fault), `recall` and `precision` of the alarms, `fault_recall` (faults alarmed while
 //!   active) and `false_alarms_per_10min`.
 //!
 //! The windows are published on the `evaluation` stream once a second, exported to
@@ -49,6 +49,7 @@ pub fn default_metric(model: &str) -> Option<(&'static str, bool)> {
         "trajectory" | "trajectory_cv" => Some(("ade_m", false)),
         "detection" => Some(("recall", true)),
         "fusion" => Some(("rmse_pos_m", false)),
+        "sensor_health" => Some(("accuracy", true)),
         _ => None,
     }
 }
@@ -150,10 +151,7 @@ fn prediction_series(feed: Feed, kind: AgentKind) -> [(&'static str, &'static st
 /// Recall series per class (vehicle, pedestrian, cyclist).
 const RECALL_BY_CLASS: [&str; 3] = ["recall_vehicle", "recall_pedestrian", "recall_cyclist"];
 
-/// The window the in-line sensor health monitor is filed under (it is not a served version).
-pub const HEALTH_WINDOW: (&str, &str) = ("sensor_health", "in-line");
-
-/// What the health scoring remembers between ticks.
+/// What the health scoring of one version remembers between ticks.
 #[derive(Debug, Default)]
 struct HealthTally {
     /// Alarm state per sensor on the previous tick.
@@ -171,7 +169,8 @@ struct Inner {
     positions: BTreeMap<u32, VecDeque<(f64, f64, f64)>>,
     pending: Vec<PendingPrediction>,
     windows: BTreeMap<(String, String), Window>,
-    health: HealthTally,
+    /// Per (model, version) of a sensor health model.
+    health: BTreeMap<(String, String), HealthTally>,
     now: f64,
     last_published: f64,
 }
@@ -196,7 +195,7 @@ impl OnlineEval {
         let mut g = self.lock();
         g.positions.clear();
         g.pending.clear();
-        g.health = HealthTally::default();
+        g.health.clear();
         g.last_published = 0.0;
     }
 
@@ -341,19 +340,30 @@ impl OnlineEval {
         w.samples += 1;
     }
 
-    /// Scores one tick of sensor alarms against the faults truly active: per-tick precision and
-    /// recall of the alarms, the share of faults alarmed while active, and alarms raised on a
-    /// sensor without a fault per 10 minutes of scene time.
-    pub fn record_health(&self, alarms: [bool; 5], truth: &GroundTruth, tick_secs: f64) {
+    /// Scores one tick of a sensor health version's alarms against the faults truly active:
+    /// per tick and sensor whether it alarmed exactly when faulty (paired by tick and sensor),
+    /// precision and recall of the alarms, the share of faults alarmed while active, and alarms
+    /// raised on a sensor without a fault per 10 minutes of scene time.
+    pub fn record_health(
+        &self,
+        model: &str,
+        version: &str,
+        seq: u64,
+        alarms: [bool; 5],
+        truth: &GroundTruth,
+        tick_secs: f64,
+    ) {
         let mut g = self.lock();
         let g = &mut *g;
-        let w = g.windows.entry((HEALTH_WINDOW.0.to_string(), HEALTH_WINDOW.1.to_string())).or_default();
-        let tally = &mut g.health;
+        let id = (model.to_string(), version.to_string());
+        let tally = g.health.entry(id.clone()).or_default();
+        let w = g.windows.entry(id).or_default();
         let t = truth.t_secs;
         for (i, sensor) in Sensor::ALL.into_iter().enumerate() {
             let active: Vec<u32> =
                 truth.faults.iter().filter(|f| f.sensor == sensor && f.active_at(t)).map(|f| f.id).collect();
             let faulty = !active.is_empty();
+            w.push_keyed("accuracy", (1 << 63) | seq << 3 | i as u64, f64::from(u8::from(alarms[i] == faulty)));
             if faulty {
                 w.push("recall", f64::from(u8::from(alarms[i])));
             }

@@ -2,12 +2,14 @@
 //! with a bounded send queue per client ([`hub`]), and the AV stack on its own thread
 //! ([`perception`]): each sweep through the served `detection` version, the tracker, each track
 //! through the served `fusion` version with its radar returns ([`fusion`]), and the tracks'
-//! futures through the served trajectory version ([`predictor`]) — every call through routing
-//! and the engine, like any client's.
+//! futures through the served trajectory version ([`predictor`]); on the scene thread, every
+//! tick's sensor output through the served `sensor_health` version ([`health`]) — every call
+//! through routing and the engine, like any client's.
 
 use std::sync::Arc;
 
 pub mod fusion;
+pub mod health;
 pub mod hub;
 pub mod perception;
 pub mod predictor;

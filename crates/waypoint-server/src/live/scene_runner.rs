@@ -9,14 +9,14 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
-use waypoint_models::anomaly::health::HealthMonitor;
 use waypoint_protocol::convert::{stream_items, SceneStatus, StreamItem};
-use waypoint_protocol::{Command, HealthMsg, ReplyBody, SceneMsg, SensorHealthMsg, ServerMessage, StreamName};
+use waypoint_protocol::{Command, HealthMsg, ReplyBody, SceneMsg, ServerMessage, StreamName};
 use waypoint_sim::fault::{FaultSpec, Sensor};
 use waypoint_sim::{Frame, Scene};
 
 use crate::config::{ServerConfig, ServerError};
 use crate::lifecycle::online::OnlineEval;
+use crate::live::health::Health;
 use crate::live::hub::Hub;
 use crate::metrics::Metrics;
 
@@ -60,7 +60,7 @@ struct Loop {
     last_scene: Arc<Mutex<Option<SceneMsg>>>,
     predictor: Option<crate::live::predictor::Predictor>,
     perception: Option<crate::live::perception::Perception>,
-    health: HealthMonitor,
+    health: Health,
     online: Arc<OnlineEval>,
     /// A reset happened since the last sweep offered to perception.
     reset_pending: bool,
@@ -103,29 +103,18 @@ impl Loop {
         self.last = Some(frame);
     }
 
-    /// Scores the sensors' health on this tick and publishes it.
+    /// Scores the sensors' health on this tick through the served model and publishes it.
     fn publish_health(&mut self, frame: &Frame) {
         let enabled = Sensor::ALL.map(|s| self.scene.sensor_enabled(s));
-        let scores = self.health.update(frame, enabled);
-        let sensors: Vec<SensorHealthMsg> = scores
-            .iter()
-            .map(|h| SensorHealthMsg {
-                sensor: h.sensor,
-                enabled: h.enabled,
-                score: h.score,
-                alarm: h.alarm,
-                cause: h.cause.to_string(),
-                learning: h.learning,
-            })
-            .collect();
-        self.online.record_health(scores.map(|h| h.alarm), &frame.truth, self.scene.config().tick_secs);
-        let combined = scores.iter().filter(|h| h.enabled).map(|h| h.score).fold(0.0, f64::max);
+        let Some(answer) = self.health.tick(frame, enabled, self.scene.config().tick_secs) else { return };
+        let combined = answer.sensors.iter().filter(|h| h.enabled).map(|h| h.score).fold(0.0, f64::max);
         let msg = HealthMsg {
             seq: frame.seq,
             t_secs: frame.t_secs,
+            version: Some(answer.version),
             threshold: self.health.threshold,
             combined,
-            sensors,
+            sensors: answer.sensors,
             faults: frame.truth.faults.clone(),
         };
         self.hub.publish(&StreamItem::Ready(StreamName::Health, ServerMessage::Health(msg)));
@@ -156,9 +145,7 @@ impl Loop {
             Command::Stop => self.running = false,
             Command::Reset { seed } => {
                 self.scene.reset(seed).map_err(refused)?;
-                let threshold = self.health.threshold;
-                self.health = HealthMonitor::for_sensors(&self.scene.config().sensors);
-                self.health.threshold = threshold;
+                self.health.restart(&self.scene.config().sensors);
                 if let Some(p) = &mut self.predictor {
                     p.clear();
                 }
@@ -202,6 +189,7 @@ impl SceneRunner {
         online: Arc<OnlineEval>,
         predictor: Option<crate::live::predictor::Predictor>,
         perception: Option<crate::live::perception::Perception>,
+        ctx: Option<crate::live::Context>,
     ) -> Result<Self, ServerError> {
         let mut scene = Scene::new(config.scene.clone()).map_err(|e| ServerError::Config(e.to_string()))?;
         if let Some(tracks) = &config.replay_tracks {
@@ -215,7 +203,7 @@ impl SceneRunner {
         let ready = Arc::new(AtomicBool::new(!config.autostart));
         let t_bits = Arc::new(AtomicU64::new(0));
         let last_scene = Arc::new(Mutex::new(None));
-        let health = HealthMonitor::for_sensors(&scene.config().sensors);
+        let health = Health::new(ctx, &scene.config().sensors);
         let mut lp = Loop {
             scene,
             running: config.autostart,

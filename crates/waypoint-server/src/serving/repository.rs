@@ -105,6 +105,13 @@ impl ModelConfig {
         if self.platform == Platform::Waypoint && self.backend.is_none() {
             return bad("platform \"waypoint\" needs a `backend`".into());
         }
+        let stateful = self.backend.as_deref().is_some_and(|b| waypoint_models::native::STATEFUL.contains(&b));
+        if stateful && (self.instances != 1 || self.max_batch_size != 0) {
+            return bad(format!(
+                "backend {:?} keeps state per sequence: it needs instances = 1 and max_batch_size = 0",
+                self.backend.as_deref().unwrap_or_default()
+            ));
+        }
         let mut names = BTreeSet::new();
         for t in self.inputs.iter().chain(&self.outputs) {
             if !names.insert(&t.name) {
@@ -241,6 +248,15 @@ dims = [-1, 12, 2]
         bad.inputs[0].dims = vec![8, 2];
         assert!(bad.validate("m").is_err());
         assert!(!valid_model_name("../etc"));
+        // A stateful backend on two instances would split a sequence between two states.
+        let mut stateful = cfg.clone();
+        stateful.backend = Some("sensor_health".into());
+        stateful.max_batch_size = 0;
+        stateful.inputs[0].dims = vec![8, 2];
+        stateful.outputs[0].dims = vec![12, 2];
+        stateful.validate("m").unwrap();
+        stateful.instances = 2;
+        assert!(stateful.validate("m").unwrap_err().to_string().contains("instances = 1"));
         assert!(valid_model_name("trajectory_cv"));
     }
 }

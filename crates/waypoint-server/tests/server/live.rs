@@ -22,13 +22,19 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// The shipped fusion and trajectory models, and detection versions 5 and 6 both served.
+/// The shipped fusion, trajectory and sensor health models, detection versions 5 and 6 both
+/// served, and a second sensor health version.
 fn repo() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let root = Path::new(MODELS);
-    for m in ["fusion", "trajectory"] {
+    for m in ["fusion", "trajectory", "sensor_health"] {
         copy_dir(&root.join(m), &dir.path().join(m));
     }
+    // A second sensor health version (the same monitor) for a canary.
+    let health = dir.path().join("sensor_health");
+    copy_dir(&health.join("1"), &health.join("2"));
+    let config = std::fs::read_to_string(health.join("config.toml")).unwrap();
+    std::fs::write(health.join("config.toml"), format!("version_policy = \"all\"\n{config}")).unwrap();
     let det = dir.path().join("detection");
     for v in ["5", "6"] {
         copy_dir(&root.join("detection").join(v), &det.join(v));
@@ -112,7 +118,8 @@ async fn the_live_stack_runs_on_served_versions_and_a_detection_canary_reaches_a
         ("fusion", "1", "rmse_pos_m"),
         ("trajectory", "2", "ade_m"),
         ("trajectory", "2", "ade_truth_m"),
-        ("sensor_health", "in-line", "false_alarms_per_10min"),
+        ("sensor_health", "2", "false_alarms_per_10min"),
+        ("sensor_health", "2", "accuracy"),
     ];
     loop {
         let errors = online_errors(&server).await;
@@ -154,5 +161,30 @@ async fn the_live_stack_runs_on_served_versions_and_a_detection_canary_reaches_a
     let ev = &last["evidence"];
     assert!(ev["incumbent"]["samples"].as_u64().unwrap() >= 200 && ev["candidate"]["samples"].as_u64().unwrap() >= 200);
     eprintln!("detection canary: {} — {}", last["detail"], ev);
+    // A canary on the stateful sensor health model: both versions are fed every tick (each keeps
+    // its own state), their alarms are scored on the same ticks, and the canary, judged on
+    // accuracy, finds the same monitor not worse and promotes it.
+    let resp = reqwest::Client::new()
+        .put(format!("http://{}/api/v1/models/sensor_health/routing", server.addr))
+        .json(&json!({"policy": "canary", "incumbent": "2", "candidate": "1", "settings": settings}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let r: Value = resp.json().await.unwrap();
+    assert!(r["judged_on"].as_str().unwrap().starts_with("online accuracy"), "{r:#}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let r = loop {
+        let r = get_json(&server, "/api/v1/models/sensor_health/routing").await;
+        if r["policy"] == "fixed" {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "the sensor health canary never decided: {r:#}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let last = r["decisions"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["action"], "promote", "{last:#}");
+    assert_eq!(r["version"], "1");
+    eprintln!("sensor health canary: {}", last["detail"]);
     server.stop().await;
 }
