@@ -32,6 +32,9 @@ pub struct ServerConfig {
     pub repository_poll_secs: Option<u64>,
     /// Largest HTTP request body, bytes (after decompression).
     pub max_request_bytes: usize,
+    /// Byte budget of the in-process response cache (models with `response_cache = true`); 0
+    /// turns it off.
+    pub cache_bytes: usize,
     /// LightningChart JS licence key handed to the dashboard (`WAYPOINT_LCJS_LICENSE`); without
     /// one the dashboard draws with its open-source renderer.
     pub lcjs_license: Option<String>,
@@ -65,6 +68,7 @@ impl Default for ServerConfig {
             model_repository: default_model_repository(),
             repository_poll_secs: None,
             max_request_bytes: 64 << 20,
+            cache_bytes: 64 << 20,
             lcjs_license: None,
             learner: crate::lifecycle::learner::LearnerConfig::default(),
         }

@@ -177,6 +177,9 @@ pub struct VersionMetrics {
     pub failed: AtomicU64,
     /// Batches whose model panicked (answered with an `internal` error; the worker lives on).
     pub panics: AtomicU64,
+    /// Requests answered from the response cache, and requests it did not hold.
+    pub cache_hits: AtomicU64,
+    pub cache_misses: AtomicU64,
     pub in_flight: AtomicI64,
     pub queue_depth: AtomicI64,
     pub rows: AtomicU64,
@@ -196,6 +199,8 @@ impl Default for VersionMetrics {
             rejected: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             panics: AtomicU64::new(0),
+            cache_hits: AtomicU64::new(0),
+            cache_misses: AtomicU64::new(0),
             in_flight: AtomicI64::new(0),
             queue_depth: AtomicI64::new(0),
             rows: AtomicU64::new(0),
@@ -425,6 +430,32 @@ impl Metrics {
                 out,
                 "waypoint_model_panics_total{{model=\"{model}\",version=\"{v}\"}} {}",
                 m.panics.load(Ordering::Relaxed)
+            );
+        }
+        header(
+            out,
+            "waypoint_cache_hits_total",
+            "counter",
+            "Requests answered from the response cache (models with response_cache = true), by tier.",
+        );
+        for ((model, v), m) in versions.iter().filter(|(_, m)| m.cache_misses.load(Ordering::Relaxed) > 0) {
+            let _ = writeln!(
+                out,
+                "waypoint_cache_hits_total{{model=\"{model}\",version=\"{v}\",tier=\"local\"}} {}",
+                m.cache_hits.load(Ordering::Relaxed)
+            );
+        }
+        header(
+            out,
+            "waypoint_cache_misses_total",
+            "counter",
+            "Cached models' requests the response cache did not hold.",
+        );
+        for ((model, v), m) in versions.iter().filter(|(_, m)| m.cache_misses.load(Ordering::Relaxed) > 0) {
+            let _ = writeln!(
+                out,
+                "waypoint_cache_misses_total{{model=\"{model}\",version=\"{v}\"}} {}",
+                m.cache_misses.load(Ordering::Relaxed)
             );
         }
         for (name, kind, help) in [

@@ -33,7 +33,9 @@ impl AppState {
     pub fn new(config: ServerConfig) -> Result<Self, ServerError> {
         let metrics = Arc::new(Metrics::default());
         let hub = Arc::new(Hub::new(metrics.clone()));
-        let registry = Arc::new(Registry::new(Repository::new(&config.model_repository), metrics.clone()));
+        let registry = Arc::new(
+            Registry::new(Repository::new(&config.model_repository), metrics.clone()).with_cache(config.cache_bytes),
+        );
         match registry.repository().models() {
             Ok(models) => {
                 for m in models {

@@ -101,6 +101,10 @@ pub struct ServeArgs {
     /// Largest HTTP request body after decompression, bytes.
     #[arg(long, env = "WAYPOINT_MAX_REQUEST_BYTES", default_value_t = 64 << 20)]
     pub max_request_bytes: usize,
+    /// Byte budget of the in-process response cache, for models whose config.toml says
+    /// `response_cache = true` (least recently used answers go first); 0 turns it off.
+    #[arg(long, env = "WAYPOINT_CACHE_BYTES", default_value_t = 64 << 20)]
+    pub cache_bytes: usize,
     /// Replay pedestrian tracks from an ETH/UCY file instead of simulated agents.
     #[arg(long, env = "WAYPOINT_REPLAY_TRACKS")]
     pub replay_tracks: Option<PathBuf>,
@@ -171,6 +175,7 @@ fn server_config(args: &ServeArgs) -> Result<ServerConfig> {
             .unwrap_or_else(waypoint_server::config::default_model_repository),
         repository_poll_secs: Some(args.repository_poll_secs).filter(|s| *s > 0),
         max_request_bytes: args.max_request_bytes,
+        cache_bytes: args.cache_bytes,
         lcjs_license: args.lcjs_license.clone().filter(|k| !k.trim().is_empty()),
         learner: waypoint_server::lifecycle::learner::LearnerConfig {
             every_secs: Some(args.learn_every_secs).filter(|s| *s > 0),

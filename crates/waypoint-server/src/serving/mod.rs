@@ -1,8 +1,10 @@
 //! The serving path: the model repository on disk ([`repository`], `config.toml`), the registry
 //! of loaded versions with atomic swaps ([`registry`]), one engine per version with a bounded
 //! queue and batching worker threads ([`engine`]), the one path every request takes
-//! ([`inference`]) and its error ([`error`]), and ONNX Runtime for users' models ([`onnx`]).
+//! ([`inference`]) and its error ([`error`]), the response cache of deterministic models
+//! ([`cache`]), and ONNX Runtime for users' models ([`onnx`]).
 
+pub mod cache;
 pub mod engine;
 pub mod error;
 pub mod inference;

@@ -13,6 +13,7 @@ use serde::Serialize;
 use waypoint_models::{Model, ModelError};
 
 use crate::metrics::{Metrics, VersionMetrics};
+use crate::serving::cache::{next_load_id, ResponseCache};
 use crate::serving::engine::{BatchSettings, VersionEngine};
 use crate::serving::onnx;
 use crate::serving::repository::{ModelConfig, Platform, Repository, RepositoryError};
@@ -25,6 +26,10 @@ pub struct LoadedVersion {
     pub config: Arc<ModelConfig>,
     pub engine: VersionEngine,
     pub metrics: Arc<VersionMetrics>,
+    /// This load of the version (a reload gets a new one; the response cache keys on it).
+    pub load_id: u64,
+    /// The response cache, when the model asks for it and the server has one.
+    pub cache: Option<Arc<ResponseCache>>,
 }
 
 #[derive(Debug, Clone)]
@@ -69,6 +74,8 @@ pub struct Registry {
     failures: RwLock<BTreeMap<String, String>>,
     /// Batching settings changed at run time, applied over `config.toml` on every load.
     overrides: RwLock<BTreeMap<String, BatchingPatch>>,
+    /// The response cache shared by the models that ask for it.
+    cache: Option<Arc<ResponseCache>>,
 }
 
 /// Run-time changes to a model's batching knobs (control API).
@@ -132,7 +139,19 @@ impl Registry {
             metrics,
             failures: RwLock::new(BTreeMap::new()),
             overrides: RwLock::new(BTreeMap::new()),
+            cache: None,
         }
+    }
+
+    /// Gives the registry a response cache of `bytes` (0: none) for models that ask for one.
+    pub fn with_cache(mut self, bytes: usize) -> Self {
+        self.cache = (bytes > 0).then(|| Arc::new(ResponseCache::new(bytes)));
+        self
+    }
+
+    /// The response cache, if the server has one.
+    pub fn cache(&self) -> Option<&Arc<ResponseCache>> {
+        self.cache.as_ref()
     }
 
     pub fn repository(&self) -> &Repository {
@@ -242,7 +261,15 @@ impl Registry {
                 .map_err(|e| RegistryError::Threads(e.to_string()))?;
             out.insert(
                 v,
-                Arc::new(LoadedVersion { model: model.into(), version: v, config: config.clone(), engine, metrics }),
+                Arc::new(LoadedVersion {
+                    model: model.into(),
+                    version: v,
+                    config: config.clone(),
+                    engine,
+                    metrics,
+                    load_id: next_load_id(),
+                    cache: self.cache.clone().filter(|_| config.response_cache),
+                }),
             );
         }
         Ok(ModelEntry { config, versions: out })

@@ -55,6 +55,10 @@ pub struct ModelConfig {
     pub timeout_ms: u64,
     #[serde(default)]
     pub version_policy: VersionPolicy,
+    /// Answers are kept in the response cache under the exact request (deterministic,
+    /// stateless models only).
+    #[serde(default)]
+    pub response_cache: bool,
     pub inputs: Vec<TensorSpec>,
     pub outputs: Vec<TensorSpec>,
 }
@@ -106,6 +110,12 @@ impl ModelConfig {
             return bad("platform \"waypoint\" needs a `backend`".into());
         }
         let stateful = self.backend.as_deref().is_some_and(|b| waypoint_models::native::STATEFUL.contains(&b));
+        if stateful && self.response_cache {
+            return bad(format!(
+                "backend {:?} keeps state per sequence, so its answer to a request depends on the requests before it: response_cache cannot be used",
+                self.backend.as_deref().unwrap_or_default()
+            ));
+        }
         if stateful && (self.instances != 1 || self.max_batch_size != 0) {
             return bad(format!(
                 "backend {:?} keeps state per sequence: it needs instances = 1 and max_batch_size = 0",
@@ -257,6 +267,9 @@ dims = [-1, 12, 2]
         stateful.validate("m").unwrap();
         stateful.instances = 2;
         assert!(stateful.validate("m").unwrap_err().to_string().contains("instances = 1"));
+        stateful.instances = 1;
+        stateful.response_cache = true;
+        assert!(stateful.validate("m").unwrap_err().to_string().contains("response_cache cannot be used"));
         assert!(valid_model_name("trajectory_cv"));
     }
 }

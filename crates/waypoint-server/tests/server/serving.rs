@@ -453,3 +453,96 @@ mod control {
         server.stop().await;
     }
 }
+
+mod cache {
+    use super::*;
+
+    /// Calls that reached the counting model.
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+
+    /// Doubles `x` FP32 [4], counting its calls.
+    struct Counted;
+    impl Model for Counted {
+        fn infer(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, ModelError> {
+            CALLS.fetch_add(1, Ordering::Relaxed);
+            let x = Tensor::named(inputs, "x")?.as_f32()?;
+            let y: Vec<f32> = x.iter().map(|v| v * 2.0).collect();
+            Tensor::new("y", vec![4], waypoint_models::TensorData::F32(y)).map(|t| vec![t])
+        }
+    }
+
+    const COUNTED: &str = r#"
+platform = "waypoint"
+backend = "counted_double"
+max_batch_size = 0
+response_cache = true
+[[inputs]]
+name = "x"
+datatype = "FP32"
+dims = [4]
+[[outputs]]
+name = "y"
+datatype = "FP32"
+dims = [4]
+"#;
+
+    #[tokio::test]
+    async fn the_same_request_is_answered_from_the_cache_byte_for_byte_and_a_reload_starts_afresh() {
+        waypoint_models::native::register(
+            "counted_double",
+            Arc::new(|_: &Path| Ok(Box::new(Counted) as Box<dyn Model>)),
+        );
+        let repo = repo_with(&[("dbl", COUNTED, &[1])]);
+        let server = TestServer::start(config_for(repo.path())).await;
+        let base = format!("http://{}", server.addr);
+        let url = format!("{base}/v2/models/dbl/infer");
+        let body =
+            |x: [f32; 4]| json!({"inputs": [{"name": "x", "shape": [4], "datatype": "FP32", "data": x}]}).to_string();
+        let client = reqwest::Client::new();
+        let send = |b: String| {
+            let (client, url) = (client.clone(), url.clone());
+            async move {
+                let r = client.post(&url).body(b).send().await.unwrap();
+                assert_eq!(r.status(), 200);
+                r.bytes().await.unwrap()
+            }
+        };
+        let first = send(body([1.0, 2.0, 3.0, 4.0])).await;
+        let calls = CALLS.load(Ordering::Relaxed);
+        let second = send(body([1.0, 2.0, 3.0, 4.0])).await;
+        assert_eq!(first, second, "a hit answers byte for byte as the model did");
+        assert_eq!(CALLS.load(Ordering::Relaxed), calls, "the hit reached the model");
+        let v: Value = serde_json::from_slice(&second).unwrap();
+        assert_eq!(v["outputs"][0]["data"], json!([2.0, 4.0, 6.0, 8.0]));
+        // Another input is a miss and reaches the model.
+        send(body([1.0, 2.0, 3.0, 5.0])).await;
+        assert_eq!(CALLS.load(Ordering::Relaxed), calls + 1);
+        let hits = server.metric("waypoint_cache_hits_total{model=\"dbl\",version=\"1\",tier=\"local\"}").await;
+        let misses = server.metric("waypoint_cache_misses_total{model=\"dbl\",version=\"1\"}").await;
+        assert_eq!((hits, misses), (1.0, 2.0));
+        // A reload is a new load: it answers from the model, not from its predecessor's entries.
+        assert_eq!(client.post(format!("{base}/v2/repository/models/dbl/load")).send().await.unwrap().status(), 200);
+        send(body([1.0, 2.0, 3.0, 4.0])).await;
+        assert_eq!(CALLS.load(Ordering::Relaxed), calls + 2);
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_stateful_model_cannot_ask_for_the_cache() {
+        let config =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/sensor_health/config.toml"))
+                .unwrap()
+                .replace("instances = 1", "instances = 1\nresponse_cache = true");
+        let repo = repo_with(&[("health", &config, &[1])]);
+        let server = TestServer::start(config_for(repo.path())).await;
+        let r = reqwest::Client::new()
+            .post(format!("http://{}/v2/repository/models/health/load", server.addr))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        let v: Value = r.json().await.unwrap();
+        assert!(v["error"].as_str().unwrap().contains("response_cache cannot be used"), "{v}");
+        server.stop().await;
+    }
+}
