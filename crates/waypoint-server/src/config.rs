@@ -35,6 +35,10 @@ pub struct ServerConfig {
     /// Byte budget of the in-process response cache (models with `response_cache = true`); 0
     /// turns it off.
     pub cache_bytes: usize,
+    /// Redis shared by the replicas (`redis://HOST:PORT`): the response cache's second tier.
+    pub redis_url: Option<String>,
+    /// How long an answer stays in Redis, seconds.
+    pub cache_ttl_secs: u64,
     /// LightningChart JS licence key handed to the dashboard (`WAYPOINT_LCJS_LICENSE`); without
     /// one the dashboard draws with its open-source renderer.
     pub lcjs_license: Option<String>,
@@ -69,6 +73,8 @@ impl Default for ServerConfig {
             repository_poll_secs: None,
             max_request_bytes: 64 << 20,
             cache_bytes: 64 << 20,
+            redis_url: None,
+            cache_ttl_secs: 300,
             lcjs_license: None,
             learner: crate::lifecycle::learner::LearnerConfig::default(),
         }

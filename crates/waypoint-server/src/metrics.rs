@@ -179,6 +179,7 @@ pub struct VersionMetrics {
     pub panics: AtomicU64,
     /// Requests answered from the response cache, and requests it did not hold.
     pub cache_hits: AtomicU64,
+    pub cache_hits_redis: AtomicU64,
     pub cache_misses: AtomicU64,
     pub in_flight: AtomicI64,
     pub queue_depth: AtomicI64,
@@ -191,6 +192,13 @@ pub struct VersionMetrics {
     pub batch: Histogram,
 }
 
+impl VersionMetrics {
+    /// Whether the response cache was ever asked for this version.
+    pub fn cache_used(&self) -> bool {
+        [&self.cache_hits, &self.cache_hits_redis, &self.cache_misses].iter().any(|c| c.load(Ordering::Relaxed) > 0)
+    }
+}
+
 impl Default for VersionMetrics {
     fn default() -> Self {
         Self {
@@ -200,6 +208,7 @@ impl Default for VersionMetrics {
             failed: AtomicU64::new(0),
             panics: AtomicU64::new(0),
             cache_hits: AtomicU64::new(0),
+            cache_hits_redis: AtomicU64::new(0),
             cache_misses: AtomicU64::new(0),
             in_flight: AtomicI64::new(0),
             queue_depth: AtomicI64::new(0),
@@ -438,12 +447,14 @@ impl Metrics {
             "counter",
             "Requests answered from the response cache (models with response_cache = true), by tier.",
         );
-        for ((model, v), m) in versions.iter().filter(|(_, m)| m.cache_misses.load(Ordering::Relaxed) > 0) {
-            let _ = writeln!(
-                out,
-                "waypoint_cache_hits_total{{model=\"{model}\",version=\"{v}\",tier=\"local\"}} {}",
-                m.cache_hits.load(Ordering::Relaxed)
-            );
+        for ((model, v), m) in versions.iter().filter(|(_, m)| m.cache_used()) {
+            for (tier, c) in [("local", &m.cache_hits), ("redis", &m.cache_hits_redis)] {
+                let _ = writeln!(
+                    out,
+                    "waypoint_cache_hits_total{{model=\"{model}\",version=\"{v}\",tier=\"{tier}\"}} {}",
+                    c.load(Ordering::Relaxed)
+                );
+            }
         }
         header(
             out,
@@ -451,7 +462,7 @@ impl Metrics {
             "counter",
             "Cached models' requests the response cache did not hold.",
         );
-        for ((model, v), m) in versions.iter().filter(|(_, m)| m.cache_misses.load(Ordering::Relaxed) > 0) {
+        for ((model, v), m) in versions.iter().filter(|(_, m)| m.cache_used()) {
             let _ = writeln!(
                 out,
                 "waypoint_cache_misses_total{{model=\"{model}\",version=\"{v}\"}} {}",

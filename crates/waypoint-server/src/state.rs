@@ -33,8 +33,15 @@ impl AppState {
     pub fn new(config: ServerConfig) -> Result<Self, ServerError> {
         let metrics = Arc::new(Metrics::default());
         let hub = Arc::new(Hub::new(metrics.clone()));
+        let redis = match &config.redis_url {
+            Some(url) => {
+                Some(crate::serving::cache::RedisTier::new(url, config.cache_ttl_secs).map_err(ServerError::Config)?)
+            }
+            None => None,
+        };
         let registry = Arc::new(
-            Registry::new(Repository::new(&config.model_repository), metrics.clone()).with_cache(config.cache_bytes),
+            Registry::new(Repository::new(&config.model_repository), metrics.clone())
+                .with_cache(config.cache_bytes, redis),
         );
         match registry.repository().models() {
             Ok(models) => {

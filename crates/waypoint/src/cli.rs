@@ -105,6 +105,13 @@ pub struct ServeArgs {
     /// `response_cache = true` (least recently used answers go first); 0 turns it off.
     #[arg(long, env = "WAYPOINT_CACHE_BYTES", default_value_t = 64 << 20)]
     pub cache_bytes: usize,
+    /// Redis shared by several replicas (`redis://HOST:PORT`): the response cache's second tier,
+    /// behind the in-process one. Inference goes on uncached while Redis is down.
+    #[arg(long, env = "WAYPOINT_REDIS_URL")]
+    pub redis: Option<String>,
+    /// How long an answer stays in Redis, seconds.
+    #[arg(long, env = "WAYPOINT_CACHE_TTL_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub cache_ttl_secs: u64,
     /// Replay pedestrian tracks from an ETH/UCY file instead of simulated agents.
     #[arg(long, env = "WAYPOINT_REPLAY_TRACKS")]
     pub replay_tracks: Option<PathBuf>,
@@ -176,6 +183,8 @@ fn server_config(args: &ServeArgs) -> Result<ServerConfig> {
         repository_poll_secs: Some(args.repository_poll_secs).filter(|s| *s > 0),
         max_request_bytes: args.max_request_bytes,
         cache_bytes: args.cache_bytes,
+        redis_url: args.redis.clone(),
+        cache_ttl_secs: args.cache_ttl_secs,
         lcjs_license: args.lcjs_license.clone().filter(|k| !k.trim().is_empty()),
         learner: waypoint_server::lifecycle::learner::LearnerConfig {
             every_secs: Some(args.learn_every_secs).filter(|s| *s > 0),

@@ -57,5 +57,17 @@ pub async fn ready(State(state): State<AppState>) -> StatusCode {
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let mut body = state.metrics.render(state.hub.queued_frame_bytes());
     body.push_str(&state.online.render());
+    if let Some(cache) = state.registry.cache() {
+        let (bytes, entries) = cache.usage();
+        body.push_str(&format!(
+            "# HELP waypoint_cache_bytes Bytes held by the in-process response cache.\n# TYPE waypoint_cache_bytes gauge\nwaypoint_cache_bytes {bytes}\n# HELP waypoint_cache_entries Answers held by the in-process response cache.\n# TYPE waypoint_cache_entries gauge\nwaypoint_cache_entries {entries}\n"
+        ));
+        if let Some(redis) = cache.redis() {
+            body.push_str(&format!(
+                "# HELP waypoint_redis_up Whether the last call to Redis succeeded.\n# TYPE waypoint_redis_up gauge\nwaypoint_redis_up {}\n",
+                u8::from(redis.is_up())
+            ));
+        }
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

@@ -4,25 +4,40 @@
 //! request later is answered from memory without reaching the engine. Only for deterministic,
 //! stateless models: the repository refuses the flag on a stateful backend.
 //!
-//! This is the in-process tier: a least-recently-used map bounded by a byte budget
-//! (`--cache-bytes`; keys and outputs both count). A reloaded version gets a new load id, so it
-//! never answers from its predecessor's entries; those age out.
+//! Two tiers: in process, a least-recently-used map bounded by a byte budget (`--cache-bytes`;
+//! keys and outputs both count), and, with `--redis`, a Redis every replica shares
+//! ([`RedisTier`], entries expire after `--cache-ttl-secs`). A version is named in the key by a
+//! fingerprint of its files and configuration, the same on every replica, so a reload of changed
+//! files never answers from its predecessor's entries.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use waypoint_models::Tensor;
 
 /// Bytes counted for an entry besides its key and output data.
 const ENTRY_OVERHEAD: usize = 128;
 
-/// Hands out a new id to each load of a version.
-static LOADS: AtomicU64 = AtomicU64::new(1);
-
-/// A fresh load id.
-pub fn next_load_id() -> u64 {
-    LOADS.fetch_add(1, Ordering::Relaxed)
+/// A version's fingerprint: its configuration and every file of its directory (names and
+/// bytes), so replicas serving the same files agree and changed files differ.
+pub fn fingerprint(config: &impl Serialize, dir: &std::path::Path) -> u64 {
+    let mut h = Sha256::new();
+    h.update(serde_json::to_vec(config).unwrap_or_default());
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file()).collect())
+        .unwrap_or_default();
+    files.sort();
+    for f in files {
+        h.update(f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default().as_bytes());
+        h.update(std::fs::read(&f).unwrap_or_default());
+    }
+    let d = h.finalize();
+    u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
 }
 
 #[derive(Debug)]
@@ -41,19 +56,28 @@ struct Lru {
     bytes: usize,
 }
 
-/// The in-process response cache shared by every cached model.
+/// The response cache shared by every cached model: the in-process tier, and the Redis tier
+/// when the server has one.
 #[derive(Debug)]
 pub struct ResponseCache {
     budget: usize,
     inner: Mutex<Lru>,
+    redis: Option<RedisTier>,
 }
 
-/// The cache key of a request: the model, the load of the version, and the inputs exactly.
-pub fn key(model: &str, load_id: u64, inputs: &[Tensor]) -> Vec<u8> {
+/// Which tier answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    Local,
+    Redis,
+}
+
+/// The cache key of a request: the model, the version's fingerprint, and the inputs exactly.
+pub fn key(model: &str, fingerprint: u64, inputs: &[Tensor]) -> Vec<u8> {
     let mut k = Vec::with_capacity(64 + inputs.iter().map(|t| t.data.len() * 8).sum::<usize>());
     k.extend_from_slice(&(model.len() as u64).to_le_bytes());
     k.extend_from_slice(model.as_bytes());
-    k.extend_from_slice(&load_id.to_le_bytes());
+    k.extend_from_slice(&fingerprint.to_le_bytes());
     for t in inputs {
         k.extend_from_slice(&(t.name.len() as u64).to_le_bytes());
         k.extend_from_slice(t.name.as_bytes());
@@ -74,9 +98,32 @@ fn output_bytes(outputs: &[Tensor]) -> usize {
 }
 
 impl ResponseCache {
-    /// A cache holding at most `budget` bytes.
-    pub fn new(budget: usize) -> Self {
-        Self { budget, inner: Mutex::new(Lru::default()) }
+    /// A cache holding at most `budget` bytes in process, in front of `redis` if given.
+    pub fn new(budget: usize, redis: Option<RedisTier>) -> Self {
+        Self { budget, inner: Mutex::new(Lru::default()), redis }
+    }
+
+    /// The Redis tier, if any.
+    pub fn redis(&self) -> Option<&RedisTier> {
+        self.redis.as_ref()
+    }
+
+    /// The answer to a request from the first tier that has it (a Redis hit is kept locally).
+    pub async fn lookup(&self, key: &[u8]) -> Option<(Arc<Vec<Tensor>>, Tier)> {
+        if let Some(o) = self.get(key) {
+            return Some((o, Tier::Local));
+        }
+        let outputs = self.redis.as_ref()?.get(key).await?;
+        self.put(key.to_vec(), outputs.clone());
+        Some((Arc::new(outputs), Tier::Redis))
+    }
+
+    /// Keeps an answer in every tier (Redis awaited, so the next replica asked finds it).
+    pub async fn store(&self, key: Vec<u8>, outputs: &[Tensor]) {
+        if let Some(r) = &self.redis {
+            r.put(key.clone(), outputs).await;
+        }
+        self.put(key, outputs.to_vec());
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Lru> {
@@ -132,6 +179,144 @@ impl ResponseCache {
     }
 }
 
+/// How long a Redis call may take before the request goes on without it.
+const REDIS_TIMEOUT: Duration = Duration::from_millis(100);
+/// After Redis failed, how long before a connection is tried again.
+const REDIS_RETRY: Duration = Duration::from_millis(500);
+/// Answers larger than this are not sent to Redis, bytes.
+const REDIS_MAX_VALUE: usize = 4 << 20;
+
+/// The shared tier: a Redis every replica reaches. Entries live `ttl` (`--cache-ttl-secs`) under
+/// `waypoint:cache:<sha-256 of the key>`; the value carries the whole key, so a hash collision
+/// can never answer another request. When Redis is down every call fails fast, inference goes on
+/// uncached, and a new connection is tried every half second until Redis is back.
+#[derive(Debug)]
+pub struct RedisTier {
+    client: redis::Client,
+    ttl_secs: u64,
+    conn: tokio::sync::Mutex<(Option<redis::aio::MultiplexedConnection>, Option<Instant>)>,
+    up: AtomicBool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    key: Vec<u8>,
+    outputs: Vec<(String, Vec<usize>, String, Vec<u8>)>,
+}
+
+impl RedisTier {
+    /// A tier on the Redis at `url` (`redis://HOST:PORT`); nothing is connected yet.
+    pub fn new(url: &str, ttl_secs: u64) -> Result<Self, String> {
+        let client = redis::Client::open(url).map_err(|e| format!("redis url {url:?}: {e}"))?;
+        Ok(Self {
+            client,
+            ttl_secs: ttl_secs.max(1),
+            conn: tokio::sync::Mutex::new((None, None)),
+            up: AtomicBool::new(false),
+        })
+    }
+
+    /// Whether the last call reached Redis.
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    fn redis_key(key: &[u8]) -> String {
+        let digest = Sha256::digest(key);
+        let mut k = String::from("waypoint:cache:");
+        for b in digest {
+            let _ = write!(k, "{b:02x}");
+        }
+        k
+    }
+
+    async fn connection(&self) -> Option<redis::aio::MultiplexedConnection> {
+        let mut g = self.conn.lock().await;
+        if let Some(c) = &g.0 {
+            return Some(c.clone());
+        }
+        if g.1.is_some_and(|t| t.elapsed() < REDIS_RETRY) {
+            return None;
+        }
+        g.1 = Some(Instant::now());
+        match tokio::time::timeout(REDIS_TIMEOUT, self.client.get_multiplexed_async_connection()).await {
+            Ok(Ok(c)) => {
+                g.0 = Some(c.clone());
+                Some(c)
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "redis unreachable");
+                self.up.store(false, Ordering::Relaxed);
+                None
+            }
+            Err(_) => {
+                self.up.store(false, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
+    /// Runs one command; a failure drops the connection (the next call reconnects).
+    async fn run<T: redis::FromRedisValue>(&self, cmd: redis::Cmd) -> Option<T> {
+        let mut c = self.connection().await?;
+        match tokio::time::timeout(REDIS_TIMEOUT, cmd.query_async::<T>(&mut c)).await {
+            Ok(Ok(v)) => {
+                self.up.store(true, Ordering::Relaxed);
+                Some(v)
+            }
+            failed => {
+                if let Ok(Err(e)) = failed {
+                    tracing::debug!(error = %e, "redis call failed");
+                }
+                self.up.store(false, Ordering::Relaxed);
+                let mut g = self.conn.lock().await;
+                g.0 = None;
+                g.1 = Some(Instant::now());
+                None
+            }
+        }
+    }
+
+    /// The answer Redis keeps for a request, if any.
+    pub async fn get(&self, key: &[u8]) -> Option<Vec<Tensor>> {
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(Self::redis_key(key));
+        let bytes: Option<Vec<u8>> = self.run(cmd).await?;
+        let stored: Stored = rmp_serde::from_slice(&bytes?).ok()?;
+        if stored.key != key {
+            return None;
+        }
+        stored
+            .outputs
+            .into_iter()
+            .map(|(name, shape, dt, data)| {
+                let dt = waypoint_models::DataType::parse(&dt)?;
+                Tensor::new(name, shape, waypoint_models::TensorData::from_le_bytes(dt, &data).ok()?).ok()
+            })
+            .collect()
+    }
+
+    /// Keeps an answer in Redis for the tier's time to live (in the background of the caller).
+    pub async fn put(&self, key: Vec<u8>, outputs: &[Tensor]) {
+        let stored = Stored {
+            outputs: outputs
+                .iter()
+                .map(|t| {
+                    (t.name.clone(), t.shape.clone(), t.data.datatype().as_str().to_string(), t.data.to_le_bytes())
+                })
+                .collect(),
+            key,
+        };
+        let Ok(value) = rmp_serde::to_vec(&stored) else { return };
+        if value.len() > REDIS_MAX_VALUE {
+            return;
+        }
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(Self::redis_key(&stored.key)).arg(value).arg("EX").arg(self.ttl_secs);
+        let _: Option<()> = self.run(cmd).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use waypoint_models::TensorData;
@@ -152,7 +337,7 @@ mod tests {
         let base = key("m", 1, &input(vec![1.0, 2.0]));
         assert_eq!(base, key("m", 1, &input(vec![1.0, 2.0])));
         assert_ne!(base, key("m", 1, &input(vec![1.0, 2.5])), "bytes");
-        assert_ne!(base, key("m", 2, &input(vec![1.0, 2.0])), "a reload");
+        assert_ne!(base, key("m", 2, &input(vec![1.0, 2.0])), "other files");
         assert_ne!(base, key("n", 1, &input(vec![1.0, 2.0])), "model");
         let reshaped = vec![Tensor::new("x", vec![2, 1], TensorData::F32(vec![1.0, 2.0])).unwrap()];
         assert_ne!(base, key("m", 1, &reshaped), "shape");
@@ -165,7 +350,7 @@ mod tests {
     #[test]
     fn the_least_recently_used_goes_first_and_the_budget_holds() {
         let one = key("m", 1, &input(vec![0.0])).len() + output_bytes(&answer(0.0)) + ENTRY_OVERHEAD;
-        let cache = ResponseCache::new(one * 8);
+        let cache = ResponseCache::new(one * 8, None);
         for i in 0..8 {
             cache.put(key("m", 1, &input(vec![i as f32])), answer(i as f32));
         }

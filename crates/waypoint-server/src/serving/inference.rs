@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use waypoint_models::Tensor;
 
+use crate::serving::cache::Tier;
 use crate::serving::engine::{EngineError, InferOutput};
 use crate::serving::error::AppError;
 use crate::serving::registry::{LoadedVersion, Registry};
@@ -97,10 +98,11 @@ pub async fn infer_on(loaded: &LoadedVersion, inputs: Vec<Tensor>) -> Result<Inf
     };
     // A deterministic model's answer to this exact request, if it was kept.
     let cache_key =
-        loaded.cache.as_ref().map(|c| (c, crate::serving::cache::key(&loaded.model, loaded.load_id, &inputs)));
+        loaded.cache.as_ref().map(|c| (c, crate::serving::cache::key(&loaded.model, loaded.fingerprint, &inputs)));
     if let Some((cache, key)) = &cache_key {
-        if let Some(outputs) = cache.get(key) {
-            m.cache_hits.fetch_add(1, Ordering::Relaxed);
+        if let Some((outputs, tier)) = cache.lookup(key).await {
+            let hits = if tier == Tier::Local { &m.cache_hits } else { &m.cache_hits_redis };
+            hits.fetch_add(1, Ordering::Relaxed);
             m.ok.fetch_add(1, Ordering::Relaxed);
             m.request.observe_duration(started.elapsed());
             let outputs = Vec::clone(&outputs);
@@ -116,7 +118,7 @@ pub async fn infer_on(loaded: &LoadedVersion, inputs: Vec<Tensor>) -> Result<Inf
             m.ok.fetch_add(1, Ordering::Relaxed);
             m.queue.observe_duration(out.queue);
             if let Some((cache, key)) = cache_key {
-                cache.put(key, out.outputs.clone());
+                cache.store(key, &out.outputs).await;
             }
         }
         Err(EngineError::QueueFull) => {

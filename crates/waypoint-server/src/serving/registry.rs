@@ -13,7 +13,7 @@ use serde::Serialize;
 use waypoint_models::{Model, ModelError};
 
 use crate::metrics::{Metrics, VersionMetrics};
-use crate::serving::cache::{next_load_id, ResponseCache};
+use crate::serving::cache::{fingerprint, RedisTier, ResponseCache};
 use crate::serving::engine::{BatchSettings, VersionEngine};
 use crate::serving::onnx;
 use crate::serving::repository::{ModelConfig, Platform, Repository, RepositoryError};
@@ -26,8 +26,8 @@ pub struct LoadedVersion {
     pub config: Arc<ModelConfig>,
     pub engine: VersionEngine,
     pub metrics: Arc<VersionMetrics>,
-    /// This load of the version (a reload gets a new one; the response cache keys on it).
-    pub load_id: u64,
+    /// The version's files and configuration, hashed (the response cache keys on it).
+    pub fingerprint: u64,
     /// The response cache, when the model asks for it and the server has one.
     pub cache: Option<Arc<ResponseCache>>,
 }
@@ -143,9 +143,10 @@ impl Registry {
         }
     }
 
-    /// Gives the registry a response cache of `bytes` (0: none) for models that ask for one.
-    pub fn with_cache(mut self, bytes: usize) -> Self {
-        self.cache = (bytes > 0).then(|| Arc::new(ResponseCache::new(bytes)));
+    /// Gives the registry a response cache of `bytes` (0: no local tier) and, optionally, a
+    /// Redis tier, for models that ask for one.
+    pub fn with_cache(mut self, bytes: usize, redis: Option<RedisTier>) -> Self {
+        self.cache = (bytes > 0 || redis.is_some()).then(|| Arc::new(ResponseCache::new(bytes, redis)));
         self
     }
 
@@ -267,7 +268,7 @@ impl Registry {
                     config: config.clone(),
                     engine,
                     metrics,
-                    load_id: next_load_id(),
+                    fingerprint: fingerprint(&*config, &dir),
                     cache: self.cache.clone().filter(|_| config.response_cache),
                 }),
             );

@@ -471,7 +471,7 @@ mod cache {
         }
     }
 
-    const COUNTED: &str = r#"
+    pub(super) const COUNTED: &str = r#"
 platform = "waypoint"
 backend = "counted_double"
 max_batch_size = 0
@@ -487,7 +487,7 @@ dims = [4]
 "#;
 
     #[tokio::test]
-    async fn the_same_request_is_answered_from_the_cache_byte_for_byte_and_a_reload_starts_afresh() {
+    async fn the_same_request_is_answered_from_the_cache_byte_for_byte_and_changed_files_start_afresh() {
         waypoint_models::native::register(
             "counted_double",
             Arc::new(|_: &Path| Ok(Box::new(Counted) as Box<dyn Model>)),
@@ -520,8 +520,15 @@ dims = [4]
         let hits = server.metric("waypoint_cache_hits_total{model=\"dbl\",version=\"1\",tier=\"local\"}").await;
         let misses = server.metric("waypoint_cache_misses_total{model=\"dbl\",version=\"1\"}").await;
         assert_eq!((hits, misses), (1.0, 2.0));
-        // A reload is a new load: it answers from the model, not from its predecessor's entries.
-        assert_eq!(client.post(format!("{base}/v2/repository/models/dbl/load")).send().await.unwrap().status(), 200);
+        // A reload of the same files is the same model: still a hit.
+        let load = format!("{base}/v2/repository/models/dbl/load");
+        assert_eq!(client.post(&load).send().await.unwrap().status(), 200);
+        send(body([1.0, 2.0, 3.0, 4.0])).await;
+        assert_eq!(CALLS.load(Ordering::Relaxed), calls + 1);
+        // Changed files are another model: it answers from the model, not from its
+        // predecessor's entries.
+        std::fs::write(repo.path().join("dbl/1/weights.txt"), "new").unwrap();
+        assert_eq!(client.post(&load).send().await.unwrap().status(), 200);
         send(body([1.0, 2.0, 3.0, 4.0])).await;
         assert_eq!(CALLS.load(Ordering::Relaxed), calls + 2);
         server.stop().await;
@@ -544,5 +551,109 @@ dims = [4]
         let v: Value = r.json().await.unwrap();
         assert!(v["error"].as_str().unwrap().contains("response_cache cannot be used"), "{v}");
         server.stop().await;
+    }
+}
+
+mod redis_cache {
+    use std::net::{TcpListener, TcpStream};
+    use std::process::{Child, Command, Stdio};
+
+    use super::*;
+
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+
+    /// Negates `x` FP32 [4], counting its calls.
+    struct Negate;
+    impl Model for Negate {
+        fn infer(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, ModelError> {
+            CALLS.fetch_add(1, Ordering::Relaxed);
+            let y: Vec<f32> = Tensor::named(inputs, "x")?.as_f32()?.iter().map(|v| -v).collect();
+            Tensor::new("y", vec![4], waypoint_models::TensorData::F32(y)).map(|t| vec![t])
+        }
+    }
+
+    /// Debian's redis-server on a free loopback port, without persistence.
+    fn start_redis(port: u16) -> Child {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (scripts/test-all installs Debian's redis-server)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child
+    }
+
+    fn stop(mut child: Child) {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_replicas_share_answers_through_redis_and_serve_on_while_it_is_down() {
+        waypoint_models::native::register(
+            "counted_negate",
+            Arc::new(|_: &Path| Ok(Box::new(Negate) as Box<dyn Model>)),
+        );
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let redis = start_redis(port);
+        let config = super::cache::COUNTED.replace("counted_double", "counted_negate");
+        let repo = repo_with(&[("neg", &config, &[1])]);
+        let replica = |cache_bytes| ServerConfig {
+            redis_url: Some(format!("redis://127.0.0.1:{port}")),
+            cache_bytes,
+            ..config_for(repo.path())
+        };
+        let (a, b) = (TestServer::start(replica(1 << 20)).await, TestServer::start(replica(1 << 20)).await);
+        let client = reqwest::Client::new();
+        let infer = |server: &TestServer, x: [f32; 4]| {
+            let url = format!("http://{}/v2/models/neg/infer", server.addr);
+            let body = json!({"inputs": [{"name": "x", "shape": [4], "datatype": "FP32", "data": x}]}).to_string();
+            let client = client.clone();
+            async move {
+                let r = client.post(url).body(body).send().await.unwrap();
+                (r.status().as_u16(), r.bytes().await.unwrap())
+            }
+        };
+        let (s, first) = infer(&a, [1.0, 2.0, 3.0, 4.0]).await;
+        assert_eq!(s, 200);
+        let calls = CALLS.load(Ordering::Relaxed);
+        let (s, second) = infer(&b, [1.0, 2.0, 3.0, 4.0]).await;
+        assert_eq!(s, 200);
+        assert_eq!(first, second, "the other replica's Redis hit answers byte for byte");
+        assert_eq!(CALLS.load(Ordering::Relaxed), calls, "a Redis hit reached the model");
+        assert_eq!(b.metric("waypoint_cache_hits_total{model=\"neg\",version=\"1\",tier=\"redis\"}").await, 1.0);
+        assert_eq!(b.metric("waypoint_redis_up").await, 1.0);
+        // Redis stops: both replicas answer, uncached, and say Redis is down.
+        stop(redis);
+        for (i, server) in [&a, &b].into_iter().enumerate() {
+            let (s, _) = infer(server, [9.0, 9.0, 9.0, i as f32]).await;
+            assert_eq!(s, 200, "inference while Redis is down");
+            assert_eq!(server.metric("waypoint_redis_up").await, 0.0);
+        }
+        // Redis is back: within 5 s a new answer is shared again, with no manual step.
+        let redis = start_redis(port);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut k = 0.0;
+        loop {
+            k += 1.0;
+            infer(&a, [k, 0.5, 0.5, 0.5]).await;
+            let calls = CALLS.load(Ordering::Relaxed);
+            let (s, _) = infer(&b, [k, 0.5, 0.5, 0.5]).await;
+            assert_eq!(s, 200);
+            if CALLS.load(Ordering::Relaxed) == calls {
+                break;
+            }
+            assert!(Instant::now() < deadline, "answers not shared 5 s after Redis returned");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(a.metric("waypoint_redis_up").await, 1.0);
+        stop(redis);
+        a.stop().await;
+        b.stop().await;
     }
 }
