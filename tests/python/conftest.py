@@ -4,6 +4,7 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -94,29 +95,35 @@ def repository(tmp_path_factory):
     return repo
 
 
-@pytest.fixture(scope="session")
-def server(repository):
+def start_server(repository, *extra):
+    """Starts `waypoint serve` on a free loopback port; returns the process and its address once
+    it listens (its log is read on from then on, so the pipe never fills)."""
     proc = subprocess.Popen(
-        [waypoint_binary(), "serve", "--addr", "127.0.0.1:0", "--model-repository", str(repository)],
+        [waypoint_binary(), "serve", "--addr", "127.0.0.1:0", "--model-repository", str(repository), *extra],
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         text=True,
         env={**os.environ, "WAYPOINT_LOG_FORMAT": "text", "NO_COLOR": "1"},
     )
-    addr = None
     deadline = time.time() + 30
     log = []
-    while time.time() < deadline and addr is None:
+    while time.time() < deadline:
         line = proc.stderr.readline()
         if not line:
             break
         log.append(line)
         m = re.search(r"open http://([\d.]+:\d+)/", line)
         if m:
-            addr = m.group(1)
-    if addr is None:
-        proc.kill()
-        raise RuntimeError("server did not start:\n" + "".join(log))
+            threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
+            return proc, m.group(1)
+    proc.kill()
+    raise RuntimeError("server did not start:\n" + "".join(log))
+
+
+@pytest.fixture(scope="session")
+def server(repository):
+    proc, addr = start_server(repository)
+    deadline = time.time() + 30
     # Listening is not ready: wait for the readiness endpoint, as a client would.
     while time.time() < deadline:
         try:

@@ -9,39 +9,14 @@ import shutil
 import signal
 import socket
 import subprocess
-import threading
 import time
 import urllib.request
 
 import pytest
 
-from conftest import ROOT, waypoint_binary
+from conftest import ROOT, start_server, waypoint_binary
 
 REPLICAS = 3
-
-
-def start_replica(repository):
-    proc = subprocess.Popen(
-        [waypoint_binary(), "serve", "--addr", "127.0.0.1:0", "--paused", "--model-repository", str(repository)],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-        env={**os.environ, "WAYPOINT_LOG_FORMAT": "text", "NO_COLOR": "1"},
-    )
-    deadline = time.time() + 30
-    log = []
-    while time.time() < deadline:
-        line = proc.stderr.readline()
-        if not line:
-            break
-        log.append(line)
-        m = re.search(r"open http://([\d.]+:\d+)/", line)
-        if m:
-            # Keep reading its log so the pipe never fills.
-            threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
-            return proc, m.group(1)
-    proc.kill()
-    raise RuntimeError("replica did not start:\n" + "".join(log))
 
 
 def free_port():
@@ -70,7 +45,7 @@ def cluster(repository, tmp_path_factory):
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     if not os.path.exists(nginx):
         pytest.fail("nginx is not installed: scripts/test-all installs Debian's nginx")
-    replicas = [start_replica(repository) for _ in range(REPLICAS)]
+    replicas = [start_server(repository, "--paused") for _ in range(REPLICAS)]
     prefix = tmp_path_factory.mktemp("nginx")
     for d in ("logs", "tmp"):
         (prefix / d).mkdir()

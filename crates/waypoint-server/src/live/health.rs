@@ -94,7 +94,7 @@ impl Health {
             Tensor::new("enabled", vec![5], TensorData::Bool(enabled.to_vec())),
             Tensor::new("threshold", vec![1], TensorData::F64(vec![self.threshold])),
         ];
-        let inputs: Vec<Tensor> = match inputs.into_iter().collect() {
+        let mut inputs: Vec<Tensor> = match inputs.into_iter().collect() {
             Ok(i) => i,
             Err(e) => {
                 self.warn(&e.to_string());
@@ -103,9 +103,12 @@ impl Health {
         };
         self.start = false;
         let mut answer = None;
+        let last = versions.len() - 1;
         for (i, loaded) in versions.iter().enumerate() {
             let version = loaded.version.to_string();
-            let out = match ctx.handle.block_on(crate::serving::inference::infer_on(loaded, inputs.clone())) {
+            // The last version takes the inputs; the others a copy (the frame is large).
+            let request = if i == last { std::mem::take(&mut inputs) } else { inputs.clone() };
+            let out = match ctx.handle.block_on(crate::serving::inference::infer_on(loaded, request)) {
                 Ok(o) => o,
                 Err(e) => {
                     self.warn(&format!("version {version}: {e}"));

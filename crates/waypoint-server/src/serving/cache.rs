@@ -131,7 +131,7 @@ impl ResponseCache {
     }
 
     /// The answer kept for a request, if any (it becomes the most recently used).
-    pub fn get(&self, key: &[u8]) -> Option<Arc<Vec<Tensor>>> {
+    fn get(&self, key: &[u8]) -> Option<Arc<Vec<Tensor>>> {
         let mut g = self.lock();
         let g = &mut *g;
         g.clock += 1;
@@ -147,7 +147,7 @@ impl ResponseCache {
 
     /// Keeps an answer, evicting the least recently used until it fits; an answer larger than
     /// an eighth of the budget is not kept.
-    pub fn put(&self, key: Vec<u8>, outputs: Vec<Tensor>) {
+    fn put(&self, key: Vec<u8>, outputs: Vec<Tensor>) {
         let bytes = key.len() + output_bytes(&outputs) + ENTRY_OVERHEAD;
         if bytes > self.budget / 8 {
             return;

@@ -63,6 +63,37 @@ async fn online_errors(server: &TestServer) -> Vec<(String, String, String, f64)
         .collect()
 }
 
+/// Starts a canary of `versions` (incumbent, candidate) on `model`, checks what the API says it
+/// is judged on, and waits up to `secs` for its decision; returns the model's routing then.
+async fn canary_decided(
+    server: &TestServer,
+    model: &str,
+    versions: (&str, &str),
+    settings: &Value,
+    judged_on: &str,
+    secs: u64,
+) -> Value {
+    let url = format!("http://{}/api/v1/models/{model}/routing", server.addr);
+    let resp = reqwest::Client::new()
+        .put(&url)
+        .json(&json!({"policy": "canary", "incumbent": versions.0, "candidate": versions.1, "settings": settings}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let r: Value = resp.json().await.unwrap();
+    assert!(r["judged_on"].as_str().unwrap().starts_with(judged_on), "{r:#}");
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let r = get_json(server, &format!("/api/v1/models/{model}/routing")).await;
+        if r["policy"] == "fixed" {
+            return r;
+        }
+        assert!(Instant::now() < deadline, "the {model} canary never decided: {r:#}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_live_stack_runs_on_served_versions_and_a_detection_canary_reaches_a_decision() {
     let repo = repo();
@@ -137,24 +168,7 @@ async fn the_live_stack_runs_on_served_versions_and_a_detection_canary_reaches_a
     // A canary on detection: both versions score every sweep (the one not serving it shadows),
     // and the canary is judged on recall and reaches a decision.
     let settings = json!({"steps": [0.5, 1.0], "dwell_secs": 0.5, "min_samples": 200, "min_requests": 10});
-    let resp = reqwest::Client::new()
-        .put(format!("http://{}/api/v1/models/detection/routing", server.addr))
-        .json(&json!({"policy": "canary", "incumbent": "5", "candidate": "6", "settings": settings}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let r: Value = resp.json().await.unwrap();
-    assert!(r["judged_on"].as_str().unwrap().starts_with("online recall"), "{r:#}");
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let r = loop {
-        let r = get_json(&server, "/api/v1/models/detection/routing").await;
-        if r["policy"] == "fixed" {
-            break r;
-        }
-        assert!(Instant::now() < deadline, "the detection canary never decided: {r:#}");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
+    let r = canary_decided(&server, "detection", ("5", "6"), &settings, "online recall", 180).await;
     let decisions = r["decisions"].as_array().unwrap();
     let last = decisions.last().unwrap();
     assert!(["promote", "rollback"].contains(&last["action"].as_str().unwrap()), "{last:#}");
@@ -164,24 +178,7 @@ async fn the_live_stack_runs_on_served_versions_and_a_detection_canary_reaches_a
     // A canary on the stateful sensor health model: both versions are fed every tick (each keeps
     // its own state), their alarms are scored on the same ticks, and the canary, judged on
     // accuracy, finds the same monitor not worse and promotes it.
-    let resp = reqwest::Client::new()
-        .put(format!("http://{}/api/v1/models/sensor_health/routing", server.addr))
-        .json(&json!({"policy": "canary", "incumbent": "2", "candidate": "1", "settings": settings}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let r: Value = resp.json().await.unwrap();
-    assert!(r["judged_on"].as_str().unwrap().starts_with("online accuracy"), "{r:#}");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let r = loop {
-        let r = get_json(&server, "/api/v1/models/sensor_health/routing").await;
-        if r["policy"] == "fixed" {
-            break r;
-        }
-        assert!(Instant::now() < deadline, "the sensor health canary never decided: {r:#}");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
+    let r = canary_decided(&server, "sensor_health", ("2", "1"), &settings, "online accuracy", 120).await;
     let last = r["decisions"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["action"], "promote", "{last:#}");
     assert_eq!(r["version"], "1");

@@ -351,6 +351,7 @@ async fn an_injected_dropout_raises_that_sensors_health_alarm() {
     })
     .await;
     assert_eq!(h.sensors[1].cause, "silence");
+    assert_eq!(h.version.as_deref(), Some("1"), "the served sensor_health version scored it");
     assert_eq!(h.faults.len(), 1);
     assert!(h.combined >= h.threshold);
     server.stop().await;

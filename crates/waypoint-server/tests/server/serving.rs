@@ -457,21 +457,31 @@ mod control {
 mod cache {
     use super::*;
 
-    /// Calls that reached the counting model.
+    /// Calls that reached this module's counting model.
     static CALLS: AtomicU64 = AtomicU64::new(0);
 
-    /// Doubles `x` FP32 [4], counting its calls.
-    struct Counted;
-    impl Model for Counted {
+    /// Scales `x` FP32 [4] by `factor`, counting its calls in `calls` (one counter per test, as
+    /// the tests run in parallel).
+    struct Scaled {
+        calls: &'static AtomicU64,
+        factor: f32,
+    }
+    impl Model for Scaled {
         fn infer(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, ModelError> {
-            CALLS.fetch_add(1, Ordering::Relaxed);
-            let x = Tensor::named(inputs, "x")?.as_f32()?;
-            let y: Vec<f32> = x.iter().map(|v| v * 2.0).collect();
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            let y: Vec<f32> = Tensor::named(inputs, "x")?.as_f32()?.iter().map(|v| v * self.factor).collect();
             Tensor::new("y", vec![4], waypoint_models::TensorData::F32(y)).map(|t| vec![t])
         }
     }
 
-    pub(super) const COUNTED: &str = r#"
+    /// Registers a counting backend and returns its `config.toml` (with `response_cache = true`).
+    pub(super) fn counted_backend(backend: &str, calls: &'static AtomicU64, factor: f32) -> String {
+        let make = move |_: &Path| Ok(Box::new(Scaled { calls, factor }) as Box<dyn Model>);
+        waypoint_models::native::register(backend, Arc::new(make));
+        COUNTED.replace("counted_double", backend)
+    }
+
+    const COUNTED: &str = r#"
 platform = "waypoint"
 backend = "counted_double"
 max_batch_size = 0
@@ -488,11 +498,8 @@ dims = [4]
 
     #[tokio::test]
     async fn the_same_request_is_answered_from_the_cache_byte_for_byte_and_changed_files_start_afresh() {
-        waypoint_models::native::register(
-            "counted_double",
-            Arc::new(|_: &Path| Ok(Box::new(Counted) as Box<dyn Model>)),
-        );
-        let repo = repo_with(&[("dbl", COUNTED, &[1])]);
+        let config = counted_backend("counted_double", &CALLS, 2.0);
+        let repo = repo_with(&[("dbl", &config, &[1])]);
         let server = TestServer::start(config_for(repo.path())).await;
         let base = format!("http://{}", server.addr);
         let url = format!("{base}/v2/models/dbl/infer");
@@ -520,6 +527,8 @@ dims = [4]
         let hits = server.metric("waypoint_cache_hits_total{model=\"dbl\",version=\"1\",tier=\"local\"}").await;
         let misses = server.metric("waypoint_cache_misses_total{model=\"dbl\",version=\"1\"}").await;
         assert_eq!((hits, misses), (1.0, 2.0));
+        assert_eq!(server.metric("waypoint_cache_entries").await, 2.0, "two distinct requests kept");
+        assert!(server.metric("waypoint_cache_bytes").await > 0.0);
         // A reload of the same files is the same model: still a hit.
         let load = format!("{base}/v2/repository/models/dbl/load");
         assert_eq!(client.post(&load).send().await.unwrap().status(), 200);
@@ -560,17 +569,8 @@ mod redis_cache {
 
     use super::*;
 
+    /// Calls that reached this module's counting model.
     static CALLS: AtomicU64 = AtomicU64::new(0);
-
-    /// Negates `x` FP32 [4], counting its calls.
-    struct Negate;
-    impl Model for Negate {
-        fn infer(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, ModelError> {
-            CALLS.fetch_add(1, Ordering::Relaxed);
-            let y: Vec<f32> = Tensor::named(inputs, "x")?.as_f32()?.iter().map(|v| -v).collect();
-            Tensor::new("y", vec![4], waypoint_models::TensorData::F32(y)).map(|t| vec![t])
-        }
-    }
 
     /// Debian's redis-server on a free loopback port, without persistence.
     fn start_redis(port: u16) -> Child {
@@ -595,13 +595,9 @@ mod redis_cache {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn two_replicas_share_answers_through_redis_and_serve_on_while_it_is_down() {
-        waypoint_models::native::register(
-            "counted_negate",
-            Arc::new(|_: &Path| Ok(Box::new(Negate) as Box<dyn Model>)),
-        );
+        let config = super::cache::counted_backend("counted_negate", &CALLS, -1.0);
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let redis = start_redis(port);
-        let config = super::cache::COUNTED.replace("counted_double", "counted_negate");
         let repo = repo_with(&[("neg", &config, &[1])]);
         let replica = |cache_bytes| ServerConfig {
             redis_url: Some(format!("redis://127.0.0.1:{port}")),
