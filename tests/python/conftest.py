@@ -95,11 +95,11 @@ def repository(tmp_path_factory):
     return repo
 
 
-def start_server(repository, *extra):
-    """Starts `waypoint serve` on a free loopback port; returns the process and its address once
-    it listens (its log is read on from then on, so the pipe never fills)."""
+def start_server(repository, *extra, addr="127.0.0.1:0"):
+    """Starts `waypoint serve` on `addr` (a free loopback port by default); returns the process
+    and its address once it listens (its log is read on from then on, so the pipe never fills)."""
     proc = subprocess.Popen(
-        [waypoint_binary(), "serve", "--addr", "127.0.0.1:0", "--model-repository", str(repository), *extra],
+        [waypoint_binary(), "serve", "--addr", addr, "--model-repository", str(repository), *extra],
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         text=True,

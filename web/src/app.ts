@@ -55,6 +55,8 @@ const conn = $("conn");
 let lastMessageAt = 0;
 let firstDataAt: number | null = null;
 
+let noticeTimer: ReturnType<typeof setTimeout> | undefined;
+
 function onWorker(m: FromWorker): void {
   switch (m.kind) {
     case "conn":
@@ -72,6 +74,17 @@ function onWorker(m: FromWorker): void {
       apply(m.frame);
       scheduleDraw();
       break;
+    case "notice": {
+      // The server's word about itself (a replica that lost its cluster paused the scene): a
+      // warning stays until the all-clear, which shows for a few seconds.
+      const note = $("server-note");
+      note.textContent = m.message;
+      note.classList.toggle("warn", m.level === "warning");
+      note.hidden = false;
+      clearTimeout(noticeTimer);
+      if (m.level !== "warning") noticeTimer = setTimeout(() => (note.hidden = true), 5000);
+      break;
+    }
     case "reply": {
       const r = replies.get(m.id);
       if (!r) break;

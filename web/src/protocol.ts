@@ -222,4 +222,5 @@ export type ToWorker =
 export type FromWorker =
   | { kind: "frame"; frame: Partial<Frame>; lastMessageAt: number }
   | { kind: "conn"; state: ConnState; rttMs: number | null; attempt: number; dropped: number; lastMessageAt: number }
-  | { kind: "reply"; id: number; ok: boolean; result?: unknown; error?: string };
+  | { kind: "reply"; id: number; ok: boolean; result?: unknown; error?: string }
+  | { kind: "notice"; level: string; message: string };

@@ -157,6 +157,9 @@ function onMessage(m: Obj): void {
     case "dropped":
       dropped = m.total as number;
       break;
+    case "notice":
+      post({ kind: "notice", level: String(m.level), message: String(m.message) });
+      break;
     case "reply":
     case "error": {
       const id = m.id as number;

@@ -3,6 +3,8 @@
 //! the next, for a fixed time; latencies are recorded per request and reported as percentiles
 //! with the throughput, beside the server's own mean time per request from its `/metrics`.
 
+pub mod fanout;
+
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};

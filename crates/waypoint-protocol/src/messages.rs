@@ -565,4 +565,11 @@ pub enum ServerMessage {
     Tracks(TracksMsg),
     Health(HealthMsg),
     Evaluation(EvaluationMsg),
+    /// Something every client should see about the server itself, outside any stream (a
+    /// replica that lost its cluster and paused the scene; the scene resumed).
+    Notice {
+        /// `warning` while something is wrong, `info` when it is over.
+        level: String,
+        message: String,
+    },
 }

@@ -39,6 +39,10 @@ pub struct ServerConfig {
     pub redis_url: Option<String>,
     /// How long an answer stays in Redis, seconds.
     pub cache_ttl_secs: u64,
+    /// This replica's name in a cluster (default: host name and port).
+    pub replica_id: Option<String>,
+    /// How long the cluster leader's lease lasts without renewal, milliseconds.
+    pub lease_ms: u64,
     /// LightningChart JS licence key handed to the dashboard (`WAYPOINT_LCJS_LICENSE`); without
     /// one the dashboard draws with its open-source renderer.
     pub lcjs_license: Option<String>,
@@ -75,6 +79,8 @@ impl Default for ServerConfig {
             cache_bytes: 64 << 20,
             redis_url: None,
             cache_ttl_secs: 300,
+            replica_id: None,
+            lease_ms: 2000,
             lcjs_license: None,
             learner: crate::lifecycle::learner::LearnerConfig::default(),
         }

@@ -1,9 +1,12 @@
-//! `waypoint-server`: the network face of Waypoint, in four rooms whose imports run one way
-//! (`api` → `live` → `lifecycle` → `serving` → `waypoint-models`):
+//! `waypoint-server`: the network face of Waypoint, in five rooms whose imports run one way
+//! (`api` → `cluster` → `live` → `lifecycle` → `serving` → `waypoint-models`):
 //!
 //! - [`api`] — the doors: OIP v2 routes and codec, the control API, the WebSocket and its
 //!   inference messages, the page, health and metrics, the HTTP error boundary; [`api::app`] is
 //!   the axum router.
+//! - [`cluster`] — replicas sharing one scene, one control plane and one cache through Redis:
+//!   the leader's lease, the relay of its stream items and of the followers' commands, the
+//!   control plane's fields.
 //! - [`live`] — the live stack: the scene thread ([`live::scene_runner`]), the fan-out hub with a
 //!   bounded send queue per client ([`live::hub`]), perception and prediction through the engine.
 //! - [`lifecycle`] — what decides which version answers and judges it: routing policies and the
@@ -16,6 +19,7 @@
 //! binary is a thin wrapper around these; tests bind port 0 and drive the real server.
 
 pub mod api;
+pub mod cluster;
 pub mod config;
 pub mod lifecycle;
 pub mod live;

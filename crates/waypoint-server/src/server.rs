@@ -18,23 +18,33 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     let hub = state.hub.clone();
     let scene = state.scene.clone();
+    if let Some(cluster) = &state.cluster {
+        cluster.start(listener.local_addr()?);
+    }
     {
-        // The canary controller.
+        // The canary controller (on the replica that runs the scene: its evidence is there).
         let (router, registry, online) = (state.router.clone(), state.registry.clone(), state.online.clone());
+        let scene = scene.clone();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(std::time::Duration::from_millis(500));
             loop {
                 every.tick().await;
-                router.tick(&registry, &online);
+                if scene.is_leading() {
+                    router.tick(&registry, &online);
+                }
             }
         });
     }
     if let (Some(learner), Some(secs)) = (state.learner.clone(), state.config.learner.every_secs.filter(|s| *s > 0)) {
+        let scene = scene.clone();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(std::time::Duration::from_secs(secs));
             every.tick().await;
             loop {
                 every.tick().await;
+                if !scene.is_leading() {
+                    continue;
+                }
                 if let Err(e) = learner.start_round(learner::RoundRequest::default()) {
                     tracing::info!(reason = %e, "scheduled training round skipped");
                 }

@@ -25,6 +25,8 @@ pub struct AppState {
     pub router: Arc<routing::Router>,
     /// The continuous learner (absent without a runtime for live predictions).
     pub learner: Option<Arc<learner::Learner>>,
+    /// Membership of a cluster (with `--redis`).
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl AppState {
@@ -92,6 +94,26 @@ impl AppState {
             perception,
             ctx,
         )?);
-        Ok(Self { config: Arc::new(config), hub, scene, metrics, registry, online, router, learner })
+        let cluster = match &config.redis_url {
+            Some(url) => Some(
+                crate::cluster::Cluster::new(
+                    &crate::cluster::ClusterConfig {
+                        url: url.clone(),
+                        replica_id: config.replica_id.clone(),
+                        lease: std::time::Duration::from_millis(config.lease_ms),
+                    },
+                    crate::cluster::Parts {
+                        hub: hub.clone(),
+                        scene: scene.clone(),
+                        router: router.clone(),
+                        registry: registry.clone(),
+                        online: online.clone(),
+                    },
+                )
+                .map_err(ServerError::Config)?,
+            ),
+            None => None,
+        };
+        Ok(Self { config: Arc::new(config), hub, scene, metrics, registry, online, router, learner, cluster })
     }
 }

@@ -1,7 +1,7 @@
 //! Integration tests: the real server on port 0, driven by real WebSocket and HTTP clients.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
@@ -71,6 +71,19 @@ impl TestServer {
         body.lines()
             .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')).map(|v| v.parse().unwrap()))
             .unwrap_or_else(|| panic!("metric {name} missing"))
+    }
+
+    /// Waits up to `secs` for a metric to read `value`.
+    async fn wait_metric(&self, name: &str, value: f64, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let now = self.metric(name).await;
+            if now == value {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{name} is {now}, not {value}, after {secs} s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
 

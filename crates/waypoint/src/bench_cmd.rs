@@ -83,3 +83,46 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     }
     Ok(())
 }
+
+#[derive(Debug, Args)]
+pub struct FanoutArgs {
+    /// Replicas' base URLs; the clients are spread over them evenly.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub urls: Vec<String>,
+    /// The replica that runs the scene (the reference subscriber connects there).
+    #[arg(long)]
+    pub reference: String,
+    /// Subscribers in all.
+    #[arg(long, default_value_t = 1000)]
+    pub clients: usize,
+    /// Streams every subscriber takes (MessagePack).
+    #[arg(long, value_delimiter = ',', default_value = "scene,tracks,predictions")]
+    pub streams: Vec<String>,
+    /// Seconds measured (after 3 s for the connections to open).
+    #[arg(long, default_value_t = 20.0)]
+    pub duration_secs: f64,
+}
+
+pub fn fanout(args: FanoutArgs) -> Result<()> {
+    let streams = args
+        .streams
+        .iter()
+        .map(|s| {
+            waypoint_protocol::StreamName::ALL
+                .into_iter()
+                .find(|n| n.as_str() == s)
+                .ok_or_else(|| anyhow::anyhow!("unknown stream {s:?}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let config = waypoint_bench::fanout::FanoutConfig {
+        urls: args.urls,
+        reference: args.reference,
+        clients: args.clients,
+        streams,
+        duration_secs: args.duration_secs,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let report = rt.block_on(waypoint_bench::fanout::run(&config))?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}

@@ -39,6 +39,9 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Load generator: latency percentiles and throughput against a running server.
     Bench(crate::bench_cmd::BenchArgs),
+    /// Stream fan-out: many WebSocket subscribers over several replicas, their delay behind a
+    /// subscriber of the leader and the frames dropped for them.
+    BenchFanout(crate::bench_cmd::FanoutArgs),
     /// Evaluate a model on public data, beside the published reference numbers.
     Eval(crate::eval::EvalArgs),
     /// Train a model and write it as a new version into the model repository.
@@ -105,13 +108,20 @@ pub struct ServeArgs {
     /// `response_cache = true` (least recently used answers go first); 0 turns it off.
     #[arg(long, env = "WAYPOINT_CACHE_BYTES", default_value_t = 64 << 20)]
     pub cache_bytes: usize,
-    /// Redis shared by several replicas (`redis://HOST:PORT`): the response cache's second tier,
-    /// behind the in-process one. Inference goes on uncached while Redis is down.
+    /// Join a cluster of replicas sharing this Redis (`redis://HOST:PORT`): one scene run by the
+    /// leader, one control plane, and the response cache's second tier. Inference goes on
+    /// (uncached) while Redis is down.
     #[arg(long, env = "WAYPOINT_REDIS_URL")]
     pub redis: Option<String>,
     /// How long an answer stays in Redis, seconds.
     #[arg(long, env = "WAYPOINT_CACHE_TTL_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub cache_ttl_secs: u64,
+    /// This replica's name in the cluster (default: host name and port).
+    #[arg(long, env = "WAYPOINT_REPLICA_ID")]
+    pub replica_id: Option<String>,
+    /// The cluster leader's lease, milliseconds: a dead leader is replaced within two leases.
+    #[arg(long, env = "WAYPOINT_LEASE_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(200..))]
+    pub lease_ms: u64,
     /// Replay pedestrian tracks from an ETH/UCY file instead of simulated agents.
     #[arg(long, env = "WAYPOINT_REPLAY_TRACKS")]
     pub replay_tracks: Option<PathBuf>,
@@ -185,6 +195,8 @@ fn server_config(args: &ServeArgs) -> Result<ServerConfig> {
         cache_bytes: args.cache_bytes,
         redis_url: args.redis.clone(),
         cache_ttl_secs: args.cache_ttl_secs,
+        replica_id: args.replica_id.clone(),
+        lease_ms: args.lease_ms,
         lcjs_license: args.lcjs_license.clone().filter(|k| !k.trim().is_empty()),
         learner: waypoint_server::lifecycle::learner::LearnerConfig {
             every_secs: Some(args.learn_every_secs).filter(|s| *s > 0),

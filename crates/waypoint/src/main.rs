@@ -19,6 +19,7 @@ fn main() -> Result<()> {
         cli::Command::Serve(args) => cli::serve(args),
         cli::Command::Replay(args) => cli::replay(args),
         cli::Command::Bench(args) => bench_cmd::bench(args),
+        cli::Command::BenchFanout(args) => bench_cmd::fanout(args),
         cli::Command::Eval(args) => eval::eval(args),
         cli::Command::Train(cli::TrainCommand::Trajectory(args)) => trajectory_cmd::train(args),
         cli::Command::Train(cli::TrainCommand::Detection(args)) => detection_cmd::train(args),

@@ -32,6 +32,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/models/{model}/train", post(train))
         .route("/api/v1/learning", get(learning))
         .route("/api/v1/stats", get(stats))
+        .route("/api/v1/cluster", get(cluster))
         .route("/api/v1/map", get(map))
         .route("/api/v1/dashboard", get(dashboard))
 }
@@ -87,6 +88,17 @@ async fn train(
 async fn learning(State(s): State<AppState>) -> Result<Json<Value>, AppError> {
     let learner = s.learner.as_ref().ok_or_else(|| AppError::Unavailable("no learner on this server".into()))?;
     Ok(Json(learner.describe()))
+}
+
+/// This replica, the leader and the replicas seen, and whether Redis answers (`"off"` and this
+/// replica alone outside a cluster).
+async fn cluster(State(s): State<AppState>) -> Json<Value> {
+    Json(match &s.cluster {
+        Some(c) => c.describe(),
+        None => {
+            json!({"replica": "standalone", "leader": "standalone", "leading": true, "replicas": [], "redis": "off"})
+        }
+    })
 }
 
 async fn all_routing(State(s): State<AppState>) -> Json<Value> {

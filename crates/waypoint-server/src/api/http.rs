@@ -46,7 +46,8 @@ pub async fn live() -> StatusCode {
 
 /// `GET /v2/health/ready`: the scene has produced its first frame.
 pub async fn ready(State(state): State<AppState>) -> StatusCode {
-    if state.scene.is_ready() {
+    // A cluster's replica serves inference whether or not it leads (or reaches Redis).
+    if state.scene.is_ready() || state.cluster.is_some() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -62,12 +63,22 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         body.push_str(&format!(
             "# HELP waypoint_cache_bytes Bytes held by the in-process response cache.\n# TYPE waypoint_cache_bytes gauge\nwaypoint_cache_bytes {bytes}\n# HELP waypoint_cache_entries Answers held by the in-process response cache.\n# TYPE waypoint_cache_entries gauge\nwaypoint_cache_entries {entries}\n"
         ));
-        if let Some(redis) = cache.redis() {
-            body.push_str(&format!(
-                "# HELP waypoint_redis_up Whether the last call to Redis succeeded.\n# TYPE waypoint_redis_up gauge\nwaypoint_redis_up {}\n",
-                u8::from(redis.is_up())
-            ));
-        }
+    }
+    // A cluster's Redis is up when its calls and its subscriber are; a cache-only Redis when the
+    // last call succeeded.
+    let redis_up = match (&state.cluster, state.registry.cache().and_then(|c| c.redis())) {
+        (Some(c), _) => Some(c.redis_up()),
+        (None, Some(tier)) => Some(tier.is_up()),
+        (None, None) => None,
+    };
+    if let Some(up) = redis_up {
+        body.push_str(&format!(
+            "# HELP waypoint_redis_up Whether Redis answers.\n# TYPE waypoint_redis_up gauge\nwaypoint_redis_up {}\n",
+            u8::from(up)
+        ));
+    }
+    if let Some(c) = &state.cluster {
+        body.push_str(&c.render_metrics());
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

@@ -124,7 +124,7 @@ impl CanarySettings {
 }
 
 /// Where a canary stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CanaryStatus {
     Running,
@@ -192,8 +192,26 @@ enum Route {
     Canary(Box<Canary>),
 }
 
+impl Route {
+    fn shared(&self) -> SharedRoute {
+        match self {
+            Route::Newest => SharedRoute::Newest,
+            Route::Fixed(v) => SharedRoute::Fixed { version: *v },
+            Route::Split(w) => SharedRoute::Split { weights: w.clone() },
+            Route::Shadow { primary, candidate } => SharedRoute::Shadow { primary: *primary, candidate: *candidate },
+            Route::Canary(c) => SharedRoute::Canary {
+                incumbent: c.incumbent,
+                candidate: c.candidate,
+                settings: c.settings.clone(),
+                step: c.step,
+                status: c.status,
+            },
+        }
+    }
+}
+
 /// One routing decision, with the evidence it was taken on.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Decision {
     pub unix_secs: f64,
     pub model: String,
@@ -224,12 +242,33 @@ pub enum RoutingError {
 struct Inner {
     routes: BTreeMap<String, Route>,
     decisions: VecDeque<Decision>,
+    /// Decisions taken here and not yet shared with the other replicas (kept only when
+    /// [`Router::share_decisions`] is on).
+    outbox: Vec<Decision>,
+    /// Models whose policy changed here and is not yet shared.
+    dirty: std::collections::BTreeSet<String>,
+    share: bool,
 }
 
 /// Routing state of every model.
 #[derive(Debug, Default)]
 pub struct Router {
     inner: Mutex<Inner>,
+    /// Wakes whoever shares this replica's changes (a policy set, a decision).
+    pub changed: tokio::sync::Notify,
+}
+
+/// A model's policy as the replicas of a cluster share it: versions resolved, a canary with
+/// where it stands but without the local counters it is judged on (each leader judges on its
+/// own, from the moment it takes the canary over).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "policy", rename_all = "snake_case")]
+pub enum SharedRoute {
+    Newest,
+    Fixed { version: u64 },
+    Split { weights: Vec<(u64, f64)> },
+    Shadow { primary: Option<u64>, candidate: u64 },
+    Canary { incumbent: u64, candidate: u64, settings: CanarySettings, step: usize, status: CanaryStatus },
 }
 
 /// Decisions kept for the API.
@@ -298,13 +337,13 @@ impl Router {
 
     fn log(inner: &mut Inner, model: &str, action: &str, detail: String, evidence: Value) {
         tracing::info!(model, action, detail = %detail, evidence = %evidence, "routing decision");
-        inner.decisions.push_back(Decision {
-            unix_secs: now_unix(),
-            model: model.to_string(),
-            action: action.to_string(),
-            detail,
-            evidence,
-        });
+        let d =
+            Decision { unix_secs: now_unix(), model: model.to_string(), action: action.to_string(), detail, evidence };
+        if inner.share {
+            inner.outbox.push(d.clone());
+            inner.dirty.insert(model.to_string());
+        }
+        inner.decisions.push_back(d);
         while inner.decisions.len() > DECISIONS_KEPT {
             inner.decisions.pop_front();
         }
@@ -419,12 +458,17 @@ impl Router {
         let detail = serde_json::to_string(&spec).unwrap_or_default();
         Self::log(&mut g, model, "set", detail, json!({"loaded": loaded}));
         g.routes.insert(model.to_string(), route);
-        Ok(Self::describe_route(model, g.routes.get(model)))
+        let v = Self::describe_route(model, g.routes.get(model));
+        drop(g);
+        self.changed.notify_one();
+        Ok(v)
     }
 
-    /// Advances or ends every running canary on its evidence. Called periodically.
-    pub fn tick(&self, registry: &Registry, online: &OnlineEval) {
+    /// Advances or ends every running canary on its evidence. Called periodically. Returns the
+    /// models whose policy changed (a step, a promotion, a rollback, an abort).
+    pub fn tick(&self, registry: &Registry, online: &OnlineEval) -> Vec<String> {
         let mut g = self.lock();
+        let before: BTreeMap<String, SharedRoute> = g.routes.iter().map(|(m, r)| (m.clone(), r.shared())).collect();
         let models: Vec<String> = g.routes.keys().cloned().collect();
         for model in models {
             let Some(Route::Canary(c)) = g.routes.get(&model).cloned() else { continue };
@@ -456,6 +500,99 @@ impl Router {
                 }
             }
         }
+        let changed: Vec<String> =
+            g.routes.iter().filter(|(m, r)| before.get(*m) != Some(&r.shared())).map(|(m, _)| m.clone()).collect();
+        if g.share && !changed.is_empty() {
+            g.dirty.extend(changed.iter().cloned());
+            drop(g);
+            self.changed.notify_one();
+        }
+        changed
+    }
+
+    /// Turns on keeping this replica's decisions for [`Router::take_outbox`].
+    pub fn share_decisions(&self) {
+        self.lock().share = true;
+    }
+
+    /// The decisions taken and the models whose policy changed here since the last call.
+    pub fn take_outbox(&self) -> (Vec<Decision>, Vec<String>) {
+        let mut g = self.lock();
+        (std::mem::take(&mut g.outbox), std::mem::take(&mut g.dirty).into_iter().collect())
+    }
+
+    /// Shares every policy and decision again (the cluster's store lost them).
+    pub fn reshare(&self) {
+        let mut g = self.lock();
+        let models: Vec<String> = g.routes.keys().cloned().collect();
+        g.dirty.extend(models);
+        g.outbox = g.decisions.iter().cloned().collect();
+        drop(g);
+        self.changed.notify_one();
+    }
+
+    /// Replaces the decision log with the cluster's.
+    pub fn replace_decisions(&self, decisions: Vec<Decision>) {
+        let mut g = self.lock();
+        g.decisions = decisions.into_iter().collect();
+        while g.decisions.len() > DECISIONS_KEPT {
+            g.decisions.pop_front();
+        }
+    }
+
+    /// A model's policy as the cluster shares it.
+    pub fn export(&self, model: &str) -> SharedRoute {
+        self.lock().routes.get(model).map_or(SharedRoute::Newest, Route::shared)
+    }
+
+    /// Takes a model's policy from another replica. A canary this replica already runs with
+    /// the same versions and settings keeps its counters and takes the other's step and
+    /// status; any other canary starts from fresh counters, its versions' online windows
+    /// cleared (as [`Router::set`] does).
+    pub fn import(&self, model: &str, shared: SharedRoute, registry: &Registry, online: &OnlineEval) {
+        let mut g = self.lock();
+        let route = match shared {
+            SharedRoute::Newest => Route::Newest,
+            SharedRoute::Fixed { version } => Route::Fixed(version),
+            SharedRoute::Split { weights } => Route::Split(weights),
+            SharedRoute::Shadow { primary, candidate } => Route::Shadow { primary, candidate },
+            SharedRoute::Canary { incumbent, candidate, settings, step, status } => match g.routes.get(model) {
+                Some(Route::Canary(c))
+                    if c.incumbent == incumbent && c.candidate == candidate && c.settings == settings =>
+                {
+                    let mut c = c.clone();
+                    if c.step != step {
+                        c.step_started = Instant::now();
+                    }
+                    c.step = step;
+                    c.status = status;
+                    Route::Canary(c)
+                }
+                _ => {
+                    let base = |v: u64| {
+                        registry.get(model, Some(&v.to_string())).map(|l| Baseline::of(&l.metrics)).unwrap_or_default()
+                    };
+                    if status == CanaryStatus::Running {
+                        online.clear(model, &incumbent.to_string());
+                        online.clear(model, &candidate.to_string());
+                    }
+                    Route::Canary(Box::new(Canary {
+                        incumbent,
+                        candidate,
+                        settings,
+                        step,
+                        step_started: Instant::now(),
+                        status,
+                        incumbent_base: base(incumbent),
+                        candidate_base: base(candidate),
+                        incumbent_window: base(incumbent),
+                        candidate_window: base(candidate),
+                        strikes: 0,
+                    }))
+                }
+            },
+        };
+        g.routes.insert(model.to_string(), route);
     }
 
     /// The version a model's policy pins for everyone, if any (a fixed policy, or a running
@@ -713,6 +850,39 @@ mod tests {
             candidate_window: Baseline::default(),
             strikes: 0,
         }
+    }
+
+    #[test]
+    fn a_policy_shared_with_another_replica_routes_alike_and_a_known_canary_keeps_its_counters() {
+        let registry = Registry::new(
+            crate::serving::repository::Repository::new(std::env::temp_dir().join("waypoint-no-such-repository")),
+            Arc::new(crate::metrics::Metrics::default()),
+        );
+        let online = OnlineEval::default();
+        let (a, b) = (Router::default(), Router::default());
+        a.share_decisions();
+        let mut c = canary(CanarySettings::default());
+        c.step = 1;
+        a.lock().routes.insert("m".into(), Route::Canary(Box::new(c)));
+        a.lock().routes.insert("n".into(), Route::Split(vec![(1, 1.0), (3, 3.0)]));
+        for model in ["m", "n", "never-set"] {
+            b.import(model, a.export(model), &registry, &online);
+            for i in 0..200 {
+                let key = format!("agent-{i}");
+                assert_eq!(a.choose(model, &key), b.choose(model, &key), "{model} {key}");
+            }
+        }
+        assert_eq!(b.export("m"), a.export("m"));
+        // The same canary one step on: the counters stay, the step moves.
+        if let Some(Route::Canary(c)) = b.lock().routes.get_mut("m") {
+            c.strikes = 2;
+        }
+        let SharedRoute::Canary { incumbent, candidate, settings, status, .. } = a.export("m") else { panic!() };
+        b.import("m", SharedRoute::Canary { incumbent, candidate, settings, step: 2, status }, &registry, &online);
+        let Some(Route::Canary(c)) = b.lock().routes.get("m").cloned() else { panic!() };
+        assert_eq!((c.step, c.strikes), (2, 2));
+        // Imports are not shared again; only this replica's own changes are.
+        assert_eq!(b.take_outbox(), (vec![], vec![]));
     }
 
     /// Serves `n` requests on `m` with latencies around `ms` (every `stall_every`-th one stalls

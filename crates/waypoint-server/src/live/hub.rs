@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use tokio::sync::Notify;
 use waypoint_protocol::convert::StreamItem;
-use waypoint_protocol::{encode, Codec, StreamName, StreamOptions};
+use waypoint_protocol::{encode, Codec, ServerMessage, StreamName, StreamOptions};
 
 use crate::metrics::Metrics;
 
@@ -170,17 +170,56 @@ impl ClientQueue {
     }
 }
 
+/// What else gets each published item: in a cluster, the leader's relay to the other replicas.
+pub type Relay = Box<dyn Fn(&StreamItem) + Send + Sync>;
+
+#[derive(Default)]
+struct RelaySlot(std::sync::OnceLock<Relay>);
+
+impl std::fmt::Debug for RelaySlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() { "RelaySlot(set)" } else { "RelaySlot(none)" })
+    }
+}
+
 /// All connected clients.
 #[derive(Debug)]
 pub struct Hub {
     clients: Mutex<Vec<Weak<ClientQueue>>>,
     metrics: Arc<Metrics>,
     next_client: AtomicU64,
+    relay: RelaySlot,
 }
 
 impl Hub {
     pub fn new(metrics: Arc<Metrics>) -> Self {
-        Self { clients: Mutex::new(Vec::new()), metrics, next_client: AtomicU64::new(1) }
+        Self { clients: Mutex::new(Vec::new()), metrics, next_client: AtomicU64::new(1), relay: RelaySlot::default() }
+    }
+
+    /// Hands every item published from now on to `relay` as well (once; later calls are
+    /// ignored).
+    pub fn set_relay(&self, relay: Relay) {
+        let _ = self.relay.0.set(relay);
+    }
+
+    /// Sends a notice to every client, whatever it subscribed to.
+    pub fn notice(&self, level: &str, message: &str) {
+        let msg = ServerMessage::Notice { level: level.to_string(), message: message.to_string() };
+        let mut cache: Vec<(Codec, Encoded)> = Vec::new();
+        for client in self.clients() {
+            let bytes = match cache.iter().find(|(c, _)| *c == client.codec) {
+                Some((_, b)) => b.clone(),
+                None => match encode(client.codec, &msg) {
+                    Ok(b) => {
+                        let b = bytes::Bytes::from(b);
+                        cache.push((client.codec, b.clone()));
+                        b
+                    }
+                    Err(_) => continue,
+                },
+            };
+            client.push_frame(bytes);
+        }
     }
 
     fn clients(&self) -> Vec<Arc<ClientQueue>> {
@@ -205,8 +244,17 @@ impl Hub {
         (self.next_client.fetch_add(1, Ordering::Relaxed), q)
     }
 
-    /// Sends one item to every subscriber, encoding it once per distinct encoding.
+    /// Sends one item to every subscriber, encoding it once per distinct encoding, and hands
+    /// it to the relay if there is one.
     pub fn publish(&self, item: &StreamItem) {
+        self.publish_local(item);
+        if let Some(relay) = self.relay.0.get() {
+            relay(item);
+        }
+    }
+
+    /// Sends one item to this replica's subscribers only.
+    pub fn publish_local(&self, item: &StreamItem) {
         let stream = item.stream();
         let mut cache: Vec<((Codec, StreamOptions), Encoded)> = Vec::new();
         for client in self.clients() {
@@ -228,6 +276,23 @@ impl Hub {
                 },
             };
             client.push_frame(bytes);
+        }
+    }
+
+    /// Sends an item another replica encoded (once per codec) to this replica's subscribers.
+    pub fn publish_encoded(&self, stream: StreamName, json: &Encoded, msgpack: &Encoded) {
+        let mut counted = [false; 2];
+        for client in self.clients() {
+            let Some(options) = client.wants(stream) else { continue };
+            let (bytes, i) = match client.codec {
+                Codec::Json => (json, 0),
+                Codec::MsgPack => (msgpack, 1),
+            };
+            if !counted[i] {
+                counted[i] = true;
+                self.metrics.add_stream_bytes(stream, client.codec, options, bytes.len());
+            }
+            client.push_frame(bytes.clone());
         }
     }
 

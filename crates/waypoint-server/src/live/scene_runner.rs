@@ -33,6 +33,36 @@ pub enum CommandError {
 
 type Reply = oneshot::Sender<Result<ReplyBody, CommandError>>;
 
+/// A command's answer, on its way.
+pub type Answer = std::pin::Pin<Box<dyn std::future::Future<Output = Result<ReplyBody, CommandError>> + Send>>;
+
+/// Where a replica that does not run the scene sends its commands (in a cluster: the leader).
+pub trait Forward: Send + Sync {
+    fn forward(&self, cmd: Command) -> Answer;
+}
+
+#[derive(Default)]
+struct ForwardSlot(std::sync::OnceLock<Arc<dyn Forward>>);
+
+impl std::fmt::Debug for ForwardSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() { "ForwardSlot(set)" } else { "ForwardSlot(none)" })
+    }
+}
+
+/// What a new leader needs to go on with the scene: the seed it was reset with and every
+/// setting a command changed since, the scene time and the faults on record.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SceneState {
+    pub seed: u64,
+    pub running: bool,
+    pub speed: f64,
+    pub sensors_enabled: [bool; 5],
+    pub threshold: f64,
+    pub t_secs: f64,
+    pub faults: Vec<waypoint_sim::fault::FaultRecord>,
+}
+
 /// Handle to the scene thread.
 #[derive(Debug)]
 pub struct SceneRunner {
@@ -42,6 +72,10 @@ pub struct SceneRunner {
     ready: Arc<AtomicBool>,
     t_bits: Arc<AtomicU64>,
     last_scene: Arc<Mutex<Option<SceneMsg>>>,
+    /// Whether this replica runs the scene (always, outside a cluster).
+    leading: Arc<AtomicBool>,
+    forward: ForwardSlot,
+    state: Arc<Mutex<Option<SceneState>>>,
 }
 
 /// How often the scene status is re-sent while the scene is paused.
@@ -64,6 +98,7 @@ struct Loop {
     online: Arc<OnlineEval>,
     /// A reset happened since the last sweep offered to perception.
     reset_pending: bool,
+    state: Arc<Mutex<Option<SceneState>>>,
 }
 
 impl Loop {
@@ -74,6 +109,19 @@ impl Loop {
             seed: self.scene.config().seed,
             sensors_enabled: Sensor::ALL.map(|s| self.scene.sensor_enabled(s)),
         }
+    }
+
+    fn save_state(&self) {
+        let state = SceneState {
+            seed: self.scene.config().seed,
+            running: self.running,
+            speed: self.speed,
+            sensors_enabled: Sensor::ALL.map(|s| self.scene.sensor_enabled(s)),
+            threshold: self.health.threshold,
+            t_secs: self.scene.t_secs(),
+            faults: self.scene.faults().to_vec(),
+        };
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = Some(state);
     }
 
     fn tick(&mut self) {
@@ -203,6 +251,9 @@ impl SceneRunner {
         let ready = Arc::new(AtomicBool::new(!config.autostart));
         let t_bits = Arc::new(AtomicU64::new(0));
         let last_scene = Arc::new(Mutex::new(None));
+        let state = Arc::new(Mutex::new(None));
+        // In a cluster the scene waits until this replica wins the lease.
+        let leading = Arc::new(AtomicBool::new(config.redis_url.is_none()));
         let health = Health::new(ctx, &scene.config().sensors);
         let mut lp = Loop {
             scene,
@@ -217,13 +268,59 @@ impl SceneRunner {
             health,
             online,
             reset_pending: false,
+            state: state.clone(),
         };
-        let (sd, rd, tb) = (shutdown.clone(), ready.clone(), t_bits.clone());
+        lp.save_state();
+        let flags = Flags {
+            shutdown: shutdown.clone(),
+            ready: ready.clone(),
+            t_bits: t_bits.clone(),
+            leading: leading.clone(),
+        };
         let thread = std::thread::Builder::new()
             .name("waypoint-scene".into())
-            .spawn(move || run_loop(&mut lp, &rx, &sd, &rd, &tb))
+            .spawn(move || run_loop(&mut lp, &rx, &flags))
             .map_err(|e| ServerError::Config(format!("cannot start the scene thread: {e}")))?;
-        Ok(Self { tx, thread: Mutex::new(Some(thread)), shutdown, ready, t_bits, last_scene })
+        Ok(Self {
+            tx,
+            thread: Mutex::new(Some(thread)),
+            shutdown,
+            ready,
+            t_bits,
+            last_scene,
+            leading,
+            forward: ForwardSlot::default(),
+            state,
+        })
+    }
+
+    /// Whether this replica runs the scene.
+    pub fn is_leading(&self) -> bool {
+        self.leading.load(Ordering::Relaxed)
+    }
+
+    /// Runs the scene here (`true`) or leaves it to another replica (`false`: the thread idles
+    /// and commands go to the forwarder).
+    pub fn set_leading(&self, leading: bool) {
+        self.leading.store(leading, Ordering::Relaxed);
+    }
+
+    /// Where commands go while this replica does not run the scene (once).
+    pub fn set_forward(&self, forward: Arc<dyn Forward>) {
+        let _ = self.forward.0.set(forward);
+    }
+
+    /// The scene's settings, time and faults, as of the last command or second.
+    pub fn state(&self) -> Option<SceneState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Takes a `scene` message the leader published (on a replica that does not run the
+    /// scene): it becomes this replica's latest scene and time.
+    pub fn observe(&self, msg: &SceneMsg) {
+        self.t_bits.store(msg.t_secs.to_bits(), Ordering::Relaxed);
+        self.ready.store(true, Ordering::Relaxed);
+        *self.last_scene.lock().unwrap_or_else(|p| p.into_inner()) = Some(msg.clone());
     }
 
     /// Whether the scene has produced its first frame.
@@ -241,8 +338,19 @@ impl SceneRunner {
         f64::from_bits(self.t_bits.load(Ordering::Relaxed))
     }
 
-    /// Applies a command between two ticks and returns its result.
+    /// Applies a command between two ticks and returns its result; on a replica that does not
+    /// run the scene, the replica that does applies it.
     pub async fn command(&self, cmd: Command) -> Result<ReplyBody, CommandError> {
+        if !self.is_leading() {
+            if let Some(f) = self.forward.0.get() {
+                return f.forward(cmd).await;
+            }
+        }
+        self.command_local(cmd).await
+    }
+
+    /// Applies a command to this replica's scene.
+    pub async fn command_local(&self, cmd: Command) -> Result<ReplyBody, CommandError> {
         let (reply_tx, reply_rx) = oneshot::channel();
         match self.tx.try_send((cmd, reply_tx)) {
             Ok(()) => {}
@@ -272,19 +380,30 @@ impl Drop for SceneRunner {
     }
 }
 
-fn run_loop(
-    lp: &mut Loop,
-    rx: &Receiver<(Command, Reply)>,
-    shutdown: &AtomicBool,
-    ready: &AtomicBool,
-    t_bits: &AtomicU64,
-) {
+struct Flags {
+    shutdown: Arc<AtomicBool>,
+    ready: Arc<AtomicBool>,
+    t_bits: Arc<AtomicU64>,
+    leading: Arc<AtomicBool>,
+}
+
+fn run_loop(lp: &mut Loop, rx: &Receiver<(Command, Reply)>, flags: &Flags) {
+    let (shutdown, ready, t_bits) = (&flags.shutdown, &flags.ready, &flags.t_bits);
     let mut next_tick = Instant::now();
     let mut last_status = Instant::now();
+    let mut last_saved = Instant::now();
+    let mut was_leading = true;
     let tick_secs = lp.scene.config().tick_secs;
     while !shutdown.load(Ordering::Relaxed) {
         let now = Instant::now();
-        let wait = if lp.running { next_tick.saturating_duration_since(now) } else { Duration::from_millis(100) };
+        let leading = flags.leading.load(Ordering::Relaxed);
+        if leading && !was_leading {
+            // Taking the scene over: no burst of the ticks not run while following.
+            next_tick = now;
+        }
+        was_leading = leading;
+        let ticking = lp.running && leading;
+        let wait = if ticking { next_tick.saturating_duration_since(now) } else { Duration::from_millis(100) };
         match rx.recv_timeout(wait.min(Duration::from_millis(100))) {
             Ok((cmd, reply)) => {
                 let was_running = lp.running;
@@ -292,16 +411,20 @@ fn run_loop(
                 if lp.running && !was_running {
                     next_tick = Instant::now();
                 }
-                if !lp.running {
+                if !lp.running && flags.leading.load(Ordering::Relaxed) {
                     lp.publish_status();
                     last_status = Instant::now();
                 }
                 t_bits.store(lp.scene.t_secs().to_bits(), Ordering::Relaxed);
+                lp.save_state();
                 let _ = reply.send(result);
                 continue;
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if !leading {
+            continue;
         }
         if !lp.running && last_status.elapsed() >= PAUSED_STATUS_INTERVAL {
             // While paused, the scene stream keeps saying so once a second.
@@ -312,6 +435,10 @@ fn run_loop(
             lp.tick();
             t_bits.store(lp.scene.t_secs().to_bits(), Ordering::Relaxed);
             ready.store(true, Ordering::Relaxed);
+            if last_saved.elapsed() >= Duration::from_millis(250) {
+                lp.save_state();
+                last_saved = Instant::now();
+            }
             next_tick += Duration::from_secs_f64(tick_secs / lp.speed);
             // After a stall, do not replay the missed ticks in a burst.
             let now = Instant::now();

@@ -12,13 +12,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use waypoint_models::Tensor;
+
+use crate::serving::redis_link::RedisLink;
 
 /// Bytes counted for an entry besides its key and output data.
 const ENTRY_OVERHEAD: usize = 128;
@@ -179,10 +179,6 @@ impl ResponseCache {
     }
 }
 
-/// How long a Redis call may take before the request goes on without it.
-const REDIS_TIMEOUT: Duration = Duration::from_millis(100);
-/// After Redis failed, how long before a connection is tried again.
-const REDIS_RETRY: Duration = Duration::from_millis(500);
 /// Answers larger than this are not sent to Redis, bytes.
 const REDIS_MAX_VALUE: usize = 4 << 20;
 
@@ -192,10 +188,8 @@ const REDIS_MAX_VALUE: usize = 4 << 20;
 /// uncached, and a new connection is tried every half second until Redis is back.
 #[derive(Debug)]
 pub struct RedisTier {
-    client: redis::Client,
+    link: RedisLink,
     ttl_secs: u64,
-    conn: tokio::sync::Mutex<(Option<redis::aio::MultiplexedConnection>, Option<Instant>)>,
-    up: AtomicBool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -207,18 +201,12 @@ struct Stored {
 impl RedisTier {
     /// A tier on the Redis at `url` (`redis://HOST:PORT`); nothing is connected yet.
     pub fn new(url: &str, ttl_secs: u64) -> Result<Self, String> {
-        let client = redis::Client::open(url).map_err(|e| format!("redis url {url:?}: {e}"))?;
-        Ok(Self {
-            client,
-            ttl_secs: ttl_secs.max(1),
-            conn: tokio::sync::Mutex::new((None, None)),
-            up: AtomicBool::new(false),
-        })
+        Ok(Self { link: RedisLink::new(url)?, ttl_secs: ttl_secs.max(1) })
     }
 
     /// Whether the last call reached Redis.
     pub fn is_up(&self) -> bool {
-        self.up.load(Ordering::Relaxed)
+        self.link.is_up()
     }
 
     fn redis_key(key: &[u8]) -> String {
@@ -230,51 +218,8 @@ impl RedisTier {
         k
     }
 
-    async fn connection(&self) -> Option<redis::aio::MultiplexedConnection> {
-        let mut g = self.conn.lock().await;
-        if let Some(c) = &g.0 {
-            return Some(c.clone());
-        }
-        if g.1.is_some_and(|t| t.elapsed() < REDIS_RETRY) {
-            return None;
-        }
-        g.1 = Some(Instant::now());
-        match tokio::time::timeout(REDIS_TIMEOUT, self.client.get_multiplexed_async_connection()).await {
-            Ok(Ok(c)) => {
-                g.0 = Some(c.clone());
-                Some(c)
-            }
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "redis unreachable");
-                self.up.store(false, Ordering::Relaxed);
-                None
-            }
-            Err(_) => {
-                self.up.store(false, Ordering::Relaxed);
-                None
-            }
-        }
-    }
-
-    /// Runs one command; a failure drops the connection (the next call reconnects).
     async fn run<T: redis::FromRedisValue>(&self, cmd: redis::Cmd) -> Option<T> {
-        let mut c = self.connection().await?;
-        match tokio::time::timeout(REDIS_TIMEOUT, cmd.query_async::<T>(&mut c)).await {
-            Ok(Ok(v)) => {
-                self.up.store(true, Ordering::Relaxed);
-                Some(v)
-            }
-            failed => {
-                if let Ok(Err(e)) = failed {
-                    tracing::debug!(error = %e, "redis call failed");
-                }
-                self.up.store(false, Ordering::Relaxed);
-                let mut g = self.conn.lock().await;
-                g.0 = None;
-                g.1 = Some(Instant::now());
-                None
-            }
-        }
+        self.link.run(cmd).await
     }
 
     /// The answer Redis keeps for a request, if any.

@@ -76,6 +76,28 @@ pub struct Registry {
     overrides: RwLock<BTreeMap<String, BatchingPatch>>,
     /// The response cache shared by the models that ask for it.
     cache: Option<Arc<ResponseCache>>,
+    /// Changes made here for the other replicas of a cluster (kept once
+    /// [`Registry::share_changes`] is on), and what wakes whoever sends them.
+    outbox: std::sync::Mutex<Option<Vec<RepoChange>>>,
+    pub changed: tokio::sync::Notify,
+}
+
+/// A change to what a replica serves, as the replicas of a cluster tell each other.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum RepoChange {
+    /// The model was (re)loaded from the shared repository.
+    Load {
+        model: String,
+    },
+    Unload {
+        model: String,
+    },
+    /// The model's batching overrides are now these (merged over `config.toml`).
+    Batching {
+        model: String,
+        overrides: BatchingPatch,
+    },
 }
 
 /// Run-time changes to a model's batching knobs (control API).
@@ -140,6 +162,63 @@ impl Registry {
             failures: RwLock::new(BTreeMap::new()),
             overrides: RwLock::new(BTreeMap::new()),
             cache: None,
+            outbox: std::sync::Mutex::new(None),
+            changed: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Starts keeping the changes made here (loads, unloads, batching) for
+    /// [`Registry::take_changes`].
+    pub fn share_changes(&self) {
+        self.outbox.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(Vec::new);
+    }
+
+    /// The changes made here since the last call.
+    pub fn take_changes(&self) -> Vec<RepoChange> {
+        self.outbox.lock().unwrap_or_else(|p| p.into_inner()).as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    fn record(&self, change: RepoChange) {
+        if let Some(out) = self.outbox.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            out.push(change);
+            self.changed.notify_one();
+        }
+    }
+
+    /// Shares every batching override again (the cluster's store lost them).
+    pub fn reshare(&self) {
+        let overrides = self.overrides.read().unwrap_or_else(|p| p.into_inner()).clone();
+        for (model, overrides) in overrides {
+            self.record(RepoChange::Batching { model, overrides });
+        }
+    }
+
+    /// Applies another replica's change, without sharing it again.
+    pub fn apply_peer(&self, change: &RepoChange) -> Result<(), RegistryError> {
+        match change {
+            RepoChange::Load { model } => {
+                // Nothing to do when this replica already serves what the repository holds.
+                let served = self.versions(model);
+                let unchanged = served.as_ref().is_some_and(|(config, versions)| {
+                    self.repository.versions_to_serve(model, &config.version_policy).is_ok_and(|d| d == *versions)
+                });
+                if unchanged {
+                    Ok(())
+                } else {
+                    self.load_here(model).map(|_| ())
+                }
+            }
+            RepoChange::Unload { model } => match self.unload_here(model) {
+                Err(RegistryError::NotLoaded(_)) => Ok(()),
+                r => r,
+            },
+            RepoChange::Batching { model, overrides } => {
+                if self.overrides.read().unwrap_or_else(|p| p.into_inner()).get(model) == Some(overrides) {
+                    return Ok(());
+                }
+                self.overrides.write().unwrap_or_else(|p| p.into_inner()).insert(model.clone(), overrides.clone());
+                self.load_here(model).map(|_| ())
+            }
         }
     }
 
@@ -187,8 +266,15 @@ impl Registry {
     }
 
     /// Builds the versions the model's policy selects and swaps them in atomically. Blocking
-    /// (instantiates models): call it from a blocking thread.
+    /// (instantiates models): call it from a blocking thread. In a cluster, the other replicas
+    /// load it too.
     pub fn load(&self, model: &str) -> Result<Vec<u64>, RegistryError> {
+        let versions = self.load_here(model)?;
+        self.record(RepoChange::Load { model: model.to_string() });
+        Ok(versions)
+    }
+
+    fn load_here(&self, model: &str) -> Result<Vec<u64>, RegistryError> {
         let started = Instant::now();
         let result = self.build(model);
         match &result {
@@ -218,9 +304,12 @@ impl Registry {
         let previous = self.overrides.read().unwrap_or_else(|p| p.into_inner()).get(model).cloned();
         let mut merged = previous.clone().unwrap_or_default();
         merged.merge(patch);
-        self.overrides.write().unwrap_or_else(|p| p.into_inner()).insert(model.into(), merged);
-        match self.load(model) {
-            Ok(_) => Ok(self.versions(model).map(|(c, _)| c).ok_or_else(|| RegistryError::NotLoaded(model.into()))?),
+        self.overrides.write().unwrap_or_else(|p| p.into_inner()).insert(model.into(), merged.clone());
+        match self.load_here(model) {
+            Ok(_) => {
+                self.record(RepoChange::Batching { model: model.to_string(), overrides: merged });
+                Ok(self.versions(model).map(|(c, _)| c).ok_or_else(|| RegistryError::NotLoaded(model.into()))?)
+            }
             Err(e) => {
                 let mut o = self.overrides.write().unwrap_or_else(|p| p.into_inner());
                 match previous {
@@ -281,8 +370,15 @@ impl Registry {
         self.metrics.remove_version(model, version);
     }
 
-    /// Stops serving a model. Requests already running finish.
+    /// Stops serving a model. Requests already running finish. In a cluster, the other replicas
+    /// stop too.
     pub fn unload(&self, model: &str) -> Result<(), RegistryError> {
+        self.unload_here(model)?;
+        self.record(RepoChange::Unload { model: model.to_string() });
+        Ok(())
+    }
+
+    fn unload_here(&self, model: &str) -> Result<(), RegistryError> {
         let removed = self.models.write().unwrap_or_else(|p| p.into_inner()).remove(model);
         match removed {
             Some(_) => {
@@ -330,7 +426,8 @@ impl Registry {
             match self.repository.versions_to_serve(&name, &config.version_policy) {
                 Ok(on_disk) if on_disk != served && !on_disk.is_empty() => {
                     tracing::info!(model = %name, ?served, ?on_disk, "repository changed; reloading");
-                    let _ = self.load(&name);
+                    // Every replica polls for itself: nothing to tell the others.
+                    let _ = self.load_here(&name);
                 }
                 _ => {}
             }

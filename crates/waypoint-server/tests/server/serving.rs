@@ -623,13 +623,13 @@ mod redis_cache {
         assert_eq!(first, second, "the other replica's Redis hit answers byte for byte");
         assert_eq!(CALLS.load(Ordering::Relaxed), calls, "a Redis hit reached the model");
         assert_eq!(b.metric("waypoint_cache_hits_total{model=\"neg\",version=\"1\",tier=\"redis\"}").await, 1.0);
-        assert_eq!(b.metric("waypoint_redis_up").await, 1.0);
+        b.wait_metric("waypoint_redis_up", 1.0, 5).await;
         // Redis stops: both replicas answer, uncached, and say Redis is down.
         stop(redis);
         for (i, server) in [&a, &b].into_iter().enumerate() {
             let (s, _) = infer(server, [9.0, 9.0, 9.0, i as f32]).await;
             assert_eq!(s, 200, "inference while Redis is down");
-            assert_eq!(server.metric("waypoint_redis_up").await, 0.0);
+            server.wait_metric("waypoint_redis_up", 0.0, 3).await;
         }
         // Redis is back: within 5 s a new answer is shared again, with no manual step.
         let redis = start_redis(port);
@@ -647,7 +647,7 @@ mod redis_cache {
             assert!(Instant::now() < deadline, "answers not shared 5 s after Redis returned");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        assert_eq!(a.metric("waypoint_redis_up").await, 1.0);
+        a.wait_metric("waypoint_redis_up", 1.0, 5).await;
         stop(redis);
         a.stop().await;
         b.stop().await;
