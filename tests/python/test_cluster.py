@@ -25,6 +25,7 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -175,6 +176,10 @@ def start_nginx(prefix, upstreams, port):
 
 @pytest.fixture(scope="module")
 def cluster(repository, tmp_path_factory):
+    # The replicas share one repository folder of their own (this module writes versions there).
+    shared = tmp_path_factory.mktemp("cluster") / "models"
+    shutil.copytree(repository, shared)
+    repository = shared
     redis = Redis(free_port())
     redis.start()
     redis_url = f"redis://127.0.0.1:{redis.port}"
@@ -206,7 +211,7 @@ def cluster(repository, tmp_path_factory):
     wait_until("a leader seen by every replica",
                lambda: len({(cluster_view(a) or {}).get("leader") for a in addrs} - {None}) == 1
                and all((cluster_view(a) or {}).get("leader") for a in addrs), 15)
-    yield {"url": url, "addrs": addrs, "procs": procs, "redis": redis, "start": start}
+    yield {"url": url, "addrs": addrs, "procs": procs, "redis": redis, "start": start, "repository": repository}
     nginx.terminate()
     nginx.wait(timeout=10)
     for p in procs.values():
@@ -309,6 +314,38 @@ def test_a_routing_change_reaches_every_replica_and_a_canary_is_decided_once(clu
     assert actions.count("promote") == 1, actions
     assert actions.count("advance") == 1, actions
     assert actions.count("set") == 2, actions
+
+
+def test_model_loads_unloads_and_batching_changes_reach_every_replica(cluster):
+    addrs, repo = cluster["addrs"], cluster["repository"]
+
+    def ready(a, model, version=None):
+        path = f"/v2/models/{model}" + (f"/versions/{version}" if version else "") + "/ready"
+        try:
+            return get(f"http://{a}{path}")[0] == 200
+        except urllib.error.HTTPError:
+            return False
+
+    assert all(ready(a, "mlp") for a in addrs)
+    send("POST", f"http://{addrs[0]}/v2/repository/models/mlp/unload", {})
+    for a in addrs[1:]:
+        took = wait_until("mlp unloaded everywhere", lambda: not ready(a, "mlp"), 1.0)
+        print(f"unload in force on {a} after {took:.3f} s")
+    send("POST", f"http://{addrs[1]}/v2/repository/models/mlp/load", {})
+    for a in addrs:
+        wait_until("mlp loaded everywhere", lambda: ready(a, "mlp"), 2.0)
+    # A version written into the shared repository and loaded on one replica is served by all.
+    shutil.copytree(repo / "cv_pair" / "2", repo / "cv_pair" / "3")
+    send("POST", f"http://{addrs[2]}/v2/repository/models/cv_pair/load", {})
+    for a in addrs:
+        took = wait_until("version 3 everywhere", lambda: ready(a, "cv_pair", 3), 2.0)
+        print(f"new version served on {a} after {took:.3f} s")
+    # Batching knobs changed on one replica apply on all.
+    status, _ = send("PATCH", f"http://{addrs[0]}/api/v1/models/trajectory_cv/config", {"max_batch_size": 17})
+    assert status == 200
+    for a in addrs:
+        wait_until("the batching change everywhere",
+                   lambda: get_json(f"http://{a}/api/v1/models/trajectory_cv/config")["max_batch_size"] == 17, 2.0)
 
 
 def test_redis_down_inference_goes_on_and_everything_recovers_by_itself(cluster):
