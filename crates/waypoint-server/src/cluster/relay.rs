@@ -138,15 +138,22 @@ pub(super) fn install(c: &Arc<Cluster>, tx: mpsc::Sender<StreamItem>) {
     }));
 }
 
-/// Publishes the leader's items in order.
+/// Publishes the leader's items in order; whatever queued up meanwhile goes in one pipeline.
 pub(super) async fn publish(c: Weak<Cluster>, mut rx: mpsc::Receiver<StreamItem>) {
-    while let Some(item) = rx.recv().await {
+    let mut batch = Vec::new();
+    while rx.recv_many(&mut batch, 64).await > 0 {
         let Some(c) = c.upgrade() else { return };
-        let Some(bytes) = encode(&c.id(), &item) else { continue };
-        let mut cmd = redis::cmd("PUBLISH");
-        cmd.arg(STREAM_CHANNEL).arg(bytes);
-        if c.link.run::<i64>(cmd).await.is_some() {
-            c.stats.relayed.fetch_add(1, Ordering::Relaxed);
+        let origin = c.id();
+        let mut p = redis::pipe();
+        let mut n = 0;
+        for item in batch.drain(..) {
+            if let Some(bytes) = encode(&origin, &item) {
+                p.cmd("PUBLISH").arg(STREAM_CHANNEL).arg(bytes).ignore();
+                n += 1;
+            }
+        }
+        if n > 0 && c.link.pipe::<()>(&p).await.is_some() {
+            c.stats.relayed.fetch_add(n, Ordering::Relaxed);
         }
     }
 }

@@ -247,10 +247,11 @@ impl Hub {
     /// Sends one item to every subscriber, encoding it once per distinct encoding, and hands
     /// it to the relay if there is one.
     pub fn publish(&self, item: &StreamItem) {
-        self.publish_local(item);
+        // The relay first: the other replicas' clients then wait no longer than this one's.
         if let Some(relay) = self.relay.0.get() {
             relay(item);
         }
+        self.publish_local(item);
     }
 
     /// Sends one item to this replica's subscribers only.
