@@ -72,6 +72,13 @@ async fn train(
         )));
     }
     let learner = s.learner.as_ref().ok_or_else(|| AppError::Unavailable("no learner on this server".into()))?;
+    if let Some(c) = s.cluster.as_ref().filter(|c| !c.is_leader()) {
+        // The windows it learns from are the scene's, and only the leader runs the scene.
+        return Err(AppError::Unavailable(format!(
+            "training runs on the cluster's leader ({}); send the request to it",
+            c.describe()["leader"].as_str().unwrap_or("none yet")
+        )));
+    }
     let body = body_bytes(body)?;
     let req: crate::lifecycle::learner::RoundRequest = if body.is_empty() {
         Default::default()
