@@ -1,6 +1,7 @@
 // The operator's controls. Each sends a scene command (through the worker's WebSocket) or a
 // model-routing request and shows what came back.
 
+import { authHeaders } from "./auth";
 import { CLASSES, FAULTS, SENSORS, type SceneMsg, type StatsSnapshot } from "./protocol";
 
 export type SendCommand = (command: Record<string, unknown>) => Promise<unknown>;
@@ -119,7 +120,7 @@ export class Controls {
     try {
       const r = await fetch(`${this.base}/api/v1/models/trajectory/routing`, {
         method: "PUT",
-        headers: { "content-type": "application/json" },
+        headers: { "content-type": "application/json", ...authHeaders() },
         body: JSON.stringify(body),
       });
       const text = await r.text();

@@ -240,6 +240,10 @@ pub enum ErrorCode {
     Timeout,
     /// The server is too busy to take the request now.
     Overloaded,
+    /// The call needs a token this connection did not present (`--api-token`, `--infer-token`).
+    Unauthorized,
+    /// Too many scene commands from this client: retry after the time the message says.
+    RateLimited,
     Internal,
 }
 

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+pub use crate::access::Secret;
 use waypoint_sim::replay::Track;
 use waypoint_sim::SceneConfig;
 
@@ -43,9 +44,16 @@ pub struct ServerConfig {
     pub replica_id: Option<String>,
     /// How long the cluster leader's lease lasts without renewal, milliseconds.
     pub lease_ms: u64,
-    /// LightningChart JS licence key handed to the dashboard (`WAYPOINT_LCJS_LICENSE`); without
-    /// one the dashboard draws with its open-source renderer.
-    pub lcjs_license: Option<String>,
+    /// LightningChart JS licence key handed to the dashboard's own pages
+    /// (`WAYPOINT_LCJS_LICENSE`); without one the dashboard draws with its open-source renderer.
+    pub lcjs_license: Option<Secret>,
+    /// Bearer token every mutating call needs (control API writes, repository load/unload,
+    /// scene commands); none: open.
+    pub api_token: Option<Secret>,
+    /// Bearer token inference needs (the API token also works); none: open.
+    pub infer_token: Option<Secret>,
+    /// Scene commands per second each client may send (twice that in a burst); 0: no limit.
+    pub scene_commands_per_sec: f64,
     /// Continuous learning of the trajectory model.
     pub learner: crate::lifecycle::learner::LearnerConfig,
 }
@@ -82,8 +90,24 @@ impl Default for ServerConfig {
             replica_id: None,
             lease_ms: 2000,
             lcjs_license: None,
+            api_token: None,
+            infer_token: None,
+            scene_commands_per_sec: 10.0,
             learner: crate::lifecycle::learner::LearnerConfig::default(),
         }
+    }
+}
+
+/// Refuses to serve beyond loopback without a token: anyone who reaches the port could change
+/// routing, load models and drive the scene. `insecure_no_auth` says the operator means it.
+pub fn check_exposure(addr: std::net::SocketAddr, config: &ServerConfig, insecure_no_auth: bool) -> Result<(), String> {
+    if addr.ip().is_loopback() || config.api_token.is_some() || insecure_no_auth {
+        Ok(())
+    } else {
+        Err(format!(
+            "refusing to listen on {addr} without access control: set --api-token (WAYPOINT_API_TOKEN), and \
+             --infer-token to guard inference too, or pass --insecure-no-auth to serve it open"
+        ))
     }
 }
 

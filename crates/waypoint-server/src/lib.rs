@@ -18,6 +18,7 @@
 //! on a listener until a shutdown future resolves. [`metrics`] is shared by every room. The
 //! binary is a thin wrapper around these; tests bind port 0 and drive the real server.
 
+pub mod access;
 pub mod api;
 pub mod cluster;
 pub mod config;

@@ -22,6 +22,12 @@ pub struct Metrics {
     pub perception_sweeps: AtomicU64,
     pub perception_skipped: AtomicU64,
     pub perception_busy_nanos: AtomicU64,
+    /// Detections and confirmed tracks of the live stack's last sweep.
+    pub live_detections: AtomicU64,
+    pub live_tracks: AtomicU64,
+    /// Each sensor's health alarm as the routed `sensor_health` version last said (in
+    /// `Sensor::ALL` order).
+    pub sensor_alarms: [std::sync::atomic::AtomicBool; 5],
     /// The stack's time per sweep, seconds, over the last [`SWEEP_TIMES_KEPT`] sweeps.
     perception_sweep_secs: Mutex<std::collections::VecDeque<f32>>,
     stream_bytes: Mutex<BTreeMap<(StreamName, String), u64>>,
@@ -395,7 +401,29 @@ impl Metrics {
             "counter",
             format!("{:.6}", self.perception_busy_nanos.load(Ordering::Relaxed) as f64 * 1e-9),
         );
+        gauge(
+            "waypoint_live_detections",
+            "Objects the live stack detected in its last sweep.",
+            "gauge",
+            self.live_detections.load(Ordering::Relaxed).to_string(),
+        );
+        gauge(
+            "waypoint_live_tracks",
+            "Confirmed tracks after the live stack's last sweep.",
+            "gauge",
+            self.live_tracks.load(Ordering::Relaxed).to_string(),
+        );
         out.push_str(&sweep_summary);
+        let _ = writeln!(
+            out,
+            "# HELP waypoint_sensor_alarm 1 while the routed sensor_health version raises the sensor's alarm.\n# TYPE waypoint_sensor_alarm gauge"
+        );
+        for (sensor, alarm) in waypoint_sim::fault::Sensor::ALL.iter().zip(&self.sensor_alarms) {
+            let name =
+                serde_json::to_value(sensor).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+            let _ =
+                writeln!(out, "waypoint_sensor_alarm{{sensor=\"{name}\"}} {}", u8::from(alarm.load(Ordering::Relaxed)));
+        }
         let _ = writeln!(out, "# HELP waypoint_stream_encoded_bytes_total Bytes encoded per stream and encoding.");
         let _ = writeln!(out, "# TYPE waypoint_stream_encoded_bytes_total counter");
         let m = self.stream_bytes.lock().unwrap_or_else(|p| p.into_inner());

@@ -62,7 +62,8 @@ pub async fn run(
             }
         });
     }
-    axum::serve(listener, app(state))
+    // The peer's address reaches the handlers (rate limits key on it).
+    axum::serve(listener, app(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(async move {
             shutdown.await;
             tracing::info!("shutting down: closing websockets");

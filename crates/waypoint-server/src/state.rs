@@ -27,6 +27,8 @@ pub struct AppState {
     pub learner: Option<Arc<learner::Learner>>,
     /// Membership of a cluster (with `--redis`).
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Tokens and rate limits.
+    pub access: Arc<crate::access::Access>,
 }
 
 impl AppState {
@@ -114,6 +116,10 @@ impl AppState {
             ),
             None => None,
         };
-        Ok(Self { config: Arc::new(config), hub, scene, metrics, registry, online, router, learner, cluster })
+        let access = Arc::new(crate::access::Access {
+            tokens: crate::access::Tokens { api: config.api_token.clone(), infer: config.infer_token.clone() },
+            scene_commands: crate::access::RateLimiter::new(config.scene_commands_per_sec),
+        });
+        Ok(Self { config: Arc::new(config), hub, scene, metrics, registry, online, router, learner, cluster, access })
     }
 }

@@ -14,6 +14,9 @@ use waypoint_server::{AppState, ServerConfig};
 #[path = "server/serving.rs"]
 mod serving;
 
+#[path = "server/access.rs"]
+mod access;
+
 #[path = "server/layout.rs"]
 mod layout;
 

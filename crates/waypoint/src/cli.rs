@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use waypoint_server::config::Secret;
 use waypoint_server::{AppState, ServerConfig};
 use waypoint_sim::replay::{read_tracks, read_udacity, tracks_from_rows, UdacityRow, ETH_UCY_SECS_PER_FRAME_ID};
 use waypoint_sim::SceneConfig;
@@ -119,6 +120,24 @@ pub struct ServeArgs {
     /// This replica's name in the cluster (default: host name and port).
     #[arg(long, env = "WAYPOINT_REPLICA_ID")]
     pub replica_id: Option<String>,
+    /// Bearer token every mutating call needs (control-API writes, repository load/unload, scene
+    /// commands). Required to listen beyond loopback, unless --insecure-no-auth.
+    #[arg(long, env = "WAYPOINT_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+    /// Bearer token inference needs too (the API token also works).
+    #[arg(long, env = "WAYPOINT_INFER_TOKEN", hide_env_values = true)]
+    pub infer_token: Option<String>,
+    /// Listen beyond loopback without --api-token: anyone who reaches the port may change
+    /// routing, load models and drive the scene.
+    #[arg(long, env = "WAYPOINT_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
+    /// Scene commands each client may send per second (twice that in a burst); 0: no limit.
+    #[arg(long, env = "WAYPOINT_SCENE_COMMANDS_PER_SEC", default_value_t = 10.0)]
+    pub scene_commands_per_sec: f64,
+    /// Check the flags, environment, model repository and Redis URL, print the result and exit
+    /// without serving.
+    #[arg(long)]
+    pub check_config: bool,
     /// The cluster leader's lease, milliseconds: a dead leader is replaced within two leases.
     #[arg(long, env = "WAYPOINT_LEASE_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(200..))]
     pub lease_ms: u64,
@@ -197,7 +216,10 @@ fn server_config(args: &ServeArgs) -> Result<ServerConfig> {
         cache_ttl_secs: args.cache_ttl_secs,
         replica_id: args.replica_id.clone(),
         lease_ms: args.lease_ms,
-        lcjs_license: args.lcjs_license.clone().filter(|k| !k.trim().is_empty()),
+        lcjs_license: args.lcjs_license.clone().filter(|k| !k.trim().is_empty()).map(Secret::new),
+        api_token: args.api_token.clone().filter(|k| !k.is_empty()).map(Secret::new),
+        infer_token: args.infer_token.clone().filter(|k| !k.is_empty()).map(Secret::new),
+        scene_commands_per_sec: args.scene_commands_per_sec,
         learner: waypoint_server::lifecycle::learner::LearnerConfig {
             every_secs: Some(args.learn_every_secs).filter(|s| *s > 0),
             auto_canary: !args.no_auto_canary,
@@ -214,6 +236,13 @@ fn server_config(args: &ServeArgs) -> Result<ServerConfig> {
 
 pub fn serve(args: ServeArgs) -> Result<()> {
     let config = server_config(&args)?;
+    waypoint_server::config::check_exposure(args.addr, &config, args.insecure_no_auth).map_err(anyhow::Error::msg)?;
+    if !(args.scene_commands_per_sec.is_finite() && args.scene_commands_per_sec >= 0.0) {
+        anyhow::bail!("--scene-commands-per-sec must be a number >= 0");
+    }
+    if args.check_config {
+        return check_config(&args, &config);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let state = AppState::new(config)?;
@@ -226,6 +255,28 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// `serve --check-config`: what serving would need, checked without serving.
+fn check_config(args: &ServeArgs, config: &ServerConfig) -> Result<()> {
+    let repo = waypoint_server::serving::repository::Repository::new(&config.model_repository);
+    let models = repo.models().with_context(|| format!("model repository {}", config.model_repository.display()))?;
+    for m in &models {
+        repo.config(m).with_context(|| format!("model {m:?}"))?;
+    }
+    if let Some(url) = &config.redis_url {
+        waypoint_server::serving::redis_link::RedisLink::new(url).map_err(anyhow::Error::msg)?;
+    }
+    println!(
+        "configuration ok: listen on {}, {} models in {}, {}, API token {}, inference token {}",
+        args.addr,
+        models.len(),
+        config.model_repository.display(),
+        config.redis_url.as_deref().map_or("no cluster".to_string(), |u| format!("cluster through {u}")),
+        if config.api_token.is_some() { "set" } else { "not set" },
+        if config.infer_token.is_some() { "set" } else { "not set" },
+    );
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -112,11 +112,13 @@ async fn all_routing(State(s): State<AppState>) -> Json<Value> {
     Json(s.router.describe_all())
 }
 
-/// What the dashboard needs to start: the server's version and the chart renderer's licence.
-async fn dashboard(State(s): State<AppState>) -> Json<Value> {
+/// What the dashboard needs to start: the server's version and, for the dashboard's own pages
+/// only (a same-origin request, as the browser marks it), the chart renderer's licence.
+async fn dashboard(State(s): State<AppState>, headers: axum::http::HeaderMap) -> Json<Value> {
+    let same_origin = headers.get("sec-fetch-site").is_some_and(|v| v == "same-origin");
     Json(json!({
         "server": concat!("waypoint ", env!("CARGO_PKG_VERSION")),
-        "lcjs_license": s.config.lcjs_license,
+        "lcjs_license": s.config.lcjs_license.as_ref().filter(|_| same_origin).map(|k| k.expose()),
     }))
 }
 

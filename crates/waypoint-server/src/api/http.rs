@@ -58,6 +58,12 @@ pub async fn ready(State(state): State<AppState>) -> StatusCode {
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let mut body = state.metrics.render(state.hub.queued_frame_bytes());
     body.push_str(&state.online.render());
+    body.push_str(&state.router.render_metrics(&state.registry));
+    let running = state.scene.is_leading() && state.scene.state().is_some_and(|s| s.running);
+    body.push_str(&format!(
+        "# HELP waypoint_scene_running 1 on the replica that runs the scene while it is not paused.\n# TYPE waypoint_scene_running gauge\nwaypoint_scene_running {}\n",
+        u8::from(running)
+    ));
     if let Some(cache) = state.registry.cache() {
         let (bytes, entries) = cache.usage();
         body.push_str(&format!(

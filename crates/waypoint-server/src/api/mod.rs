@@ -1,11 +1,12 @@
 //! The doors into the server: the Open Inference Protocol under `/v2` ([`oip`], its body codec
 //! [`oip_codec`]), the control API under `/api/v1` ([`control`]), the WebSocket at `/ws` ([`ws`],
 //! its inference messages [`ws_infer`]), the page, health and metrics ([`http`]), and the one HTTP
-//! error boundary ([`error`]). Handlers parse and answer; the work is done by the serving path,
+//! error boundary ([`error`]), and who may call what, how often ([`guard`]). Handlers parse and answer; the work is done by the serving path,
 //! the lifecycle and the live stack.
 
 pub mod control;
 pub mod error;
+pub mod guard;
 pub mod http;
 pub mod oip;
 pub mod oip_codec;
@@ -41,5 +42,6 @@ pub fn app(state: AppState) -> Router {
         .route("/v2/health/live", get(http::live))
         .route("/v2/health/ready", get(http::ready))
         .route("/metrics", get(http::metrics))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard::check))
         .with_state(state)
 }

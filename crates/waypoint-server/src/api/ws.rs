@@ -14,6 +14,7 @@ use waypoint_protocol::{
     PROTOCOL_VERSION, SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK,
 };
 
+use crate::access::Rights;
 use crate::api::oip::CLIENT_HEADER;
 use crate::live::hub::{ClientQueue, Encoded, Outgoing};
 use crate::live::scene_runner::CommandError;
@@ -43,7 +44,17 @@ pub async fn ws_handler(
         .max_frame_size(state.config.ws_hard_limit_bytes);
     let codec =
         ws.selected_protocol().and_then(|h| h.to_str().ok()).and_then(Codec::from_subprotocol).unwrap_or(Codec::Json);
-    ws.on_upgrade(move |socket| serve_socket(state, socket, codec, client))
+    // A browser cannot set headers on a WebSocket: the token may come as `?token=`.
+    let token = crate::api::guard::bearer(&headers).or_else(|| query.get("token").map(String::as_str));
+    let rights = state.access.tokens.rights(token);
+    ws.on_upgrade(move |socket| serve_socket(state, socket, codec, client, rights))
+}
+
+/// One connection: its caller key for routing, what its token allows, its rate-limit key.
+struct Conn {
+    client: Arc<str>,
+    rights: Rights,
+    limit_key: String,
 }
 
 fn encode_msg(codec: Codec, msg: &ServerMessage) -> Option<Encoded> {
@@ -62,13 +73,14 @@ async fn send(queue: &ClientQueue, msg: &ServerMessage) {
     }
 }
 
-async fn serve_socket(state: AppState, socket: WebSocket, codec: Codec, client: Option<String>) {
+async fn serve_socket(state: AppState, socket: WebSocket, codec: Codec, client: Option<String>, rights: Rights) {
     let metrics = state.metrics.clone();
     metrics.ws_connections.fetch_add(1, Ordering::Relaxed);
     metrics.ws_connections_total.fetch_add(1, Ordering::Relaxed);
     let (client_id, queue) = state.hub.connect(codec, &state.config);
     tracing::info!(client_id, codec = codec.subprotocol(), "websocket connected");
     let client: Arc<str> = client.unwrap_or_else(|| format!("ws-{client_id}")).into();
+    let conn = Arc::new(Conn { client, rights, limit_key: format!("ws-{client_id}") });
     let (sink, mut stream) = socket.split();
     let hello = ServerMessage::Hello(HelloMsg {
         protocol: PROTOCOL_VERSION.into(),
@@ -97,13 +109,13 @@ async fn serve_socket(state: AppState, socket: WebSocket, codec: Codec, client: 
         match decode_client(queue.codec, &bytes, state.config.max_message_bytes) {
             Ok(msg @ (ClientMessage::Infer { .. } | ClientMessage::Batch { .. })) => {
                 let Ok(permit) = inflight.clone().acquire_owned().await else { break };
-                let (state, queue, client) = (state.clone(), queue.clone(), client.clone());
+                let (state, queue, conn) = (state.clone(), queue.clone(), conn.clone());
                 tokio::spawn(async move {
-                    handle(&state, &queue, &client, Ok(msg)).await;
+                    handle(&state, &queue, &conn, Ok(msg)).await;
                     drop(permit);
                 });
             }
-            decoded => handle(&state, &queue, &client, decoded).await,
+            decoded => handle(&state, &queue, &conn, decoded).await,
         }
     }
     queue.close();
@@ -150,11 +162,21 @@ pub const MAX_INFLIGHT_PER_CONNECTION: usize = 256;
 async fn handle(
     state: &AppState,
     queue: &ClientQueue,
-    client: &str,
+    conn: &Conn,
     decoded: Result<ClientMessage, waypoint_protocol::DecodeError>,
 ) {
+    let client = &*conn.client;
     let reply = match decoded {
         Err(e) => error(e.id, e.code, e.message),
+        Ok(ClientMessage::Command { id, .. }) if !conn.rights.control => {
+            error(Some(id), ErrorCode::Unauthorized, "scene commands need the API token (`?token=` on the connection)")
+        }
+        Ok(ClientMessage::Infer { id, .. } | ClientMessage::Batch { id, .. }) if !conn.rights.infer => error(
+            Some(id),
+            ErrorCode::Unauthorized,
+            "inference needs the inference token (`?token=` on the connection)",
+        ),
+
         Ok(ClientMessage::Subscribe { id, streams, options }) => {
             let now = queue.set_subscriptions(&streams, &[], Some(options));
             send(
@@ -182,11 +204,18 @@ async fn handle(
                 result: ReplyBody { streams: Some(now), agent_id: None, fault: None, t_secs: None },
             }
         }
-        Ok(ClientMessage::Command { id, command }) => match state.scene.command(command).await {
-            Ok(result) => ServerMessage::Reply { id, result },
-            Err(e @ CommandError::Refused(_)) => error(Some(id), ErrorCode::BadCommand, e.to_string()),
-            Err(e @ CommandError::Busy) => error(Some(id), ErrorCode::Overloaded, e.to_string()),
-            Err(e @ CommandError::Gone) => error(Some(id), ErrorCode::Internal, e.to_string()),
+        Ok(ClientMessage::Command { id, command }) => match state.access.scene_commands.check(&conn.limit_key) {
+            Err(wait) => error(
+                Some(id),
+                ErrorCode::RateLimited,
+                format!("too many scene commands; retry after {:.2} s", wait.as_secs_f64()),
+            ),
+            Ok(()) => match state.scene.command(command).await {
+                Ok(result) => ServerMessage::Reply { id, result },
+                Err(e @ CommandError::Refused(_)) => error(Some(id), ErrorCode::BadCommand, e.to_string()),
+                Err(e @ CommandError::Busy) => error(Some(id), ErrorCode::Overloaded, e.to_string()),
+                Err(e @ CommandError::Gone) => error(Some(id), ErrorCode::Internal, e.to_string()),
+            },
         },
         Ok(ClientMessage::Ping { id }) => ServerMessage::Pong { id, t_secs: state.scene.t_secs() },
         Ok(ClientMessage::Infer { id, request }) => {

@@ -60,8 +60,12 @@ pub(super) async fn run(c: Arc<Cluster>) {
                 tracing::warn!("lost contact with the cluster's Redis");
             }
             was_up = false;
-            // Nobody can take the lease while Redis is down: the leader keeps its scene.
+            // Nobody can take the lease while Redis is down: the leader keeps its scene. A
+            // follower no longer knows who leads.
             *c.replicas.lock().unwrap_or_else(|p| p.into_inner()) = Vec::new();
+            if !c.is_leader() {
+                c.set_leader_seen(None);
+            }
             continue;
         };
         if !was_up {

@@ -247,6 +247,8 @@ struct Inner {
     outbox: Vec<Decision>,
     /// Models whose policy changed here and is not yet shared.
     dirty: std::collections::BTreeSet<String>,
+    /// Decisions taken here, by model and action (for `/metrics`).
+    counts: BTreeMap<(String, String), u64>,
     share: bool,
 }
 
@@ -339,6 +341,7 @@ impl Router {
         tracing::info!(model, action, detail = %detail, evidence = %evidence, "routing decision");
         let d =
             Decision { unix_secs: now_unix(), model: model.to_string(), action: action.to_string(), detail, evidence };
+        *inner.counts.entry((model.to_string(), action.to_string())).or_default() += 1;
         if inner.share {
             inner.outbox.push(d.clone());
             inner.dirty.insert(model.to_string());
@@ -508,6 +511,45 @@ impl Router {
             self.changed.notify_one();
         }
         changed
+    }
+
+    /// The share of a model's traffic each version gets under its policy, given the versions
+    /// loaded (ascending); a shadow's copy is not a share.
+    pub fn shares(&self, model: &str, loaded: &[u64]) -> Vec<(u64, f64)> {
+        let newest = loaded.last().copied();
+        match self.lock().routes.get(model) {
+            None | Some(Route::Newest) => newest.map(|v| vec![(v, 1.0)]).unwrap_or_default(),
+            Some(Route::Fixed(v)) => vec![(*v, 1.0)],
+            Some(Route::Split(w)) => {
+                let total: f64 = w.iter().map(|x| x.1).sum();
+                w.iter().map(|(v, x)| (*v, if total > 0.0 { x / total } else { 0.0 })).collect()
+            }
+            Some(Route::Shadow { primary, .. }) => primary.or(newest).map(|v| vec![(v, 1.0)]).unwrap_or_default(),
+            Some(Route::Canary(c)) => {
+                let share = c.settings.steps.get(c.step).copied().unwrap_or(1.0);
+                vec![(c.incumbent, 1.0 - share), (c.candidate, share)]
+            }
+        }
+    }
+
+    /// `waypoint_routing_decisions_total` (decisions taken on this replica) and
+    /// `waypoint_routing_share` for every loaded model.
+    pub fn render_metrics(&self, registry: &Registry) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::from(
+            "# HELP waypoint_routing_decisions_total Routing decisions taken on this replica, by model and action.\n# TYPE waypoint_routing_decisions_total counter\n",
+        );
+        for ((model, action), n) in &self.lock().counts {
+            let _ = writeln!(out, "waypoint_routing_decisions_total{{model=\"{model}\",action=\"{action}\"}} {n}");
+        }
+        out.push_str("# HELP waypoint_routing_share The share of a model's traffic its policy sends to each version.\n# TYPE waypoint_routing_share gauge\n");
+        for model in registry.loaded() {
+            let Some((_, versions)) = registry.versions(&model) else { continue };
+            for (v, share) in self.shares(&model, &versions) {
+                let _ = writeln!(out, "waypoint_routing_share{{model=\"{model}\",version=\"{v}\"}} {share}");
+            }
+        }
+        out
     }
 
     /// Turns on keeping this replica's decisions for [`Router::take_outbox`].

@@ -169,6 +169,8 @@ impl Stack {
         self.last_t = Some(input.sweep.t_secs);
         self.tracker.step(dt, &obs);
         let confirmed = self.tracker.tracks();
+        self.metrics.live_detections.store(detections.len() as u64, Ordering::Relaxed);
+        self.metrics.live_tracks.store(confirmed.len() as u64, Ordering::Relaxed);
         self.fusion.add(&confirmed, &obs, input.sweep.t_secs, &input.radar, input.ego_velocity);
         let agents = &input.truth.agents;
         let (fusion_version, fused) = self.fusion.run(&self.ctx, input.seq, agents);

@@ -156,6 +156,9 @@ impl Loop {
         let enabled = Sensor::ALL.map(|s| self.scene.sensor_enabled(s));
         let Some(answer) = self.health.tick(frame, enabled, self.scene.config().tick_secs) else { return };
         let combined = answer.sensors.iter().filter(|h| h.enabled).map(|h| h.score).fold(0.0, f64::max);
+        for (flag, h) in self.metrics.sensor_alarms.iter().zip(&answer.sensors) {
+            flag.store(h.enabled && h.alarm, Ordering::Relaxed);
+        }
         let msg = HealthMsg {
             seq: frame.seq,
             t_secs: frame.t_secs,
