@@ -95,6 +95,46 @@ def repository(tmp_path_factory):
     return repo
 
 
+def free_port_block(n):
+    """A loopback port p with p .. p+n all free (for deploy/local-cluster's replicas)."""
+    import socket
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = s.getsockname()[1]
+        if base + n > 65535:
+            continue
+        try:
+            for p in range(base, base + n + 1):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", p))
+            return base
+        except OSError:
+            continue
+    raise RuntimeError("no free block of ports")
+
+
+def start_local_cluster(port, redis_port, *args):
+    """Runs deploy/local-cluster with nginx on `port`; returns the process and what it printed
+    once it says the cluster is up (stop it with SIGTERM)."""
+    proc = subprocess.Popen(
+        [str(ROOT / "deploy" / "local-cluster"), "--port", str(port), "--redis-port", str(redis_port), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "WAYPOINT_BIN": waypoint_binary()},
+    )
+    out = []
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        out.append(line)
+        if "Ctrl-C stops everything" in line:
+            return proc, "".join(out)
+    proc.kill()
+    raise RuntimeError("deploy/local-cluster did not start:\n" + "".join(out))
+
+
 def start_server(repository, *extra, addr="127.0.0.1:0"):
     """Starts `waypoint serve` on `addr` (a free loopback port by default); returns the process
     and its address once it listens (its log is read on from then on, so the pipe never fills)."""

@@ -2,35 +2,12 @@
 stops everything it started when told to."""
 
 import json
-import os
 import signal
 import socket
-import subprocess
 import time
 import urllib.request
 
-from conftest import ROOT, waypoint_binary
-
-
-def free_port_block(n):
-    """A port p with p .. p+n free on loopback."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + n > 65535:
-            continue
-        ok = True
-        for p in range(base, base + n + 1):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", p))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return base
-    raise RuntimeError("no free block of ports")
+from conftest import free_port_block, start_local_cluster
 
 
 def listening(port):
@@ -44,23 +21,8 @@ def listening(port):
 def test_local_cluster_starts_everything_prints_the_urls_and_stops_it_all():
     port = free_port_block(2)
     redis_port = free_port_block(0)
-    proc = subprocess.Popen(
-        [str(ROOT / "deploy" / "local-cluster"), "--replicas", "2", "--port", str(port),
-         "--redis-port", str(redis_port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "WAYPOINT_BIN": waypoint_binary()},
-    )
+    proc, text = start_local_cluster(port, redis_port, "--replicas", "2")
     try:
-        out = []
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            out.append(line)
-            if "Ctrl-C stops everything" in line:
-                break
-        text = "".join(out)
         assert f"http://127.0.0.1:{port}/" in text, text
         assert f"http://127.0.0.1:{port + 2}/" in text, text
         deadline = time.time() + 20

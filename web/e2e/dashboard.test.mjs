@@ -202,3 +202,39 @@ for (const [name, args, query, pattern] of [
     }
   });
 }
+
+test("with an API token, the dashboard acts only when its address carries the token, which it then hides", async () => {
+  const server = startServer(["--api-token", "e2e-token"]);
+  const url = await server.url;
+  const browser = await launchBrowser();
+  try {
+    // Without the token: the page streams, but a scene command is refused and says why.
+    const { page: plain } = await openDashboard(browser, url);
+    await plain.waitForFunction(() => document.getElementById("conn").dataset.state === "open", null, { timeout: 10000 });
+    await plain.click("#clear-faults");
+    await plain.waitForFunction(() => document.getElementById("command-status").className.includes("err"), null, {
+      timeout: 5000,
+    });
+    assert.match(await plain.textContent("#command-status"), /unauthorized/);
+    // With it, given once in the address: the command is taken and the token leaves the address.
+    const { page, errors } = await openDashboard(browser, url, "#token=e2e-token");
+    assert.equal(await wp(page, () => location.hash), "");
+    await page.waitForFunction(() => document.getElementById("conn").dataset.state === "open", null, { timeout: 10000 });
+    await page.click("#clear-faults");
+    await page.waitForFunction(() => document.getElementById("command-status").className.includes("ok"), null, {
+      timeout: 5000,
+    });
+    // A reload keeps it for the tab's session.
+    await page.reload();
+    await page.waitForFunction(() => window.__waypoint !== undefined, null, { timeout: 15000 });
+    await page.waitForFunction(() => document.getElementById("conn").dataset.state === "open", null, { timeout: 10000 });
+    await page.click("#clear-faults");
+    await page.waitForFunction(() => document.getElementById("command-status").className.includes("ok"), null, {
+      timeout: 5000,
+    });
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+    await server.stop();
+  }
+});

@@ -113,9 +113,18 @@ async fn all_routing(State(s): State<AppState>) -> Json<Value> {
 }
 
 /// What the dashboard needs to start: the server's version and, for the dashboard's own pages
-/// only (a same-origin request, as the browser marks it), the chart renderer's licence.
+/// only, the chart renderer's licence. A browser marks a request from the server's own page with
+/// `Sec-Fetch-Site: same-origin` (on HTTPS and loopback) or with a `Referer` on this host (plain
+/// HTTP elsewhere); a request with neither gets no licence.
 async fn dashboard(State(s): State<AppState>, headers: axum::http::HeaderMap) -> Json<Value> {
-    let same_origin = headers.get("sec-fetch-site").is_some_and(|v| v == "same-origin");
+    let host = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok());
+    let referer_host = headers
+        .get(axum::http::header::REFERER)
+        .and_then(|r| r.to_str().ok())
+        .and_then(|r| r.split_once("://"))
+        .map(|(_, rest)| rest.split('/').next().unwrap_or(""));
+    let same_origin =
+        headers.get("sec-fetch-site").is_some_and(|v| v == "same-origin") || (host.is_some() && referer_host == host);
     Json(json!({
         "server": concat!("waypoint ", env!("CARGO_PKG_VERSION")),
         "lcjs_license": s.config.lcjs_license.as_ref().filter(|_| same_origin).map(|k| k.expose()),

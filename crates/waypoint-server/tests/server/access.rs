@@ -147,6 +147,18 @@ async fn the_chart_licence_goes_only_to_the_dashboards_own_pages() {
         .await
         .unwrap();
     assert_eq!(v["lcjs_license"], "licence-key");
+    // Plain HTTP beyond loopback: the browser sends no Sec-Fetch-Site, but its Referer is this
+    // host; another site's is not.
+    let with_referer = |referer: String| {
+        let url = url.clone();
+        async move {
+            let v: serde_json::Value =
+                reqwest::Client::new().get(&url).header("referer", referer).send().await.unwrap().json().await.unwrap();
+            v["lcjs_license"].clone()
+        }
+    };
+    assert_eq!(with_referer(format!("http://{}/", server.addr)).await, "licence-key");
+    assert_eq!(with_referer("http://elsewhere.example/".into()).await, serde_json::Value::Null);
     assert!(!format!("{:?}", server.state.config).contains("licence-key"), "the configuration's Debug hides it");
     server.stop().await;
 }
