@@ -17,6 +17,7 @@ export default defineConfig({
       "/ws": { target: "ws://127.0.0.1:8080", ws: true },
       "/api": "http://127.0.0.1:8080",
       "/v2": "http://127.0.0.1:8080",
+      "/lcjs": "http://127.0.0.1:8080",
     },
   },
   test: { include: ["src/**/*.test.ts"], environment: "node" },

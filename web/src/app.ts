@@ -161,11 +161,20 @@ async function getJson<T>(path: string): Promise<T | null> {
   }
 }
 
-async function pickRenderer(license: string | null): Promise<Renderer> {
-  // `?renderer=lcjs` tries LightningChart JS even without a key (to see how it refuses).
+async function pickRenderer(license: string | null, available: boolean): Promise<Renderer> {
+  // `?renderer=lcjs` tries LightningChart JS even without a key (to see how it refuses); it is
+  // tried only where the operator gave the server their copy of it (`--lcjs-module`).
   const forced = new URLSearchParams(location.search).get("renderer") === "lcjs";
-  if (!license && !forced) return uplotRenderer;
   const note = $("renderer-note");
+  if (license && !available && !forced) {
+    note.hidden = false;
+    note.className = "note warn";
+    note.dataset.renderer = "fallback";
+    note.textContent =
+      "A LightningChart JS licence is set but the server has no copy of the library (--lcjs-module); charts are drawn with uPlot.";
+    return uplotRenderer;
+  }
+  if (!(available || forced) || (!license && !forced)) return uplotRenderer;
   const { loadLcjs } = await import("./render/lcjs");
   const r = await loadLcjs(license ?? undefined);
   if ("renderer" in r) {
@@ -183,8 +192,8 @@ async function pickRenderer(license: string | null): Promise<Renderer> {
 
 async function start(): Promise<void> {
   void getJson<MapInfo>("/api/v1/map").then((m) => m && scene.setMap(m));
-  const config = await getJson<{ lcjs_license: string | null }>("/api/v1/dashboard");
-  const renderer = await pickRenderer(config?.lcjs_license ?? null);
+  const config = await getJson<{ lcjs_license: string | null; lcjs_module?: boolean }>("/api/v1/dashboard");
+  const renderer = await pickRenderer(config?.lcjs_license ?? null, config?.lcjs_module ?? false);
   const cp = {
     health: new HealthPanel(renderer),
     trajectory: new TrajectoryPanel(renderer),

@@ -47,6 +47,9 @@ pub struct ServerConfig {
     /// LightningChart JS licence key handed to the dashboard's own pages
     /// (`WAYPOINT_LCJS_LICENSE`); without one the dashboard draws with its open-source renderer.
     pub lcjs_license: Option<Secret>,
+    /// The operator's own copy of LightningChart JS's browser bundle (`lcjs.iife.js`), served at
+    /// `/lcjs/lcjs.js`; Waypoint ships none.
+    pub lcjs_module: Option<PathBuf>,
     /// Bearer token every mutating call needs (control API writes, repository load/unload,
     /// scene commands); none: open.
     pub api_token: Option<Secret>,
@@ -90,6 +93,7 @@ impl Default for ServerConfig {
             replica_id: None,
             lease_ms: 2000,
             lcjs_license: None,
+            lcjs_module: None,
             api_token: None,
             infer_token: None,
             scene_commands_per_sec: 10.0,

@@ -35,7 +35,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the simulator and serve it over HTTP and WebSocket.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print a summary of a recorded file (ETH/UCY tracks or a Udacity lidar/radar log).
     Replay(ReplayArgs),
     /// Load generator: latency percentiles and throughput against a running server.
@@ -148,6 +148,11 @@ pub struct ServeArgs {
     /// renderer).
     #[arg(long, env = "WAYPOINT_LCJS_LICENSE", hide_env_values = true)]
     pub lcjs_license: Option<String>,
+    /// Your own copy of LightningChart JS's browser bundle (`lcjs.iife.js` from the
+    /// `@lightningchart/lcjs` package, under its maker's licence), served to the dashboard;
+    /// Waypoint ships none, and uses it only with --lcjs-license.
+    #[arg(long, env = "WAYPOINT_LCJS_MODULE")]
+    pub lcjs_module: Option<PathBuf>,
     /// Fine-tune the trajectory model on the scene's tracks every this many seconds (0: only
     /// on request, `POST /api/v1/models/trajectory/train`).
     #[arg(long, env = "WAYPOINT_LEARN_EVERY_SECS", default_value_t = 0)]
@@ -217,6 +222,7 @@ fn server_config(args: &ServeArgs) -> Result<ServerConfig> {
         replica_id: args.replica_id.clone(),
         lease_ms: args.lease_ms,
         lcjs_license: args.lcjs_license.clone().filter(|k| !k.trim().is_empty()).map(Secret::new),
+        lcjs_module: args.lcjs_module.clone(),
         api_token: args.api_token.clone().filter(|k| !k.is_empty()).map(Secret::new),
         infer_token: args.infer_token.clone().filter(|k| !k.is_empty()).map(Secret::new),
         scene_commands_per_sec: args.scene_commands_per_sec,
@@ -266,6 +272,9 @@ fn check_config(args: &ServeArgs, config: &ServerConfig) -> Result<()> {
     }
     if let Some(url) = &config.redis_url {
         waypoint_server::serving::redis_link::RedisLink::new(url).map_err(anyhow::Error::msg)?;
+    }
+    if let Some(path) = &config.lcjs_module {
+        std::fs::metadata(path).with_context(|| format!("--lcjs-module {}", path.display()))?;
     }
     println!(
         "configuration ok: listen on {}, {} models in {}, {}, API token {}, inference token {}",

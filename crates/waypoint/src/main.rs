@@ -16,7 +16,7 @@ fn main() -> Result<()> {
     let cli = cli::Cli::parse();
     cli::init_logging(&cli.log_format, &cli.log);
     match cli.command {
-        cli::Command::Serve(args) => cli::serve(args),
+        cli::Command::Serve(args) => cli::serve(*args),
         cli::Command::Replay(args) => cli::replay(args),
         cli::Command::Bench(args) => bench_cmd::bench(args),
         cli::Command::BenchFanout(args) => bench_cmd::fanout(args),

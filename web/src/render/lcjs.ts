@@ -1,7 +1,10 @@
-// LightningChart JS, used when the operator supplies a licence key. Loaded only then (a dynamic
-// import keeps it out of the default bundle). Without a valid key LightningChart draws a licence
-// notice instead of the data and raises no error, so `loadLcjs` probes a chart first and
-// reports the rejection for the caller to fall back.
+// LightningChart JS, used when the operator supplies both a licence key and their own copy of
+// the library. LightningChart JS is proprietary and is never part of Waypoint's build: the
+// server serves the operator's copy of its self-contained browser bundle (`lcjs.iife.js`, given
+// with `--lcjs-module PATH`) at `/lcjs/lcjs.js`, and this page loads it only then (types only
+// come from the package at build time). Without a valid key LightningChart draws a licence notice
+// instead of the data and raises no error, so `loadLcjs` probes a chart first and reports the
+// rejection for the caller to fall back.
 
 import type { Band, ChartOptions, Renderer, SeriesSpec, TimeChart } from "./types";
 
@@ -97,11 +100,24 @@ class LcjsChart implements TimeChart {
   }
 }
 
+/** The operator's LightningChart JS bundle, from the server; it defines the global `lcjs`. */
+function loadScript(): Promise<Lcjs> {
+  const w = window as unknown as { lcjs?: Lcjs };
+  if (w.lcjs) return Promise.resolve(w.lcjs);
+  return new Promise((ok, fail) => {
+    const s = document.createElement("script");
+    s.src = "/lcjs/lcjs.js";
+    s.onload = () => (w.lcjs ? ok(w.lcjs) : fail(new Error("the bundle did not define lcjs")));
+    s.onerror = () => fail(new Error("the server has no LightningChart JS bundle (--lcjs-module)"));
+    document.head.appendChild(s);
+  });
+}
+
 /** Loads LightningChart JS with `license`; resolves with a renderer, or the reason it was refused. */
 export async function loadLcjs(license: string | undefined): Promise<{ renderer: Renderer } | { refused: string }> {
   let lc: Lcjs;
   try {
-    lc = await import("@lightningchart/lcjs");
+    lc = await loadScript();
   } catch (e) {
     return { refused: `could not load LightningChart JS: ${String(e)}` };
   }

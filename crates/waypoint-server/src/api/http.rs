@@ -54,6 +54,24 @@ pub async fn ready(State(state): State<AppState>) -> StatusCode {
     }
 }
 
+/// `GET /lcjs/lcjs.js`: the operator's copy of LightningChart JS (`--lcjs-module`), 404 without
+/// one. Read on each request (the browser caches it for an hour), so replacing the file needs no
+/// restart.
+pub async fn lcjs_module(State(state): State<AppState>) -> Response {
+    let Some(path) = state.config.lcjs_module.clone() else {
+        return (StatusCode::NOT_FOUND, "no LightningChart JS bundle configured (--lcjs-module)").into_response();
+    };
+    match tokio::task::spawn_blocking(move || std::fs::read(&path).map_err(|e| (path, e))).await {
+        Ok(Ok(bytes)) => ([(header::CONTENT_TYPE, "text/javascript"), (header::CACHE_CONTROL, "max-age=3600")], bytes)
+            .into_response(),
+        Ok(Err((path, e))) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot read the LightningChart JS bundle");
+            (StatusCode::NOT_FOUND, "the LightningChart JS bundle cannot be read").into_response()
+        }
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
 /// `GET /metrics` in the Prometheus text format.
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let mut body = state.metrics.render(state.hub.queued_frame_bytes());

@@ -38,6 +38,7 @@ pub fn app(state: AppState) -> Router {
                 .layer(CompressionLayer::new()),
         )
         .route("/status", get(http::status_page))
+        .route("/lcjs/lcjs.js", get(http::lcjs_module))
         .route("/ws", get(ws::ws_handler))
         .route("/v2/health/live", get(http::live))
         .route("/v2/health/ready", get(http::ready))
