@@ -1,6 +1,7 @@
 // The dashboard page (loaded by main.ts once the worker is running): picks the chart renderer,
 // builds the panels and the controls, and draws at most once per animation frame.
 
+import { getJson } from "./http";
 import { Controls } from "./controls";
 import { DetectionPanel, FusionPanel, HealthPanel, LearningPanel, PerformancePanel, TrajectoryPanel } from "./panels/charts";
 import type { Panel } from "./panels/panel";
@@ -152,14 +153,6 @@ window.addEventListener("resize", () => {
   for (const p of panels) p.resize();
 });
 
-async function getJson<T>(path: string): Promise<T | null> {
-  try {
-    const r = await fetch(base + path);
-    return r.ok ? ((await r.json()) as T) : null;
-  } catch {
-    return null;
-  }
-}
 
 async function pickRenderer(license: string | null, available: boolean): Promise<Renderer> {
   // `?renderer=lcjs` tries LightningChart JS even without a key (to see how it refuses); it is
@@ -191,8 +184,8 @@ async function pickRenderer(license: string | null, available: boolean): Promise
 }
 
 async function start(): Promise<void> {
-  void getJson<MapInfo>("/api/v1/map").then((m) => m && scene.setMap(m));
-  const config = await getJson<{ lcjs_license: string | null; lcjs_module?: boolean }>("/api/v1/dashboard");
+  void getJson<MapInfo>(base, "/api/v1/map").then((m) => m && scene.setMap(m));
+  const config = await getJson<{ lcjs_license: string | null; lcjs_module?: boolean }>(base, "/api/v1/dashboard");
   const renderer = await pickRenderer(config?.lcjs_license ?? null, config?.lcjs_module ?? false);
   const cp = {
     health: new HealthPanel(renderer),

@@ -49,6 +49,22 @@ describe("msgpack decode", () => {
     expect(() => decode(deep)).toThrow(DecodeError);
   });
 
+  it("keeps lengths right past 65,535 bytes and entries", () => {
+    const big = { type: "x", s: "y".repeat(70000), a: Array.from({ length: 70000 }, (_, i) => i % 7) };
+    expect(decode(encode(big))).toEqual(big);
+    const wide: { [k: string]: number } = {};
+    for (let i = 0; i < 66000; i++) wide[`k${i}`] = i;
+    expect(decode(encode(wide))).toEqual(wide);
+  });
+
+  it("refuses a __proto__ key instead of touching the prototype", () => {
+    // {"__proto__": {"polluted": true}}, written by hand.
+    const evil = new Uint8Array([0x81, 0xa9, ...new TextEncoder().encode("__proto__"), 0x81, 0xa8,
+      ...new TextEncoder().encode("polluted"), 0xc3]);
+    expect(() => decode(evil)).toThrow(DecodeError);
+    expect(({} as { polluted?: boolean }).polluted).toBeUndefined();
+  });
+
   it("round-trips what the client encodes", () => {
     const cmd = { type: "command", id: 300, command: { op: "inject_fault", sensor: "gps", duration_secs: 2.5, start: -1 } };
     expect(decode(encode(cmd))).toEqual(cmd);

@@ -4,6 +4,7 @@
 // the page, not copied.
 
 /// <reference lib="webworker" />
+import { getJson } from "./http";
 import { backoffMs, Coalescer } from "./coalesce";
 import { decode, encode, f32, type Value } from "./msgpack";
 import type {
@@ -203,18 +204,9 @@ function onEvaluation(e: EvaluationMsg): void {
   pending.set("evalSeries", evals.snapshot());
 }
 
-async function getJson<T>(path: string): Promise<T | null> {
-  try {
-    const r = await fetch(base + path, { cache: "no-store" });
-    if (!r.ok) return null;
-    return (await r.json()) as T;
-  } catch {
-    return null;
-  }
-}
 
 async function pollStats(): Promise<void> {
-  const s = await getJson<StatsSnapshot>("/api/v1/stats");
+  const s = await getJson<StatsSnapshot>(base, "/api/v1/stats");
   if (!s) return;
   const now = performance.now();
   const rows = new Map<string, number>();
@@ -230,14 +222,14 @@ async function pollStats(): Promise<void> {
   latency.push((Date.now() - startedAt) / 1000, lat);
   pending.set("stats", s);
   pending.set("latencySeries", latency.snapshot());
-  const routing = await getJson<unknown>("/api/v1/routing");
+  const routing = await getJson<unknown>(base, "/api/v1/routing");
   pending.set("routing", routing);
 }
 
 async function pollHistory(): Promise<void> {
   const out: Record<string, HistoryVersion[]> = {};
   for (const model of ["trajectory"]) {
-    const h = await getJson<{ versions: HistoryVersion[] }>(`/api/v1/models/${model}/history`);
+    const h = await getJson<{ versions: HistoryVersion[] }>(base, `/api/v1/models/${model}/history`);
     if (h) out[model] = h.versions;
   }
   pending.set("history", out);
