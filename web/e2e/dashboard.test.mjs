@@ -244,3 +244,46 @@ test("with an API token, the dashboard acts only when its address carries the to
     await server.stop();
   }
 });
+
+test("every control has an accessible name, results are announced, and a tablet-wide window gets one column", async () => {
+  const server = startServer();
+  const url = await server.url;
+  const browser = await launchBrowser();
+  try {
+    const { page, errors } = await openDashboard(browser, url);
+    await page.waitForFunction(() => document.querySelectorAll(".panel").length >= 7, null, { timeout: 15000 });
+    // Every input and select is named (its own aria-label or an enclosing label with text).
+    const unnamed = await page.evaluate(() =>
+      [...document.querySelectorAll("input, select")]
+        .filter((el) => !el.getAttribute("aria-label") && !(el.closest("label")?.textContent ?? "").trim())
+        .map((el) => el.id || el.outerHTML.slice(0, 60)),
+    );
+    assert.deepEqual(unnamed, []);
+    // Collapse buttons say what they do and whether the panel is open.
+    const toggle = page.locator("#panel-health .collapse");
+    assert.equal(await toggle.getAttribute("aria-expanded"), "true");
+    assert.match(await toggle.getAttribute("aria-label"), /^Hide /);
+    await toggle.click();
+    assert.equal(await toggle.getAttribute("aria-expanded"), "false");
+    assert.match(await toggle.getAttribute("aria-label"), /^Show /);
+    // Command results are a live region; the scene canvas has a text alternative.
+    assert.equal(await page.getAttribute("#command-status", "aria-live"), "polite");
+    assert.equal(await page.getAttribute(".scene-canvas", "role"), "img");
+    await page.waitForFunction(() => /agents/.test(document.getElementById("scene-info").textContent), null, {
+      timeout: 10000,
+    });
+    // 800 px wide: one column, nothing wider than the window.
+    await page.setViewportSize({ width: 800, height: 1100 });
+    await page.waitForTimeout(300);
+    const layout = await page.evaluate(() => ({
+      lefts: [...new Set([...document.querySelectorAll(".panel")].map((p) => Math.round(p.getBoundingClientRect().left)))],
+      overflow: document.documentElement.scrollWidth - window.innerWidth,
+    }));
+    assert.equal(layout.lefts.length, 1, `panels in one column: ${layout.lefts}`);
+    assert.ok(layout.overflow <= 1, `page wider than the window by ${layout.overflow} px`);
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+    await server.stop();
+  }
+});

@@ -14,9 +14,10 @@ function button(text: string, id: string, onClick: () => void): HTMLButtonElemen
   return b;
 }
 
-function select(id: string, options: readonly string[], value?: string): HTMLSelectElement {
+function select(id: string, label: string, options: readonly string[], value?: string): HTMLSelectElement {
   const s = document.createElement("select");
   s.id = id;
+  s.setAttribute("aria-label", label);
   for (const o of options) s.append(new Option(o, o, false, o === value));
   return s;
 }
@@ -47,18 +48,23 @@ export class Controls {
     this.status = document.createElement("span");
     this.status.id = "command-status";
     this.status.className = "status";
+    // Command results are announced to screen readers as they arrive.
+    this.status.setAttribute("role", "status");
+    this.status.setAttribute("aria-live", "polite");
     this.runButton = button("Stop", "run", () => void this.run({ op: this.running ? "stop" : "start" }));
     const seed = document.createElement("input");
     seed.type = "number";
     seed.id = "seed";
+    seed.setAttribute("aria-label", "seed for reset");
     seed.value = "42";
     seed.min = "0";
-    const kind = select("agent-kind", CLASSES, "vehicle");
-    const sensor = select("fault-sensor", SENSORS, "gps");
-    const fault = select("fault-kind", FAULTS, "spike");
+    const kind = select("agent-kind", "kind of agent to add", CLASSES, "vehicle");
+    const sensor = select("fault-sensor", "sensor to fault", SENSORS, "gps");
+    const fault = select("fault-kind", "kind of fault", FAULTS, "spike");
     const duration = document.createElement("input");
     duration.type = "number";
     duration.id = "fault-duration";
+    duration.setAttribute("aria-label", "fault duration, seconds");
     duration.value = "5";
     duration.min = "0.1";
     duration.step = "0.5";
@@ -74,7 +80,7 @@ export class Controls {
       l.append(box, ` ${s}`);
       sensors.append(l);
     }
-    this.versionSelect = select("trajectory-version", ["newest"]);
+    this.versionSelect = select("trajectory-version", "trajectory model version", ["newest"]);
     this.versionSelect.addEventListener("change", () => void this.pickVersion(this.versionSelect.value));
     root.append(
       group("scene", this.runButton, button("Reset", "reset", () => void this.run({ op: "reset", seed: Number(seed.value) || 0 })), seed),

@@ -168,7 +168,7 @@ mod health {
         }
         assert!(ready);
         let page = reqwest::get(format!("{base}/status")).await.unwrap().text().await.unwrap();
-        assert!(page.contains("waypoint.v1.msgpack"));
+        assert!(page.contains("waypoint.v1.json"), "the status page speaks the JSON subprotocol");
         // The dashboard at `/` loads its script from `/assets/`, served gzipped and cacheable.
         let index = reqwest::get(format!("{base}/")).await.unwrap().text().await.unwrap();
         let script = index.split("src=\"/assets/").nth(1).and_then(|s| s.split('"').next()).expect("a module script");

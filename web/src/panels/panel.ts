@@ -22,6 +22,7 @@ export abstract class Panel {
     this.el = document.createElement("section");
     this.el.className = "panel";
     this.el.id = `panel-${id}`;
+    this.el.setAttribute("aria-label", title);
     const head = document.createElement("header");
     const h = document.createElement("h2");
     h.textContent = title;
@@ -29,10 +30,14 @@ export abstract class Panel {
     toggle.className = "collapse";
     toggle.textContent = "–";
     toggle.title = "hide / show (a hidden panel stops drawing)";
+    toggle.setAttribute("aria-label", `Hide ${title}`);
+    toggle.setAttribute("aria-expanded", "true");
     toggle.addEventListener("click", () => {
       this.collapsed = !this.collapsed;
       this.el.classList.toggle("collapsed", this.collapsed);
       toggle.textContent = this.collapsed ? "+" : "–";
+      toggle.setAttribute("aria-label", `${this.collapsed ? "Show" : "Hide"} ${title}`);
+      toggle.setAttribute("aria-expanded", String(!this.collapsed));
       this.dirty = true;
     });
     head.append(h, toggle);

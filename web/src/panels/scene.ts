@@ -47,6 +47,10 @@ export class ScenePanel extends Panel {
     this.onScreen = true; // at the top of the page: draw before the first intersection report
     this.canvas = document.createElement("canvas");
     this.canvas.className = "scene-canvas";
+    // For a screen reader: what the canvas shows, and the line under it with the live figures.
+    this.canvas.setAttribute("role", "img");
+    this.canvas.setAttribute("aria-label", "Map of the scene: road users, lidar returns, tracks and predicted paths");
+    this.canvas.setAttribute("aria-describedby", "scene-info");
     const ctx = this.canvas.getContext("2d");
     if (!ctx) throw new Error("no 2-D canvas");
     this.ctx = ctx;
@@ -54,6 +58,7 @@ export class ScenePanel extends Panel {
     this.pointLayer = document.createElement("canvas");
     this.info = document.createElement("div");
     this.info.className = "scene-info";
+    this.info.id = "scene-info";
     const legend = document.createElement("div");
     legend.className = "legend";
     for (const key of Object.keys(this.layers) as (keyof ScenePanel["layers"])[]) {
