@@ -189,17 +189,33 @@ export class ScenePanel extends Panel {
     ctx.setTransform(1, 0, 0, 1, 0, 0);
   }
 
+  /** The lidar layer's pixels, kept between sweeps (a fresh full-canvas buffer per sweep is
+   * megabytes of garbage ten times a second), and the pixels the last sweep lit. */
+  private img: ImageData | null = null;
+  private lit = new Uint32Array(0);
+  private litCount = 0;
+
   private drawPoints(): void {
     const w = this.pointLayer.width;
     const h = this.pointLayer.height;
     const ctx = this.pointLayer.getContext("2d");
     if (!ctx) return;
-    ctx.clearRect(0, 0, w, h);
     this.lidarDrawn = 0;
-    const l = this.lidar;
-    if (!l || !this.layers.lidar) return;
-    const img = ctx.createImageData(w, h);
+    if (!this.img || this.img.width !== w || this.img.height !== h) {
+      this.img = ctx.createImageData(w, h);
+      this.litCount = 0;
+    }
+    const img = this.img;
     const px = new Uint32Array(img.data.buffer);
+    // Unlight the last sweep's pixels instead of clearing the whole buffer.
+    for (let i = 0; i < this.litCount; i++) px[this.lit[i] as number] = 0;
+    this.litCount = 0;
+    const l = this.lidar;
+    if (!l || !this.layers.lidar) {
+      ctx.clearRect(0, 0, w, h);
+      return;
+    }
+    if (this.lit.length < l.points.length / 4) this.lit = new Uint32Array(Math.ceil(l.points.length / 4) * 2);
     const s = this.scale;
     const c = Math.cos(l.pose.yaw_rad);
     const sn = Math.sin(l.pose.yaw_rad);
@@ -215,7 +231,9 @@ export class ScenePanel extends Panel {
       const v = Math.round(h / 2 - wy * s);
       if (u < 0 || v < 0 || u >= w || v >= h) continue;
       // ABGR (little-endian): ground dim grey, obstacles bright cyan by height.
-      px[v * w + u] = z < 0.25 ? 0xff5a5048 : z < 2.5 ? 0xffe8d24a : 0xffb0a070;
+      const at = v * w + u;
+      px[at] = z < 0.25 ? 0xff5a5048 : z < 2.5 ? 0xffe8d24a : 0xffb0a070;
+      this.lit[this.litCount++] = at;
       drawn++;
     }
     ctx.putImageData(img, 0, 0);
