@@ -59,7 +59,8 @@ function versionSeries(series: Series | null, models: string[], metric: string, 
     out.push({
       key,
       label: `${model} v${version} ${metric}`,
-      color: VERSION_COLOURS[out.length % VERSION_COLOURS.length] as string,
+      // A version keeps its colour whatever other versions come and go.
+      color: VERSION_COLOURS[(Number(version) || out.length) % VERSION_COLOURS.length] as string,
       dash,
     });
   }
@@ -251,7 +252,10 @@ export class DetectionPanel extends ChartPanel {
 
 export class FusionPanel extends ChartPanel {
   private readonly text: HTMLElement;
-  private readonly rmse: TimeChart;
+  // One unit per axis: position error, velocity error, and the filter's consistency.
+  private readonly pos: TimeChart;
+  private readonly vel: TimeChart;
+  private readonly nis: TimeChart;
   private series: Series | null = null;
   private tracks: TracksMsg | null = null;
 
@@ -259,10 +263,22 @@ export class FusionPanel extends ChartPanel {
     super("fusion", "Fusion", "no data yet — fused tracks are scored when a track matches an object");
     this.text = el("div", "muted");
     this.body.prepend(this.text);
-    this.rmse = this.addChart(renderer, {
-      title: "error of the served fusion versions against the truth (RMSE) and lidar NIS",
-      yLabel: "m, m/s, NIS",
-      height: 160,
+    this.pos = this.addChart(renderer, {
+      title: "position error of the served fusion versions against the truth (RMSE)",
+      yLabel: "m",
+      height: 110,
+      series: [],
+    });
+    this.vel = this.addChart(renderer, {
+      title: "velocity error (RMSE)",
+      yLabel: "m/s",
+      height: 110,
+      series: [],
+    });
+    this.nis = this.addChart(renderer, {
+      title: "lidar NIS (consistent below the 95 % bound, 5.99)",
+      yLabel: "NIS",
+      height: 110,
       series: [],
     });
   }
@@ -270,14 +286,12 @@ export class FusionPanel extends ChartPanel {
   accept(f: Partial<Frame>): void {
     if (f.tracks) this.tracks = f.tracks;
     if (f.evalSeries) {
-      const specs = [
-        ...versionSeries(f.evalSeries, ["fusion"], "rmse_pos_m"),
-        ...versionSeries(f.evalSeries, ["fusion"], "rmse_vel_mps"),
-        ...versionSeries(f.evalSeries, ["fusion"], "nis_lidar", true),
-      ];
-      if (specs.length === 0) return;
+      const pos = versionSeries(f.evalSeries, ["fusion"], "rmse_pos_m");
+      if (pos.length === 0) return;
       this.series = f.evalSeries;
-      this.rmse.setSeries(specs);
+      this.pos.setSeries(pos);
+      this.vel.setSeries(versionSeries(f.evalSeries, ["fusion"], "rmse_vel_mps"));
+      this.nis.setSeries(versionSeries(f.evalSeries, ["fusion"], "nis_lidar"));
       this.gotData();
     }
   }
@@ -290,7 +304,7 @@ export class FusionPanel extends ChartPanel {
         nis.length ? nis.reduce((a, b) => a + b, 0) / nis.length : NaN,
       )} (95 % bound 5.99)`;
     }
-    if (this.series) this.rmse.setData(this.series.t, this.series.series);
+    if (this.series) for (const c of [this.pos, this.vel, this.nis]) c.setData(this.series.t, this.series.series);
   }
 }
 
