@@ -36,4 +36,17 @@ describe("SeriesTable", () => {
     expect(Array.from(s.series.b ?? [])).toEqual([10, 11, 12]);
     expect(t.names().sort()).toEqual(["a", "b"]);
   });
+
+  it("drops a series absent for the whole window, and only then", () => {
+    const t = new SeriesTable(3);
+    t.push(0, { v1: 1, v2: 5 });
+    t.push(1, { v2: 6 });
+    t.push(2, { v2: 7 });
+    expect(t.names().sort()).toEqual(["v1", "v2"]); // v1 still has a value in the window
+    t.push(3, { v2: 8 });
+    expect(t.names()).toEqual(["v2"]); // gone for three rows of three: dropped
+    expect(Object.keys(t.snapshot().series)).toEqual(["v2"]);
+    t.push(4, { v1: 2, v2: 9 }); // it may come back, with gaps before
+    expect(Array.from(t.snapshot().series.v1 ?? [])).toEqual([NaN, NaN, 2]);
+  });
 });

@@ -51,11 +51,14 @@ export class Ring {
 
 /**
  * Aligned series sharing one time axis: `push(t, values)` appends one row; a series absent
- * from a row gets NaN (a gap). New series may appear at any time.
+ * from a row gets NaN (a gap). New series may appear at any time, and a series absent for the
+ * whole window (a version no longer served) is dropped.
  */
 export class SeriesTable {
   readonly t: Ring;
   private cols = new Map<string, Ring>();
+  /** Rows in a row each series has been absent from. */
+  private absent = new Map<string, number>();
 
   constructor(readonly capacity: number) {
     this.t = new Ring(capacity);
@@ -74,12 +77,21 @@ export class SeriesTable {
       }
     }
     this.t.push(t);
-    for (const [k, r] of this.cols) r.push(values[k] ?? NaN);
+    for (const [k, r] of this.cols) {
+      const v = values[k];
+      r.push(v ?? NaN);
+      const gap = v === undefined ? (this.absent.get(k) ?? 0) + 1 : 0;
+      if (gap >= this.t.length) {
+        this.cols.delete(k);
+        this.absent.delete(k);
+      } else this.absent.set(k, gap);
+    }
   }
 
   clear(): void {
     this.t.clear();
     for (const r of this.cols.values()) r.clear();
+    this.absent.clear();
   }
 
   /** `{t, series}` copies, oldest first. */
