@@ -108,7 +108,6 @@ pub struct Stats {
     /// Sum and count of the delay from the leader's publish to the hub here, microseconds.
     pub delay_us_sum: AtomicU64,
     pub delay_count: AtomicU64,
-    pub delay_us_max: AtomicU64,
     pub takeovers: AtomicU64,
 }
 
@@ -192,10 +191,6 @@ impl Cluster {
     /// Whether Redis answers and the subscriber is connected.
     pub fn redis_up(&self) -> bool {
         self.link.is_up() && self.subscribed.load(Ordering::Relaxed)
-    }
-
-    pub fn stats(&self) -> &Stats {
-        &self.stats
     }
 
     /// Replicas seen within the last three leases (this one included while Redis is up).

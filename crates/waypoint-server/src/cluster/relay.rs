@@ -246,7 +246,6 @@ fn on_message(c: &Arc<Cluster>, channel: &str, payload: &[u8]) {
         s.received.fetch_add(1, Ordering::Relaxed);
         s.delay_us_sum.fetch_add(delay, Ordering::Relaxed);
         s.delay_count.fetch_add(1, Ordering::Relaxed);
-        s.delay_us_max.fetch_max(delay, Ordering::Relaxed);
         match &item {
             Received::Ready { stream, json, msgpack } => {
                 if *stream == StreamName::Scene {
