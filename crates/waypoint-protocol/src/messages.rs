@@ -128,6 +128,11 @@ pub enum Command {
     SetThreshold {
         value: f64,
     },
+    /// Play a recording from this time (seconds of scene time); only while one plays
+    /// (`serve --replay`).
+    Seek {
+        t_secs: f64,
+    },
 }
 
 /// Messages a client sends.

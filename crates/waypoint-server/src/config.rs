@@ -59,6 +59,21 @@ pub struct ServerConfig {
     pub scene_commands_per_sec: f64,
     /// Continuous learning of the trajectory model.
     pub learner: crate::lifecycle::learner::LearnerConfig,
+    /// Write every stream of the run to an MCAP file.
+    pub record: Option<crate::record::RecordSettings>,
+    /// Serve the live run to the Foxglove app (WebSocket protocol `foxglove.websocket.v1`).
+    pub foxglove_addr: Option<std::net::SocketAddr>,
+    /// Play a recording through the live stack instead of simulating.
+    pub replay: Option<ReplaySettings>,
+}
+
+/// A recording to play.
+#[derive(Debug, Clone)]
+pub struct ReplaySettings {
+    pub path: PathBuf,
+    /// As fast as the stack takes it, every sweep through perception (`eval replay`); otherwise
+    /// at the scene speed, sweeps skipped when perception is busy, as live.
+    pub unpaced: bool,
 }
 
 /// The repository shipped with the project: `models/` in the working directory when there is
@@ -98,6 +113,9 @@ impl Default for ServerConfig {
             infer_token: None,
             scene_commands_per_sec: 10.0,
             learner: crate::lifecycle::learner::LearnerConfig::default(),
+            record: None,
+            foxglove_addr: None,
+            replay: None,
         }
     }
 }
@@ -105,6 +123,12 @@ impl Default for ServerConfig {
 /// Refuses to serve beyond loopback without a token: anyone who reaches the port could change
 /// routing, load models and drive the scene. `insecure_no_auth` says the operator means it.
 pub fn check_exposure(addr: std::net::SocketAddr, config: &ServerConfig, insecure_no_auth: bool) -> Result<(), String> {
+    if let Some(fox) = config.foxglove_addr.filter(|a| !a.ip().is_loopback() && !insecure_no_auth) {
+        return Err(format!(
+            "refusing to serve the Foxglove bridge on {fox}: it has no access control; keep it on loopback (and reach \
+             it through an SSH tunnel) or pass --insecure-no-auth"
+        ));
+    }
     if addr.ip().is_loopback() || config.api_token.is_some() || insecure_no_auth {
         Ok(())
     } else {

@@ -25,6 +25,7 @@ pub mod config;
 pub mod lifecycle;
 pub mod live;
 pub mod metrics;
+pub mod record;
 pub mod server;
 pub mod serving;
 pub mod state;

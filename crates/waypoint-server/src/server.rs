@@ -21,6 +21,11 @@ pub async fn run(
     if let Some(cluster) = &state.cluster {
         cluster.start(listener.local_addr()?);
     }
+    let recorder = state.recorder.clone();
+    if let (Some(r), Some(addr)) = (&recorder, state.config.foxglove_addr) {
+        let port = r.start_bridge(addr).await.map_err(ServerError::Config)?;
+        tracing::info!(port, "Foxglove bridge listening; open ws://{}:{port} in the Foxglove app", addr.ip());
+    }
     {
         // The canary controller (on the replica that runs the scene: its evidence is there).
         let (router, registry, online) = (state.router.clone(), state.registry.clone(), state.online.clone());
@@ -71,5 +76,12 @@ pub async fn run(
         })
         .await?;
     scene.shutdown();
+    if let Some(r) = recorder {
+        // The file's summary and index are written here.
+        r.close();
+        if let Some(p) = r.path() {
+            tracing::info!(path = %p.display(), "recording written");
+        }
+    }
     Ok(())
 }

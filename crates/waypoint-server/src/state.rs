@@ -29,6 +29,8 @@ pub struct AppState {
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// Tokens and rate limits.
     pub access: Arc<crate::access::Access>,
+    /// The MCAP recording and the Foxglove bridge (with `--record` or `--foxglove-addr`).
+    pub recorder: Option<Arc<crate::record::Recorder>>,
 }
 
 impl AppState {
@@ -59,6 +61,22 @@ impl AppState {
         // tokio) the scene streams without them.
         let online = Arc::new(online::OnlineEval::default());
         let router = Arc::new(routing::Router::default());
+        if config.replay.is_some() && config.redis_url.is_some() {
+            return Err(ServerError::Config(
+                "a replay plays on one replica: --replay and --redis exclude each other".into(),
+            ));
+        }
+        let recorder = if config.record.is_some() || config.foxglove_addr.is_some() {
+            let r = crate::record::Recorder::new(&config.record.clone().unwrap_or_default())
+                .map_err(ServerError::Config)?;
+            let tap = r.clone();
+            hub.add_tap(Box::new(move |item| tap.item(item)));
+            let observer = r.clone();
+            router.observe_decisions(Box::new(move |d| observer.decision(d)));
+            Some(r)
+        } else {
+            None
+        };
         let handle = tokio::runtime::Handle::try_current().ok();
         let ctx = handle.map(|handle| crate::live::Context {
             registry: registry.clone(),
@@ -82,7 +100,7 @@ impl AppState {
         });
         let perception = match (ctx.clone(), track_predictor) {
             (Some(c), Some(p)) => Some(
-                perception::Perception::start(c, p, metrics.clone())
+                perception::Perception::start(c, p, metrics.clone(), config.replay.as_ref().is_some_and(|r| r.unpaced))
                     .map_err(|e| ServerError::Config(format!("cannot start the perception thread: {e}")))?,
             ),
             _ => None,
@@ -95,6 +113,7 @@ impl AppState {
             truth_predictor,
             perception,
             ctx,
+            recorder.clone(),
         )?);
         let cluster = match &config.redis_url {
             Some(url) => Some(
@@ -120,6 +139,18 @@ impl AppState {
             tokens: crate::access::Tokens { api: config.api_token.clone(), infer: config.infer_token.clone() },
             scene_commands: crate::access::RateLimiter::new(config.scene_commands_per_sec),
         });
-        Ok(Self { config: Arc::new(config), hub, scene, metrics, registry, online, router, learner, cluster, access })
+        Ok(Self {
+            config: Arc::new(config),
+            hub,
+            scene,
+            metrics,
+            registry,
+            online,
+            router,
+            learner,
+            cluster,
+            access,
+            recorder,
+        })
     }
 }

@@ -50,6 +50,8 @@ pub enum Command {
     Train(TrainCommand),
     /// Write simulated lidar sweeps and their road users as a KITTI 3D-object directory.
     ExportKitti(crate::detection_cmd::ExportKittiArgs),
+    /// Run the live stack without serving and write every stream to an MCAP file.
+    Record(Box<crate::record_cmd::RecordArgs>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -141,6 +143,22 @@ pub struct ServeArgs {
     /// The cluster leader's lease, milliseconds: a dead leader is replaced within two leases.
     #[arg(long, env = "WAYPOINT_LEASE_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(200..))]
     pub lease_ms: u64,
+    /// Write every stream of the run (sensors, truth, detections, tracks, fused states,
+    /// predictions, health, online evaluation, routing decisions) to this MCAP file; it is
+    /// closed cleanly on Ctrl-C or SIGTERM.
+    #[arg(long, env = "WAYPOINT_RECORD")]
+    pub record: Option<PathBuf>,
+    /// Compression of the recording's chunks: zstd, lz4 or none.
+    #[arg(long, env = "WAYPOINT_RECORD_COMPRESSION", default_value = "zstd")]
+    pub record_compression: waypoint_server::record::Compression,
+    /// Play this MCAP recording (Waypoint's own, or any with a foxglove.PointCloud lidar topic)
+    /// through the live stack instead of simulating, at --speed; `seek` commands move in it.
+    #[arg(long, env = "WAYPOINT_REPLAY")]
+    pub replay: Option<PathBuf>,
+    /// Serve the live run to the Foxglove app on this address (WebSocket protocol
+    /// foxglove.websocket.v1; loopback only unless --insecure-no-auth).
+    #[arg(long, env = "WAYPOINT_FOXGLOVE_ADDR")]
+    pub foxglove_addr: Option<SocketAddr>,
     /// Replay pedestrian tracks from an ETH/UCY file instead of simulated agents.
     #[arg(long, env = "WAYPOINT_REPLAY_TRACKS")]
     pub replay_tracks: Option<PathBuf>,
@@ -185,7 +203,7 @@ pub fn init_logging(format: &LogFormat, filter: &str) {
     }
 }
 
-fn server_config(args: &ServeArgs) -> Result<ServerConfig> {
+pub fn server_config(args: &ServeArgs) -> Result<ServerConfig> {
     let mut scene = SceneConfig {
         seed: args.seed,
         vehicles: args.vehicles,
@@ -236,6 +254,12 @@ fn server_config(args: &ServeArgs) -> Result<ServerConfig> {
             },
             ..Default::default()
         },
+        record: args.record.clone().map(|path| waypoint_server::record::RecordSettings {
+            path: Some(path),
+            compression: args.record_compression,
+        }),
+        foxglove_addr: args.foxglove_addr,
+        replay: args.replay.clone().map(|path| waypoint_server::config::ReplaySettings { path, unpaced: false }),
         ..ServerConfig::default()
     })
 }
@@ -288,7 +312,7 @@ fn check_config(args: &ServeArgs, config: &ServerConfig) -> Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

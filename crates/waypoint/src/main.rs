@@ -7,6 +7,7 @@ mod cli;
 mod detection_cmd;
 mod eval;
 mod lidar_preset;
+mod record_cmd;
 mod trajectory_cmd;
 
 use anyhow::Result;
@@ -24,5 +25,6 @@ fn main() -> Result<()> {
         cli::Command::Train(cli::TrainCommand::Trajectory(args)) => trajectory_cmd::train(args),
         cli::Command::Train(cli::TrainCommand::Detection(args)) => detection_cmd::train(args),
         cli::Command::ExportKitti(args) => detection_cmd::export_kitti(args),
+        cli::Command::Record(args) => record_cmd::record(*args),
     }
 }

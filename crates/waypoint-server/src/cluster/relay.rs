@@ -126,7 +126,7 @@ fn decode(bytes: &[u8]) -> Option<(String, u64, Received)> {
 pub(super) fn install(c: &Arc<Cluster>, tx: mpsc::Sender<StreamItem>) {
     let weak = Arc::downgrade(c);
     let leading = c.leading.clone();
-    c.parts.hub.set_relay(Box::new(move |item| {
+    c.parts.hub.add_tap(Box::new(move |item| {
         if !leading.load(Ordering::Relaxed) {
             return;
         }

@@ -61,6 +61,8 @@ pub fn default_metric(model: &str) -> Option<(&'static str, bool)> {
 pub struct Window {
     series: BTreeMap<&'static str, VecDeque<(u64, f64)>>,
     samples: u64,
+    /// Sum and count of every sample ever pushed, per series (the whole run, not the window).
+    totals: BTreeMap<&'static str, (f64, u64)>,
 }
 
 impl Window {
@@ -69,6 +71,9 @@ impl Window {
     }
 
     fn push_keyed(&mut self, name: &'static str, key: u64, v: f64) {
+        let t = self.totals.entry(name).or_default();
+        t.0 += v;
+        t.1 += 1;
         let q = self.series.entry(name).or_default();
         q.push_back((key, v));
         if q.len() > WINDOW {
@@ -394,6 +399,27 @@ impl OnlineEval {
         let per_10min = tally.false_onsets.len() as f64 * 600.0 / tally.watched_secs.max(tick_secs);
         w.series.insert("false_alarms_per_10min", VecDeque::from([(0, per_10min)]));
         w.samples += 1;
+    }
+
+    /// Each metric of one model version over every sample since the start (not only the
+    /// window): mean (root mean for a root-mean-square metric) and sample count. Metrics that
+    /// are a running figure (a rate over the window) are given as they stand now.
+    pub fn whole_run(&self, model: &str, version: &str) -> Option<BTreeMap<String, (f64, u64)>> {
+        let g = self.lock();
+        let w = g.windows.get(&(model.to_string(), version.to_string()))?;
+        let mut out = BTreeMap::new();
+        for (name, q) in &w.series {
+            let (sum, n) = w.totals.get(name).copied().unwrap_or_else(|| (q.iter().map(|x| x.1).sum(), q.len() as u64));
+            if n == 0 {
+                continue;
+            }
+            let mean = sum / n as f64;
+            match name.strip_suffix("_sq") {
+                Some(root) => out.insert(root.to_string(), (mean.sqrt(), n)),
+                None => out.insert(name.to_string(), (mean, n)),
+            };
+        }
+        Some(out)
     }
 
     /// The window of one model version, summarised (metric name → mean), and its sample count

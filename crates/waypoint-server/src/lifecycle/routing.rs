@@ -134,6 +134,19 @@ pub struct Router {
     inner: Mutex<Inner>,
     /// Wakes whoever shares this replica's changes (a policy set, a decision).
     pub changed: tokio::sync::Notify,
+    observer: DecisionObserver,
+}
+
+/// Who else hears of each decision taken here (the recorder).
+pub type Observer = Box<dyn Fn(&Decision) + Send + Sync>;
+
+#[derive(Default)]
+struct DecisionObserver(std::sync::OnceLock<Observer>);
+
+impl std::fmt::Debug for DecisionObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() { "DecisionObserver(set)" } else { "DecisionObserver(none)" })
+    }
 }
 
 /// A model's policy as the replicas of a cluster share it: versions resolved, a canary with
@@ -213,7 +226,12 @@ impl Router {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn log(inner: &mut Inner, model: &str, action: &str, detail: String, evidence: Value) {
+    /// Hands every decision taken here from now on to `observer` as well (once).
+    pub fn observe_decisions(&self, observer: Observer) {
+        let _ = self.observer.0.set(observer);
+    }
+
+    fn log(&self, inner: &mut Inner, model: &str, action: &str, detail: String, evidence: Value) {
         tracing::info!(model, action, detail = %detail, evidence = %evidence, "routing decision");
         let d =
             Decision { unix_secs: now_unix(), model: model.to_string(), action: action.to_string(), detail, evidence };
@@ -221,6 +239,9 @@ impl Router {
         if inner.share {
             inner.outbox.push(d.clone());
             inner.dirty.insert(model.to_string());
+        }
+        if let Some(o) = self.observer.0.get() {
+            o(&d);
         }
         inner.decisions.push_back(d);
         while inner.decisions.len() > DECISIONS_KEPT {
@@ -335,7 +356,7 @@ impl Router {
         };
         let mut g = self.lock();
         let detail = serde_json::to_string(&spec).unwrap_or_default();
-        Self::log(&mut g, model, "set", detail, json!({"loaded": loaded}));
+        self.log(&mut g, model, "set", detail, json!({"loaded": loaded}));
         g.routes.insert(model.to_string(), route);
         let v = Self::describe_route(model, g.routes.get(model));
         drop(g);
@@ -357,13 +378,13 @@ impl Router {
                 registry.get(&model, Some(&c.candidate.to_string())),
             ) else {
                 // A version went away: serve what is left.
-                Self::log(&mut g, &model, "abort", "a canary version is no longer loaded".into(), Value::Null);
+                self.log(&mut g, &model, "abort", "a canary version is no longer loaded".into(), Value::Null);
                 g.routes.insert(model.clone(), Route::Newest);
                 continue;
             };
             let (next, decision) = judge_step(&model, &c, &inc.metrics, &cand.metrics, online);
             if let Some((action, detail, evidence)) = decision {
-                Self::log(&mut g, &model, action, detail, evidence);
+                self.log(&mut g, &model, action, detail, evidence);
             }
             g.routes.insert(model.clone(), Route::Canary(Box::new(next)));
         }

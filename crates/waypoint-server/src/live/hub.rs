@@ -170,15 +170,16 @@ impl ClientQueue {
     }
 }
 
-/// What else gets each published item: in a cluster, the leader's relay to the other replicas.
-pub type Relay = Box<dyn Fn(&StreamItem) + Send + Sync>;
+/// What else gets each published item: in a cluster, the leader's relay to the other replicas;
+/// with a recording or the Foxglove bridge, the recorder.
+pub type Tap = Box<dyn Fn(&StreamItem) + Send + Sync>;
 
 #[derive(Default)]
-struct RelaySlot(std::sync::OnceLock<Relay>);
+struct Taps(std::sync::RwLock<Vec<Tap>>);
 
-impl std::fmt::Debug for RelaySlot {
+impl std::fmt::Debug for Taps {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.get().is_some() { "RelaySlot(set)" } else { "RelaySlot(none)" })
+        write!(f, "Taps({})", self.0.read().map(|t| t.len()).unwrap_or(0))
     }
 }
 
@@ -188,18 +189,17 @@ pub struct Hub {
     clients: Mutex<Vec<Weak<ClientQueue>>>,
     metrics: Arc<Metrics>,
     next_client: AtomicU64,
-    relay: RelaySlot,
+    taps: Taps,
 }
 
 impl Hub {
     pub fn new(metrics: Arc<Metrics>) -> Self {
-        Self { clients: Mutex::new(Vec::new()), metrics, next_client: AtomicU64::new(1), relay: RelaySlot::default() }
+        Self { clients: Mutex::new(Vec::new()), metrics, next_client: AtomicU64::new(1), taps: Taps::default() }
     }
 
-    /// Hands every item published from now on to `relay` as well (once; later calls are
-    /// ignored).
-    pub fn set_relay(&self, relay: Relay) {
-        let _ = self.relay.0.set(relay);
+    /// Hands every item published from now on to `tap` as well, after the taps added before.
+    pub fn add_tap(&self, tap: Tap) {
+        self.taps.0.write().unwrap_or_else(|p| p.into_inner()).push(tap);
     }
 
     /// Sends a notice to every client, whatever it subscribed to.
@@ -245,11 +245,11 @@ impl Hub {
     }
 
     /// Sends one item to every subscriber, encoding it once per distinct encoding, and hands
-    /// it to the relay if there is one.
+    /// it to the taps.
     pub fn publish(&self, item: &StreamItem) {
-        // The relay first: the other replicas' clients then wait no longer than this one's.
-        if let Some(relay) = self.relay.0.get() {
-            relay(item);
+        // The taps first: the other replicas' clients then wait no longer than this one's.
+        for tap in self.taps.0.read().unwrap_or_else(|p| p.into_inner()).iter() {
+            tap(item);
         }
         self.publish_local(item);
     }

@@ -51,11 +51,21 @@ struct Input {
     reset: bool,
 }
 
+/// What the stack's thread takes.
+#[derive(Debug)]
+enum Job {
+    Sweep(Box<Input>),
+    /// Answered once every sweep before it is done.
+    Flush(std::sync::mpsc::Sender<()>),
+}
+
 /// Handle that accepts sweeps.
 #[derive(Debug)]
 pub struct Perception {
-    tx: SyncSender<Input>,
+    tx: SyncSender<Job>,
     metrics: Arc<Metrics>,
+    /// Wait for the stack instead of skipping a sweep (a replay evaluated as fast as it goes).
+    blocking: bool,
 }
 
 struct Stack {
@@ -69,8 +79,10 @@ struct Stack {
 
 impl Perception {
     /// Starts the stack's thread; `predictor` is the track-fed predictor.
-    pub fn start(ctx: Context, predictor: Predictor, metrics: Arc<Metrics>) -> std::io::Result<Self> {
-        let (tx, rx) = sync_channel::<Input>(1);
+    /// With `blocking`, every sweep is processed (the scene waits); otherwise a sweep that
+    /// arrives while the stack is busy is skipped.
+    pub fn start(ctx: Context, predictor: Predictor, metrics: Arc<Metrics>, blocking: bool) -> std::io::Result<Self> {
+        let (tx, rx) = sync_channel::<Job>(1);
         let mut stack = Stack {
             ctx,
             tracker: Tracker::new(TrackerConfig::default()),
@@ -81,7 +93,15 @@ impl Perception {
         };
         // The thread ends when the scene drops this handle (the channel closes).
         std::thread::Builder::new().name("waypoint-perception".into()).spawn(move || stack.run(&rx))?;
-        Ok(Self { tx, metrics })
+        Ok(Self { tx, metrics, blocking })
+    }
+
+    /// Waits until every sweep offered so far is processed.
+    pub fn flush(&self) {
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        if self.tx.send(Job::Flush(done_tx)).is_ok() {
+            let _ = done_rx.recv();
+        }
     }
 
     /// Offers a tick's sweep (from `lidar`), radar scans and truth; skipped when the previous
@@ -110,7 +130,12 @@ impl Perception {
             truth: truth.clone(),
             reset,
         };
-        match self.tx.try_send(input) {
+        let job = Job::Sweep(Box::new(input));
+        if self.blocking {
+            let _ = self.tx.send(job);
+            return;
+        }
+        match self.tx.try_send(job) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 self.metrics.perception_skipped.fetch_add(1, Ordering::Relaxed);
@@ -132,8 +157,15 @@ fn subject_at(agents: &[AgentTruth], x: f64, y: f64) -> Option<Subject> {
 }
 
 impl Stack {
-    fn run(&mut self, rx: &Receiver<Input>) {
-        while let Ok(input) = rx.recv() {
+    fn run(&mut self, rx: &Receiver<Job>) {
+        while let Ok(job) = rx.recv() {
+            let input = match job {
+                Job::Sweep(input) => *input,
+                Job::Flush(done) => {
+                    let _ = done.send(());
+                    continue;
+                }
+            };
             let started = Instant::now();
             // A panic in one sweep (a model, or the runtime shutting down under a request) costs
             // that sweep, not the stack.

@@ -19,6 +19,8 @@ use crate::lifecycle::online::OnlineEval;
 use crate::live::health::Health;
 use crate::live::hub::Hub;
 use crate::metrics::Metrics;
+use crate::record::player::{Next, Player};
+use crate::record::Recorder;
 
 /// Why a command failed.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +78,7 @@ pub struct SceneRunner {
     leading: Arc<AtomicBool>,
     forward: ForwardSlot,
     state: Arc<Mutex<Option<SceneState>>>,
+    replay_ended: Arc<AtomicBool>,
 }
 
 /// How often the scene status is re-sent while the scene is paused.
@@ -99,7 +102,18 @@ struct Loop {
     /// A reset happened since the last sweep offered to perception.
     reset_pending: bool,
     state: Arc<Mutex<Option<SceneState>>>,
+    /// The recording being played instead of the simulator.
+    player: Option<Player>,
+    /// The recording being written.
+    recorder: Option<Arc<Recorder>>,
+    /// Time of the last frame played (the simulator keeps its own).
+    replay_t: f64,
+    /// Set when the recording has been played to its end.
+    replay_ended: Arc<AtomicBool>,
 }
+
+/// The answer to a command only a simulated scene takes while a recording plays.
+const NOT_WHILE_REPLAYING: &str = "not while replaying a recording: the scene is the recorded one";
 
 impl Loop {
     fn status(&self) -> SceneStatus {
@@ -111,6 +125,30 @@ impl Loop {
         }
     }
 
+    /// Scene time: the simulator's, or the last played frame's.
+    fn now(&self) -> f64 {
+        if self.player.is_some() {
+            self.replay_t
+        } else {
+            self.scene.t_secs()
+        }
+    }
+
+    /// Starts a replay over from `t_secs`: what the stack knew of the old position is
+    /// forgotten, as after a reset.
+    fn seek(&mut self, t_secs: f64) {
+        if let Some(p) = &mut self.player {
+            p.seek(t_secs);
+            self.replay_ended.store(false, Ordering::Relaxed);
+            self.health.restart(&self.scene.config().sensors);
+            if let Some(p) = &mut self.predictor {
+                p.clear();
+            }
+            self.online.reset_scene();
+            self.reset_pending = true;
+        }
+    }
+
     fn save_state(&self) {
         let state = SceneState {
             seed: self.scene.config().seed,
@@ -118,17 +156,46 @@ impl Loop {
             speed: self.speed,
             sensors_enabled: Sensor::ALL.map(|s| self.scene.sensor_enabled(s)),
             threshold: self.health.threshold,
-            t_secs: self.scene.t_secs(),
+            t_secs: self.now(),
             faults: self.scene.faults().to_vec(),
         };
         *self.state.lock().unwrap_or_else(|p| p.into_inner()) = Some(state);
     }
 
-    fn tick(&mut self) {
+    /// Runs one tick; returns the scene seconds until the next one (none: the replay ended).
+    fn tick(&mut self) -> Option<f64> {
         let started = Instant::now();
-        let frame = self.scene.tick();
+        let tick_secs = self.scene.config().tick_secs;
+        let (frame, dt) = match &mut self.player {
+            None => (self.scene.tick(), tick_secs),
+            Some(player) => match player.next_frame() {
+                Next::Frame(f) => {
+                    let dt = f.t_secs - self.replay_t;
+                    self.replay_t = f.t_secs;
+                    (*f, if dt > 0.0 && dt <= 1.0 { dt } else { tick_secs })
+                }
+                end => {
+                    let why = match end {
+                        Next::Failed(e) => format!("replay stopped: {e}"),
+                        _ => format!("replay ended at {:.1} s; start plays it again", self.replay_t),
+                    };
+                    tracing::info!("{why}");
+                    // Every sweep offered is through the stack before the end is announced.
+                    if let Some(p) = &self.perception {
+                        p.flush();
+                    }
+                    self.hub.notice("info", &why);
+                    self.running = false;
+                    self.replay_ended.store(true, Ordering::Relaxed);
+                    return None;
+                }
+            },
+        };
         self.metrics.sim_tick_nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         self.metrics.sim_ticks.fetch_add(1, Ordering::Relaxed);
+        if let Some(r) = &self.recorder {
+            r.frame(&frame);
+        }
         for item in stream_items(&frame, &self.status()) {
             self.remember(&item);
             self.hub.publish(&item);
@@ -149,6 +216,7 @@ impl Loop {
             self.hub.publish(&StreamItem::Ready(StreamName::Evaluation, ServerMessage::Evaluation(msg)));
         }
         self.last = Some(frame);
+        Some(dt)
     }
 
     /// Scores the sensors' health on this tick through the served model and publishes it.
@@ -190,12 +258,21 @@ impl Loop {
 
     fn apply(&mut self, cmd: Command) -> Result<ReplyBody, CommandError> {
         let refused = |e: waypoint_sim::SimError| CommandError::Refused(e.to_string());
-        let mut reply = ReplyBody { streams: None, agent_id: None, fault: None, t_secs: Some(self.scene.t_secs()) };
+        let mut reply = ReplyBody { streams: None, agent_id: None, fault: None, t_secs: Some(self.now()) };
+        if self.player.is_some() {
+            return self.apply_replaying(cmd, reply);
+        }
         match cmd {
+            Command::Seek { .. } => {
+                return Err(CommandError::Refused("seek needs a recording to play (serve --replay FILE)".into()))
+            }
             Command::Start => self.running = true,
             Command::Stop => self.running = false,
             Command::Reset { seed } => {
                 self.scene.reset(seed).map_err(refused)?;
+                if let Some(r) = &self.recorder {
+                    r.config(self.scene.config());
+                }
                 self.health.restart(&self.scene.config().sensors);
                 if let Some(p) = &mut self.predictor {
                     p.clear();
@@ -211,21 +288,49 @@ impl Loop {
             }
             Command::ClearFaults => self.scene.clear_faults(),
             Command::SetSensor { sensor, enabled } => self.scene.set_sensor_enabled(sensor, enabled),
-            Command::SetRate { speed } => {
-                if !(SPEED_RANGE.0..=SPEED_RANGE.1).contains(&speed) {
-                    return Err(CommandError::Refused(format!(
-                        "speed must be within {}..={}",
-                        SPEED_RANGE.0, SPEED_RANGE.1
-                    )));
+            Command::SetRate { speed } => self.set_rate(speed)?,
+            Command::SetThreshold { value } => self.set_threshold(value)?,
+        }
+        Ok(reply)
+    }
+
+    fn set_rate(&mut self, speed: f64) -> Result<(), CommandError> {
+        if !(SPEED_RANGE.0..=SPEED_RANGE.1).contains(&speed) {
+            return Err(CommandError::Refused(format!("speed must be within {}..={}", SPEED_RANGE.0, SPEED_RANGE.1)));
+        }
+        self.speed = speed;
+        Ok(())
+    }
+
+    fn set_threshold(&mut self, value: f64) -> Result<(), CommandError> {
+        if !(value > 0.0 && value <= 1.0) {
+            return Err(CommandError::Refused("threshold must be within (0, 1]".into()));
+        }
+        self.health.threshold = value;
+        Ok(())
+    }
+
+    /// Commands while a recording plays: start (from the beginning after the end), stop, rate,
+    /// threshold, seek, and reset (back to the beginning); the rest change a simulated scene.
+    fn apply_replaying(&mut self, cmd: Command, reply: ReplyBody) -> Result<ReplyBody, CommandError> {
+        match cmd {
+            Command::Start => {
+                if self.replay_ended.load(Ordering::Relaxed) {
+                    self.seek(0.0);
                 }
-                self.speed = speed;
+                self.running = true;
             }
-            Command::SetThreshold { value } => {
-                if !(value > 0.0 && value <= 1.0) {
-                    return Err(CommandError::Refused("threshold must be within (0, 1]".into()));
+            Command::Stop => self.running = false,
+            Command::Reset { .. } => self.seek(0.0),
+            Command::Seek { t_secs } => {
+                if !(t_secs.is_finite() && t_secs >= 0.0) {
+                    return Err(CommandError::Refused("seek needs a time >= 0 s".into()));
                 }
-                self.health.threshold = value;
+                self.seek(t_secs);
             }
+            Command::SetRate { speed } => self.set_rate(speed)?,
+            Command::SetThreshold { value } => self.set_threshold(value)?,
+            _ => return Err(CommandError::Refused(NOT_WHILE_REPLAYING.into())),
         }
         Ok(reply)
     }
@@ -233,6 +338,7 @@ impl Loop {
 
 impl SceneRunner {
     /// Builds the scene and starts its thread.
+    #[allow(clippy::too_many_arguments)]
     pub fn spawn(
         config: &ServerConfig,
         hub: Arc<Hub>,
@@ -241,8 +347,16 @@ impl SceneRunner {
         predictor: Option<crate::live::predictor::Predictor>,
         perception: Option<crate::live::perception::Perception>,
         ctx: Option<crate::live::Context>,
+        recorder: Option<Arc<Recorder>>,
     ) -> Result<Self, ServerError> {
-        let mut scene = Scene::new(config.scene.clone()).map_err(|e| ServerError::Config(e.to_string()))?;
+        let player = match &config.replay {
+            Some(r) => Some(Player::open(&r.path).map_err(ServerError::Config)?),
+            None => None,
+        };
+        // A replay's sensors are the recorded ones.
+        let scene_config =
+            player.as_ref().and_then(|p| p.summary.config.clone()).unwrap_or_else(|| config.scene.clone());
+        let mut scene = Scene::new(scene_config).map_err(|e| ServerError::Config(e.to_string()))?;
         if let Some(tracks) = &config.replay_tracks {
             scene.replay_tracks(tracks.clone(), waypoint_sim::geometry::Vec2::default());
         }
@@ -258,6 +372,10 @@ impl SceneRunner {
         // In a cluster the scene waits until this replica wins the lease.
         let leading = Arc::new(AtomicBool::new(config.redis_url.is_none()));
         let health = Health::new(ctx, &scene.config().sensors);
+        if let Some(r) = &recorder {
+            r.config(scene.config());
+        }
+        let replay_ended = Arc::new(AtomicBool::new(false));
         let mut lp = Loop {
             scene,
             running: config.autostart,
@@ -272,6 +390,10 @@ impl SceneRunner {
             online,
             reset_pending: false,
             state: state.clone(),
+            player,
+            recorder,
+            replay_t: 0.0,
+            replay_ended: replay_ended.clone(),
         };
         lp.save_state();
         let flags = Flags {
@@ -279,6 +401,7 @@ impl SceneRunner {
             ready: ready.clone(),
             t_bits: t_bits.clone(),
             leading: leading.clone(),
+            unpaced: config.replay.as_ref().is_some_and(|r| r.unpaced),
         };
         let thread = std::thread::Builder::new()
             .name("waypoint-scene".into())
@@ -294,7 +417,13 @@ impl SceneRunner {
             leading,
             forward: ForwardSlot::default(),
             state,
+            replay_ended,
         })
+    }
+
+    /// Whether the recording being played has reached its end (or failed).
+    pub fn replay_ended(&self) -> bool {
+        self.replay_ended.load(Ordering::Relaxed)
     }
 
     /// Whether this replica runs the scene.
@@ -388,6 +517,8 @@ struct Flags {
     ready: Arc<AtomicBool>,
     t_bits: Arc<AtomicU64>,
     leading: Arc<AtomicBool>,
+    /// Play as fast as the stack takes it (`eval replay`).
+    unpaced: bool,
 }
 
 fn run_loop(lp: &mut Loop, rx: &Receiver<(Command, Reply)>, flags: &Flags) {
@@ -396,7 +527,6 @@ fn run_loop(lp: &mut Loop, rx: &Receiver<(Command, Reply)>, flags: &Flags) {
     let mut last_status = Instant::now();
     let mut last_saved = Instant::now();
     let mut was_leading = true;
-    let tick_secs = lp.scene.config().tick_secs;
     while !shutdown.load(Ordering::Relaxed) {
         let now = Instant::now();
         let leading = flags.leading.load(Ordering::Relaxed);
@@ -407,7 +537,15 @@ fn run_loop(lp: &mut Loop, rx: &Receiver<(Command, Reply)>, flags: &Flags) {
         was_leading = leading;
         let ticking = lp.running && leading;
         let wait = if ticking { next_tick.saturating_duration_since(now) } else { Duration::from_millis(100) };
-        match rx.recv_timeout(wait.min(Duration::from_millis(100))) {
+        let next = if ticking && flags.unpaced {
+            rx.try_recv().map_err(|e| match e {
+                std::sync::mpsc::TryRecvError::Empty => RecvTimeoutError::Timeout,
+                std::sync::mpsc::TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+            })
+        } else {
+            rx.recv_timeout(wait.min(Duration::from_millis(100)))
+        };
+        match next {
             Ok((cmd, reply)) => {
                 let was_running = lp.running;
                 let result = lp.apply(cmd);
@@ -418,7 +556,7 @@ fn run_loop(lp: &mut Loop, rx: &Receiver<(Command, Reply)>, flags: &Flags) {
                     lp.publish_status();
                     last_status = Instant::now();
                 }
-                t_bits.store(lp.scene.t_secs().to_bits(), Ordering::Relaxed);
+                t_bits.store(lp.now().to_bits(), Ordering::Relaxed);
                 lp.save_state();
                 let _ = reply.send(result);
                 continue;
@@ -435,14 +573,17 @@ fn run_loop(lp: &mut Loop, rx: &Receiver<(Command, Reply)>, flags: &Flags) {
             last_status = Instant::now();
         }
         if lp.running && Instant::now() >= next_tick {
-            lp.tick();
-            t_bits.store(lp.scene.t_secs().to_bits(), Ordering::Relaxed);
+            let Some(dt) = lp.tick() else { continue };
+            t_bits.store(lp.now().to_bits(), Ordering::Relaxed);
             ready.store(true, Ordering::Relaxed);
             if last_saved.elapsed() >= Duration::from_millis(250) {
                 lp.save_state();
                 last_saved = Instant::now();
             }
-            next_tick += Duration::from_secs_f64(tick_secs / lp.speed);
+            if flags.unpaced {
+                continue;
+            }
+            next_tick += Duration::from_secs_f64(dt / lp.speed);
             // After a stall, do not replay the missed ticks in a burst.
             let now = Instant::now();
             if next_tick + Duration::from_secs(1) < now {
