@@ -208,3 +208,16 @@ def test_a_replay_serves_seeks_and_refuses_what_only_a_simulation_takes(recordin
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_the_shipped_foxglove_layout_names_only_topics_a_recording_has(recording):
+    import re
+    layout = json.loads((ROOT / "deploy/foxglove/waypoint.json").read_text())
+    panels = layout["configById"]
+    with open(recording, "rb") as f:
+        topics = {c.topic for c in make_reader(f).get_summary().channels.values()}
+    named = set(panels["3D!waypoint"]["topics"])
+    for key, cfg in panels.items():
+        for p in cfg.get("paths", []):
+            named.add(re.match(r"(/[\w/]+)", p["value"]).group(1).rsplit(".", 1)[0])
+    assert named and named <= topics, named - topics
