@@ -66,6 +66,20 @@ pub struct Perception {
     metrics: Arc<Metrics>,
     /// Wait for the stack instead of skipping a sweep (a replay evaluated as fast as it goes).
     blocking: bool,
+    /// The stack's thread, joined when the handle is dropped (so that it never outlives the
+    /// runtime its model calls use).
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Perception {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread after the sweep it is on.
+        let (closed, _) = sync_channel(0);
+        drop(std::mem::replace(&mut self.tx, closed));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 struct Stack {
@@ -92,8 +106,8 @@ impl Perception {
             metrics: metrics.clone(),
         };
         // The thread ends when the scene drops this handle (the channel closes).
-        std::thread::Builder::new().name("waypoint-perception".into()).spawn(move || stack.run(&rx))?;
-        Ok(Self { tx, metrics, blocking })
+        let thread = std::thread::Builder::new().name("waypoint-perception".into()).spawn(move || stack.run(&rx))?;
+        Ok(Self { tx, metrics, blocking, thread: Some(thread) })
     }
 
     /// Waits until every sweep offered so far is processed.
