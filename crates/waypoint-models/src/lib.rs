@@ -10,6 +10,7 @@ pub mod detection;
 pub mod fusion;
 pub mod model;
 pub mod native;
+pub mod onnx;
 pub mod plot;
 pub mod tensor;
 pub mod trajectory;

@@ -54,7 +54,8 @@ dims = [-1, 48]
         )
         .expect("config");
         let _ = TensorSpec::new("x", DataType::F32, &[-1, 2, 7]);
-        let mut ort = waypoint_server::serving::onnx::OnnxModel::load("tcn", &path, &config).expect("onnx runtime");
+        let (mut ort, _) =
+            waypoint_server::serving::onnx::OnnxModel::load("tcn", &path, &config).expect("onnx runtime");
         let input = Tensor::new("x", vec![batch, 2, 7], TensorData::F32(feats.iter().flatten().copied().collect()))
             .expect("tensor");
         group.bench_with_input(BenchmarkId::new("onnxruntime", batch), &input, |b, x| {

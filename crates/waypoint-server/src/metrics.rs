@@ -196,9 +196,19 @@ pub struct VersionMetrics {
     pub queue: Histogram,
     pub compute: Histogram,
     pub batch: Histogram,
+    /// Where the version runs (`cpu`, `cuda:0`), the `device` label of `waypoint_model_device`.
+    device: std::sync::Mutex<String>,
 }
 
 impl VersionMetrics {
+    pub fn set_device(&self, device: &str) {
+        *self.device.lock().unwrap_or_else(|p| p.into_inner()) = device.to_string();
+    }
+
+    pub fn device(&self) -> String {
+        self.device.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// Whether the response cache was ever asked for this version.
     pub fn cache_used(&self) -> bool {
         [&self.cache_hits, &self.cache_hits_redis, &self.cache_misses].iter().any(|c| c.load(Ordering::Relaxed) > 0)
@@ -225,6 +235,7 @@ impl Default for VersionMetrics {
             queue: Histogram::new(DURATION_BUCKETS),
             compute: Histogram::new(DURATION_BUCKETS),
             batch: Histogram::new(BATCH_BUCKETS),
+            device: std::sync::Mutex::new("cpu".into()),
         }
     }
 }
@@ -455,6 +466,16 @@ impl Metrics {
                     c.load(Ordering::Relaxed)
                 );
             }
+        }
+        header(
+            out,
+            "waypoint_model_device",
+            "gauge",
+            "1 for each loaded version, labelled with where it runs (cpu, or cuda:<id>).",
+        );
+        for ((model, v), m) in &versions {
+            let _ =
+                writeln!(out, "waypoint_model_device{{model=\"{model}\",version=\"{v}\",device=\"{}\"}} 1", m.device());
         }
         header(
             out,

@@ -52,6 +52,9 @@ pub enum Command {
     ExportKitti(crate::detection_cmd::ExportKittiArgs),
     /// Run the live stack without serving and write every stream to an MCAP file.
     Record(Box<crate::record_cmd::RecordArgs>),
+    /// Write a native trajectory network as an ONNX model (to serve it with ONNX Runtime, on the
+    /// CPU or a GPU).
+    ExportOnnx(crate::export_cmd::ExportOnnxArgs),
 }
 
 #[derive(Debug, Subcommand)]

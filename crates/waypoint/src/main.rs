@@ -6,6 +6,7 @@ mod bench_cmd;
 mod cli;
 mod detection_cmd;
 mod eval;
+mod export_cmd;
 mod lidar_preset;
 mod record_cmd;
 mod trajectory_cmd;
@@ -26,5 +27,6 @@ fn main() -> Result<()> {
         cli::Command::Train(cli::TrainCommand::Detection(args)) => detection_cmd::train(args),
         cli::Command::ExportKitti(args) => detection_cmd::export_kitti(args),
         cli::Command::Record(args) => record_cmd::record(*args),
+        cli::Command::ExportOnnx(args) => export_cmd::export_onnx(args),
     }
 }

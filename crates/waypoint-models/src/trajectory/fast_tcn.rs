@@ -13,14 +13,14 @@ use crate::ModelError;
 /// The network's arithmetic in plain loops, for serving.
 #[derive(Debug, Clone)]
 pub struct FastTcn {
-    c1_w: Vec<f32>, // [CH, 2, 3]
-    c1_b: Vec<f32>,
-    c2_w: Vec<f32>, // [CH, CH, 3]
-    c2_b: Vec<f32>,
-    f1_w: Vec<f32>, // [HIDDEN, IN1]
-    f1_b: Vec<f32>,
-    f2_w: Vec<f32>, // [OUT, HIDDEN]
-    f2_b: Vec<f32>,
+    pub(super) c1_w: Vec<f32>, // [CH, 2, 3]
+    pub(super) c1_b: Vec<f32>,
+    pub(super) c2_w: Vec<f32>, // [CH, CH, 3]
+    pub(super) c2_b: Vec<f32>,
+    pub(super) f1_w: Vec<f32>, // [HIDDEN, IN1]
+    pub(super) f1_b: Vec<f32>,
+    pub(super) f2_w: Vec<f32>, // [OUT, HIDDEN]
+    pub(super) f2_b: Vec<f32>,
 }
 
 fn get(map: &std::collections::HashMap<String, CTensor>, name: &str, len: usize) -> Result<Vec<f32>, ModelError> {

@@ -12,6 +12,7 @@ mod fast_tcn;
 pub mod finetune;
 pub mod kalman;
 pub mod model;
+pub mod onnx_export;
 pub mod tcn;
 pub mod train;
 

@@ -32,7 +32,7 @@ pub(super) const HIDDEN: usize = 128;
 pub(super) const IN1: usize = CH * (STEPS_IN - 4) + 2 * STEPS_IN;
 pub(super) const OUT: usize = PRED_STEPS * 4;
 /// Limits of the predicted log sigma (sigma between 1 cm and 20 m).
-const LOG_SIGMA_RANGE: (f32, f32) = (-4.6, 3.0);
+pub(super) const LOG_SIGMA_RANGE: (f32, f32) = (-4.6, 3.0);
 
 pub(super) fn cerr(e: candle_core::Error) -> ModelError {
     ModelError::Internal(format!("candle: {e}"))

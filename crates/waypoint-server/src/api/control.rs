@@ -177,6 +177,7 @@ async fn stats(State(s): State<AppState>) -> Json<Value> {
             json!({
                 "model": model,
                 "version": version.to_string(),
+                "device": m.device(),
                 "ok": m.ok.load(Ordering::Relaxed),
                 "failed": m.failed.load(Ordering::Relaxed) + m.bad_request.load(Ordering::Relaxed),
                 "rejected": m.rejected.load(Ordering::Relaxed),

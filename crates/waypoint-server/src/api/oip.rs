@@ -65,6 +65,7 @@ fn metadata(state: &AppState, model: &str, version: Option<&str>) -> Result<Json
         },
         "inputs": loaded.config.inputs.iter().map(spec).collect::<Vec<_>>(),
         "outputs": loaded.config.outputs.iter().map(spec).collect::<Vec<_>>(),
+        "device": loaded.device,
     })))
 }
 

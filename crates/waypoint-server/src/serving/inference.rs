@@ -16,9 +16,12 @@ use crate::serving::repository::ModelConfig;
 
 /// Orders inputs as declared and checks names, datatypes, shapes and batch size. Returns the
 /// inputs and the number of rows (the batch dimension, or 1 for models that do not batch).
+/// `max_rows` is the instance's largest batch (`max_batch_size`, or `gpu_max_batch_size` on a
+/// GPU).
 pub fn validate_inputs(
     model: &str,
     config: &ModelConfig,
+    max_rows: usize,
     mut inputs: Vec<Tensor>,
 ) -> Result<(Vec<Tensor>, usize), String> {
     for t in &inputs {
@@ -63,8 +66,8 @@ pub fn validate_inputs(
         if rows == 0 {
             return Err("empty batch".into());
         }
-        if rows > config.max_batch_size {
-            return Err(format!("batch of {rows} exceeds the model's max_batch_size {}", config.max_batch_size));
+        if rows > max_rows {
+            return Err(format!("batch of {rows} exceeds the model's max_batch_size {max_rows}"));
         }
         rows
     } else {
@@ -89,13 +92,14 @@ pub async fn infer(
 pub async fn infer_on(loaded: &LoadedVersion, inputs: Vec<Tensor>) -> Result<InferOutput, AppError> {
     let started = Instant::now();
     let m = &loaded.metrics;
-    let (inputs, rows) = match validate_inputs(&loaded.model, &loaded.config, inputs) {
-        Ok(v) => v,
-        Err(e) => {
-            m.bad_request.fetch_add(1, Ordering::Relaxed);
-            return Err(AppError::BadRequest(e));
-        }
-    };
+    let (inputs, rows) =
+        match validate_inputs(&loaded.model, &loaded.config, loaded.engine.settings().max_batch_size, inputs) {
+            Ok(v) => v,
+            Err(e) => {
+                m.bad_request.fetch_add(1, Ordering::Relaxed);
+                return Err(AppError::BadRequest(e));
+            }
+        };
     // A deterministic model's answer to this exact request, if it was kept.
     let cache_key =
         loaded.cache.as_ref().map(|c| (c, crate::serving::cache::key(&loaded.model, loaded.fingerprint, &inputs)));

@@ -26,6 +26,8 @@ pub struct LoadedVersion {
     pub config: Arc<ModelConfig>,
     pub engine: VersionEngine,
     pub metrics: Arc<VersionMetrics>,
+    /// Where it runs: `"cpu"` or `"cuda:<id>"`.
+    pub device: String,
     /// The version's files and configuration, hashed (the response cache keys on it).
     pub fingerprint: u64,
     /// The response cache, when the model asks for it and the server has one.
@@ -144,12 +146,44 @@ impl BatchingPatch {
     }
 }
 
-fn instantiate(model: &str, config: &ModelConfig, dir: &std::path::Path) -> Result<Box<dyn Model>, ModelError> {
+/// Models already warned about a native backend configured for a GPU.
+static WARNED_NATIVE: std::sync::Mutex<std::collections::BTreeSet<String>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// One instance of a version, and where it runs (`"cpu"` or `"cuda:<id>"`).
+pub fn instantiate(
+    model: &str,
+    config: &ModelConfig,
+    dir: &std::path::Path,
+) -> Result<(Box<dyn Model>, onnx::Placement), ModelError> {
     match config.platform {
-        Platform::Waypoint => waypoint_models::native::instantiate(config.backend.as_deref().unwrap_or(""), dir),
-        Platform::Onnx => {
-            onnx::OnnxModel::load(model, &dir.join("model.onnx"), config).map(|m| Box::new(m) as Box<dyn Model>)
+        Platform::Waypoint => {
+            // `cuda!` is refused by the configuration's validation; `cuda` falls back.
+            if config.device.wants_gpu() && WARNED_NATIVE.lock().unwrap_or_else(|p| p.into_inner()).insert(model.into())
+            {
+                tracing::warn!(
+                    model,
+                    "configured for device \"cuda\" but running on the CPU: native backends have no GPU path; export the network with `waypoint export-onnx` and serve the ONNX model on CUDA"
+                );
+            }
+            waypoint_models::native::instantiate(config.backend.as_deref().unwrap_or(""), dir)
+                .map(|m| (m, "cpu".into()))
         }
+        Platform::Onnx => onnx::OnnxModel::load(model, &dir.join("model.onnx"), config)
+            .map(|(m, placement)| (Box::new(m) as Box<dyn Model>, placement)),
+    }
+}
+
+/// The batching of an instance on `placement`: a GPU instance takes the `gpu_` settings.
+pub fn batch_settings(config: &ModelConfig, placement: &str) -> BatchSettings {
+    let gpu = placement.starts_with("cuda");
+    let pick = |gpu_value: Option<u64>, cpu_value: u64| if gpu { gpu_value.unwrap_or(cpu_value) } else { cpu_value };
+    BatchSettings {
+        max_batch_size: pick(config.gpu_max_batch_size.map(|v| v as u64), config.max_batch_size as u64) as usize,
+        max_queue_delay: Duration::from_micros(pick(config.gpu_max_queue_delay_us, config.max_queue_delay_us)),
+        queue_capacity: config.queue_capacity,
+        instances: config.instances,
+        timeout: Duration::from_millis(config.timeout_ms.max(1)),
     }
 }
 
@@ -332,21 +366,20 @@ impl Registry {
         if versions.is_empty() {
             return Err(RegistryError::NoVersions(model.into()));
         }
-        let settings = BatchSettings {
-            max_batch_size: config.max_batch_size,
-            max_queue_delay: Duration::from_micros(config.max_queue_delay_us),
-            queue_capacity: config.queue_capacity,
-            instances: config.instances,
-            timeout: Duration::from_millis(config.timeout_ms.max(1)),
-        };
         let mut out = BTreeMap::new();
         for v in versions {
             let dir = self.repository.version_dir(model, v)?;
-            let instances = (0..config.instances)
+            let (instances, placements): (Vec<_>, Vec<_>) = (0..config.instances)
                 .map(|_| instantiate(model, &config, &dir))
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|source| RegistryError::Instantiate { model: model.into(), source })?;
+                .map_err(|source| RegistryError::Instantiate { model: model.into(), source })?
+                .into_iter()
+                .unzip();
+            // Every instance asks for the same device; the first says where they landed.
+            let placement = placements.into_iter().next().unwrap_or_else(|| "cpu".into());
+            let settings = batch_settings(&config, &placement);
             let metrics = self.metrics.version(model, v);
+            metrics.set_device(&placement);
             let engine = VersionEngine::start(&format!("{model}-{v}"), instances, settings, metrics.clone())
                 .map_err(|e| RegistryError::Threads(e.to_string()))?;
             out.insert(
@@ -357,6 +390,7 @@ impl Registry {
                     config: config.clone(),
                     engine,
                     metrics,
+                    device: placement,
                     fingerprint: fingerprint(&*config, &dir),
                     cache: self.cache.clone().filter(|_| config.response_cache),
                 }),
@@ -432,5 +466,38 @@ impl Registry {
                 _ => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gpu_instance_takes_the_gpu_batching_and_a_cpu_one_does_not() {
+        let config: ModelConfig = toml::from_str(
+            r#"
+platform = "onnx"
+device = "cuda"
+max_batch_size = 256
+max_queue_delay_us = 100
+gpu_max_batch_size = 131072
+gpu_max_queue_delay_us = 2000
+[[inputs]]
+name = "x"
+datatype = "FP32"
+dims = [-1, 2]
+[[outputs]]
+name = "y"
+datatype = "FP32"
+dims = [-1, 2]
+"#,
+        )
+        .unwrap();
+        let gpu = batch_settings(&config, "cuda:0");
+        assert_eq!((gpu.max_batch_size, gpu.max_queue_delay), (131_072, Duration::from_micros(2000)));
+        // Fallen back to the CPU: the CPU's batching.
+        let cpu = batch_settings(&config, "cpu");
+        assert_eq!((cpu.max_batch_size, cpu.max_queue_delay), (256, Duration::from_micros(100)));
     }
 }

@@ -30,6 +30,28 @@ pub enum Platform {
     Onnx,
 }
 
+/// Where a model runs (Triton's `instance_group` kind).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum DeviceSetting {
+    /// The CPU (the default).
+    #[default]
+    #[serde(rename = "cpu")]
+    Cpu,
+    /// An NVIDIA GPU through ONNX Runtime's CUDA execution provider when it loads; otherwise the
+    /// CPU, with one warning naming what is missing.
+    #[serde(rename = "cuda")]
+    Cuda,
+    /// The GPU or nothing: the model is refused when the CUDA provider cannot run it.
+    #[serde(rename = "cuda!")]
+    CudaRequired,
+}
+
+impl DeviceSetting {
+    pub fn wants_gpu(self) -> bool {
+        self != DeviceSetting::Cpu
+    }
+}
+
 /// `config.toml` of a model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -59,6 +81,18 @@ pub struct ModelConfig {
     /// stateless models only).
     #[serde(default)]
     pub response_cache: bool,
+    /// `"cpu"`, `"cuda"` (the GPU, or the CPU with a warning) or `"cuda!"` (the GPU or refuse).
+    #[serde(default)]
+    pub device: DeviceSetting,
+    /// Which GPU (CUDA's numbering) for `device = "cuda"`.
+    #[serde(default)]
+    pub cuda_device_id: u32,
+    /// On a GPU: the largest batch and the first request's wait, where bigger batches pay
+    /// (unset: `max_batch_size` and `max_queue_delay_us`).
+    #[serde(default)]
+    pub gpu_max_batch_size: Option<usize>,
+    #[serde(default)]
+    pub gpu_max_queue_delay_us: Option<u64>,
     pub inputs: Vec<TensorSpec>,
     pub outputs: Vec<TensorSpec>,
 }
@@ -105,6 +139,14 @@ impl ModelConfig {
         }
         if self.queue_capacity == 0 {
             return bad("queue_capacity must be positive".into());
+        }
+        if self.device == DeviceSetting::CudaRequired && self.platform == Platform::Waypoint {
+            return bad(
+                "device \"cuda!\": native backends run on the CPU; export the network to ONNX (`waypoint export-onnx`) to serve it on a GPU, or use device \"cuda\" to fall back to the CPU"
+            .into());
+        }
+        if self.gpu_max_batch_size.is_some_and(|b| b > 0 && self.max_batch_size == 0) {
+            return bad("gpu_max_batch_size needs batching (max_batch_size > 0)".into());
         }
         if self.platform == Platform::Waypoint && self.backend.is_none() {
             return bad("platform \"waypoint\" needs a `backend`".into());
@@ -271,5 +313,38 @@ dims = [-1, 12, 2]
         stateful.response_cache = true;
         assert!(stateful.validate("m").unwrap_err().to_string().contains("response_cache cannot be used"));
         assert!(valid_model_name("trajectory_cv"));
+    }
+
+    #[test]
+    fn device_settings_parse_and_a_native_model_cannot_require_a_gpu() {
+        let base = r#"
+platform = "onnx"
+[[inputs]]
+name = "x"
+datatype = "FP32"
+dims = [-1, 2]
+[[outputs]]
+name = "y"
+datatype = "FP32"
+dims = [-1, 2]
+"#;
+        let parse = |extra: &str| toml::from_str::<ModelConfig>(&format!("{extra}\n{base}"));
+        assert_eq!(parse("").unwrap().device, DeviceSetting::Cpu);
+        assert_eq!(parse(r#"device = "cuda""#).unwrap().device, DeviceSetting::Cuda);
+        let required = parse("device = \"cuda!\"\ncuda_device_id = 1\ngpu_max_queue_delay_us = 2000").unwrap();
+        assert_eq!((required.device, required.cuda_device_id), (DeviceSetting::CudaRequired, 1));
+        required.validate("m").unwrap();
+        assert!(parse(r#"device = "gpu""#).is_err());
+        let mut native = required.clone();
+        native.platform = Platform::Waypoint;
+        native.backend = Some("constant_velocity".into());
+        assert!(native.validate("m").unwrap_err().to_string().contains("export-onnx"));
+        native.device = DeviceSetting::Cuda;
+        native.validate("m").unwrap();
+        native.max_batch_size = 0;
+        native.gpu_max_batch_size = Some(1024);
+        native.inputs[0].dims = vec![2];
+        native.outputs[0].dims = vec![2];
+        assert!(native.validate("m").unwrap_err().to_string().contains("gpu_max_batch_size"));
     }
 }
