@@ -78,9 +78,13 @@ def exported(tmp_path_factory):
 @pytest.fixture(scope="module")
 def gpu_server(exported, tmp_path_factory):
     repo = tmp_path_factory.mktemp("gpu-models")
-    for name, device in [("traj_onnx_cuda", "cuda"), ("traj_onnx_required", "cuda!"), ("traj_onnx_cpu", "cpu")]:
+    for name, device in [("traj_onnx_cuda", "cuda"), ("traj_onnx_required", "cuda!"), ("traj_onnx_cpu", "cpu"),
+                         ("traj_onnx_big", "cpu")]:
         (repo / name / "1").mkdir(parents=True)
-        (repo / name / "config.toml").write_text(ONNX_CONFIG.format(device=device))
+        config = ONNX_CONFIG.format(device=device)
+        if name == "traj_onnx_big":
+            config = config.replace("max_batch_size = 4096", "max_batch_size = 131072\ntimeout_ms = 60000")
+        (repo / name / "config.toml").write_text(config)
         shutil.copy(exported, repo / name / "1" / "model.onnx")
     # The native model, asked to run on a GPU it has no path to.
     shutil.copytree(ROOT / "models" / "trajectory", repo / "trajectory")
@@ -171,3 +175,25 @@ def test_export_refuses_a_model_without_a_network(tmp_path):
     assert done.returncode != 0
     assert "trajectory_tcn" in done.stderr
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_a_batch_of_131072_rows_goes_through_oip_binary_and_one_more_is_refused(exported, gpu_server):
+    import tritonclient.http as httpclient
+    from tritonclient.utils import InferenceServerException
+    base, _ = gpu_server
+    client = httpclient.InferenceServerClient(base.removeprefix("http://"), network_timeout=120)
+    x = histories(131072, seed=9)
+    inp = httpclient.InferInput("history", list(x.shape), "FP32")
+    inp.set_data_from_numpy(x, binary_data=True)
+    out = client.infer("traj_onnx_big", [inp], outputs=[httpclient.InferRequestedOutput("trajectory", binary_data=True)])
+    traj = out.as_numpy("trajectory")
+    assert traj.shape == (131072, 12, 2)
+    session = ort.InferenceSession(str(exported), providers=["CPUExecutionProvider"])
+    rows = np.r_[0:50, 65500:65550, 131022:131072]
+    want = session.run(["trajectory"], {"history": x[rows]})[0]
+    assert np.abs(traj[rows] - want).max() <= 1e-4
+    more = np.concatenate([x, x[:1]])
+    inp = httpclient.InferInput("history", list(more.shape), "FP32")
+    inp.set_data_from_numpy(more, binary_data=True)
+    with pytest.raises(InferenceServerException, match="exceeds the model's max_batch_size 131072"):
+        client.infer("traj_onnx_big", [inp])
