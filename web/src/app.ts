@@ -3,6 +3,7 @@
 
 import { getJson } from "./http";
 import { Controls } from "./controls";
+import { LifecycleControls } from "./lifecycle";
 import { DetectionPanel, FusionPanel, HealthPanel, LearningPanel, PerformancePanel, TrajectoryPanel } from "./panels/charts";
 import type { Panel } from "./panels/panel";
 import { ScenePanel, type MapInfo } from "./panels/scene";
@@ -50,6 +51,8 @@ let chartPanels: {
   learning: LearningPanel;
 } | null = null;
 const controls = new Controls($("controls"), sendCommand, base);
+const lifecycle = new LifecycleControls(base);
+$("controls").after(lifecycle.el);
 
 // Connection indicator.
 const conn = $("conn");
@@ -64,6 +67,7 @@ function onWorker(m: FromWorker): void {
       if (m.state === "open" && performance.getEntriesByName("waypoint:ws-open").length === 0)
         performance.mark("waypoint:ws-open");
       conn.dataset.state = m.state;
+      lifecycle.setOnline(m.state === "open");
       $("conn-text").textContent = m.state === "closed" ? `reconnecting (attempt ${m.attempt})` : m.state;
       $("rtt").textContent = m.rttMs === null ? "–" : m.rttMs.toFixed(1);
       $("dropped").textContent = String(m.dropped);
@@ -205,6 +209,7 @@ async function start(): Promise<void> {
   chartPanels = cp;
   for (const f of early.splice(0)) for (const p of Object.values(cp)) p.accept(f);
   toWorker({ kind: "refresh" });
+  void lifecycle.start();
   // For tests and measurement: what each panel drew.
   (window as unknown as { __waypoint: unknown }).__waypoint = {
     renderer: renderer.name,

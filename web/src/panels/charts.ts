@@ -3,6 +3,7 @@
 import type { Frame, HealthMsg, HistoryVersion, Series, StatsSnapshot, TracksMsg } from "../protocol";
 import { CLASSES, SENSORS } from "../protocol";
 import type { Renderer, SeriesSpec, TimeChart } from "../render/types";
+import { themeColour } from "../theme";
 import { Panel } from "./panel";
 
 export const SENSOR_COLOURS = ["#5aa9e6", "#f4a259", "#9bc53d", "#e05780", "#c4b5fd"];
@@ -108,7 +109,7 @@ export class HealthPanel extends ChartPanel {
       height: 190,
       series: [
         ...SENSORS.map((s, i) => ({ key: s, label: s, color: SENSOR_COLOURS[i] as string })),
-        { key: "threshold", label: "threshold", color: "#e9eef4", dash: true },
+        { key: "threshold", label: "threshold", color: themeColour("--text", "#e9eef4"), dash: true },
       ],
     });
   }

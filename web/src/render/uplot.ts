@@ -2,9 +2,14 @@
 
 import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
+import { themeColour } from "../theme";
 import type { Band, ChartOptions, Renderer, SeriesSpec, TimeChart } from "./types";
 
-const AXIS = { stroke: "#9aa5b1", grid: { stroke: "#2a313c", width: 1 }, ticks: { stroke: "#2a313c", width: 1 } };
+
+function axis(): { stroke: string; grid: { stroke: string; width: number }; ticks: { stroke: string; width: number } } {
+  const grid = themeColour("--grid", "#2a313c");
+  return { stroke: themeColour("--axis", "#9aa5b1"), grid: { stroke: grid, width: 1 }, ticks: { stroke: grid, width: 1 } };
+}
 
 class UPlotChart implements TimeChart {
   private plot: uPlot | null = null;
@@ -28,12 +33,13 @@ class UPlotChart implements TimeChart {
       width: this.width,
       height: this.options.height,
       title: this.options.title,
-      legend: { show: true, live: false },
-      cursor: { show: false },
+      // Hovering a chart shows the time and every series' value there in the legend.
+      legend: { show: true, live: true },
+      cursor: { show: true, drag: { x: false, y: false, setScale: false }, points: { show: false } },
       scales: { x: { time: false }, y: this.options.yRange ? { range: this.options.yRange } : { auto: true } },
       axes: [
-        { ...AXIS, label: this.options.xLabel ?? "scene time (s)", size: 36, labelSize: 14 },
-        { ...AXIS, label: this.options.yLabel, size: 52, labelSize: 14 },
+        { ...axis(), label: this.options.xLabel ?? "scene time (s)", size: 36, labelSize: 14 },
+        { ...axis(), label: this.options.yLabel, size: 52, labelSize: 14 },
       ],
       series: [
         {},
