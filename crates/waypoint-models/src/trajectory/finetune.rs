@@ -22,12 +22,17 @@ pub fn fine_tune_config(epochs: usize, seed: u64) -> TrainConfig {
         // A round is a few hundred steps from a trained model: an average over them would
         // mostly be the base weights.
         ema_epochs: 0.0,
+        // Live windows come in time order from overlapping tracks: validate on the latest, and
+        // give back the base weights when no epoch beats them there.
+        validate_on_latest: true,
+        keep_start_if_best: true,
         ..TrainConfig::default()
     }
 }
 
 /// Loads the weights of `base_version_dir` and trains them on `groups` of windows (one group per
-/// source, balanced per epoch). Keeps the best epoch by validation ADE.
+/// source, balanced per epoch). Keeps the best epoch by validation ADE (with
+/// [`fine_tune_config`], the base weights when no epoch beats them: `best_epoch` 0).
 pub fn fine_tune(
     base_version_dir: &Path,
     groups: &[Vec<Window>],

@@ -121,7 +121,23 @@ pub struct TrainConfig {
     /// the optimiser's steps, reaching back about this many epochs (0: the weights themselves).
     #[serde(default)]
     pub ema_epochs: f64,
+    /// Validate on the latest windows (the last `validation_share` of a single group, in the
+    /// order given, after a purge of the windows just before them, which overlap them) instead
+    /// of a random share: for windows that arrive in time order from overlapping tracks, a random
+    /// share validates on near-copies of training windows.
+    #[serde(default)]
+    pub validate_on_latest: bool,
+    /// The starting weights are a candidate too (epoch 0): when no epoch beats them on
+    /// validation, training gives them back unchanged (fine-tuning never makes a model worse on
+    /// its validation windows).
+    #[serde(default)]
+    pub keep_start_if_best: bool,
 }
+
+/// Windows purged between the training windows and the latest ones held out, as a share of
+/// those held out (a track yields a window every 0.4 s, and a window spans 8 s: 20 windows of
+/// one track overlap; with a dozen tracks, about 240 windows around the boundary share data).
+const PURGE_SHARE: f64 = 0.25;
 
 impl Default for TrainConfig {
     fn default() -> Self {
@@ -136,6 +152,8 @@ impl Default for TrainConfig {
             nll_weight: 0.05,
             speed_jitter: 0.2,
             ema_epochs: 1.0,
+            validate_on_latest: false,
+            keep_start_if_best: false,
         }
     }
 }
@@ -158,6 +176,10 @@ pub struct TrainReport {
     pub best_epoch: usize,
     pub best_val_ade_m: f64,
     pub best_val_fde_m: f64,
+    /// The starting weights' validation ADE, when they were a candidate (`keep_start_if_best`);
+    /// `best_epoch` 0 means no epoch beat them.
+    #[serde(default)]
+    pub start_val_ade_m: Option<f64>,
     pub epochs: Vec<EpochRecord>,
     pub seconds: f64,
 }
@@ -349,9 +371,27 @@ impl Trainer {
         use candle_nn::Optimizer;
         let started = std::time::Instant::now();
         let mut rng = waypoint_sim::rng::SimRng::new(cfg.seed);
-        let (all, reps_of) = shuffled_samples(groups, &mut rng);
-        let n_val =
-            ((all.len() as f64 * cfg.validation_share).round() as usize).clamp(usize::from(!all.is_empty()), all.len());
+        let latest = cfg.validate_on_latest && groups.len() == 1;
+        let (all, reps_of) = if latest {
+            // In the order given: validation is the tail, training the head before the purge.
+            let g = &groups[0];
+            let n_val = ((g.len() as f64 * cfg.validation_share).round() as usize).min(g.len());
+            let purge = ((n_val as f64 * PURGE_SHARE).round() as usize).min(g.len() - n_val);
+            let head = g.len() - n_val - purge;
+            let mut train_idx: Vec<usize> = (0..head).collect();
+            for i in (1..train_idx.len()).rev() {
+                train_idx.swap(i, rng.below(i + 1));
+            }
+            let order: Vec<usize> = (g.len() - n_val..g.len()).chain(train_idx).collect();
+            (order.iter().map(|&i| sample(&g[i])).collect::<Vec<_>>(), vec![1; order.len()])
+        } else {
+            shuffled_samples(groups, &mut rng)
+        };
+        let n_val = if latest {
+            ((groups[0].len() as f64 * cfg.validation_share).round() as usize).min(all.len())
+        } else {
+            ((all.len() as f64 * cfg.validation_share).round() as usize).clamp(usize::from(!all.is_empty()), all.len())
+        };
         let (val, train) = all.split_at(n_val);
         if train.is_empty() {
             return Err(ModelError::BadInput("no training windows".into()));
@@ -360,6 +400,12 @@ impl Trainer {
             candle_nn::ParamsAdamW { lr: cfg.learning_rate, weight_decay: cfg.weight_decay, ..Default::default() };
         let mut opt = candle_nn::AdamW::new(self.varmap.all_vars(), params).map_err(cerr)?;
         let mut best = (f64::INFINITY, f64::INFINITY, 0usize, Vec::new());
+        let mut start_val_ade_m = None;
+        if cfg.keep_start_if_best && !val.is_empty() {
+            let (ade, fde) = self.ade_fde(val)?;
+            start_val_ade_m = Some(ade);
+            best = (ade, fde, 0, self.snapshot()?);
+        }
         let mut records = Vec::new();
         let mut order: Vec<usize> = (0..train.len()).flat_map(|i| std::iter::repeat_n(i, reps_of[n_val + i])).collect();
         let mut ema: Option<Vec<(String, CTensor)>> = None;
@@ -413,6 +459,7 @@ impl Trainer {
             best_epoch: best.2,
             best_val_ade_m: best.0,
             best_val_fde_m: best.1,
+            start_val_ade_m,
             epochs: records,
             seconds: started.elapsed().as_secs_f64(),
         })

@@ -82,6 +82,8 @@ pub struct Round {
     pub epochs: usize,
     pub new_version: Option<u64>,
     pub best_val_ade_m: Option<f64>,
+    /// The base version's ADE on the same validation windows (the latest observed).
+    pub base_val_ade_m: Option<f64>,
     pub seconds: Option<f64>,
     pub canary: bool,
     pub error: Option<String>,
@@ -204,6 +206,7 @@ impl Learner {
                 epochs: req.epochs.unwrap_or(self.config.epochs).clamp(1, 200),
                 new_version: None,
                 best_val_ade_m: None,
+                base_val_ade_m: None,
                 seconds: None,
                 canary: req.canary.unwrap_or(self.config.auto_canary),
                 error: None,
@@ -231,16 +234,18 @@ impl Learner {
         Ok(round)
     }
 
-    fn finish(&self, id: u64, result: Result<(u64, f64, f64), String>) {
+    fn finish(&self, id: u64, result: Result<RoundOutcome, String>) {
         let mut s = self.lock();
         s.running = false;
         if let Some(r) = s.rounds.iter_mut().find(|r| r.id == id) {
             match result {
-                Ok((version, ade, secs)) => {
-                    r.status = "done".into();
-                    r.new_version = Some(version);
-                    r.best_val_ade_m = Some(ade);
-                    r.seconds = Some(secs);
+                Ok(o) => {
+                    // No epoch beat the base on the latest windows: nothing is written or served.
+                    r.status = if o.version.is_some() { "done" } else { "no_improvement" }.into();
+                    r.new_version = o.version;
+                    r.best_val_ade_m = Some(o.best_val_ade_m);
+                    r.base_val_ade_m = o.base_val_ade_m;
+                    r.seconds = Some(o.seconds);
                 }
                 Err(e) => {
                     tracing::warn!(round = id, error = %e, "training round failed");
@@ -284,14 +289,14 @@ impl Learner {
         retire
     }
 
-    /// Trains, writes, loads and (optionally) offers the canary. Returns the new version, its
-    /// best validation ADE and the seconds taken.
+    /// Trains, writes, loads and (optionally) offers the canary; writes nothing when no epoch
+    /// beat the base on the latest windows.
     fn run_round(
         &self,
         round: &Round,
         windows: Vec<waypoint_models::trajectory::data::Window>,
         seed: u64,
-    ) -> Result<(u64, f64, f64), String> {
+    ) -> Result<RoundOutcome, String> {
         #[cfg(test)]
         assert!(!self.panic_next.swap(false, std::sync::atomic::Ordering::Relaxed), "injected panic");
         let started = Instant::now();
@@ -312,6 +317,20 @@ impl Learner {
                 })
             })
             .map_err(|e| e.to_string())?;
+        if report.best_epoch == 0 {
+            tracing::info!(
+                round = round.id,
+                base_val_ade = ?report.start_val_ade_m,
+                best_val_ade = report.best_val_ade_m,
+                "training round: no epoch beat the base on the latest windows; no version written"
+            );
+            return Ok(RoundOutcome {
+                version: None,
+                best_val_ade_m: report.best_val_ade_m,
+                base_val_ade_m: report.start_val_ade_m,
+                seconds: started.elapsed().as_secs_f64(),
+            });
+        }
         let source = json!({
             "kind": "continuous learning",
             "round": round.id,
@@ -352,8 +371,21 @@ impl Learner {
         }
         self.retire_old_versions();
         tracing::info!(round = round.id, version, best_val_ade = report.best_val_ade_m, "training round done");
-        Ok((version, report.best_val_ade_m, started.elapsed().as_secs_f64()))
+        Ok(RoundOutcome {
+            version: Some(version),
+            best_val_ade_m: report.best_val_ade_m,
+            base_val_ade_m: report.start_val_ade_m,
+            seconds: started.elapsed().as_secs_f64(),
+        })
     }
+}
+
+/// What a round produced: a version, or none when the base stayed best.
+struct RoundOutcome {
+    version: Option<u64>,
+    best_val_ade_m: f64,
+    base_val_ade_m: Option<f64>,
+    seconds: f64,
 }
 
 #[cfg(test)]
