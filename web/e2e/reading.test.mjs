@@ -59,3 +59,66 @@ test("hover shows values and times; a light system setting gives a light page", 
     await server.stop();
   }
 });
+
+test("the scene view names what is under the cursor, removes a clicked road user, zooms and pans", async () => {
+  const server = startServer();
+  const url = await server.url;
+  const browser = await launchBrowser();
+  try {
+    const page = await browser.context.newPage();
+    const errors = watchErrors(page);
+    await page.setViewportSize({ width: 1600, height: 1000 });
+    await page.goto(url + "/");
+    await page.waitForFunction(() => window.__waypoint !== undefined && window.__waypoint.sceneAgents().length === 12, null, {
+      timeout: 20000,
+    });
+    // Stop the scene so that the road users stay where they are drawn.
+    await page.click("#run");
+    await page.waitForFunction(() => / paused /.test(document.getElementById("scene-info").textContent), null, { timeout: 5000 });
+    // The first road user inside the view.
+    const agents = await page.evaluate(() => window.__waypoint.sceneAgents());
+    const box = await page.locator(".scene-canvas").boundingBox();
+    const inside = agents.find((a) => a.at[0] > box.x + 20 && a.at[0] < box.x + box.width - 20 && a.at[1] > box.y + 20 && a.at[1] < box.y + box.height - 20);
+    assert.ok(inside, JSON.stringify(agents));
+    await page.mouse.move(inside.at[0], inside.at[1]);
+    await page.waitForSelector("#scene-hover:not([hidden])", { timeout: 3000 });
+    const hover = await page.textContent("#scene-hover");
+    assert.match(hover, new RegExp(`^agent ${inside.id} · ${inside.kind} · [\\d.]+ m/s`));
+
+    // Click: its read-out and a button that removes it from the scene (on the server).
+    await page.mouse.click(inside.at[0], inside.at[1]);
+    await page.waitForSelector("#scene-selected:not([hidden])", { timeout: 3000 });
+    assert.equal(await page.textContent("#remove-agent"), `Remove agent ${inside.id}`);
+    await page.click("#remove-agent");
+    await page.waitForFunction(() => /remove_agent: ok/.test(document.getElementById("command-status").textContent), null, { timeout: 5000 });
+    // Started again, the scene goes on without it.
+    await page.click("#run");
+    await page.waitForFunction(() => window.__waypoint.agents() === 11, null, { timeout: 5000 });
+    assert.ok(!(await page.evaluate(() => window.__waypoint.sceneAgents())).some((a) => a.id === inside.id));
+    const scene = await (await fetch(url + "/api/v1/scene")).json();
+    assert.ok(!scene.agents.some((a) => a.id === inside.id));
+
+    // Zoom with the wheel about the cursor, pan by dragging, reset with a double click; keys too.
+    const cx = box.x + box.width / 2;
+    const cy = box.y + box.height / 2;
+    await page.mouse.move(cx + 100, cy);
+    await page.mouse.wheel(0, -400);
+    await page.waitForFunction(() => window.__waypoint.sceneView().zoom > 1.5, null, { timeout: 3000 });
+    const zoomed = await page.evaluate(() => window.__waypoint.sceneView());
+    assert.ok(zoomed.cx > 0, "zoomed about a point right of the centre");
+    await page.mouse.down();
+    await page.mouse.move(cx + 200, cy + 50, { steps: 5 });
+    await page.mouse.up();
+    const panned = await page.evaluate(() => window.__waypoint.sceneView());
+    assert.ok(panned.cx < zoomed.cx && panned.cy > zoomed.cy, JSON.stringify([zoomed, panned]));
+    await page.mouse.dblclick(cx, cy);
+    assert.deepEqual(await page.evaluate(() => window.__waypoint.sceneView()), { zoom: 1, cx: 0, cy: 0 });
+    await page.focus(".scene-canvas");
+    await page.keyboard.press("+");
+    assert.equal((await page.evaluate(() => window.__waypoint.sceneView())).zoom, 1.25);
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+    await server.stop();
+  }
+});

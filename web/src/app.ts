@@ -51,6 +51,7 @@ let chartPanels: {
   learning: LearningPanel;
 } | null = null;
 const controls = new Controls($("controls"), sendCommand, base);
+scene.onRemoveAgent = (id) => void controls.run({ op: "remove_agent", agent_id: id });
 const lifecycle = new LifecycleControls(base);
 $("controls").after(lifecycle.el);
 
@@ -217,6 +218,8 @@ async function start(): Promise<void> {
     firstDataAt: () => firstDataAt,
     agents: () => scene.agentCount,
     lidarDrawn: () => scene.lidarDrawn,
+    sceneAgents: () => scene.agents.map((a) => ({ id: a.id, kind: a.kind, at: scene.clientOf(a.x_m, a.y_m) })),
+    sceneView: () => scene.view,
     draws: () => Object.fromEntries(panels.map((p) => [p.id, p.draws])),
     points: () => Object.fromEntries(Object.entries(cp).map(([k, p]) => [k, p.pointCounts()])),
   };

@@ -45,6 +45,7 @@ interface Round {
   epochs: number;
   new_version: number | null;
   best_val_ade_m: number | null;
+  base_val_ade_m?: number | null;
   seconds: number | null;
   canary: boolean;
   error: string | null;
@@ -324,7 +325,11 @@ export class LifecycleControls {
     const rows = l.rounds.slice(-5).reverse();
     const line = (x: Round): string => {
       const parts = [`round ${x.id}: ${x.status}`, `${x.windows} windows`, `${x.epochs} epochs from v${x.base_version}`];
-      if (x.best_val_ade_m !== null) parts.push(`validation ADE ${x.best_val_ade_m.toFixed(3)} m`);
+      if (x.best_val_ade_m !== null)
+        parts.push(
+          `ADE on the latest windows ${x.best_val_ade_m.toFixed(3)} m` +
+            (x.base_val_ade_m != null ? ` (base ${x.base_val_ade_m.toFixed(3)} m)` : ""),
+        );
       if (x.new_version !== null) parts.push(`produced v${x.new_version}${x.canary ? " (canaried)" : ""}`);
       if (x.seconds !== null) parts.push(`${x.seconds.toFixed(1)} s`);
       if (x.error) parts.push(`error: ${x.error}`);

@@ -4,6 +4,7 @@
 
 import type { Frame, LidarFrame, PredictionsFrame, SceneMsg, TracksMsg } from "../protocol";
 import { trackLabel } from "../labels";
+import { clampView, pickAt, zoomAbout, type Picked, type View } from "../scene_pick";
 import { Panel } from "./panel";
 
 
@@ -23,6 +24,21 @@ const KIND_COLOURS: Record<string, string> = {
   cyclist: "#9bc53d",
 };
 const HALF_VIEW_M = 72;
+/** Colours of the layers, for drawing and for the legend. */
+const LAYER_COLOURS: Record<string, string> = {
+  lidar: "#4ad2e8",
+  detections: "#ffd166",
+  tracks: "#06d6a0",
+  predictions: "#d678ff",
+  fused: "#ef476f",
+};
+const LAYER_NOTES: Record<string, string> = {
+  lidar: "returns: grey ground (< 0.25 m), cyan 0.25–2.5 m, steel above",
+  detections: "dashed boxes, class and score",
+  tracks: "id, class, velocity line",
+  predictions: "4.8 s paths, band ±2σ across",
+  fused: "fused position, circle 2σ",
+};
 
 export class ScenePanel extends Panel {
   private readonly canvas: HTMLCanvasElement;
@@ -40,6 +56,12 @@ export class ScenePanel extends Panel {
   private dpr = 1;
   /** Lidar points drawn in the last sweep (for tests and the legend). */
   lidarDrawn = 0;
+  /** Zoom and pan (wheel, drag, keys; double-click or 0 resets). */
+  view: View = { zoom: 1, cx: 0, cy: 0 };
+  private readonly hover: HTMLElement;
+  private readonly selected: HTMLElement;
+  /** Removes a road user from the scene (set by the page: a scene command). */
+  onRemoveAgent: ((id: number) => void) | null = null;
   readonly layers = { lidar: true, detections: true, tracks: true, predictions: true, fused: true };
 
   constructor() {
@@ -63,6 +85,7 @@ export class ScenePanel extends Panel {
     legend.className = "legend";
     for (const key of Object.keys(this.layers) as (keyof ScenePanel["layers"])[]) {
       const label = document.createElement("label");
+      label.title = LAYER_NOTES[key] ?? "";
       const box = document.createElement("input");
       box.type = "checkbox";
       box.checked = true;
@@ -72,10 +95,137 @@ export class ScenePanel extends Panel {
         this.lidarDirty = true;
         this.dirty = true;
       });
-      label.append(box, ` ${key}`);
+      label.append(box, swatch(LAYER_COLOURS[key] ?? "#888"), ` ${key}`);
       legend.append(label);
     }
-    this.body.append(this.canvas, this.info, legend);
+    const kinds = document.createElement("div");
+    kinds.className = "legend";
+    for (const [kind, colour] of Object.entries(KIND_COLOURS)) kinds.append(el("span", swatch(colour), ` ${kind}`));
+    kinds.append(el("span", swatch("#e9eef4"), " ego"));
+    kinds.append(el("span", { className: "muted" }, Object.entries(LAYER_NOTES).map(([k, v]) => `${k}: ${v}`).join(" · ")));
+    this.hover = el("div", { id: "scene-hover", className: "scene-hover", role: "tooltip", hidden: true });
+    this.selected = el("div", { id: "scene-selected", className: "scene-selected", hidden: true });
+    const stage = el("div", { className: "scene-stage" }, this.canvas, this.hover);
+    this.canvas.tabIndex = 0;
+    this.canvas.setAttribute("aria-keyshortcuts", "+ - 0 ArrowUp ArrowDown ArrowLeft ArrowRight");
+    this.body.append(stage, this.info, this.selected, legend, kinds);
+    this.listen();
+  }
+
+  /** Canvas pixels (device) of a world point, and the world point under a client position. */
+  private world(clientX: number, clientY: number): [number, number] {
+    const r = this.canvas.getBoundingClientRect();
+    const u = ((clientX - r.left) * this.canvas.width) / Math.max(1, r.width);
+    const v = ((clientY - r.top) * this.canvas.height) / Math.max(1, r.height);
+    const s = this.scale;
+    return [this.view.cx + (u - this.canvas.width / 2) / s, this.view.cy - (v - this.canvas.height / 2) / s];
+  }
+
+  /** Where a world point is on the page (CSS pixels, client coordinates), for tests. */
+  clientOf(x: number, y: number): [number, number] {
+    const r = this.canvas.getBoundingClientRect();
+    const [u, v] = this.px(x, y);
+    return [r.left + (u * r.width) / this.canvas.width, r.top + (v * r.height) / this.canvas.height];
+  }
+
+  setView(v: View): void {
+    this.view = clampView(v, HALF_VIEW_M);
+    this.drawMap();
+    this.lidarDirty = true;
+    this.dirty = true;
+  }
+
+  private listen(): void {
+    const c = this.canvas;
+    let drag: { x: number; y: number; cx: number; cy: number; moved: boolean } | null = null;
+    c.addEventListener(
+      "wheel",
+      (e) => {
+        e.preventDefault();
+        const [x, y] = this.world(e.clientX, e.clientY);
+        this.setView(zoomAbout(this.view, Math.exp(-e.deltaY * 0.0015), x, y));
+      },
+      { passive: false },
+    );
+    c.addEventListener("pointerdown", (e) => {
+      drag = { x: e.clientX, y: e.clientY, cx: this.view.cx, cy: this.view.cy, moved: false };
+    });
+    c.addEventListener("pointermove", (e) => {
+      if (drag && e.buttons) {
+        const dx = e.clientX - drag.x;
+        const dy = e.clientY - drag.y;
+        if (Math.hypot(dx, dy) > 3) drag.moved = true;
+        if (drag.moved) {
+          const cssScale = (this.scale * c.getBoundingClientRect().width) / c.width;
+          this.setView({ zoom: this.view.zoom, cx: drag.cx - dx / cssScale, cy: drag.cy + dy / cssScale });
+        }
+        return;
+      }
+      this.hoverAt(e.clientX, e.clientY);
+    });
+    c.addEventListener("pointerup", (e) => {
+      const click = drag && !drag.moved;
+      drag = null;
+      if (click) this.select(this.pickClient(e.clientX, e.clientY));
+    });
+    c.addEventListener("pointerleave", () => (this.hover.hidden = true));
+    c.addEventListener("dblclick", () => this.setView({ zoom: 1, cx: 0, cy: 0 }));
+    c.addEventListener("keydown", (e) => {
+      const step = HALF_VIEW_M / this.view.zoom / 4;
+      const v = this.view;
+      const keys: Record<string, () => View> = {
+        "+": () => zoomAbout(v, 1.25, v.cx, v.cy),
+        "=": () => zoomAbout(v, 1.25, v.cx, v.cy),
+        "-": () => zoomAbout(v, 0.8, v.cx, v.cy),
+        "0": () => ({ zoom: 1, cx: 0, cy: 0 }),
+        ArrowLeft: () => ({ ...v, cx: v.cx - step }),
+        ArrowRight: () => ({ ...v, cx: v.cx + step }),
+        ArrowUp: () => ({ ...v, cy: v.cy + step }),
+        ArrowDown: () => ({ ...v, cy: v.cy - step }),
+      };
+      const next = keys[e.key];
+      if (next) {
+        e.preventDefault();
+        this.setView(next());
+      }
+    });
+  }
+
+  private pickClient(clientX: number, clientY: number): Picked | null {
+    const [x, y] = this.world(clientX, clientY);
+    // Within 10 CSS pixels of the cursor.
+    const cssScale = (this.scale * this.canvas.getBoundingClientRect().width) / Math.max(1, this.canvas.width);
+    return pickAt(x, y, 10 / Math.max(1e-6, cssScale), this.scene, this.tracks, this.predictions);
+  }
+
+  private hoverAt(clientX: number, clientY: number): void {
+    const p = this.pickClient(clientX, clientY);
+    if (!p) {
+      this.hover.hidden = true;
+      return;
+    }
+    const r = this.canvas.getBoundingClientRect();
+    this.hover.textContent = p.text;
+    this.hover.dataset.kind = p.kind;
+    this.hover.style.left = `${Math.min(r.width - 160, clientX - r.left + 12)}px`;
+    this.hover.style.top = `${clientY - r.top + 12}px`;
+    this.hover.hidden = false;
+  }
+
+  /** A clicked road user: its read-out and a button to remove it from the scene. */
+  private select(p: Picked | null): void {
+    if (!p || p.kind !== "agent" || p.id === null) {
+      this.selected.hidden = true;
+      return;
+    }
+    const id = p.id;
+    const remove = el("button", { id: "remove-agent", textContent: `Remove agent ${id}` });
+    remove.addEventListener("click", () => {
+      this.onRemoveAgent?.(id);
+      this.selected.hidden = true;
+    });
+    this.selected.replaceChildren(el("span", { textContent: p.text }), remove);
+    this.selected.hidden = false;
   }
 
   setMap(map: MapInfo): void {
@@ -108,6 +258,11 @@ export class ScenePanel extends Panel {
     return this.scene?.agents.length ?? 0;
   }
 
+  /** The road users as last received (for tests). */
+  get agents(): SceneMsg["agents"] {
+    return this.scene?.agents ?? [];
+  }
+
   private layout(): boolean {
     const css = Math.max(240, Math.min(this.body.clientWidth || 640, 720));
     const dpr = Math.min(2, globalThis.devicePixelRatio || 1);
@@ -127,12 +282,12 @@ export class ScenePanel extends Panel {
 
   /** World metres to canvas pixels. */
   private get scale(): number {
-    return this.canvas.width / (2 * HALF_VIEW_M);
+    return (this.canvas.width / (2 * HALF_VIEW_M)) * this.view.zoom;
   }
 
   private px(x: number, y: number): [number, number] {
     const s = this.scale;
-    return [this.canvas.width / 2 + x * s, this.canvas.height / 2 - y * s];
+    return [this.canvas.width / 2 + (x - this.view.cx) * s, this.canvas.height / 2 - (y - this.view.cy) * s];
   }
 
   private drawMap(): void {
@@ -144,7 +299,7 @@ export class ScenePanel extends Panel {
     ctx.fillRect(0, 0, this.mapLayer.width, this.mapLayer.height);
     const m = this.map;
     if (!m) return;
-    ctx.setTransform(s, 0, 0, -s, this.mapLayer.width / 2, this.mapLayer.height / 2);
+    ctx.setTransform(s, 0, 0, -s, this.mapLayer.width / 2 - this.view.cx * s, this.mapLayer.height / 2 + this.view.cy * s);
     const L = m.arm_length_m;
     ctx.fillStyle = "#232b35"; // sidewalks
     ctx.fillRect(-m.sidewalk_outer_m, -L, 2 * m.sidewalk_outer_m, 2 * L);
@@ -217,6 +372,7 @@ export class ScenePanel extends Panel {
     }
     if (this.lit.length < l.points.length / 4) this.lit = new Uint32Array(Math.ceil(l.points.length / 4) * 2);
     const s = this.scale;
+    const { cx, cy } = this.view;
     const c = Math.cos(l.pose.yaw_rad);
     const sn = Math.sin(l.pose.yaw_rad);
     const p = l.points;
@@ -227,8 +383,8 @@ export class ScenePanel extends Panel {
       const z = (p[i + 2] as number) + l.pose.z_m;
       const wx = l.pose.x_m + c * x - sn * y;
       const wy = l.pose.y_m + sn * x + c * y;
-      const u = Math.round(w / 2 + wx * s);
-      const v = Math.round(h / 2 - wy * s);
+      const u = Math.round(w / 2 + (wx - cx) * s);
+      const v = Math.round(h / 2 - (wy - cy) * s);
       if (u < 0 || v < 0 || u >= w || v >= h) continue;
       // ABGR (little-endian): ground dim grey, obstacles bright cyan by height.
       const at = v * w + u;
@@ -365,4 +521,24 @@ export class ScenePanel extends Panel {
     ctx.fillStyle = "rgba(214,120,255,0.18)";
     ctx.fill();
   }
+}
+
+function el<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  props: Partial<HTMLElementTagNameMap[K]> | Node | string = {},
+  ...kids: (Node | string)[]
+): HTMLElementTagNameMap[K] {
+  const e = document.createElement(tag);
+  if (props instanceof Node || typeof props === "string") e.append(props);
+  else Object.assign(e, props);
+  e.append(...kids);
+  return e;
+}
+
+function swatch(colour: string): HTMLElement {
+  const s = document.createElement("span");
+  s.className = "swatch";
+  s.style.background = colour;
+  s.setAttribute("aria-hidden", "true");
+  return s;
 }
