@@ -61,20 +61,19 @@ test("hover shows values and times; a light system setting gives a light page", 
 });
 
 test("the scene view names what is under the cursor, removes a clicked road user, zooms and pans", async () => {
-  const server = startServer();
+  // Started paused: the road users are drawn where they stand, and stay there.
+  const server = startServer(["--paused"]);
   const url = await server.url;
   const browser = await launchBrowser();
   try {
     const page = await browser.context.newPage();
     const errors = watchErrors(page);
-    await page.setViewportSize({ width: 1600, height: 1000 });
+    await page.setViewportSize({ width: 1600, height: 1400 });
     await page.goto(url + "/");
     await page.waitForFunction(() => window.__waypoint !== undefined && window.__waypoint.sceneAgents().length === 12, null, {
       timeout: 20000,
     });
-    // Stop the scene so that the road users stay where they are drawn.
-    await page.click("#run");
-    await page.waitForFunction(() => / paused /.test(document.getElementById("scene-info").textContent), null, { timeout: 5000 });
+    assert.match(await page.textContent("#scene-info"), / paused /);
     // The first road user inside the view.
     const agents = await page.evaluate(() => window.__waypoint.sceneAgents());
     const box = await page.locator(".scene-canvas").boundingBox();
@@ -91,8 +90,7 @@ test("the scene view names what is under the cursor, removes a clicked road user
     assert.equal(await page.textContent("#remove-agent"), `Remove agent ${inside.id}`);
     await page.click("#remove-agent");
     await page.waitForFunction(() => /remove_agent: ok/.test(document.getElementById("command-status").textContent), null, { timeout: 5000 });
-    // Started again, the scene goes on without it.
-    await page.click("#run");
+    // Gone from the page at once, the scene still paused.
     await page.waitForFunction(() => window.__waypoint.agents() === 11, null, { timeout: 5000 });
     assert.ok(!(await page.evaluate(() => window.__waypoint.sceneAgents())).some((a) => a.id === inside.id));
     const scene = await (await fetch(url + "/api/v1/scene")).json();

@@ -443,6 +443,19 @@ impl Scene {
         }
     }
 
+    /// The truth now, without advancing: the road users where they are, the faults active now
+    /// and the signal's phase (what a paused scene shows after a command).
+    pub fn truth_now(&self) -> GroundTruth {
+        let t = self.t_secs;
+        GroundTruth {
+            t_secs: t,
+            ego: truth_of(&self.ego),
+            agents: self.agents.iter().map(truth_of).collect(),
+            faults: self.faults.iter().filter(|f| f.start_secs <= t && f.end_secs > t).copied().collect(),
+            signal: signal_phase(t).0,
+        }
+    }
+
     /// Advances by one tick and returns what the sensors delivered and the truth at its end.
     pub fn tick(&mut self) -> Frame {
         let t_start = self.t_secs;

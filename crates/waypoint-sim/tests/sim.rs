@@ -341,7 +341,15 @@ mod agents {
         assert_eq!(n, 12);
         let id = s.add_agent(AgentKind::Cyclist).unwrap();
         assert_eq!(s.tick().truth.agents.len(), n + 1);
+        // The truth now (a paused scene's view) follows at once, without a tick.
+        let t = s.t_secs();
+        let now = s.truth_now();
+        assert_eq!((now.t_secs, now.agents.len()), (t, n + 1));
         s.remove_agent(id).unwrap();
+        let now = s.truth_now();
+        assert_eq!(now.agents.len(), n);
+        assert!(!now.agents.iter().any(|a| a.id == id));
+        assert_eq!(s.t_secs(), t, "truth_now does not advance the scene");
         assert!(s.remove_agent(id).is_err());
         s.clear();
         assert!(s.tick().truth.agents.is_empty());

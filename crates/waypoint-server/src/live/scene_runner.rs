@@ -245,14 +245,34 @@ impl Loop {
         }
     }
 
-    /// Re-publishes the scene status (after a command while paused).
+    /// Re-publishes the scene status (after a command while paused, and while paused): the road
+    /// users as they are now, also before the first tick (a scene started paused).
     fn publish_status(&self) {
-        if let Some(frame) = &self.last {
-            let status = self.status();
-            if let Some(item) = stream_items(frame, &status).into_iter().find(|i| i.stream() == StreamName::Scene) {
-                self.remember(&item);
-                self.hub.publish(&item);
+        if self.player.is_some() {
+            // A replay has no simulator behind it: the last played frame is the scene.
+            if let Some(frame) = &self.last {
+                self.publish_scene_of(frame);
             }
+            return;
+        }
+        let frame = Frame {
+            seq: self.last.as_ref().map_or(self.scene.seq(), |f| f.seq),
+            t_secs: self.scene.t_secs(),
+            lidar: Vec::new(),
+            radar: Vec::new(),
+            camera: Vec::new(),
+            imu: Vec::new(),
+            gps: Vec::new(),
+            truth: self.scene.truth_now(),
+        };
+        self.publish_scene_of(&frame);
+    }
+
+    fn publish_scene_of(&self, frame: &Frame) {
+        let status = self.status();
+        if let Some(item) = stream_items(frame, &status).into_iter().find(|i| i.stream() == StreamName::Scene) {
+            self.remember(&item);
+            self.hub.publish(&item);
         }
     }
 
