@@ -32,6 +32,9 @@ test("split, canary and rollback through the page change the server's routing; r
     const page = await browser.context.newPage();
     const errors = watchErrors(page);
     await page.goto(url + "/");
+    // The section starts closed (it shifts nothing on the page until asked for).
+    assert.equal(await page.isVisible("#lc-policy"), false);
+    await page.click("#lifecycle > summary");
     await page.waitForFunction(() => /loaded v1, v2 · newest version/.test(document.getElementById("lc-state")?.textContent ?? ""), null, {
       timeout: 15000,
     });
@@ -90,6 +93,19 @@ test("split, canary and rollback through the page change the server's routing; r
     await page.click("#lc-load");
     await page.waitForFunction(() => /loaded v1/.test(document.getElementById("lc-state").textContent), null, { timeout: 8000 });
     assert.equal((await fetch(`${url}/v2/models/trajectory_cv/ready`)).status, 200);
+    // A fault with its size and a delayed start (the scene is paused at 0 s).
+    await page.selectOption("#fault-sensor", "gps");
+    await page.selectOption("#fault-kind", "spike");
+    await page.fill("#fault-duration", "5");
+    await page.fill("#fault-magnitude", "3");
+    await page.fill("#fault-delay", "5");
+    await page.click("#inject-fault");
+    await page.waitForFunction(
+      () => /inject_fault: spike on gps from 5\.0 s to 10\.0 s, magnitude 3$/.test(document.getElementById("command-status").textContent),
+      null,
+      { timeout: 5000 },
+    );
+
     // The one refusal asked for above is the only error the browser saw.
     assert.deepEqual(errors, ["console: Failed to load resource: the server responded with a status of 400 (Bad Request)"]);
   } finally {

@@ -38,6 +38,8 @@ export class Controls {
   private readonly sensorBoxes = new Map<string, HTMLInputElement>();
   private readonly versionSelect: HTMLSelectElement;
   private running = true;
+  /** The scene's time as last reported (a fault's start is given from it). */
+  private sceneT = 0;
   private versionsKey = "";
 
   constructor(
@@ -68,6 +70,20 @@ export class Controls {
     duration.value = "5";
     duration.min = "0.1";
     duration.step = "0.5";
+    const magnitude = document.createElement("input");
+    magnitude.type = "number";
+    magnitude.id = "fault-magnitude";
+    magnitude.setAttribute("aria-label", "fault magnitude (blank: the kind's default)");
+    magnitude.placeholder = "size";
+    magnitude.min = "0";
+    magnitude.step = "0.1";
+    const delay = document.createElement("input");
+    delay.type = "number";
+    delay.id = "fault-delay";
+    delay.setAttribute("aria-label", "fault starts in, seconds of scene time (blank: now)");
+    delay.placeholder = "in s";
+    delay.min = "0";
+    delay.step = "1";
     const sensors = document.createElement("span");
     for (const s of SENSORS) {
       const l = document.createElement("label");
@@ -90,9 +106,14 @@ export class Controls {
         sensor,
         fault,
         duration,
-        button("Inject", "inject-fault", () =>
-          void this.run({ op: "inject_fault", sensor: sensor.value, fault: fault.value, duration_secs: Number(duration.value) || 5 }),
-        ),
+        magnitude,
+        delay,
+        button("Inject", "inject-fault", () => {
+          const command: Record<string, unknown> = { op: "inject_fault", sensor: sensor.value, fault: fault.value, duration_secs: Number(duration.value) || 5 };
+          if (magnitude.value !== "") command.magnitude = Number(magnitude.value);
+          if (delay.value !== "") command.start_secs = this.sceneT + Number(delay.value);
+          void this.run(command);
+        }),
         button("Clear faults", "clear-faults", () => void this.run({ op: "clear_faults" })),
       ),
       group("sensors", sensors),
@@ -109,8 +130,8 @@ export class Controls {
       let detail = "ok";
       if (result && typeof result.agent_id === "number") detail = `agent ${result.agent_id} added`;
       else if (result && result.fault && typeof result.fault === "object") {
-        const f = result.fault as { sensor: string; kind: string; start_secs: number; end_secs: number };
-        detail = `${f.kind} on ${f.sensor} from ${f.start_secs.toFixed(1)} s to ${f.end_secs.toFixed(1)} s`;
+        const f = result.fault as { sensor: string; kind: string; start_secs: number; end_secs: number; magnitude?: number };
+        detail = `${f.kind} on ${f.sensor} from ${f.start_secs.toFixed(1)} s to ${f.end_secs.toFixed(1)} s` + (typeof f.magnitude === "number" ? `, magnitude ${f.magnitude}` : "");
       }
       this.status.textContent = `${String(command.op)}: ${detail}`;
       this.status.className = "status ok";
@@ -142,6 +163,7 @@ export class Controls {
   /** Reflects the scene's state (running, sensors) in the controls. */
   showScene(s: SceneMsg): void {
     this.running = s.running;
+    this.sceneT = s.t_secs;
     this.runButton.textContent = s.running ? "Stop" : "Start";
     for (const x of s.sensors) {
       const box = this.sensorBoxes.get(x.sensor);

@@ -154,7 +154,7 @@ export class LifecycleControls {
     const summary = el("summary", { textContent: "Models and rollout" });
     this.el = el(
       "details",
-      { id: "lifecycle", className: "lifecycle", open: true },
+      { id: "lifecycle", className: "lifecycle", open: false },
       summary,
       el(
         "div",
@@ -170,12 +170,28 @@ export class LifecycleControls {
       this.training,
       this.status,
     );
-    this.el.addEventListener("toggle", () => this.poll());
+    this.el.addEventListener("toggle", () => {
+      if (!this.el.open || !this.online || !this.wanted) return this.poll();
+      if (!this.begun) return this.begin();
+      this.poll();
+      void this.serial(() => this.refresh(false));
+    });
   }
 
-  /** Starts following the server (every 2 s while the section is open). */
-  async start(): Promise<void> {
-    await this.serial(async () => {
+  private wanted = false;
+  private begun = false;
+
+  /** Starts following the server (every 2 s while the section is open), once it is reachable
+   * and the section has been opened: a closed section asks the server nothing. */
+  start(): void {
+    this.wanted = true;
+    if (this.online && this.el.open) this.begin();
+  }
+
+  private begin(): void {
+    if (this.begun) return;
+    this.begun = true;
+    void this.serial(async () => {
       await this.refreshModels();
       await this.refresh(true);
     });
@@ -194,7 +210,9 @@ export class LifecycleControls {
   setOnline(online: boolean): void {
     const back = online && !this.online;
     this.online = online;
-    if (back) void this.serial(() => this.refresh(false));
+    if (!back) return;
+    if (this.wanted && !this.begun && this.el.open) this.begin();
+    else if (this.begun && this.el.open) void this.serial(() => this.refresh(false));
   }
 
   private serial(fn: () => Promise<void>): Promise<void> {
