@@ -16,6 +16,29 @@ test("hover shows values and times; a light system setting gives a light page", 
     await page.waitForFunction(() => window.__waypoint !== undefined && window.__waypoint.points().health > 20, null, {
       timeout: 20000,
     });
+    // The chart drew its series in their colours (not the axes or the grid, which are greys).
+    // Healthy sensors score near 0, so their lines lie on one another and the last drawn (gps)
+    // covers the rest; hiding it through its legend entry shows the one beneath (imu).
+    const colours = () =>
+      page.evaluate(() => {
+        const c = document.querySelector("#panel-health .uplot canvas");
+        const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+        const want = { lidar: [0x5a, 0xa9, 0xe6], radar: [0xf4, 0xa2, 0x59], camera: [0x9b, 0xc5, 0x3d], imu: [0xe0, 0x57, 0x80], gps: [0xc4, 0xb5, 0xfd] };
+        const counts = Object.fromEntries(Object.keys(want).map((k) => [k, 0]));
+        for (let i = 0; i < d.length; i += 4) {
+          for (const [k, [r, g, b]] of Object.entries(want)) {
+            if (Math.abs(d[i] - r) + Math.abs(d[i + 1] - g) + Math.abs(d[i + 2] - b) < 24) counts[k]++;
+          }
+        }
+        return counts;
+      });
+    const before = await colours();
+    assert.ok(before.gps >= 30, `gps drawn: ${JSON.stringify(before)}`);
+    await page.locator("#panel-health .uplot").first().locator(".u-legend tr", { hasText: "gps" }).click();
+    await page.waitForTimeout(400);
+    const after = await colours();
+    assert.ok(after.gps < before.gps / 10 && after.imu >= 30, `gps hidden, imu shown: ${JSON.stringify([before, after])}`);
+    await page.locator("#panel-health .uplot").first().locator(".u-legend tr", { hasText: "gps" }).click();
     const chart = page.locator("#panel-health .uplot .u-over").first();
     const box = await chart.boundingBox();
     assert.ok(box, "the health chart is on the page");
