@@ -119,19 +119,12 @@ function apply(f: Partial<Frame>): void {
 // many batches arrive before it); every animation frame asks the worker for the next batch.
 let frames = 0;
 let drawScheduled = false;
-let lifecycleStarted = false;
-function startLifecycle(): void {
-  if (lifecycleStarted) return;
-  lifecycleStarted = true;
-  lifecycle.start();
-}
 function drawAll(): void {
   drawScheduled = false;
   for (const p of panels) p.draw();
   if (firstDataAt === null && scene.draws > 0) {
     firstDataAt = performance.now();
     performance.mark("waypoint:first-data");
-    startLifecycle();
   }
 }
 function scheduleDraw(): void {
@@ -217,8 +210,6 @@ async function start(): Promise<void> {
   chartPanels = cp;
   for (const f of early.splice(0)) for (const p of Object.values(cp)) p.accept(f);
   toWorker({ kind: "refresh" });
-  // The lifecycle section's requests wait for the first data drawn (or two seconds).
-  setTimeout(startLifecycle, 2000);
   // For tests and measurement: what each panel drew.
   (window as unknown as { __waypoint: unknown }).__waypoint = {
     renderer: renderer.name,

@@ -22,6 +22,12 @@ function select(id: string, label: string, options: readonly string[], value?: s
   return s;
 }
 
+function numberInput(id: string, label: string, props: Partial<Pick<HTMLInputElement, "value" | "min" | "step" | "placeholder">>): HTMLInputElement {
+  const i = Object.assign(document.createElement("input"), { type: "number", id }, props);
+  i.setAttribute("aria-label", label);
+  return i;
+}
+
 function group(label: string, ...children: HTMLElement[]): HTMLElement {
   const g = document.createElement("div");
   g.className = "group";
@@ -54,36 +60,21 @@ export class Controls {
     this.status.setAttribute("role", "status");
     this.status.setAttribute("aria-live", "polite");
     this.runButton = button("Stop", "run", () => void this.run({ op: this.running ? "stop" : "start" }));
-    const seed = document.createElement("input");
-    seed.type = "number";
-    seed.id = "seed";
-    seed.setAttribute("aria-label", "seed for reset");
-    seed.value = "42";
-    seed.min = "0";
+    const seed = numberInput("seed", "seed for reset", { value: "42", min: "0" });
     const kind = select("agent-kind", "kind of agent to add", CLASSES, "vehicle");
     const sensor = select("fault-sensor", "sensor to fault", SENSORS, "gps");
     const fault = select("fault-kind", "kind of fault", FAULTS, "spike");
-    const duration = document.createElement("input");
-    duration.type = "number";
-    duration.id = "fault-duration";
-    duration.setAttribute("aria-label", "fault duration, seconds");
-    duration.value = "5";
-    duration.min = "0.1";
-    duration.step = "0.5";
-    const magnitude = document.createElement("input");
-    magnitude.type = "number";
-    magnitude.id = "fault-magnitude";
-    magnitude.setAttribute("aria-label", "fault magnitude (blank: the kind's default)");
-    magnitude.placeholder = "size";
-    magnitude.min = "0";
-    magnitude.step = "0.1";
-    const delay = document.createElement("input");
-    delay.type = "number";
-    delay.id = "fault-delay";
-    delay.setAttribute("aria-label", "fault starts in, seconds of scene time (blank: now)");
-    delay.placeholder = "in s";
-    delay.min = "0";
-    delay.step = "1";
+    const duration = numberInput("fault-duration", "fault duration, seconds", { value: "5", min: "0.1", step: "0.5" });
+    const magnitude = numberInput("fault-magnitude", "fault magnitude (blank: the kind's default)", {
+      placeholder: "size",
+      min: "0",
+      step: "0.1",
+    });
+    const delay = numberInput("fault-delay", "fault starts in, seconds of scene time (blank: now)", {
+      placeholder: "in s",
+      min: "0",
+      step: "1",
+    });
     const sensors = document.createElement("span");
     for (const s of SENSORS) {
       const l = document.createElement("label");

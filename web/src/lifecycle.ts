@@ -5,6 +5,7 @@
 // a training round and following it.
 
 import { authHeaders } from "./auth";
+import { el } from "./dom";
 import { getJson } from "./http";
 
 interface Decision {
@@ -59,12 +60,6 @@ interface Learning {
 }
 
 const POLICIES = ["newest", "fixed", "split", "shadow", "canary"] as const;
-
-function el<K extends keyof HTMLElementTagNameMap>(tag: K, props: Partial<HTMLElementTagNameMap[K]> = {}, ...kids: (Node | string)[]): HTMLElementTagNameMap[K] {
-  const e = Object.assign(document.createElement(tag), props);
-  e.append(...kids);
-  return e;
-}
 
 function labelled(text: string, input: HTMLElement): HTMLLabelElement {
   return el("label", { className: "field" }, `${text} `, input);
@@ -170,32 +165,26 @@ export class LifecycleControls {
       this.training,
       this.status,
     );
-    this.el.addEventListener("toggle", () => {
-      if (!this.el.open || !this.online || !this.wanted) return this.poll();
-      if (!this.begun) return this.begin();
-      this.poll();
-      void this.serial(() => this.refresh(false));
-    });
+    this.el.addEventListener("toggle", () => this.follow());
   }
 
-  private wanted = false;
+  /** Whether the model list has been read (on the first opening). */
   private begun = false;
 
-  /** Starts following the server (every 2 s while the section is open), once it is reachable
-   * and the section has been opened: a closed section asks the server nothing. */
-  start(): void {
-    this.wanted = true;
-    if (this.online && this.el.open) this.begin();
-  }
-
-  private begin(): void {
-    if (this.begun) return;
+  /** Follows the server while the section is open and the server reachable: reads at once,
+   * then every 2 s. A closed section asks the server nothing. */
+  private follow(): void {
+    this.poll();
+    if (!this.el.open || !this.online) return;
+    if (this.begun) {
+      void this.serial(() => this.refresh(false));
+      return;
+    }
     this.begun = true;
     void this.serial(async () => {
       await this.refreshModels();
       await this.refresh(true);
     });
-    this.poll();
   }
 
   private poll(): void {
@@ -210,9 +199,7 @@ export class LifecycleControls {
   setOnline(online: boolean): void {
     const back = online && !this.online;
     this.online = online;
-    if (!back) return;
-    if (this.wanted && !this.begun && this.el.open) this.begin();
-    else if (this.begun && this.el.open) void this.serial(() => this.refresh(false));
+    if (back) this.follow();
   }
 
   private serial(fn: () => Promise<void>): Promise<void> {

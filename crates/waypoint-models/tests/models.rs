@@ -230,6 +230,35 @@ mod trajectory {
     }
 
     #[test]
+    fn fine_tuning_validates_on_the_latest_windows_and_keeps_the_start_when_nothing_beats_it() {
+        let ws = toy_windows(100, 4);
+        let mut trainer = Trainer::new(5).unwrap();
+        let before = FastTcn::from_varmap(&trainer.varmap).unwrap().predict(&ws[0].obs);
+        let cfg = TrainConfig {
+            epochs: 2,
+            batch_size: 32,
+            validation_share: 0.2,
+            validate_on_latest: true,
+            keep_start_if_best: true,
+            // No step moves the weights: no epoch can beat the start.
+            learning_rate: 0.0,
+            weight_decay: 0.0,
+            ema_epochs: 0.0,
+            ..TrainConfig::default()
+        };
+        let report = trainer.train(&ws, &cfg, |_| {}).unwrap();
+        // The last 20 windows validate; the 5 before them are purged; 75 train.
+        assert_eq!((report.val_windows, report.train_windows), (20, 75));
+        assert_eq!(report.best_epoch, 0, "{:?}", report.epochs);
+        assert_eq!(report.start_val_ade_m, Some(report.best_val_ade_m));
+        // Validated on exactly those windows: the start's ADE over the last 20.
+        let fast = FastTcn::from_varmap(&trainer.varmap).unwrap();
+        let tail: f64 = ws[80..].iter().map(|w| ade_fde(&fast.predict(&w.obs).0, &w.fut).0).sum::<f64>() / 20.0;
+        assert!((tail - report.best_val_ade_m).abs() < 1e-4, "{tail} vs {}", report.best_val_ade_m);
+        assert_eq!(fast.predict(&ws[0].obs), before, "the start's weights came back");
+    }
+
+    #[test]
     fn the_shipped_model_predicts_a_straight_walk_straight() {
         let mut model = TrajectoryModel::load(shipped_weights().parent().unwrap()).unwrap();
         // 1.2 m/s heading 30 degrees.

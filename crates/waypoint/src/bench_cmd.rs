@@ -57,21 +57,20 @@ fn in_process(args: &BenchArgs) -> Result<Vec<serde_json::Value>> {
     let version = *repo.versions_to_serve(&args.model, &config.version_policy)?.last().context("no version to load")?;
     let dir = repo.version_dir(&args.model, version)?;
     let (mut model, device) = waypoint_server::serving::registry::instantiate(&args.model, &config, &dir)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", args.model))?;
+        .with_context(|| args.model.clone())?;
     let spec = config.inputs.iter().find(|s| !s.optional).context("no required input")?;
     let mut rows = Vec::new();
     for &batch in &args.batch {
         let shape: Vec<usize> =
             std::iter::once(batch).chain(spec.dims[1..].iter().map(|d| (*d).max(1) as usize)).collect();
         let n = shape.iter().product::<usize>();
-        let input = [Tensor::new(&spec.name, shape, TensorData::F32((0..n).map(|i| (i % 7) as f32 * 0.25).collect()))
-            .map_err(|e| anyhow::anyhow!("{e}"))?];
-        model.infer(&input).map_err(|e| anyhow::anyhow!("{e}"))?; // warm-up
+        let input = [Tensor::new(&spec.name, shape, TensorData::F32((0..n).map(|i| (i % 7) as f32 * 0.25).collect()))?];
+        model.infer(&input)?; // warm-up
         let mut latencies = Vec::new();
         let started = Instant::now();
         while started.elapsed().as_secs_f64() < args.duration_secs || latencies.is_empty() {
             let t = Instant::now();
-            model.infer(&input).map_err(|e| anyhow::anyhow!("{e}"))?;
+            model.infer(&input)?;
             latencies.push(t.elapsed());
         }
         let secs = started.elapsed().as_secs_f64();

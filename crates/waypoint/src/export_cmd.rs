@@ -33,7 +33,7 @@ pub fn export_onnx(a: ExportOnnxArgs) -> Result<()> {
         );
     }
     let dir = repo.version_dir(&a.model, a.version)?;
-    let bytes = waypoint_models::trajectory::onnx_export::export(&dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let bytes = waypoint_models::trajectory::onnx_export::export(&dir)?;
     std::fs::write(&a.out, &bytes).with_context(|| format!("writing {}", a.out.display()))?;
     eprintln!(
         "wrote {} ({} bytes): inputs history [N, 8, 2]; outputs trajectory and sigma [N, 12, 2]; ONNX opset {}",

@@ -3,6 +3,7 @@
 // their uncertainty bands, and the fused estimates.
 
 import type { Frame, LidarFrame, PredictionsFrame, SceneMsg, TracksMsg } from "../protocol";
+import { el } from "../dom";
 import { trackLabel } from "../labels";
 import { clampView, pickAt, zoomAbout, type Picked, type View } from "../scene_pick";
 import { Panel } from "./panel";
@@ -23,15 +24,16 @@ const KIND_COLOURS: Record<string, string> = {
   pedestrian: "#f4a259",
   cyclist: "#9bc53d",
 };
+const EGO_COLOUR = "#e9eef4";
 const HALF_VIEW_M = 72;
 /** Colours of the layers, for drawing and for the legend. */
-const LAYER_COLOURS: Record<string, string> = {
+const LAYER_COLOURS = {
   lidar: "#4ad2e8",
   detections: "#ffd166",
   tracks: "#06d6a0",
   predictions: "#d678ff",
   fused: "#ef476f",
-};
+} as const;
 const LAYER_NOTES: Record<string, string> = {
   lidar: "returns: grey ground (< 0.25 m), cyan 0.25–2.5 m, steel above",
   detections: "dashed boxes, class and score",
@@ -95,13 +97,13 @@ export class ScenePanel extends Panel {
         this.lidarDirty = true;
         this.dirty = true;
       });
-      label.append(box, swatch(LAYER_COLOURS[key] ?? "#888"), ` ${key}`);
+      label.append(box, swatch(LAYER_COLOURS[key]), ` ${key}`);
       legend.append(label);
     }
     const kinds = document.createElement("div");
     kinds.className = "legend";
-    for (const [kind, colour] of Object.entries(KIND_COLOURS)) kinds.append(el("span", swatch(colour), ` ${kind}`));
-    kinds.append(el("span", swatch("#e9eef4"), " ego"));
+    for (const [kind, colour] of Object.entries(KIND_COLOURS)) kinds.append(el("span", {}, swatch(colour), ` ${kind}`));
+    kinds.append(el("span", {}, swatch(EGO_COLOUR), " ego"));
     kinds.append(el("span", { className: "muted" }, Object.entries(LAYER_NOTES).map(([k, v]) => `${k}: ${v}`).join(" · ")));
     this.hover = el("div", { id: "scene-hover", className: "scene-hover", role: "tooltip", hidden: true });
     this.selected = el("div", { id: "scene-selected", className: "scene-selected", hidden: true });
@@ -433,7 +435,7 @@ export class ScenePanel extends Panel {
     }
     const e = scene.ego;
     this.box(e.x_m, e.y_m, e.yaw_rad, e.length_m, e.width_m);
-    ctx.fillStyle = "#e9eef4";
+    ctx.fillStyle = EGO_COLOUR;
     ctx.fill();
     // Predicted trajectories with a 2-sigma band across the path (no band from a model that
     // gives no uncertainty).
@@ -450,7 +452,7 @@ export class ScenePanel extends Panel {
           if (i) ctx.lineTo(u, v);
           else ctx.moveTo(u, v);
         }
-        ctx.strokeStyle = "#d678ff";
+        ctx.strokeStyle = LAYER_COLOURS.predictions;
         ctx.stroke();
       }
     }
@@ -460,17 +462,17 @@ export class ScenePanel extends Panel {
       ctx.setLineDash([4 * dpr, 3 * dpr]);
       for (const d of tr.detections) {
         this.box(d.x_m, d.y_m, d.yaw_rad, d.length_m, d.width_m);
-        ctx.strokeStyle = "#ffd166";
+        ctx.strokeStyle = LAYER_COLOURS.detections;
         ctx.stroke();
         const [u, v] = this.px(d.x_m, d.y_m);
-        ctx.fillStyle = "#ffd166";
+        ctx.fillStyle = LAYER_COLOURS.detections;
         ctx.fillText(`${d.class.slice(0, 3)} ${d.score.toFixed(2)}`, u + 6 * dpr, v - 6 * dpr);
       }
       ctx.setLineDash([]);
     }
     if (tr && this.layers.tracks) {
-      ctx.strokeStyle = "#06d6a0";
-      ctx.fillStyle = "#06d6a0";
+      ctx.strokeStyle = LAYER_COLOURS.tracks;
+      ctx.fillStyle = LAYER_COLOURS.tracks;
       for (const t of tr.tracks) {
         const [u, v] = this.px(t.x_m, t.y_m);
         ctx.beginPath();
@@ -481,7 +483,7 @@ export class ScenePanel extends Panel {
       }
     }
     if (tr && this.layers.fused) {
-      ctx.strokeStyle = "#ef476f";
+      ctx.strokeStyle = LAYER_COLOURS.fused;
       for (const f of tr.fused) {
         const [u, v] = this.px(f.x_m, f.y_m);
         ctx.beginPath();
@@ -521,18 +523,6 @@ export class ScenePanel extends Panel {
     ctx.fillStyle = "rgba(214,120,255,0.18)";
     ctx.fill();
   }
-}
-
-function el<K extends keyof HTMLElementTagNameMap>(
-  tag: K,
-  props: Partial<HTMLElementTagNameMap[K]> | Node | string = {},
-  ...kids: (Node | string)[]
-): HTMLElementTagNameMap[K] {
-  const e = document.createElement(tag);
-  if (props instanceof Node || typeof props === "string") e.append(props);
-  else Object.assign(e, props);
-  e.append(...kids);
-  return e;
 }
 
 function swatch(colour: string): HTMLElement {

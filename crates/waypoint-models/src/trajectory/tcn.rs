@@ -371,26 +371,22 @@ impl Trainer {
         use candle_nn::Optimizer;
         let started = std::time::Instant::now();
         let mut rng = waypoint_sim::rng::SimRng::new(cfg.seed);
-        let latest = cfg.validate_on_latest && groups.len() == 1;
-        let (all, reps_of) = if latest {
+        let (all, reps_of, n_val) = if cfg.validate_on_latest && groups.len() == 1 {
             // In the order given: validation is the tail, training the head before the purge.
             let g = &groups[0];
             let n_val = ((g.len() as f64 * cfg.validation_share).round() as usize).min(g.len());
             let purge = ((n_val as f64 * PURGE_SHARE).round() as usize).min(g.len() - n_val);
-            let head = g.len() - n_val - purge;
-            let mut train_idx: Vec<usize> = (0..head).collect();
+            let mut train_idx: Vec<usize> = (0..g.len() - n_val - purge).collect();
             for i in (1..train_idx.len()).rev() {
                 train_idx.swap(i, rng.below(i + 1));
             }
             let order: Vec<usize> = (g.len() - n_val..g.len()).chain(train_idx).collect();
-            (order.iter().map(|&i| sample(&g[i])).collect::<Vec<_>>(), vec![1; order.len()])
+            (order.iter().map(|&i| sample(&g[i])).collect::<Vec<_>>(), vec![1; order.len()], n_val)
         } else {
-            shuffled_samples(groups, &mut rng)
-        };
-        let n_val = if latest {
-            ((groups[0].len() as f64 * cfg.validation_share).round() as usize).min(all.len())
-        } else {
-            ((all.len() as f64 * cfg.validation_share).round() as usize).clamp(usize::from(!all.is_empty()), all.len())
+            let (all, reps_of) = shuffled_samples(groups, &mut rng);
+            let n_val = ((all.len() as f64 * cfg.validation_share).round() as usize)
+                .clamp(usize::from(!all.is_empty()), all.len());
+            (all, reps_of, n_val)
         };
         let (val, train) = all.split_at(n_val);
         if train.is_empty() {

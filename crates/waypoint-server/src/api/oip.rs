@@ -65,7 +65,7 @@ fn metadata(state: &AppState, model: &str, version: Option<&str>) -> Result<Json
         },
         "inputs": loaded.config.inputs.iter().map(spec).collect::<Vec<_>>(),
         "outputs": loaded.config.outputs.iter().map(spec).collect::<Vec<_>>(),
-        "device": loaded.device,
+        "device": loaded.metrics.device(),
     })))
 }
 

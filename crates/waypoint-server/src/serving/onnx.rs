@@ -23,6 +23,13 @@ static ENV: OnceLock<Result<(Environment, PathBuf), String>> = OnceLock::new();
 /// Models already warned about running on the CPU in place of CUDA (one warning each).
 static WARNED: std::sync::Mutex<BTreeSet<String>> = std::sync::Mutex::new(BTreeSet::new());
 
+/// Logs, once per model, that a model configured for `cuda` runs on the CPU, and why.
+pub fn warn_cpu_fallback(model: &str, why: &str) {
+    if WARNED.lock().unwrap_or_else(|p| p.into_inner()).insert(model.to_string()) {
+        tracing::warn!(model, "configured for device \"cuda\" but running on the CPU: {why}");
+    }
+}
+
 fn find_in_python() -> Option<PathBuf> {
     let out = std::process::Command::new("python3")
         .args(["-c", "import onnxruntime, os; print(os.path.dirname(onnxruntime.__file__))"])
@@ -135,11 +142,7 @@ impl OnnxModel {
                 Err(why) if config.device == DeviceSetting::CudaRequired => {
                     return Err(ModelError::Load(format!("{model}: device \"cuda!\" and no GPU: {why}")));
                 }
-                Err(why) => {
-                    if WARNED.lock().unwrap_or_else(|p| p.into_inner()).insert(model.to_string()) {
-                        tracing::warn!(model, "configured for device \"cuda\" but running on the CPU: {why}");
-                    }
-                }
+                Err(why) => warn_cpu_fallback(model, &why),
             }
         }
         let session = match session {

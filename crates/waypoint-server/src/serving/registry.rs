@@ -25,9 +25,8 @@ pub struct LoadedVersion {
     pub version: u64,
     pub config: Arc<ModelConfig>,
     pub engine: VersionEngine,
+    /// Its counters, and where it runs (`metrics.device()`: `"cpu"` or `"cuda:<id>"`).
     pub metrics: Arc<VersionMetrics>,
-    /// Where it runs: `"cpu"` or `"cuda:<id>"`.
-    pub device: String,
     /// The version's files and configuration, hashed (the response cache keys on it).
     pub fingerprint: u64,
     /// The response cache, when the model asks for it and the server has one.
@@ -146,10 +145,6 @@ impl BatchingPatch {
     }
 }
 
-/// Models already warned about a native backend configured for a GPU.
-static WARNED_NATIVE: std::sync::Mutex<std::collections::BTreeSet<String>> =
-    std::sync::Mutex::new(std::collections::BTreeSet::new());
-
 /// One instance of a version, and where it runs (`"cpu"` or `"cuda:<id>"`).
 pub fn instantiate(
     model: &str,
@@ -159,11 +154,10 @@ pub fn instantiate(
     match config.platform {
         Platform::Waypoint => {
             // `cuda!` is refused by the configuration's validation; `cuda` falls back.
-            if config.device.wants_gpu() && WARNED_NATIVE.lock().unwrap_or_else(|p| p.into_inner()).insert(model.into())
-            {
-                tracing::warn!(
+            if config.device.wants_gpu() {
+                onnx::warn_cpu_fallback(
                     model,
-                    "configured for device \"cuda\" but running on the CPU: native backends have no GPU path; export the network with `waypoint export-onnx` and serve the ONNX model on CUDA"
+                    "native backends have no GPU path; export the network with `waypoint export-onnx` and serve the ONNX model on CUDA",
                 );
             }
             waypoint_models::native::instantiate(config.backend.as_deref().unwrap_or(""), dir)
@@ -176,11 +170,14 @@ pub fn instantiate(
 
 /// The batching of an instance on `placement`: a GPU instance takes the `gpu_` settings.
 pub fn batch_settings(config: &ModelConfig, placement: &str) -> BatchSettings {
-    let gpu = placement.starts_with("cuda");
-    let pick = |gpu_value: Option<u64>, cpu_value: u64| if gpu { gpu_value.unwrap_or(cpu_value) } else { cpu_value };
+    let (mut max_batch_size, mut delay_us) = (config.max_batch_size, config.max_queue_delay_us);
+    if placement.starts_with("cuda") {
+        max_batch_size = config.gpu_max_batch_size.unwrap_or(max_batch_size);
+        delay_us = config.gpu_max_queue_delay_us.unwrap_or(delay_us);
+    }
     BatchSettings {
-        max_batch_size: pick(config.gpu_max_batch_size.map(|v| v as u64), config.max_batch_size as u64) as usize,
-        max_queue_delay: Duration::from_micros(pick(config.gpu_max_queue_delay_us, config.max_queue_delay_us)),
+        max_batch_size,
+        max_queue_delay: Duration::from_micros(delay_us),
         queue_capacity: config.queue_capacity,
         instances: config.instances,
         timeout: Duration::from_millis(config.timeout_ms.max(1)),
@@ -390,7 +387,6 @@ impl Registry {
                     config: config.clone(),
                     engine,
                     metrics,
-                    device: placement,
                     fingerprint: fingerprint(&*config, &dir),
                     cache: self.cache.clone().filter(|_| config.response_cache),
                 }),
