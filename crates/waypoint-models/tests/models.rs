@@ -185,7 +185,7 @@ mod trajectory {
         let trainer = Trainer::new(3).unwrap();
         let ws = toy_windows(16, 1);
         let feats: Vec<[f32; 14]> = ws.iter().map(|w| features(&w.obs).1).collect();
-        let reference = trainer.forward_raw(&feats).unwrap();
+        let reference = trainer.forward_raw(&feats, None).unwrap();
         let fast = FastTcn::from_varmap(&trainer.varmap).unwrap();
         for (f, r) in feats.iter().zip(&reference) {
             let out = fast.forward(f);
@@ -462,5 +462,243 @@ mod detection {
             .expect("a vehicle detection");
         assert!(best.0 > 0.7, "IoU {:.2}: {:?} for the car {car:?}", best.0, best.1);
         assert!(best.1.score > 0.9, "{:?}", best.1);
+    }
+}
+
+mod trajectory_social {
+    use waypoint_models::trajectory::data::{ade_fde, social_windows, SocialWindow, Window};
+    use waypoint_models::trajectory::finetune::{fine_tune, fine_tune_config};
+    use waypoint_models::trajectory::model::{TrajectoryModel, WEIGHTS_FILE};
+    use waypoint_models::trajectory::tcn::{
+        features, neighbour_features, Arch, FastTcn, TrainConfig, Trainer, MAX_NBRS, NBR_POS_SCALE_M, NB_FEAT,
+    };
+    use waypoint_models::{Model, ModelError, Tensor, TensorData};
+    use waypoint_sim::replay::TrackRow;
+    use waypoint_sim::rng::SimRng;
+
+    const SIX_SOCIAL: Arch = Arch { modes: 6, social: true };
+
+    fn random_inputs(n: usize, seed: u64) -> (Vec<[f32; 14]>, Vec<[f32; MAX_NBRS * NB_FEAT]>) {
+        let mut rng = SimRng::new(seed);
+        let feats = (0..n).map(|_| std::array::from_fn(|_| rng.range(-1.5, 1.5) as f32)).collect();
+        let nbs = (0..n)
+            .map(|i| {
+                let mut nb = [0f32; MAX_NBRS * NB_FEAT];
+                // Row i has i % 4 neighbours (none for some rows).
+                for slot in nb.chunks_exact_mut(NB_FEAT).take(i % 4) {
+                    for v in &mut slot[..4] {
+                        *v = rng.range(-2.0, 2.0) as f32;
+                    }
+                    slot[4] = 1.0;
+                }
+                nb
+            })
+            .collect();
+        (feats, nbs)
+    }
+
+    #[test]
+    fn a_social_network_of_six_futures_computes_the_same_in_candle_in_loops_and_in_batches() {
+        let trainer = Trainer::with_arch(3, SIX_SOCIAL).unwrap();
+        let (feats, nbs) = random_inputs(40, 1);
+        let reference = trainer.forward_raw(&feats, Some(&nbs)).unwrap();
+        let fast = FastTcn::from_varmap(&trainer.varmap).unwrap();
+        assert_eq!(fast.arch(), SIX_SOCIAL);
+        let batched = fast.forward_batch_full(&feats, &nbs);
+        for i in 0..feats.len() {
+            let one = fast.forward_full(&feats[i], &nbs[i]);
+            assert_eq!(one.len(), 6 * 49);
+            for ((a, b), c) in one.iter().zip(&reference[i]).zip(&batched[i]) {
+                assert!((a - b).abs() < 1e-4 && (a - c).abs() < 1e-4, "row {i}: {a} {b} {c}");
+            }
+        }
+        // The shape is read back from the saved weights.
+        let dir = std::env::temp_dir().join(format!("waypoint-social-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("w.safetensors");
+        trainer.save(&path).unwrap();
+        assert_eq!(Trainer::load(&path).unwrap().arch(), SIX_SOCIAL);
+        let reloaded = FastTcn::load(&path).unwrap();
+        assert_eq!(reloaded.forward_full(&feats[5], &nbs[5]), fast.forward_full(&feats[5], &nbs[5]));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn neighbour_features_are_the_nearest_within_reach_in_the_agents_frame() {
+        // Walking along +y: the agent frame's x is the world's y.
+        let obs: [[f32; 2]; 8] = std::array::from_fn(|k| [10.0, k as f32 * 0.5]);
+        let (frame, _) = features(&obs);
+        let far = [10.0, 3.5 + 7.0, 10.0, 3.5 + 7.0];
+        let left_near = [9.0, 3.0, 9.0, 3.5]; // 1 m to the agent's left, walking along with it
+        let ahead = [10.0, 6.5, 10.0, 6.5]; // 3 m ahead, standing
+        let broken = [f32::NAN, 0.0, 1.0, 1.0];
+        let f = neighbour_features(&frame, &[far, ahead, broken, left_near]);
+        let s = NBR_POS_SCALE_M;
+        let near: Vec<&[f32]> = f.chunks_exact(NB_FEAT).filter(|c| c[4] > 0.0).collect();
+        assert_eq!(near.len(), 2, "the far one and the broken one are not read: {f:?}");
+        let expect = [[0.0, 1.0 / s, 1.0, 0.0, 1.0], [3.0 / s, 0.0, 0.0, 0.0, 1.0]];
+        for (got, want) in near.iter().zip(expect) {
+            for (a, b) in got.iter().zip(want) {
+                assert!((a - b).abs() < 1e-5, "{got:?} vs {want:?}");
+            }
+        }
+        // Nine neighbours in reach: the eight nearest are read.
+        let many: Vec<[f32; 4]> = (0..9).map(|i| [11.0 + 0.5 * i as f32, 3.5, 11.0 + 0.5 * i as f32, 3.5]).collect();
+        let f = neighbour_features(&frame, &many);
+        assert!(f.chunks_exact(NB_FEAT).all(|c| c[4] == 1.0));
+        assert!((f[(MAX_NBRS - 1) * NB_FEAT + 1] - (-4.5 / s)).abs() < 1e-5, "the farthest is left out");
+    }
+
+    #[test]
+    fn the_window_lists_the_agents_present_at_its_last_two_observed_frames() {
+        let mut rows = Vec::new();
+        for f in 0..20 {
+            rows.push(TrackRow { frame_id: f, agent_id: 1, x_m: f as f64, y_m: 0.0 });
+            // Agent 2 only at frames 6 and 7; agent 3 only at frame 7.
+            if f == 6 || f == 7 {
+                rows.push(TrackRow { frame_id: f, agent_id: 2, x_m: 0.0, y_m: f as f64 });
+            }
+            if f == 7 {
+                rows.push(TrackRow { frame_id: f, agent_id: 3, x_m: 5.0, y_m: 5.0 });
+            }
+        }
+        let w = social_windows(&rows);
+        assert_eq!(w.len(), 1);
+        assert_eq!(w[0].neighbours, vec![[0.0, 6.0, 0.0, 7.0]]);
+    }
+
+    /// Agents walking along +x that, after the observed 8 steps, veer left or right at random:
+    /// with a neighbour standing on one side when `neighbour_side` says so, they veer away from it.
+    fn forks(n: usize, seed: u64, neighbour_decides: bool) -> Vec<SocialWindow> {
+        let mut rng = SimRng::new(seed);
+        (0..n)
+            .map(|i| {
+                let side = if rng.chance(0.5) { 1.0f32 } else { -1.0 };
+                let y0 = i as f32 * 100.0;
+                let speed = rng.range(0.4, 0.6) as f32;
+                let obs = std::array::from_fn(|k| [k as f32 * speed, y0]);
+                let fut = std::array::from_fn(|k| {
+                    let t = (k + 1) as f32;
+                    [(7.0 + t) * speed, y0 + side * 0.06 * t * t]
+                });
+                // The neighbour stands 1.5 m ahead on the side the agent does not take.
+                let at = [7.0 * speed + 1.5, y0 - side * 1.0];
+                let neighbours = if neighbour_decides { vec![[at[0], at[1], at[0], at[1]]] } else { Vec::new() };
+                SocialWindow { window: Window { obs, fut }, neighbours }
+            })
+            .collect()
+    }
+
+    fn mean_errors(net: &FastTcn, test: &[SocialWindow]) -> ([f64; 2], [f64; 2]) {
+        let (mut top, mut best) = ([0.0; 2], [0.0; 2]);
+        for w in test {
+            let modes = net.predict_modes(&w.window.obs, &w.neighbours);
+            let e: Vec<(f64, f64)> = modes.iter().map(|m| ade_fde(&m.pos, &w.window.fut)).collect();
+            top[0] += e[0].0;
+            top[1] += e[0].1;
+            best[0] += e.iter().map(|x| x.0).fold(f64::INFINITY, f64::min);
+            best[1] += e.iter().map(|x| x.1).fold(f64::INFINITY, f64::min);
+        }
+        let n = test.len() as f64;
+        ([top[0] / n, top[1] / n], [best[0] / n, best[1] / n])
+    }
+
+    fn train(arch: Arch, data: &[SocialWindow]) -> FastTcn {
+        let mut trainer = Trainer::with_arch(5, arch).unwrap();
+        let cfg = TrainConfig {
+            epochs: 20,
+            batch_size: 64,
+            patience: 20,
+            speed_jitter: 0.0,
+            top_weight: 1.0,
+            arch,
+            ..TrainConfig::default()
+        };
+        trainer.train_social_groups(&[data.to_vec()], &cfg, |_| {}).unwrap();
+        FastTcn::from_varmap(&trainer.varmap).unwrap()
+    }
+
+    #[test]
+    fn several_futures_cover_a_fork_that_one_future_averages() {
+        let (data, test) = (forks(600, 1, false), forks(100, 2, false));
+        let one = mean_errors(&train(Arch { modes: 1, social: false }, &data), &test);
+        let six = mean_errors(&train(Arch { modes: 6, social: false }, &data), &test);
+        // The branches end 17 m apart: one future lands between them; the best of six
+        // lands near one.
+        assert!(six.1[1] < 0.4 * one.0[1], "best-of-6 FDE {:?} against one future's {:?}", six.1, one.0);
+    }
+
+    #[test]
+    fn a_social_network_learns_what_a_neighbour_tells_it() {
+        let (data, test) = (forks(1200, 3, true), forks(100, 4, true));
+        let alone = mean_errors(&train(Arch { modes: 1, social: false }, &data), &test);
+        let social = mean_errors(&train(Arch { modes: 1, social: true }, &data), &test);
+        assert!(social.0[1] < 0.4 * alone.0[1], "social FDE {:?} against {:?} without neighbours", social.0, alone.0);
+    }
+
+    #[test]
+    fn fine_tuning_a_social_network_of_six_futures_keeps_its_shape_and_improves_it() {
+        let dir = std::env::temp_dir().join(format!("waypoint-social-ft-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Trainer::with_arch(4, SIX_SOCIAL).unwrap().save(&dir.join(WEIGHTS_FILE)).unwrap();
+        let data = forks(1200, 5, true);
+        let cfg = fine_tune_config(8, 1);
+        let (trainer, report) = fine_tune(&dir, std::slice::from_ref(&data), &cfg, |_| {}).unwrap();
+        assert_eq!(trainer.arch(), SIX_SOCIAL);
+        assert!(report.best_epoch > 0, "a fresh network is beaten by training: {:?}", report.epochs);
+        assert!(report.epochs.iter().all(|e| e.val_min_ade_fde_m.is_some()), "best of six reported per epoch");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    fn history(rows: usize) -> Tensor {
+        let h: Vec<f32> = (0..rows).flat_map(|r| (0..8).flat_map(move |k| [k as f32 * 0.5, r as f32 * 10.0])).collect();
+        Tensor::new("history", vec![rows, 8, 2], TensorData::F32(h)).unwrap()
+    }
+
+    fn neighbours(rows: usize, per_row: usize, value: f32) -> Tensor {
+        let v: Vec<f32> = (0..rows)
+            .flat_map(|r| {
+                (0..per_row).flat_map(move |j| {
+                    [4.0, r as f32 * 10.0 + value + j as f32, 4.0, r as f32 * 10.0 + value + j as f32]
+                })
+            })
+            .collect();
+        Tensor::new("neighbours", vec![rows, per_row, 4], TensorData::F32(v)).unwrap()
+    }
+
+    #[test]
+    fn the_served_model_gives_every_future_and_reads_neighbours_only_when_given_well() {
+        let trainer = Trainer::with_arch(9, SIX_SOCIAL).unwrap();
+        let mut model = TrajectoryModel::from_net(FastTcn::from_varmap(&trainer.varmap).unwrap());
+        let alone = model.infer(&[history(3)]).unwrap();
+        let names: Vec<&str> = alone.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["trajectory", "sigma", "modes", "mode_probabilities", "mode_sigma"]);
+        assert_eq!(alone[2].shape, vec![3, 6, 12, 2]);
+        let p = alone[3].as_f32().unwrap();
+        for row in p.chunks(6) {
+            assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+            assert!(row.windows(2).all(|w| w[0] >= w[1]), "most likely first: {row:?}");
+        }
+        // The trajectory is the first mode.
+        assert_eq!(alone[0].as_f32().unwrap()[..24], alone[2].as_f32().unwrap()[..24]);
+        // A neighbour 1 m away changes the answer; NaN rows are no neighbours.
+        let near = model.infer(&[history(3), neighbours(3, 2, 1.0)]).unwrap();
+        assert_ne!(near[0].as_f32().unwrap(), alone[0].as_f32().unwrap());
+        let nan = Tensor::new("neighbours", vec![3, 1, 4], TensorData::F32(vec![f32::NAN; 12])).unwrap();
+        assert_eq!(model.infer(&[history(3), nan]).unwrap()[0], alone[0]);
+        // Far-away padding (JSON has no NaN) is out of reach: no neighbour either.
+        let far = Tensor::new("neighbours", vec![3, 1, 4], TensorData::F32(vec![1e9; 12])).unwrap();
+        assert_eq!(model.infer(&[history(3), far]).unwrap()[0], alone[0]);
+        // Refused: rows that disagree, a wrong inner size, too many neighbours per row.
+        for bad in [
+            neighbours(2, 2, 1.0),
+            Tensor::new("neighbours", vec![3, 1, 2], TensorData::F32(vec![0.0; 6])).unwrap(),
+            neighbours(3, 257, 1.0),
+        ] {
+            match model.infer(&[history(3), bad]) {
+                Err(ModelError::BadInput(m)) => assert!(m.contains("neighbours"), "{m}"),
+                other => panic!("{other:?}"),
+            }
+        }
     }
 }

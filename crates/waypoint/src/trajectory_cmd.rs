@@ -10,7 +10,7 @@ use waypoint_models::model::latest_version;
 use waypoint_models::trajectory::data::track_files;
 use waypoint_models::trajectory::eval::{self, published_json, PUBLISHED};
 use waypoint_models::trajectory::model::WEIGHTS_FILE;
-use waypoint_models::trajectory::tcn::{EpochRecord, TrainConfig};
+use waypoint_models::trajectory::tcn::{Arch, EpochRecord, TrainConfig, SHIPPED_MODES, SHIPPED_TOP_WEIGHT};
 use waypoint_models::trajectory::train::{save_trained, train_on};
 
 #[derive(Debug, Args)]
@@ -52,6 +52,23 @@ pub struct Hyper {
     pub speed_jitter: f32,
     #[arg(long, default_value_t = TrainConfig::default().learning_rate)]
     pub learning_rate: f64,
+    /// Futures predicted per agent, each with its probability (the AV convention is 6; 1: a
+    /// single future).
+    #[arg(long, default_value_t = SHIPPED_MODES)]
+    pub modes: usize,
+    /// Read the neighbours present at the last observed frame (social pooling): `--social false`
+    /// for a network of the history alone.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub social: bool,
+    /// Largest standard deviation of the noise added to observed positions in training, metres.
+    #[arg(long, default_value_t = TrainConfig::default().obs_noise_m)]
+    pub obs_noise_m: f32,
+    /// Weight of the mode classification loss (several modes).
+    #[arg(long, default_value_t = TrainConfig::default().ce_weight)]
+    pub ce_weight: f64,
+    /// Weight of the most likely mode's error on every sample (several modes).
+    #[arg(long, default_value_t = SHIPPED_TOP_WEIGHT)]
+    pub top_weight: f64,
 }
 
 #[derive(Debug, Args)]
@@ -85,6 +102,10 @@ impl Hyper {
             nll_weight: self.nll_weight,
             speed_jitter: self.speed_jitter,
             learning_rate: self.learning_rate,
+            arch: Arch { modes: self.modes.max(1), social: self.social },
+            obs_noise_m: self.obs_noise_m,
+            ce_weight: self.ce_weight,
+            top_weight: self.top_weight,
             ..TrainConfig::default()
         }
     }
@@ -176,32 +197,44 @@ pub fn eval(a: EvalTrajectoryArgs) -> Result<()> {
         );
         return Ok(());
     }
+    let pair = |v: &serde_json::Value| match (v[0].as_f64(), v[1].as_f64()) {
+        (Some(a), Some(f)) => format!("{a:.3}/{f:.3}"),
+        _ => "-".to_string(),
+    };
+    let modes = results.first().and_then(|r| r["modes"].as_u64());
+    let min_label = modes.map(|k| format!("best of {k}")).unwrap_or_default();
     println!(
-        "{:<22} {:>8} {:>16} {:>16} {:>16}",
-        "scene / file", "windows", "const. velocity", "Kalman CV", "learned (TCN)"
+        "{:<22} {:>8} {:>16} {:>16} {:>16} {:>14} {:>14}",
+        "scene / file",
+        "windows",
+        "const. velocity",
+        "Kalman CV",
+        "learned",
+        min_label,
+        if a.leave_one_out { "val (training)" } else { "" }
     );
-    let pair = |v: &serde_json::Value| {
-        format!("{:.3}/{:.3}", v[0].as_f64().unwrap_or(f64::NAN), v[1].as_f64().unwrap_or(f64::NAN))
+    let row = |label: &str, windows: &str, r: &serde_json::Value| {
+        println!(
+            "{:<22} {:>8} {:>16} {:>16} {:>16} {:>14} {:>14}",
+            label,
+            windows,
+            pair(&r["constant_velocity"]),
+            pair(&r["kalman"]),
+            pair(&r["learned"]),
+            if modes.is_some() { pair(&r["learned_min_of_modes"]) } else { String::new() },
+            if r.get("best_val_ade_fde_m").is_some() { pair(&r["best_val_ade_fde_m"]) } else { String::new() }
+        )
     };
     for r in &results {
         let label = r.get("scene").or_else(|| r.get("file")).and_then(|v| v.as_str()).unwrap_or("");
-        println!(
-            "{:<22} {:>8} {:>16} {:>16} {:>16}",
-            label,
-            r["windows"],
-            pair(&r["constant_velocity"]),
-            pair(&r["kalman"]),
-            pair(&r["learned"])
-        );
+        row(label, &r["windows"].to_string(), r);
     }
-    println!(
-        "{:<22} {:>8} {:>16} {:>16} {:>16}",
-        "average",
-        "",
-        pair(&average["constant_velocity"]),
-        pair(&average["kalman"]),
-        pair(&average["learned"])
-    );
+    row("average", "", &average);
+    if a.leave_one_out {
+        println!("(each scene held out from its network's training; \"val\" is the training files' own held-out 10 %, on which every setting is chosen)");
+    } else {
+        println!("(in-sample where the weights were trained on these files)");
+    }
     println!("\npublished ADE/FDE (m)      univ          zara1         zara2");
     let cell = |v: [f64; 2]| format!("{:.3}/{:.3}", v[0], v[1]);
     for (_, label, v) in PUBLISHED {

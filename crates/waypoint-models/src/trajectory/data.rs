@@ -18,9 +18,23 @@ pub struct Window {
     pub fut: [[f32; 2]; PRED_STEPS],
 }
 
+/// A window with the other agents around at its last observed frame: each neighbour's position
+/// one step before and at that frame, `[x_prev, y_prev, x_last, y_last]`, metres in the file's
+/// frame (agents present in both frames only).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SocialWindow {
+    pub window: Window,
+    pub neighbours: Vec<[f32; 4]>,
+}
+
 /// Social-GAN windows of one file: every run of 20 consecutive frames (step 1), every agent
 /// present in all 20.
 pub fn windows(rows: &[TrackRow]) -> Vec<Window> {
+    social_windows(rows).into_iter().map(|s| s.window).collect()
+}
+
+/// [`windows`] with each window's neighbours.
+pub fn social_windows(rows: &[TrackRow]) -> Vec<SocialWindow> {
     let mut frames: Vec<i64> = rows.iter().map(|r| r.frame_id).collect();
     frames.sort_unstable();
     frames.dedup();
@@ -51,7 +65,13 @@ pub fn windows(rows: &[TrackRow]) -> Vec<Window> {
             let mut w = Window { obs: [[0.0; 2]; OBS_STEPS], fut: [[0.0; 2]; PRED_STEPS] };
             w.obs.copy_from_slice(&pts[..OBS_STEPS]);
             w.fut.copy_from_slice(&pts[OBS_STEPS..]);
-            out.push(w);
+            let (prev, last) = (&by_frame[start + OBS_STEPS - 2], &by_frame[start + OBS_STEPS - 1]);
+            let neighbours = last
+                .iter()
+                .filter(|n| n.0 != a)
+                .filter_map(|&(id, x, y)| prev.iter().find(|p| p.0 == id).map(|p| [p.1, p.2, x, y]))
+                .collect();
+            out.push(SocialWindow { window: w, neighbours });
         }
     }
     out
@@ -70,8 +90,13 @@ pub fn track_files(dir: &Path) -> Result<Vec<PathBuf>, ModelError> {
 
 /// Windows of a file.
 pub fn file_windows(path: &Path) -> Result<Vec<Window>, ModelError> {
+    Ok(file_social_windows(path)?.into_iter().map(|s| s.window).collect())
+}
+
+/// Windows of a file with their neighbours.
+pub fn file_social_windows(path: &Path) -> Result<Vec<SocialWindow>, ModelError> {
     let rows = read_tracks(path).map_err(|e| ModelError::Load(e.to_string()))?;
-    Ok(windows(&rows))
+    Ok(social_windows(&rows))
 }
 
 /// The agent-centric frame of an observation: origin at the last position, x along the

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use super::data::{ade_fde, file_windows, Window};
+use super::data::{ade_fde, file_social_windows, SocialWindow};
 use super::kalman::KalmanCv;
 use super::tcn::{EpochRecord, FastTcn, TrainConfig};
 use super::train::train_on;
@@ -60,25 +60,47 @@ impl Acc {
     }
 }
 
-/// Constant velocity, the Kalman filter and `net` on `windows`, in that order.
-pub fn evaluate(windows: &[Window], net: &FastTcn) -> [Acc; 3] {
-    let mut acc = [Acc::default(); 3];
+/// Constant velocity, the Kalman filter, `net`'s most likely future and the best of its futures
+/// on `windows`, in that order (the last equals the third for a network of one future).
+pub fn evaluate(windows: &[SocialWindow], net: &FastTcn) -> [Acc; 4] {
+    let mut acc = [Acc::default(); 4];
     let kalman = KalmanCv::default();
-    for w in windows {
+    for sw in windows {
+        let w = &sw.window;
         acc[0].add(ade_fde(&ConstantVelocity::predict(&w.obs), &w.fut));
         acc[1].add(ade_fde(&kalman.predict(&w.obs), &w.fut));
-        acc[2].add(ade_fde(&net.predict(&w.obs).0, &w.fut));
+        let errs: Vec<(f64, f64)> =
+            net.predict_modes(&w.obs, &sw.neighbours).iter().map(|m| ade_fde(&m.pos, &w.fut)).collect();
+        acc[2].add(errs[0]);
+        acc[3].add((
+            errs.iter().map(|e| e.0).fold(f64::INFINITY, f64::min),
+            errs.iter().map(|e| e.1).fold(f64::INFINITY, f64::min),
+        ));
     }
     acc
 }
 
-/// The windows of every file.
-pub fn load_windows(files: &[PathBuf]) -> Result<Vec<Window>, ModelError> {
+/// The windows of every file, with their neighbours.
+pub fn load_windows(files: &[PathBuf]) -> Result<Vec<SocialWindow>, ModelError> {
     let mut all = Vec::new();
     for f in files {
-        all.extend(file_windows(f)?);
+        all.extend(file_social_windows(f)?);
     }
     Ok(all)
+}
+
+/// One result row's figures: the three predictors, and the best of the modes when there are
+/// several.
+fn figures(acc: &[Acc; 4], modes: usize) -> serde_json::Map<String, Value> {
+    let mut m = serde_json::Map::new();
+    m.insert("constant_velocity".into(), json!(acc[0].get()));
+    m.insert("kalman".into(), json!(acc[1].get()));
+    m.insert("learned".into(), json!(acc[2].get()));
+    if modes > 1 {
+        m.insert("learned_min_of_modes".into(), json!(acc[3].get()));
+        m.insert("modes".into(), json!(modes));
+    }
+    m
 }
 
 /// Test scenes: the Social-GAN names where the files are present, else one scene per file
@@ -121,16 +143,14 @@ pub fn leave_one_out(
         let net = FastTcn::from_varmap(&trainer.varmap)?;
         let windows = load_windows(&test_files)?;
         let acc = evaluate(&windows, &net);
-        results.push(json!({
-            "scene": scene,
-            "files": file_names(&test_files),
-            "windows": windows.len(),
-            "constant_velocity": acc[0].get(),
-            "kalman": acc[1].get(),
-            "learned": acc[2].get(),
-            "train_seconds": report.seconds,
-            "best_epoch": report.best_epoch,
-        }));
+        let mut row = figures(&acc, net.arch().modes);
+        row.insert("scene".into(), json!(scene));
+        row.insert("files".into(), json!(file_names(&test_files)));
+        row.insert("windows".into(), json!(windows.len()));
+        row.insert("train_seconds".into(), json!(report.seconds));
+        row.insert("best_epoch".into(), json!(report.best_epoch));
+        row.insert("best_val_ade_fde_m".into(), json!([report.best_val_ade_m, report.best_val_fde_m]));
+        results.push(Value::Object(row));
     }
     Ok(results)
 }
@@ -140,15 +160,12 @@ pub fn per_file(files: &[PathBuf], weights: &Path) -> Result<Vec<Value>, ModelEr
     let net = FastTcn::load(weights)?;
     let mut results = Vec::new();
     for f in files {
-        let windows = file_windows(f)?;
+        let windows = file_social_windows(f)?;
         let acc = evaluate(&windows, &net);
-        results.push(json!({
-            "file": f.file_name().map(|n| n.to_string_lossy().to_string()),
-            "windows": windows.len(),
-            "constant_velocity": acc[0].get(),
-            "kalman": acc[1].get(),
-            "learned": acc[2].get(),
-        }));
+        let mut row = figures(&acc, net.arch().modes);
+        row.insert("file".into(), json!(f.file_name().map(|n| n.to_string_lossy().to_string())));
+        row.insert("windows".into(), json!(windows.len()));
+        results.push(Value::Object(row));
     }
     Ok(results)
 }
@@ -157,9 +174,13 @@ pub fn per_file(files: &[PathBuf], weights: &Path) -> Result<Vec<Value>, ModelEr
 pub fn average(results: &[Value]) -> Value {
     let n = results.len().max(1) as f64;
     let mean = |key: &str, i: usize| results.iter().map(|r| r[key][i].as_f64().unwrap_or(0.0)).sum::<f64>() / n;
-    json!({
+    let mut out = json!({
         "constant_velocity": [mean("constant_velocity", 0), mean("constant_velocity", 1)],
         "kalman": [mean("kalman", 0), mean("kalman", 1)],
         "learned": [mean("learned", 0), mean("learned", 1)],
-    })
+    });
+    if results.iter().all(|r| r.get("learned_min_of_modes").is_some()) && !results.is_empty() {
+        out["learned_min_of_modes"] = json!([mean("learned_min_of_modes", 0), mean("learned_min_of_modes", 1)]);
+    }
+    out
 }

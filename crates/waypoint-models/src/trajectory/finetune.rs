@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::data::Window;
+use super::data::SocialWindow;
 use super::model::WEIGHTS_FILE;
 use super::tcn::{EpochRecord, TrainConfig, TrainReport, Trainer};
 use crate::model::next_version;
@@ -26,6 +26,8 @@ pub fn fine_tune_config(epochs: usize, seed: u64) -> TrainConfig {
         // give back the base weights when no epoch beats them there.
         validate_on_latest: true,
         keep_start_if_best: true,
+        // For a network of several futures, the loss it was trained with.
+        top_weight: super::tcn::SHIPPED_TOP_WEIGHT,
         ..TrainConfig::default()
     }
 }
@@ -35,7 +37,7 @@ pub fn fine_tune_config(epochs: usize, seed: u64) -> TrainConfig {
 /// [`fine_tune_config`], the base weights when no epoch beats them: `best_epoch` 0).
 pub fn fine_tune(
     base_version_dir: &Path,
-    groups: &[Vec<Window>],
+    groups: &[Vec<SocialWindow>],
     config: &TrainConfig,
     progress: impl FnMut(&EpochRecord),
 ) -> Result<(Trainer, TrainReport), ModelError> {
@@ -43,7 +45,7 @@ pub fn fine_tune(
         return Err(ModelError::BadInput("no training windows".into()));
     }
     let mut trainer = Trainer::load(&base_version_dir.join(WEIGHTS_FILE))?;
-    let report = trainer.train_groups(groups, config, progress)?;
+    let report = trainer.train_social_groups(groups, config, progress)?;
     Ok((trainer, report))
 }
 

@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use super::fast_tcn::FastTcn;
-use super::tcn::{CH, HIDDEN, IN1, OUT, STEPS_IN, VEL_SCALE_M};
+use super::tcn::{Arch, CH, HIDDEN, IN1, OUT, STEPS_IN, VEL_SCALE_M};
 use super::{OBS_STEPS, PRED_STEPS};
 use crate::onnx::{Attr, Dim, Elem, GraphBuilder};
 use crate::ModelError;
@@ -16,11 +16,20 @@ use crate::ModelError;
 /// The network of a version directory (its `model.safetensors`) as a serialised ONNX model.
 pub fn export(version_dir: &Path) -> Result<Vec<u8>, ModelError> {
     let net = FastTcn::load(&version_dir.join(super::model::WEIGHTS_FILE))?;
+    if net.arch() != Arch::PLAIN {
+        return Err(ModelError::BadInput(format!(
+            "{}: only networks of one future without neighbours can be exported to ONNX; this one has {} futures{}",
+            version_dir.display(),
+            net.arch().modes,
+            if net.arch().social { " and reads neighbours" } else { "" }
+        )));
+    }
     Ok(graph(&net))
 }
 
 /// The graph of `net`.
 pub fn graph(net: &FastTcn) -> Vec<u8> {
+    debug_assert_eq!(net.arch(), Arch::PLAIN, "only plain networks have a graph");
     let (obs, pred) = (OBS_STEPS as i64, PRED_STEPS as i64);
     let mut g = GraphBuilder::new();
     let h = g.input("history", Elem::F32, &[Dim::Named("N"), Dim::Fixed(obs), Dim::Fixed(2)]);

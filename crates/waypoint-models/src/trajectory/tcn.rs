@@ -18,7 +18,7 @@ use candle_nn::{conv1d, linear, Conv1d, Conv1dConfig, Linear, VarBuilder, VarMap
 
 use waypoint_sim::rng::SimRng;
 
-use super::data::{AgentFrame, Window};
+use super::data::{AgentFrame, SocialWindow, Window};
 pub use super::fast_tcn::FastTcn;
 use super::{OBS_STEPS, PRED_STEPS};
 use crate::ModelError;
@@ -38,10 +38,79 @@ pub(super) fn cerr(e: candle_core::Error) -> ModelError {
     ModelError::Internal(format!("candle: {e}"))
 }
 
+/// Futures of the shipped network (version 3), and the weight of its most likely mode's error
+/// in the loss: chosen on the training folds' validation windows (docs/EVALUATION.md).
+pub const SHIPPED_MODES: usize = 6;
+pub const SHIPPED_TOP_WEIGHT: f64 = 3.0;
+
+/// Neighbours read per agent: the nearest ones at the last observed frame.
+pub const MAX_NBRS: usize = 8;
+/// Neighbours farther than this at the last observed frame are not read, metres.
+pub const NBR_RADIUS_M: f32 = 6.0;
+/// Features per neighbour: position and last step in the agent frame, and presence.
+pub const NB_FEAT: usize = 5;
+/// Neighbour positions are divided by this, metres.
+pub const NBR_POS_SCALE_M: f32 = 2.0;
+/// Width of a neighbour's embedding (and of the pooled social vector).
+pub const EMB: usize = 32;
+
+/// The shape of a network: how many futures it predicts and whether it reads its neighbours.
+/// `modes: 1, social: false` is the plain network (outputs: 12 corrections, 12 log sigmas);
+/// with `modes: K > 1` the outputs are K sets of corrections, K sets of log sigmas and K logits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Arch {
+    pub modes: usize,
+    pub social: bool,
+}
+
+impl Default for Arch {
+    fn default() -> Self {
+        Self::PLAIN
+    }
+}
+
+impl Arch {
+    pub const PLAIN: Arch = Arch { modes: 1, social: false };
+
+    /// Raw outputs per observation.
+    pub fn out(&self) -> usize {
+        if self.modes <= 1 {
+            OUT
+        } else {
+            self.modes * (OUT + 1)
+        }
+    }
+
+    /// Inputs of the first dense layer.
+    pub fn in1(&self) -> usize {
+        IN1 + if self.social { EMB } else { 0 }
+    }
+
+    /// The shape of saved weights: the modes from the last layer's size, social when the
+    /// neighbour embedding is there.
+    pub fn of_weights(map: &std::collections::HashMap<String, CTensor>) -> Result<Self, ModelError> {
+        let out = map
+            .get("f2.bias")
+            .map(|t| t.elem_count())
+            .ok_or_else(|| ModelError::Load("weights lack \"f2.bias\"".into()))?;
+        let modes = if out == OUT {
+            1
+        } else if out % (OUT + 1) == 0 && out / (OUT + 1) > 1 {
+            out / (OUT + 1)
+        } else {
+            return Err(ModelError::Load(format!("a last layer of {out} outputs is no trajectory network")));
+        };
+        Ok(Self { modes, social: map.contains_key("e1.weight") })
+    }
+}
+
 /// The network built on a candle variable store.
 pub struct Tcn {
+    arch: Arch,
     c1: Conv1d,
     c2: Conv1d,
+    /// The neighbour embedding (two dense layers), for a social network.
+    e: Option<(Linear, Linear)>,
     f1: Linear,
     f2: Linear,
 }
@@ -53,22 +122,40 @@ impl std::fmt::Debug for Tcn {
 }
 
 impl Tcn {
-    pub fn new(vb: VarBuilder) -> Result<Self, ModelError> {
+    pub fn new(vb: VarBuilder, arch: Arch) -> Result<Self, ModelError> {
         let cfg = Conv1dConfig::default();
+        let e = if arch.social {
+            Some((linear(NB_FEAT, EMB, vb.pp("e1")).map_err(cerr)?, linear(EMB, EMB, vb.pp("e2")).map_err(cerr)?))
+        } else {
+            None
+        };
         Ok(Self {
+            arch,
             c1: conv1d(2, CH, 3, cfg, vb.pp("c1")).map_err(cerr)?,
             c2: conv1d(CH, CH, 3, cfg, vb.pp("c2")).map_err(cerr)?,
-            f1: linear(CH * (STEPS_IN - 4) + 2 * STEPS_IN, HIDDEN, vb.pp("f1")).map_err(cerr)?,
-            f2: linear(HIDDEN, OUT, vb.pp("f2")).map_err(cerr)?,
+            e,
+            f1: linear(arch.in1(), HIDDEN, vb.pp("f1")).map_err(cerr)?,
+            f2: linear(HIDDEN, arch.out(), vb.pp("f2")).map_err(cerr)?,
         })
     }
 
-    /// `[B, 2, 7]` features to `[B, 48]` raw outputs.
-    pub fn forward(&self, x: &CTensor) -> candle_core::Result<CTensor> {
+    /// `[B, 2, 7]` features (and, for a social network, `[B, MAX_NBRS, NB_FEAT]` neighbour
+    /// features) to `[B, arch.out()]` raw outputs.
+    pub fn forward(&self, x: &CTensor, nb: Option<&CTensor>) -> candle_core::Result<CTensor> {
         let b = x.dim(0)?;
         let h = self.c1.forward(x)?.relu()?;
         let h = self.c2.forward(&h)?.relu()?;
-        let h = CTensor::cat(&[h.flatten_from(1)?, x.reshape((b, 2 * STEPS_IN))?], 1)?;
+        let mut parts = vec![h.flatten_from(1)?, x.reshape((b, 2 * STEPS_IN))?];
+        if let (Some((e1, e2)), Some(nb)) = (&self.e, nb) {
+            // Each neighbour embedded alone, absent ones zeroed, then the maximum over them.
+            let flat = nb.reshape((b * MAX_NBRS, NB_FEAT))?;
+            let emb = e2.forward(&e1.forward(&flat)?.relu()?)?.relu()?.reshape((b, MAX_NBRS, EMB))?;
+            let present = nb.narrow(2, NB_FEAT - 1, 1)?;
+            parts.push(emb.broadcast_mul(&present)?.max(1)?);
+        } else if self.e.is_some() {
+            parts.push(CTensor::zeros((b, EMB), DType::F32, x.device())?);
+        }
+        let h = CTensor::cat(&parts, 1)?;
         let h = self.f1.forward(&h)?.relu()?;
         self.f2.forward(&h)
     }
@@ -87,6 +174,35 @@ pub fn features(obs: &[[f32; 2]; OBS_STEPS]) -> (AgentFrame, [f32; 2 * STEPS_IN]
     (frame, f)
 }
 
+/// Neighbour features in an agent's frame: the nearest [`MAX_NBRS`] within [`NBR_RADIUS_M`]
+/// at the last observed frame, nearest first, each `[x, y] / NBR_POS_SCALE_M`, its last step
+/// `/ VEL_SCALE_M`, and 1 (present); the rest zeros. `neighbours` are
+/// `[x_prev, y_prev, x_last, y_last]` in the world; rows with a non-finite value are skipped.
+pub fn neighbour_features(frame: &AgentFrame, neighbours: &[[f32; 4]]) -> [f32; MAX_NBRS * NB_FEAT] {
+    let mut near: Vec<([f32; 2], [f32; 2], f32)> = neighbours
+        .iter()
+        .filter(|n| n.iter().all(|v| v.is_finite()))
+        .map(|n| {
+            let last = frame.to_local([n[2], n[3]]);
+            let prev = frame.to_local([n[0], n[1]]);
+            (last, [last[0] - prev[0], last[1] - prev[1]], last[0].hypot(last[1]))
+        })
+        .filter(|n| n.2 <= NBR_RADIUS_M)
+        .collect();
+    near.sort_by(|a, b| a.2.total_cmp(&b.2));
+    let mut f = [0f32; MAX_NBRS * NB_FEAT];
+    for (slot, (p, v, _)) in f.chunks_exact_mut(NB_FEAT).zip(&near) {
+        slot.copy_from_slice(&[
+            p[0] / NBR_POS_SCALE_M,
+            p[1] / NBR_POS_SCALE_M,
+            v[0] / VEL_SCALE_M,
+            v[1] / VEL_SCALE_M,
+            1.0,
+        ]);
+    }
+    f
+}
+
 /// Turns raw outputs into agent-frame positions (constant velocity + correction) and sigmas.
 pub fn decode(feat: &[f32; 2 * STEPS_IN], out: &[f32]) -> ([[f32; 2]; PRED_STEPS], [[f32; 2]; PRED_STEPS]) {
     let v = [feat[STEPS_IN - 1] * VEL_SCALE_M, feat[2 * STEPS_IN - 1] * VEL_SCALE_M];
@@ -99,6 +215,41 @@ pub fn decode(feat: &[f32; 2 * STEPS_IN], out: &[f32]) -> ([[f32; 2]; PRED_STEPS
         [c(out[2 * PRED_STEPS + 2 * k]), c(out[2 * PRED_STEPS + 2 * k + 1])]
     });
     (pos, sig)
+}
+
+/// One predicted future: agent-frame positions, sigmas and its probability.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Mode {
+    pub pos: [[f32; 2]; PRED_STEPS],
+    pub sigma: [[f32; 2]; PRED_STEPS],
+    pub prob: f32,
+}
+
+/// Every future of a network's raw outputs, most likely first (a plain network: one, of
+/// probability 1).
+pub fn decode_modes(arch: Arch, feat: &[f32; 2 * STEPS_IN], out: &[f32]) -> Vec<Mode> {
+    if arch.modes <= 1 {
+        let (pos, sigma) = decode(feat, out);
+        return vec![Mode { pos, sigma, prob: 1.0 }];
+    }
+    let k = arch.modes;
+    let logits = &out[k * OUT..k * OUT + k];
+    let top = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let e: Vec<f32> = logits.iter().map(|l| (l - top).exp()).collect();
+    let sum: f32 = e.iter().sum();
+    let mut modes: Vec<Mode> = (0..k)
+        .map(|m| {
+            // Mode m's corrections and log sigmas, laid out as a plain network's outputs.
+            let mut one = [0f32; OUT];
+            one[..2 * PRED_STEPS].copy_from_slice(&out[m * 2 * PRED_STEPS..(m + 1) * 2 * PRED_STEPS]);
+            let ls = k * 2 * PRED_STEPS + m * 2 * PRED_STEPS;
+            one[2 * PRED_STEPS..].copy_from_slice(&out[ls..ls + 2 * PRED_STEPS]);
+            let (pos, sigma) = decode(feat, &one);
+            Mode { pos, sigma, prob: e[m] / sum }
+        })
+        .collect();
+    modes.sort_by(|a, b| b.prob.total_cmp(&a.prob));
+    modes
 }
 
 /// Training settings.
@@ -132,6 +283,25 @@ pub struct TrainConfig {
     /// its validation windows).
     #[serde(default)]
     pub keep_start_if_best: bool,
+    /// The network trained from scratch (ignored when starting from saved weights).
+    #[serde(default)]
+    pub arch: Arch,
+    /// Training inputs get Gaussian noise of up to this standard deviation on every observed
+    /// position (drawn per sample, uniform in [0, this]), metres: annotation noise the model
+    /// must not extrapolate.
+    #[serde(default)]
+    pub obs_noise_m: f32,
+    /// Weight of the mode classification (cross-entropy on the closest mode) for several modes.
+    #[serde(default = "default_ce_weight")]
+    pub ce_weight: f64,
+    /// Weight of the most likely mode's displacement error (several modes): the served
+    /// prediction answers for every sample, not only those it is closest to.
+    #[serde(default)]
+    pub top_weight: f64,
+}
+
+fn default_ce_weight() -> f64 {
+    0.1
 }
 
 /// Windows purged between the training windows and the latest ones held out, as a share of
@@ -154,6 +324,10 @@ impl Default for TrainConfig {
             ema_epochs: 1.0,
             validate_on_latest: false,
             keep_start_if_best: false,
+            arch: Arch::PLAIN,
+            obs_noise_m: 0.0,
+            ce_weight: default_ce_weight(),
+            top_weight: 0.0,
         }
     }
 }
@@ -165,6 +339,9 @@ pub struct EpochRecord {
     pub train_loss: f64,
     pub val_ade_m: f64,
     pub val_fde_m: f64,
+    /// Validation ADE/FDE of the best of the modes (several modes only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_min_ade_fde_m: Option<[f64; 2]>,
 }
 
 /// The outcome of training.
@@ -184,8 +361,14 @@ pub struct TrainReport {
     pub seconds: f64,
 }
 
-/// A training sample in the agent frame: the frame, the network features and the future.
-type Sample = (AgentFrame, [f32; 2 * STEPS_IN], [[f32; 2]; PRED_STEPS]);
+/// A training sample in the agent frame: the network features, the neighbour features and the
+/// future.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Sample {
+    f: [f32; 2 * STEPS_IN],
+    nb: [f32; MAX_NBRS * NB_FEAT],
+    fut: [[f32; 2]; PRED_STEPS],
+}
 
 /// Candle-side model with its variables.
 pub struct Trainer {
@@ -199,47 +382,77 @@ impl std::fmt::Debug for Trainer {
     }
 }
 
-fn batch_tensors(samples: &[Sample]) -> candle_core::Result<(CTensor, CTensor)> {
+fn batch_tensors(samples: &[Sample]) -> candle_core::Result<(CTensor, CTensor, CTensor)> {
     let b = samples.len();
-    let x: Vec<f32> = samples.iter().flat_map(|s| s.1).collect();
-    let y: Vec<f32> = samples.iter().flat_map(|s| s.2.iter().flatten().copied().collect::<Vec<_>>()).collect();
-    Ok((CTensor::from_vec(x, (b, 2, STEPS_IN), &Device::Cpu)?, CTensor::from_vec(y, (b, PRED_STEPS, 2), &Device::Cpu)?))
+    let x: Vec<f32> = samples.iter().flat_map(|s| s.f).collect();
+    let nb: Vec<f32> = samples.iter().flat_map(|s| s.nb).collect();
+    let y: Vec<f32> = samples.iter().flat_map(|s| s.fut.iter().flatten().copied().collect::<Vec<_>>()).collect();
+    Ok((
+        CTensor::from_vec(x, (b, 2, STEPS_IN), &Device::Cpu)?,
+        CTensor::from_vec(nb, (b, MAX_NBRS, NB_FEAT), &Device::Cpu)?,
+        CTensor::from_vec(y, (b, PRED_STEPS, 2), &Device::Cpu)?,
+    ))
 }
 
-/// A window in the agent frame: features and the future positions.
-fn sample(w: &Window) -> Sample {
+/// A window in the agent frame: features, neighbour features and the future positions.
+fn sample(w: &Window, neighbours: &[[f32; 4]]) -> Sample {
     let (frame, f) = features(&w.obs);
     let fut = std::array::from_fn(|k| frame.to_local(w.fut[k]));
-    (frame, f, fut)
+    Sample { f, nb: neighbour_features(&frame, neighbours), fut }
 }
 
-/// Mirrored (y → −y) and speed-scaled copy of an agent-frame sample.
-fn augment(s: &Sample, flip: bool, scale: f32) -> Sample {
-    let mut f = s.1;
-    let mut fut = s.2;
-    for (i, v) in f.iter_mut().enumerate() {
+/// Mirrored (y → −y), speed-scaled copy of an agent-frame sample, with `noise` (the observed
+/// positions' offsets in the agent frame, oldest first) added to what the network sees; the
+/// future is taken from the noisy last position, as a served prediction would be.
+fn augment(s: &Sample, flip: bool, scale: f32, noise: Option<&[[f32; 2]; OBS_STEPS]>) -> Sample {
+    let mut out = *s;
+    for (i, v) in out.f.iter_mut().enumerate() {
         *v *= scale;
         if flip && i >= STEPS_IN {
             *v = -*v;
         }
     }
-    for p in &mut fut {
+    for p in &mut out.fut {
         p[0] *= scale;
         p[1] *= if flip { -scale } else { scale };
     }
-    (s.0, f, fut)
+    for n in out.nb.chunks_exact_mut(NB_FEAT) {
+        for v in &mut n[..4] {
+            *v *= scale;
+        }
+        if flip {
+            n[1] = -n[1];
+            n[3] = -n[3];
+        }
+    }
+    if let Some(noise) = noise {
+        for k in 0..STEPS_IN {
+            out.f[k] += (noise[k + 1][0] - noise[k][0]) / VEL_SCALE_M;
+            out.f[STEPS_IN + k] += (noise[k + 1][1] - noise[k][1]) / VEL_SCALE_M;
+        }
+        let last = noise[OBS_STEPS - 1];
+        for p in &mut out.fut {
+            p[0] -= last[0];
+            p[1] -= last[1];
+        }
+        for n in out.nb.chunks_exact_mut(NB_FEAT).filter(|n| n[4] > 0.0) {
+            n[0] -= last[0] / NBR_POS_SCALE_M;
+            n[1] -= last[1] / NBR_POS_SCALE_M;
+        }
+    }
+    out
 }
 
 /// Every window as a sample with the number of times its group repeats in an epoch (smaller
 /// groups repeat, up to ten times), in a seeded random order.
-fn shuffled_samples(groups: &[Vec<Window>], rng: &mut SimRng) -> (Vec<Sample>, Vec<usize>) {
+fn shuffled_samples(groups: &[Vec<SocialWindow>], rng: &mut SimRng) -> (Vec<Sample>, Vec<usize>) {
     let largest = groups.iter().map(Vec::len).max().unwrap_or(0);
     let mut all: Vec<_> = Vec::new();
     let mut reps_of: Vec<usize> = Vec::new();
     for g in groups {
         let reps = if g.is_empty() { 0 } else { (largest as f64 / g.len() as f64).round().clamp(1.0, 10.0) as usize };
         for w in g {
-            all.push(sample(w));
+            all.push(sample(&w.window, &w.neighbours));
             reps_of.push(reps);
         }
     }
@@ -253,9 +466,14 @@ fn shuffled_samples(groups: &[Vec<Window>], rng: &mut SimRng) -> (Vec<Sample>, V
 impl Trainer {
     /// A freshly initialised network (seeded).
     pub fn new(seed: u64) -> Result<Self, ModelError> {
+        Self::with_arch(seed, Arch::PLAIN)
+    }
+
+    /// A freshly initialised network of the given shape (seeded).
+    pub fn with_arch(seed: u64, arch: Arch) -> Result<Self, ModelError> {
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-        let net = Tcn::new(vb)?;
+        let net = Tcn::new(vb, arch)?;
         // Candle's CPU initialisation is not seedable: draw every parameter again from our own
         // seeded generator, uniform in ±1/sqrt(fan_in) (PyTorch's default for these layers).
         let mut rng = waypoint_sim::rng::SimRng::new(seed);
@@ -269,7 +487,9 @@ impl Trainer {
                 let fan_in = match layer {
                     "c1" => 2 * 3,
                     "c2" => CH * 3,
-                    "f1" => IN1,
+                    "e1" => NB_FEAT,
+                    "e2" => EMB,
+                    "f1" => arch.in1(),
                     _ => HIDDEN,
                 } as f64;
                 let bound = 1.0 / fan_in.sqrt();
@@ -281,11 +501,17 @@ impl Trainer {
         Ok(Self { varmap, net })
     }
 
-    /// Loads weights saved by [`Trainer::save`].
+    /// Loads weights saved by [`Trainer::save`], of whatever shape they are.
     pub fn load(path: &Path) -> Result<Self, ModelError> {
-        let mut t = Self::new(0)?;
-        t.varmap.load(path).map_err(|e| ModelError::Load(format!("{}: {e}", path.display())))?;
+        let err = |e: candle_core::Error| ModelError::Load(format!("{}: {e}", path.display()));
+        let map = candle_core::safetensors::load(path, &Device::Cpu).map_err(err)?;
+        let mut t = Self::with_arch(0, Arch::of_weights(&map)?)?;
+        t.varmap.load(path).map_err(err)?;
         Ok(t)
+    }
+
+    pub fn arch(&self) -> Arch {
+        self.net.arch
     }
 
     /// Adds seeded uniform noise of `scale` to every weight: a deliberately degraded copy,
@@ -310,42 +536,67 @@ impl Trainer {
         self.varmap.save(path).map_err(|e| ModelError::Internal(format!("cannot save {}: {e}", path.display())))
     }
 
-    /// Loss of a batch: mean displacement error plus weighted Gaussian NLL (means detached).
-    fn loss(&self, x: &CTensor, y: &CTensor, nll_weight: f64) -> candle_core::Result<CTensor> {
+    /// Loss of a batch. One future: mean displacement error plus weighted Gaussian NLL (means
+    /// detached). Several: the same for the mode closest to the truth (winner takes all), plus
+    /// the cross-entropy of the mode probabilities against that mode.
+    fn loss(&self, x: &CTensor, nb: &CTensor, y: &CTensor, cfg: &TrainConfig) -> candle_core::Result<CTensor> {
         let b = x.dim(0)?;
-        let out = self.net.forward(x)?;
-        let corr = out.narrow(1, 0, 2 * PRED_STEPS)?.reshape((b, PRED_STEPS, 2))?;
-        let log_sigma = out.narrow(1, 2 * PRED_STEPS, 2 * PRED_STEPS)?.reshape((b, PRED_STEPS, 2))?;
+        let k = self.net.arch.modes.max(1);
+        let out = self.net.forward(x, Some(nb))?;
+        let corr = out.narrow(1, 0, k * 2 * PRED_STEPS)?.reshape((b, k, PRED_STEPS, 2))?;
+        let log_sigma = out.narrow(1, k * 2 * PRED_STEPS, k * 2 * PRED_STEPS)?.reshape((b, k, PRED_STEPS, 2))?;
         let log_sigma = log_sigma.clamp(LOG_SIGMA_RANGE.0, LOG_SIGMA_RANGE.1)?;
         // Constant-velocity extrapolation of the last displacement.
-        let last_dx = x.narrow(1, 0, 1)?.narrow(2, STEPS_IN - 1, 1)?.reshape((b, 1, 1))?;
-        let last_dy = x.narrow(1, 1, 1)?.narrow(2, STEPS_IN - 1, 1)?.reshape((b, 1, 1))?;
-        let v = (CTensor::cat(&[last_dx, last_dy], 2)? * f64::from(VEL_SCALE_M))?;
-        let steps = CTensor::arange(1f32, (PRED_STEPS + 1) as f32, &Device::Cpu)?.reshape((1, PRED_STEPS, 1))?;
+        let last_dx = x.narrow(1, 0, 1)?.narrow(2, STEPS_IN - 1, 1)?.reshape((b, 1, 1, 1))?;
+        let last_dy = x.narrow(1, 1, 1)?.narrow(2, STEPS_IN - 1, 1)?.reshape((b, 1, 1, 1))?;
+        let v = (CTensor::cat(&[last_dx, last_dy], 3)? * f64::from(VEL_SCALE_M))?;
+        let steps = CTensor::arange(1f32, (PRED_STEPS + 1) as f32, &Device::Cpu)?.reshape((1, 1, PRED_STEPS, 1))?;
         let cv = v.broadcast_mul(&steps)?;
-        let pred = (cv + corr)?;
-        let diff = (pred - y)?;
-        let dist = (diff.sqr()?.sum(D::Minus1)? + 1e-6)?.sqrt()?;
-        let ade = dist.mean_all()?;
+        let pred = cv.broadcast_add(&corr)?;
+        let diff = pred.broadcast_sub(&y.reshape((b, 1, PRED_STEPS, 2))?)?;
+        let dist = (diff.sqr()?.sum(D::Minus1)? + 1e-6)?.sqrt()?; // [B, K, 12]
+        let ade = dist.mean(D::Minus1)?; // [B, K]
         let d2 = diff.detach().sqr()?;
         let inv_var = (log_sigma.clone() * -2.0)?.exp()?;
-        let nll = (((d2 * inv_var)? * 0.5)? + log_sigma)?.mean_all()?;
-        ade + (nll * nll_weight)?
+        let nll = (((d2 * inv_var)? * 0.5)? + log_sigma)?.flatten_from(2)?.mean(D::Minus1)?; // [B, K]
+        if k == 1 {
+            return ade.mean_all()? + (nll.mean_all()? * cfg.nll_weight)?;
+        }
+        // The closest mode of each sample, as a one-hot mask.
+        let best = ade.detach().argmin_keepdim(1)?; // [B, 1]
+        let ids = CTensor::arange(0u32, k as u32, &Device::Cpu)?.reshape((1, k))?;
+        let onehot = ids.broadcast_eq(&best.to_dtype(DType::U32)?)?.to_dtype(DType::F32)?;
+        let wta = (&ade * &onehot)?.sum(1)?.mean_all()?;
+        let wta_nll = (nll * &onehot)?.sum(1)?.mean_all()?;
+        let logits = out.narrow(1, k * OUT, k)?;
+        let log_p = candle_nn::ops::log_softmax(&logits, 1)?;
+        let ce = (log_p * &onehot)?.sum(1)?.mean_all()?.neg()?;
+        // The mode served as the prediction (the most likely) also answers for every sample.
+        let top = logits.detach().argmax_keepdim(1)?;
+        let top_hot = ids.broadcast_eq(&top.to_dtype(DType::U32)?)?.to_dtype(DType::F32)?;
+        let top_ade = (ade * top_hot)?.sum(1)?.mean_all()?;
+        ((wta + (wta_nll * cfg.nll_weight)?)? + (ce * cfg.ce_weight)?)? + (top_ade * cfg.top_weight)?
     }
 
-    /// Predictions in the agent frame for a set of windows (for validation).
-    fn ade_fde(&self, samples: &[Sample]) -> Result<(f64, f64), ModelError> {
+    /// Mean ADE and FDE of the most likely future over samples, and of the best of the futures
+    /// (several modes only).
+    fn ade_fde(&self, samples: &[Sample]) -> Result<(f64, f64, Option<[f64; 2]>), ModelError> {
         let fast = FastTcn::from_varmap(&self.varmap)?;
-        let (mut ade, mut fde) = (0.0, 0.0);
+        let arch = fast.arch();
+        let (mut ade, mut fde, mut min_ade, mut min_fde) = (0.0, 0.0, 0.0, 0.0);
         for s in samples {
-            let out = fast.forward(&s.1);
-            let (pos, _) = decode(&s.1, &out);
-            let (a, f) = super::data::ade_fde(&pos, &s.2);
+            let out = fast.forward_full(&s.f, &s.nb);
+            let modes = decode_modes(arch, &s.f, &out);
+            let (a, f) = super::data::ade_fde(&modes[0].pos, &s.fut);
             ade += a;
             fde += f;
+            let errs: Vec<(f64, f64)> = modes.iter().map(|m| super::data::ade_fde(&m.pos, &s.fut)).collect();
+            min_ade += errs.iter().map(|e| e.0).fold(f64::INFINITY, f64::min);
+            min_fde += errs.iter().map(|e| e.1).fold(f64::INFINITY, f64::min);
         }
         let n = samples.len().max(1) as f64;
-        Ok((ade / n, fde / n))
+        let min = (arch.modes > 1).then(|| [min_ade / n, min_fde / n]);
+        Ok((ade / n, fde / n, min))
     }
 
     /// Trains on windows (seeded split, augmentation, early stopping); keeps the best epoch's
@@ -359,12 +610,26 @@ impl Trainer {
         self.train_groups(&[windows.to_vec()], cfg, progress)
     }
 
-    /// Like [`Trainer::train`], with windows grouped by source (a file, a scene). Every epoch
-    /// draws the same number of training samples from each group (smaller groups repeat, up to
-    /// ten times), so that one large scene does not dominate what the model learns.
+    /// [`Trainer::train_social_groups`] for windows without neighbours.
     pub fn train_groups(
         &mut self,
         groups: &[Vec<Window>],
+        cfg: &TrainConfig,
+        progress: impl FnMut(&EpochRecord),
+    ) -> Result<TrainReport, ModelError> {
+        let groups: Vec<Vec<SocialWindow>> = groups
+            .iter()
+            .map(|g| g.iter().map(|w| SocialWindow { window: *w, neighbours: Vec::new() }).collect())
+            .collect();
+        self.train_social_groups(&groups, cfg, progress)
+    }
+
+    /// Like [`Trainer::train`], with windows grouped by source (a file, a scene). Every epoch
+    /// draws the same number of training samples from each group (smaller groups repeat, up to
+    /// ten times), so that one large scene does not dominate what the model learns.
+    pub fn train_social_groups(
+        &mut self,
+        groups: &[Vec<SocialWindow>],
         cfg: &TrainConfig,
         mut progress: impl FnMut(&EpochRecord),
     ) -> Result<TrainReport, ModelError> {
@@ -381,7 +646,11 @@ impl Trainer {
                 train_idx.swap(i, rng.below(i + 1));
             }
             let order: Vec<usize> = (g.len() - n_val..g.len()).chain(train_idx).collect();
-            (order.iter().map(|&i| sample(&g[i])).collect::<Vec<_>>(), vec![1; order.len()], n_val)
+            (
+                order.iter().map(|&i| sample(&g[i].window, &g[i].neighbours)).collect::<Vec<_>>(),
+                vec![1; order.len()],
+                n_val,
+            )
         } else {
             let (all, reps_of) = shuffled_samples(groups, &mut rng);
             let n_val = ((all.len() as f64 * cfg.validation_share).round() as usize)
@@ -398,7 +667,7 @@ impl Trainer {
         let mut best = (f64::INFINITY, f64::INFINITY, 0usize, Vec::new());
         let mut start_val_ade_m = None;
         if cfg.keep_start_if_best && !val.is_empty() {
-            let (ade, fde) = self.ade_fde(val)?;
+            let (ade, fde, _) = self.ade_fde(val)?;
             start_val_ade_m = Some(ade);
             best = (ade, fde, 0, self.snapshot()?);
         }
@@ -426,12 +695,14 @@ impl Trainer {
                 }
                 None => None,
             };
-            let (val_ade, val_fde) = if val.is_empty() { (f64::NAN, f64::NAN) } else { self.ade_fde(val)? };
+            let (val_ade, val_fde, val_min) =
+                if val.is_empty() { (f64::NAN, f64::NAN, None) } else { self.ade_fde(val)? };
             let rec = EpochRecord {
                 epoch,
                 train_loss: total / batches.max(1) as f64,
                 val_ade_m: val_ade,
                 val_fde_m: val_fde,
+                val_min_ade_fde_m: val_min,
             };
             progress(&rec);
             records.push(rec);
@@ -484,11 +755,15 @@ impl Trainer {
                 .map(|&i| {
                     let flip = rng.chance(0.5);
                     let scale = 1.0 + cfg.speed_jitter * (2.0 * rng.uniform() as f32 - 1.0);
-                    augment(&train[i], flip, scale)
+                    let noise = (cfg.obs_noise_m > 0.0).then(|| {
+                        let sd = cfg.obs_noise_m * rng.uniform() as f32;
+                        std::array::from_fn(|_| [sd * rng.normal() as f32, sd * rng.normal() as f32])
+                    });
+                    augment(&train[i], flip, scale, noise.as_ref())
                 })
                 .collect();
-            let (x, y) = batch_tensors(&batch).map_err(cerr)?;
-            let loss = self.loss(&x, &y, cfg.nll_weight).map_err(cerr)?;
+            let (x, nb, y) = batch_tensors(&batch).map_err(cerr)?;
+            let loss = self.loss(&x, &nb, &y, cfg).map_err(cerr)?;
             opt.backward_step(&loss).map_err(cerr)?;
             total += f64::from(loss.to_scalar::<f32>().map_err(cerr)?);
             batches += 1;
@@ -533,15 +808,30 @@ impl Trainer {
         Ok(())
     }
 
-    /// Candle forward for a batch of observations (the reference for [`FastTcn`]).
-    pub fn forward_raw(&self, feats: &[[f32; 14]]) -> Result<Vec<Vec<f32>>, ModelError> {
+    /// Candle forward for a batch of observations and, for a social network, their neighbour
+    /// features (the reference for [`FastTcn`]).
+    pub fn forward_raw(
+        &self,
+        feats: &[[f32; 2 * STEPS_IN]],
+        nbs: Option<&[[f32; MAX_NBRS * NB_FEAT]]>,
+    ) -> Result<Vec<Vec<f32>>, ModelError> {
         let x = CTensor::from_vec(
             feats.iter().flatten().copied().collect::<Vec<_>>(),
             (feats.len(), 2, STEPS_IN),
             &Device::Cpu,
         )
         .map_err(cerr)?;
-        let out = self.net.forward(&x).map_err(cerr)?;
+        let nb = nbs
+            .map(|n| {
+                CTensor::from_vec(
+                    n.iter().flatten().copied().collect::<Vec<_>>(),
+                    (n.len(), MAX_NBRS, NB_FEAT),
+                    &Device::Cpu,
+                )
+            })
+            .transpose()
+            .map_err(cerr)?;
+        let out = self.net.forward(&x, nb.as_ref()).map_err(cerr)?;
         out.to_vec2::<f32>().map_err(cerr)
     }
 }

@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use super::data::file_windows;
+use super::data::file_social_windows;
 use super::model::WEIGHTS_FILE;
-use super::tcn::{EpochRecord, TrainConfig, TrainReport, Trainer};
+use super::tcn::{Arch, EpochRecord, TrainConfig, TrainReport, Trainer};
 use crate::model::next_version;
 use crate::ModelError;
 
@@ -19,15 +19,15 @@ pub fn train_on(
     init: Option<&Path>,
     progress: impl FnMut(&EpochRecord),
 ) -> Result<(Trainer, TrainReport), ModelError> {
-    let groups = files.iter().map(|f| file_windows(f)).collect::<Result<Vec<_>, _>>()?;
+    let groups = files.iter().map(|f| file_social_windows(f)).collect::<Result<Vec<_>, _>>()?;
     if groups.iter().all(Vec::is_empty) {
         return Err(ModelError::Data("no 20-frame windows in the training files".into()));
     }
     let mut trainer = match init {
         Some(p) => Trainer::load(p)?,
-        None => Trainer::new(cfg.seed)?,
+        None => Trainer::with_arch(cfg.seed, cfg.arch)?,
     };
-    let report = trainer.train_groups(&groups, cfg, progress)?;
+    let report = trainer.train_social_groups(&groups, cfg, progress)?;
     Ok((trainer, report))
 }
 
@@ -52,8 +52,11 @@ pub fn save_trained(
     write(
         dir.join("version.toml"),
         &format!(
-            "description = \"TCN trained by `waypoint train trajectory` on {} windows, best epoch {} (val ADE {:.3} m)\"\n",
-            report.train_windows, report.best_epoch, report.best_val_ade_m
+            "description = \"TCN{} trained by `waypoint train trajectory` on {} windows, best epoch {} (val ADE {:.3} m)\"\n",
+            arch_note(trainer.arch()),
+            report.train_windows,
+            report.best_epoch,
+            report.best_val_ade_m
         ),
     )?;
     if !model_dir.join("config.toml").exists() {
@@ -62,8 +65,19 @@ pub fn save_trained(
     Ok(dir)
 }
 
+/// How a network's shape reads in a description: nothing for the plain one.
+fn arch_note(arch: Arch) -> String {
+    match (arch.modes > 1, arch.social) {
+        (false, false) => String::new(),
+        (true, false) => format!(" ({} futures)", arch.modes),
+        (false, true) => " (reads neighbours)".into(),
+        (true, true) => format!(" ({} futures, reads neighbours)", arch.modes),
+    }
+}
+
 /// The repository configuration of the learned model.
-pub const TRAJECTORY_CONFIG: &str = r#"# Learned trajectory model: temporal CNN in the agent frame (see docs/EVALUATION.md).
+pub const TRAJECTORY_CONFIG: &str = r#"# Learned trajectory model: temporal CNN in the agent frame; from version 3 it reads the
+# neighbours and predicts several futures (see docs/EVALUATION.md and docs/PROTOCOL.md).
 platform = "waypoint"
 backend = "trajectory_tcn"
 max_batch_size = 4096
@@ -77,13 +91,34 @@ name = "history"
 datatype = "FP32"
 dims = [-1, 8, 2]   # last 8 positions (x, y), metres, 0.4 s apart
 
+[[inputs]]
+name = "neighbours"
+datatype = "FP32"
+dims = [-1, -1, 4]  # optional: other agents (x, y one step before the last, x, y at the last step); NaN row: none
+optional = true
+
 [[outputs]]
 name = "trajectory"
 datatype = "FP32"
-dims = [-1, 12, 2]  # next 12 positions, metres
+dims = [-1, 12, 2]  # next 12 positions of the most likely future, metres
 
 [[outputs]]
 name = "sigma"
 datatype = "FP32"
-dims = [-1, 12, 2]  # one-sigma error along and across the heading, metres
+dims = [-1, 12, 2]  # its one-sigma error along and across the heading, metres
+
+[[outputs]]
+name = "modes"
+datatype = "FP32"
+dims = [-1, -1, 12, 2]  # every predicted future (K of them), most likely first
+
+[[outputs]]
+name = "mode_probabilities"
+datatype = "FP32"
+dims = [-1, -1]     # their probabilities (sum 1)
+
+[[outputs]]
+name = "mode_sigma"
+datatype = "FP32"
+dims = [-1, -1, 12, 2]  # their one-sigma errors along and across the heading, metres
 "#;
