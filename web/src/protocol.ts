@@ -76,6 +76,10 @@ export interface PredictionsFrame {
   trajectory: Float32Array;
   /** Absent when the model gives no uncertainty (then no band is drawn). */
   sigma?: Float32Array;
+  /** From a model of several futures: count × M × 12 × 2 positions, most likely first. */
+  modes?: Float32Array;
+  /** count × M probabilities of those futures. */
+  mode_probabilities?: Float32Array;
 }
 
 export interface Detection {

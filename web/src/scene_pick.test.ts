@@ -50,6 +50,17 @@ describe("pickAt", () => {
     const pred = pickAt(-5, 13, 0.3, scene, tracks, predictions);
     expect(pred?.text).toBe("prediction for agent 4 · 4.8 s ahead · ±0.5 m across · trajectory v2");
   });
+  it("gives the likeliest future's probability when the model predicts several", () => {
+    const several: PredictionsFrame = {
+      ...predictions,
+      version: "3",
+      modes: new Float32Array(3 * 24),
+      mode_probabilities: new Float32Array([0.62, 0.25, 0.13]),
+    };
+    expect(pickAt(-5, 13, 0.3, scene, tracks, several)?.text).toBe(
+      "prediction for agent 4 · 4.8 s ahead · ±0.5 m across · 62% likely of 3 shown · trajectory v3",
+    );
+  });
   it("finds nothing out of reach", () => {
     expect(pickAt(50, -50, 1, scene, tracks, predictions)).toBeNull();
     expect(pickAt(0, 0, 1, null, null, null)).toBeNull();

@@ -72,11 +72,14 @@ export function pickAt(
         }
       }
       const sigma = predictions.sigma ? ` · ±${f1(2 * (predictions.sigma[(k * steps + at) * 2 + 1] as number))} m across` : "";
+      const probs = predictions.mode_probabilities;
+      const m = probs ? probs.length / predictions.agent_ids.length : 0;
+      const likely = probs && Number.isInteger(m) && m > 1 ? ` · ${Math.round(100 * (probs[k * m] as number))}% likely of ${m} shown` : "";
       found.push({
         kind: "prediction",
         id,
         distance: best + 0.1,
-        text: `prediction for agent ${id} · ${f1((at + 1) * 0.4)} s ahead${sigma} · ${predictions.model} v${predictions.version}`,
+        text: `prediction for agent ${id} · ${f1((at + 1) * 0.4)} s ahead${sigma}${likely} · ${predictions.model} v${predictions.version}`,
       });
     });
   }

@@ -135,6 +135,9 @@ function onMessage(m: Obj): void {
         agent_ids: m.agent_ids as number[],
         trajectory: f32(m.trajectory),
         sigma: m.sigma === undefined || m.sigma === null ? undefined : f32(m.sigma),
+        modes: m.modes === undefined || m.modes === null ? undefined : f32(m.modes),
+        mode_probabilities:
+          m.mode_probabilities === undefined || m.mode_probabilities === null ? undefined : f32(m.mode_probabilities),
       });
       break;
     case "tracks":
@@ -260,6 +263,8 @@ self.onmessage = (ev: MessageEvent<ToWorker>) => {
       if (frame.predictions) {
         transfer.push(frame.predictions.trajectory.buffer);
         if (frame.predictions.sigma) transfer.push(frame.predictions.sigma.buffer);
+        if (frame.predictions.modes) transfer.push(frame.predictions.modes.buffer);
+        if (frame.predictions.mode_probabilities) transfer.push(frame.predictions.mode_probabilities.buffer);
       }
       for (const s of [frame.healthSeries, frame.evalSeries, frame.latencySeries]) {
         if (!s) continue;

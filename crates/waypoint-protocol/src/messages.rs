@@ -402,7 +402,18 @@ pub struct PredictionsMsg {
     /// agent, in `agent_ids` order (`version` is then the one that predicted most).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub versions: Option<Vec<String>>,
+    /// From a model of several futures: each agent's most likely futures (at most
+    /// [`LIVE_MODES`]; count × M × 12 × 2 world positions, most likely first, the first being
+    /// `trajectory`) and their probabilities (count × M). Absent otherwise, or when the agents'
+    /// versions disagree on M.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modes: Option<Bulk>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode_probabilities: Option<Bulk>,
 }
+
+/// Most futures per agent the `predictions` stream carries.
+pub const LIVE_MODES: usize = 3;
 
 /// One detected object in the world frame.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -38,7 +38,7 @@ const LAYER_NOTES: Record<string, string> = {
   lidar: "returns: grey ground (< 0.25 m), cyan 0.25–2.5 m, steel above",
   detections: "dashed boxes, class and score",
   tracks: "id, class, velocity line",
-  predictions: "4.8 s paths, band ±2σ across",
+  predictions: "4.8 s paths, band ±2σ across; dashed: other likely futures with their probability",
   fused: "fused position, circle 2σ",
 };
 
@@ -455,6 +455,7 @@ export class ScenePanel extends Panel {
         ctx.strokeStyle = LAYER_COLOURS.predictions;
         ctx.stroke();
       }
+      this.alternatives(pr, steps, dpr);
     }
     const tr = this.tracks;
     ctx.font = `${11 * dpr}px system-ui, sans-serif`;
@@ -497,6 +498,45 @@ export class ScenePanel extends Panel {
       `lidar ${this.lidarDrawn} pts · ${tr ? tr.detections.length : 0} detections · ${tr ? tr.tracks.length : 0} tracks` +
       (pr ? ` · predictions ${pr.model} v${pr.version}` : "");
     this.info.dataset.agents = String(scene.agents.length);
+  }
+
+  /**
+   * The other likely futures of a model of several (the first of each agent's is its drawn
+   * path): dashed, fainter the less likely, with the probability at the end when ≥ 10 %.
+   */
+  private alternatives(pr: PredictionsFrame, steps: number, dpr: number): void {
+    const modes = pr.modes;
+    const probs = pr.mode_probabilities;
+    const n = pr.agent_ids.length;
+    if (!modes || !probs || n === 0) return;
+    const m = probs.length / n;
+    if (!Number.isInteger(m) || modes.length !== n * m * steps * 2) return;
+    const ctx = this.ctx;
+    ctx.save();
+    ctx.setLineDash([5 * dpr, 4 * dpr]);
+    ctx.strokeStyle = LAYER_COLOURS.predictions;
+    ctx.fillStyle = LAYER_COLOURS.predictions;
+    ctx.font = `${10 * dpr}px system-ui, sans-serif`;
+    for (let k = 0; k < n; k++) {
+      for (let j = 1; j < m; j++) {
+        const p = probs[k * m + j] as number;
+        if (!(p > 0.02)) continue;
+        const base = (k * m + j) * steps * 2;
+        ctx.globalAlpha = Math.min(1, 0.25 + p);
+        ctx.beginPath();
+        for (let i = 0; i < steps; i++) {
+          const [u, v] = this.px(modes[base + 2 * i] as number, modes[base + 2 * i + 1] as number);
+          if (i) ctx.lineTo(u, v);
+          else ctx.moveTo(u, v);
+        }
+        ctx.stroke();
+        if (p >= 0.1) {
+          const [u, v] = this.px(modes[base + 2 * steps - 2] as number, modes[base + 2 * steps - 1] as number);
+          ctx.fillText(`${Math.round(p * 100)}%`, u + 3 * dpr, v - 3 * dpr);
+        }
+      }
+    }
+    ctx.restore();
   }
 
   /** One prediction's band, 2 sigma across its path. */

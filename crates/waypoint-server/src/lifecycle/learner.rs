@@ -13,7 +13,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use waypoint_models::trajectory::data::Window;
+use waypoint_models::trajectory::data::SocialWindow;
 use waypoint_models::trajectory::finetune::{fine_tune, fine_tune_config, write_version};
 
 use crate::lifecycle::online::OnlineEval;
@@ -25,7 +25,7 @@ use crate::serving::registry::Registry;
 pub const OBSERVED_WINDOWS: usize = 20_000;
 
 /// Windows the scene has produced, newest last, shared with the learner.
-pub type Observed = Arc<Mutex<VecDeque<Window>>>;
+pub type Observed = Arc<Mutex<VecDeque<SocialWindow>>>;
 
 /// The model continuous learning trains.
 pub const LEARNED_MODEL: &str = "trajectory";
@@ -176,7 +176,7 @@ impl Learner {
     pub fn start_round(self: &Arc<Self>, req: RoundRequest) -> Result<Round, String> {
         let windows: Vec<_> = {
             let o = self.observed.lock().unwrap_or_else(|p| p.into_inner());
-            o.iter().skip(o.len().saturating_sub(self.config.max_windows)).copied().collect()
+            o.iter().skip(o.len().saturating_sub(self.config.max_windows)).cloned().collect()
         };
         if windows.len() < self.config.min_windows {
             return Err(format!(
@@ -291,12 +291,7 @@ impl Learner {
 
     /// Trains, writes, loads and (optionally) offers the canary; writes nothing when no epoch
     /// beat the base on the latest windows.
-    fn run_round(
-        &self,
-        round: &Round,
-        windows: Vec<waypoint_models::trajectory::data::Window>,
-        seed: u64,
-    ) -> Result<RoundOutcome, String> {
+    fn run_round(&self, round: &Round, windows: Vec<SocialWindow>, seed: u64) -> Result<RoundOutcome, String> {
         #[cfg(test)]
         assert!(!self.panic_next.swap(false, std::sync::atomic::Ordering::Relaxed), "injected panic");
         let started = Instant::now();
@@ -394,7 +389,7 @@ mod tests {
     use crate::metrics::Metrics;
     use crate::serving::repository::Repository;
     use std::time::Duration;
-    use waypoint_models::trajectory::data::Window;
+    use waypoint_models::trajectory::data::{SocialWindow, Window};
 
     fn learner(repo: &std::path::Path) -> Arc<Learner> {
         let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/trajectory");
@@ -415,13 +410,14 @@ mod tests {
         let registry = Arc::new(Registry::new(Repository::new(repo), Arc::new(Metrics::default())));
         registry.load(LEARNED_MODEL).unwrap();
         // Straight walks at a few speeds.
-        let windows: VecDeque<Window> = (0..64)
+        let windows: VecDeque<SocialWindow> = (0..64)
             .map(|i| {
                 let v = 0.5 + (i % 8) as f32 * 0.2;
-                Window {
+                let window = Window {
                     obs: std::array::from_fn(|k| [k as f32 * v, i as f32]),
                     fut: std::array::from_fn(|k| [(k + 8) as f32 * v, i as f32]),
-                }
+                };
+                SocialWindow { window, neighbours: Vec::new() }
             })
             .collect();
         let config = LearnerConfig { epochs: 1, min_windows: 32, keep_versions: 1, ..Default::default() };

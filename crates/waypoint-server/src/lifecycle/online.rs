@@ -13,7 +13,9 @@
 //!   (what perception saw; a track is scored against the road user it lay on when the
 //!   prediction was made), also per class (`ade_vehicle_m`, …), and beside them
 //!   `ade_truth_m` / `fde_truth_m` of the same versions fed the *true* histories, so the share of
-//!   the error that perception adds is visible;
+//!   the error that perception adds is visible. The same figures for constant velocity and the
+//!   Kalman filter on the same subjects are those of the `baseline` "model" (versions
+//!   `constant_velocity` and `kalman`, computed by the live stack, not served);
 //! - `sensor_health`: per tick and sensor, `accuracy` (an alarm exactly when the sensor has a
 //!   fault), `recall` and `precision` of the alarms, `fault_recall` (faults alarmed while
 //!   active) and `false_alarms_per_10min`.
@@ -46,7 +48,7 @@ pub const MATCH_M: f64 = 2.0;
 /// (none: the live scene does not score the model).
 pub fn default_metric(model: &str) -> Option<(&'static str, bool)> {
     match model {
-        "trajectory" | "trajectory_cv" => Some(("ade_m", false)),
+        "trajectory" | "trajectory_cv" | "baseline" => Some(("ade_m", false)),
         "detection" => Some(("recall", true)),
         "fusion" => Some(("rmse_pos_m", false)),
         "sensor_health" => Some(("accuracy", true)),

@@ -18,11 +18,14 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use futures_util::future::join_all;
-use waypoint_models::trajectory::data::Window;
+use waypoint_models::trajectory::data::{SocialWindow, Window};
+use waypoint_models::trajectory::kalman::KalmanCv;
+use waypoint_models::trajectory::tcn::{MAX_NBRS, NBR_RADIUS_M};
+use waypoint_models::trajectory::ConstantVelocity;
 use waypoint_models::trajectory::{OBS_STEPS, PRED_STEPS, STEP_SECS};
 use waypoint_models::{Tensor, TensorData};
 use waypoint_protocol::convert::StreamItem;
-use waypoint_protocol::{Bulk, PredictionsMsg, ServerMessage, StreamName};
+use waypoint_protocol::{Bulk, PredictionsMsg, ServerMessage, StreamName, LIVE_MODES};
 
 use crate::lifecycle::learner::{Observed, OBSERVED_WINDOWS};
 use crate::lifecycle::online::{Feed, Subject, JUMP_M};
@@ -128,10 +131,11 @@ impl Predictor {
         self.ctx.handle.spawn(run_round(jobs, round, self.ctx.clone()));
     }
 
-    /// Appends each subject's position; returns the 8 + 12 step windows completed.
-    fn extend_histories(&mut self, samples: &[Sample]) -> Vec<Window> {
+    /// Appends each subject's position; returns the 8 + 12 step windows completed, each with
+    /// the subjects within [`NBR_RADIUS_M`] at its last observed step (those whose history
+    /// reaches back that far).
+    fn extend_histories(&mut self, samples: &[Sample]) -> Vec<SocialWindow> {
         let window = OBS_STEPS + PRED_STEPS;
-        let mut completed = Vec::new();
         for s in samples {
             let h = self.histories.entry(s.id).or_default();
             let p = [s.x_m as f32, s.y_m as f32];
@@ -143,17 +147,35 @@ impl Predictor {
             while h.len() > window {
                 h.pop_front();
             }
-            if h.len() == window {
-                let mut w = Window { obs: [[0.0; 2]; OBS_STEPS], fut: [[0.0; 2]; PRED_STEPS] };
-                for (k, p) in h.iter().enumerate() {
-                    if k < OBS_STEPS {
-                        w.obs[k] = *p;
-                    } else {
-                        w.fut[k - OBS_STEPS] = *p;
-                    }
-                }
-                completed.push(w);
+        }
+        // Positions `back` steps before now, when a history reaches that far.
+        let at = |h: &VecDeque<[f32; 2]>, back: usize| h.len().checked_sub(back + 1).map(|i| h[i]);
+        let mut completed = Vec::new();
+        for (id, h) in &self.histories {
+            if h.len() != window {
+                continue;
             }
+            let mut w = Window { obs: [[0.0; 2]; OBS_STEPS], fut: [[0.0; 2]; PRED_STEPS] };
+            for (k, p) in h.iter().enumerate() {
+                if k < OBS_STEPS {
+                    w.obs[k] = *p;
+                } else {
+                    w.fut[k - OBS_STEPS] = *p;
+                }
+            }
+            let neighbours = self
+                .histories
+                .iter()
+                .filter(|(other, _)| *other != id)
+                .filter_map(|(_, o)| {
+                    let (prev, last) = (at(o, PRED_STEPS + 1)?, at(o, PRED_STEPS)?);
+                    let me = w.obs[OBS_STEPS - 1];
+                    // Only those the network could read are kept (the windows are many).
+                    ((last[0] - me[0]).hypot(last[1] - me[1]) <= NBR_RADIUS_M)
+                        .then_some([prev[0], prev[1], last[0], last[1]])
+                })
+                .collect();
+            completed.push(SocialWindow { window: w, neighbours });
         }
         completed
     }
@@ -185,17 +207,83 @@ impl Predictor {
     }
 }
 
-/// One job's request: the trajectories and, when the model gives them, their uncertainties.
-async fn predict(job: &Job, round: &Round) -> Option<(Vec<f32>, Option<Vec<f32>>)> {
+/// The `neighbours` input for `subjects` of a round: for each, the other subjects of the round
+/// within [`NBR_RADIUS_M`] at the last step (the nearest [`MAX_NBRS`]), as `[x_prev, y_prev,
+/// x_last, y_last]`, padded with NaN (no neighbour) to the longest list.
+fn neighbours_of(subjects: &[usize], round: &Round) -> Tensor {
+    let at = |i: usize| {
+        let h = &round.histories[i];
+        let n = h.len();
+        [h[n - 4], h[n - 3], h[n - 2], h[n - 1]]
+    };
+    let lists: Vec<Vec<[f32; 4]>> = subjects
+        .iter()
+        .map(|&i| {
+            let me = at(i);
+            let mut near: Vec<(f32, [f32; 4])> = (0..round.histories.len())
+                .filter(|&j| j != i)
+                .map(|j| {
+                    let o = at(j);
+                    ((o[2] - me[2]).hypot(o[3] - me[3]), o)
+                })
+                .filter(|(d, _)| *d <= NBR_RADIUS_M)
+                .collect();
+            near.sort_by(|a, b| a.0.total_cmp(&b.0));
+            near.into_iter().take(MAX_NBRS).map(|(_, o)| o).collect()
+        })
+        .collect();
+    let m = lists.iter().map(Vec::len).max().unwrap_or(0).max(1);
+    let mut data = Vec::with_capacity(subjects.len() * m * 4);
+    for l in &lists {
+        data.extend(l.iter().flatten());
+        data.extend(std::iter::repeat_n(f32::NAN, (m - l.len()) * 4));
+    }
+    Tensor { name: "neighbours".into(), shape: vec![subjects.len(), m, 4], data: TensorData::F32(data) }
+}
+
+/// What one job's request gave: the trajectories, their uncertainties when the model gives
+/// them, and each subject's most likely futures with their probabilities when it gives several.
+struct Predicted {
+    trajectory: Vec<f32>,
+    sigma: Option<Vec<f32>>,
+    /// (futures per subject, subjects × M × 12 × 2 positions, subjects × M probabilities).
+    modes: Option<(usize, Vec<f32>, Vec<f32>)>,
+}
+
+/// The most likely `LIVE_MODES` of each row's futures, from `modes` `[N, K, 12, 2]` and
+/// `mode_probabilities` `[N, K]` (most likely first); none when K is 1.
+fn top_modes(modes: &Tensor, probs: &Tensor) -> Option<(usize, Vec<f32>, Vec<f32>)> {
+    let (m, p) = (modes.as_f32().ok()?, probs.as_f32().ok()?);
+    let (n, k) = (*probs.shape.first()?, *probs.shape.get(1)?);
+    if k < 2 || m.len() != n * k * PRED_STEPS * 2 || p.len() != n * k {
+        return None;
+    }
+    let keep = k.min(LIVE_MODES);
+    let per = PRED_STEPS * 2;
+    let pos = (0..n).flat_map(|r| m[r * k * per..(r * k + keep) * per].iter().copied()).collect();
+    let pr = (0..n).flat_map(|r| p[r * k..r * k + keep].iter().copied()).collect();
+    Some((keep, pos, pr))
+}
+
+/// One job's request. Models that take `neighbours` get each subject's neighbours in the round.
+async fn predict(job: &Job, round: &Round) -> Option<Predicted> {
     let data: Vec<f32> = job.subjects.iter().flat_map(|i| round.histories[*i].iter().copied()).collect();
-    let input = Tensor::new("history", vec![job.subjects.len(), OBS_STEPS, 2], TensorData::F32(data)).ok()?;
-    match crate::serving::inference::infer_on(&job.loaded, vec![input]).await {
+    let mut inputs = vec![Tensor::new("history", vec![job.subjects.len(), OBS_STEPS, 2], TensorData::F32(data)).ok()?];
+    if job.loaded.config.inputs.iter().any(|i| i.name == "neighbours") {
+        inputs.push(neighbours_of(&job.subjects, round));
+    }
+    match crate::serving::inference::infer_on(&job.loaded, inputs).await {
         Ok(out) => {
             let find = |name: &str| {
                 out.outputs.iter().find(|o| o.name == name).and_then(|o| o.as_f32().ok().map(<[f32]>::to_vec))
             };
+            let named = |name: &str| out.outputs.iter().find(|o| o.name == name);
+            let modes = match (named("modes"), named("mode_probabilities")) {
+                (Some(m), Some(p)) => top_modes(m, p),
+                _ => None,
+            };
             // A model without an uncertainty output has none: absent, never zero.
-            Some((find("trajectory")?, find("sigma")))
+            Some(Predicted { trajectory: find("trajectory")?, sigma: find("sigma"), modes })
         }
         Err(e) => {
             tracing::debug!(error = %e, "live prediction failed");
@@ -204,10 +292,27 @@ async fn predict(job: &Job, round: &Round) -> Option<(Vec<f32>, Option<Vec<f32>>
     }
 }
 
+/// Online-error "model" under which the baselines are scored on the same subjects as the served
+/// versions, each a version of it: `constant_velocity` and `kalman` (computed here, not served).
+pub const BASELINE_MODEL: &str = "baseline";
+
+/// Scores constant velocity and the Kalman filter on the round's subjects, beside the versions.
+fn score_baselines(round: &Round, ctx: &Context) {
+    let obs = |h: &[f32]| -> [[f32; 2]; OBS_STEPS] { std::array::from_fn(|k| [h[2 * k], h[2 * k + 1]]) };
+    let kalman = KalmanCv::default();
+    let cv: Vec<f32> =
+        round.histories.iter().flat_map(|h| ConstantVelocity::predict(&obs(h)).into_iter().flatten()).collect();
+    let kf: Vec<f32> = round.histories.iter().flat_map(|h| kalman.predict(&obs(h)).into_iter().flatten()).collect();
+    for (version, traj) in [("constant_velocity", cv), ("kalman", kf)] {
+        ctx.online.record_predictions(BASELINE_MODEL, version, round.feed, round.t_secs, &round.subjects, &traj);
+    }
+}
+
 /// Runs a round's requests concurrently, scores every result, publishes the primary ones of the
 /// track feed as one message.
 async fn run_round(jobs: Vec<Job>, round: Round, ctx: Context) {
     let results = join_all(jobs.iter().map(|job| predict(job, &round))).await;
+    score_baselines(&round, &ctx);
     let per = PRED_STEPS * 2;
     let n = round.ids.len();
     let mut trajectory = vec![0f32; n * per];
@@ -215,8 +320,13 @@ async fn run_round(jobs: Vec<Job>, round: Round, ctx: Context) {
     let mut all_have_sigma = true;
     let mut version_of: Vec<Option<String>> = vec![None; n];
     let mut model = String::new();
+    // Futures per subject (all versions must agree on how many for the stream to carry them).
+    let mut mode_count: Option<usize> = None;
+    let mut modes_agree = true;
+    let mut modes = Vec::new();
+    let mut mode_probs = Vec::new();
     for (job, result) in jobs.iter().zip(results) {
-        let Some((traj, sig)) = result else { continue };
+        let Some(Predicted { trajectory: traj, sigma: sig, modes: job_modes }) = result else { continue };
         let subjects: Vec<Option<Subject>> = job.subjects.iter().map(|i| round.subjects[*i]).collect();
         let version = job.loaded.version.to_string();
         ctx.online.record_predictions(&job.loaded.model, &version, round.feed, round.t_secs, &subjects, &traj);
@@ -232,6 +342,20 @@ async fn run_round(jobs: Vec<Job>, round: Round, ctx: Context) {
             }
             version_of[*i] = Some(version.clone());
         }
+        match &job_modes {
+            Some((m, pos, pr)) if modes_agree && mode_count.is_none_or(|c| c == *m) => {
+                if mode_count.is_none() {
+                    mode_count = Some(*m);
+                    modes = vec![f32::NAN; n * m * per];
+                    mode_probs = vec![f32::NAN; n * m];
+                }
+                for (k, i) in job.subjects.iter().enumerate() {
+                    modes[i * m * per..(i + 1) * m * per].copy_from_slice(&pos[k * m * per..(k + 1) * m * per]);
+                    mode_probs[i * m..(i + 1) * m].copy_from_slice(&pr[k * m..(k + 1) * m]);
+                }
+            }
+            _ => modes_agree = false,
+        }
     }
     // Publish the tracks that got a prediction, in order.
     let keep: Vec<usize> = (0..n).filter(|i| version_of[*i].is_some()).collect();
@@ -246,7 +370,7 @@ async fn run_round(jobs: Vec<Job>, round: Round, ctx: Context) {
     let main = counts.iter().max_by_key(|(_, n)| **n).map(|(v, _)| v.to_string()).unwrap_or_default();
     let mixed = counts.len() > 1;
     let pick = |src: &[f32]| keep.iter().flat_map(|i| src[i * per..(i + 1) * per].iter().copied()).collect();
-    let msg = PredictionsMsg {
+    let mut msg = PredictionsMsg {
         seq: round.seq,
         t_secs: round.t_secs,
         model,
@@ -256,6 +380,15 @@ async fn run_round(jobs: Vec<Job>, round: Round, ctx: Context) {
         trajectory: Bulk::F32(pick(&trajectory)),
         sigma: all_have_sigma.then(|| Bulk::F32(pick(&sigma))),
         versions: mixed.then_some(versions),
+        modes: None,
+        mode_probabilities: None,
     };
+    if let (Some(m), true) = (mode_count, modes_agree) {
+        let pick_m = |src: &[f32], width: usize| {
+            keep.iter().flat_map(|i| src[i * width..(i + 1) * width].iter().copied()).collect()
+        };
+        msg.modes = Some(Bulk::F32(pick_m(&modes, m * per)));
+        msg.mode_probabilities = Some(Bulk::F32(pick_m(&mode_probs, m)));
+    }
     ctx.hub.publish(&StreamItem::Ready(StreamName::Predictions, ServerMessage::Predictions(msg)));
 }

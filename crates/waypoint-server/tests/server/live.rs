@@ -126,6 +126,21 @@ async fn the_live_stack_runs_on_served_versions_and_a_detection_canary_reaches_a
                 let Some(t) = &last_tracks else { continue };
                 let traj = p.trajectory.to_f64(Default::default(), Default::default()).unwrap();
                 assert!(p.sigma.is_some(), "the learned model gives its uncertainty");
+                // Its several futures: the most likely three of each track, the first being the
+                // trajectory, with probabilities in order.
+                let modes = p.modes.as_ref().expect("modes").to_f64(Default::default(), Default::default()).unwrap();
+                let probs = p
+                    .mode_probabilities
+                    .as_ref()
+                    .expect("mode probabilities")
+                    .to_f64(Default::default(), Default::default())
+                    .unwrap();
+                let n = p.agent_ids.len();
+                assert_eq!((modes.len(), probs.len()), (n * 3 * 24, n * 3));
+                for (i, pr) in probs.chunks(3).enumerate() {
+                    assert!(pr[0] >= pr[1] && pr[1] >= pr[2] && pr.iter().sum::<f64>() <= 1.0 + 1e-6, "{pr:?}");
+                    assert_eq!(modes[i * 72..i * 72 + 24], traj[i * 24..(i + 1) * 24]);
+                }
                 for (i, id) in p.agent_ids.iter().enumerate() {
                     let Some(f) = t.fused.iter().find(|f| f.id == *id) else { continue };
                     let d = (traj[i * 24] - f.x_m).hypot(traj[i * 24 + 1] - f.y_m);
@@ -147,8 +162,10 @@ async fn the_live_stack_runs_on_served_versions_and_a_detection_canary_reaches_a
         ("detection", "6", "recall"),
         ("detection", "6", "precision"),
         ("fusion", "1", "rmse_pos_m"),
-        ("trajectory", "2", "ade_m"),
-        ("trajectory", "2", "ade_truth_m"),
+        ("trajectory", "3", "ade_m"),
+        ("trajectory", "3", "ade_truth_m"),
+        ("baseline", "constant_velocity", "ade_m"),
+        ("baseline", "kalman", "ade_truth_m"),
         ("sensor_health", "2", "false_alarms_per_10min"),
         ("sensor_health", "2", "accuracy"),
     ];
