@@ -1,8 +1,9 @@
 //! Streaming sensor-health anomaly detection ([`detector`]) and its evaluation on the Numenta
-//! Anomaly Benchmark ([`nab`]).
+//! Anomaly Benchmark ([`nab`], and leave-one-category-out in [`nab_folds`]).
 
 pub mod detector;
 pub mod nab;
+pub mod nab_folds;
 
 pub use detector::{Detector, DetectorConfig};
 pub mod health;
