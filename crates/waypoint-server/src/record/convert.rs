@@ -251,15 +251,20 @@ pub fn track_entities(msg: &TracksMsg, ns: u64) -> SceneUpdate {
 }
 
 /// Predicted paths as line strips, with a one-sigma ellipse (along and across the path) at
-/// every step.
+/// every step; from a model of several futures, the other likely ones as thinner, fainter strips
+/// with their probability at the end.
 pub fn prediction_entities(msg: &PredictionsMsg, ns: u64) -> SceneUpdate {
     let numbers = |b: &waypoint_protocol::Bulk| {
         b.to_f64(waypoint_protocol::BulkFormat::F32, waypoint_protocol::Compression::None).unwrap_or_default()
     };
     let traj = numbers(&msg.trajectory);
     let sigma = msg.sigma.as_ref().map(numbers).unwrap_or_default();
+    let modes = msg.modes.as_ref().map(numbers).unwrap_or_default();
+    let probs = msg.mode_probabilities.as_ref().map(numbers).unwrap_or_default();
     let n = msg.agent_ids.len();
     let steps = if n == 0 { 0 } else { traj.len() / (2 * n) };
+    let m = probs.len().checked_div(n).unwrap_or(0);
+    let modes_ok = m > 1 && modes.len() == n * m * steps * 2 && probs.len() == n * m;
     let mut out = Vec::with_capacity(n);
     for (i, id) in msg.agent_ids.iter().enumerate() {
         let at = |k: usize| (traj[(i * steps + k) * 2], traj[(i * steps + k) * 2 + 1]);
@@ -273,6 +278,23 @@ pub fn prediction_entities(msg: &PredictionsMsg, ns: u64) -> SceneUpdate {
             color: rgba(0.3, 0.9, 0.95, 1.0),
             ..Default::default()
         });
+        for j in (1..m).filter(|_| modes_ok) {
+            let p = probs[i * m + j];
+            let base = (i * m + j) * steps * 2;
+            let points: Vec<Point3> =
+                (0..steps).map(|k| Point3 { x: modes[base + 2 * k], y: modes[base + 2 * k + 1], z: 0.15 }).collect();
+            if let Some(end) = points.last() {
+                e.texts.push(label(end.x, end.y, 0.5, format!("{:.0}%", 100.0 * p)));
+            }
+            e.lines.push(LinePrimitive {
+                r#type: line_primitive::Type::LineStrip as i32,
+                thickness: 1.0,
+                scale_invariant: true,
+                points,
+                color: rgba(0.3, 0.9, 0.95, (0.25 + p).min(1.0)),
+                ..Default::default()
+            });
+        }
         if sigma.len() == traj.len() {
             for k in 0..steps {
                 let (x, y) = at(k);
@@ -376,5 +398,31 @@ mod tests {
         let (x, y) = scene_xy(l.latitude, l.longitude);
         assert!((x - 120.5).abs() < 1e-6 && (y + 80.25).abs() < 1e-6);
         assert_eq!(l.position_covariance[0], 2.25);
+    }
+
+    #[test]
+    fn the_other_likely_futures_are_drawn_with_their_probability() {
+        let line = |dx: f32| (0..12).flat_map(move |k| [k as f32 * dx, 1.0]).collect::<Vec<f32>>();
+        let mut msg = PredictionsMsg {
+            seq: 1,
+            t_secs: 0.0,
+            model: "trajectory".into(),
+            version: "3".into(),
+            count: 1,
+            agent_ids: vec![7],
+            trajectory: waypoint_protocol::Bulk::F32(line(1.0)),
+            sigma: None,
+            versions: None,
+            modes: Some(waypoint_protocol::Bulk::F32([line(1.0), line(0.5), line(0.2)].concat())),
+            mode_probabilities: Some(waypoint_protocol::Bulk::F32(vec![0.7, 0.2, 0.1])),
+        };
+        let u = prediction_entities(&msg, 0);
+        let e = &u.entities[0];
+        assert_eq!(e.lines.len(), 3, "the path and two other futures");
+        assert_eq!(e.texts.iter().map(|t| t.text.as_str()).collect::<Vec<_>>(), ["20%", "10%"]);
+        assert!((e.lines[1].points[11].x - 5.5).abs() < 1e-9);
+        // Malformed modes (a length that does not fit) draw the path alone.
+        msg.mode_probabilities = Some(waypoint_protocol::Bulk::F32(vec![0.7, 0.3]));
+        assert_eq!(prediction_entities(&msg, 0).entities[0].lines.len(), 1);
     }
 }
