@@ -532,10 +532,11 @@ mod trajectory_social {
         let left_near = [9.0, 3.0, 9.0, 3.5]; // 1 m to the agent's left, walking along with it
         let ahead = [10.0, 6.5, 10.0, 6.5]; // 3 m ahead, standing
         let broken = [f32::NAN, 0.0, 1.0, 1.0];
-        let f = neighbour_features(&frame, &[far, ahead, broken, left_near]);
+        let car = [12.0, 0.0, 12.0, 4.0]; // 2 m away, 4 m per step: not a pedestrian's neighbour
+        let f = neighbour_features(&frame, &[far, ahead, broken, car, left_near]);
         let s = NBR_POS_SCALE_M;
         let near: Vec<&[f32]> = f.chunks_exact(NB_FEAT).filter(|c| c[4] > 0.0).collect();
-        assert_eq!(near.len(), 2, "the far one and the broken one are not read: {f:?}");
+        assert_eq!(near.len(), 2, "the far one, the broken one and the car are not read: {f:?}");
         let expect = [[0.0, 1.0 / s, 1.0, 0.0, 1.0], [3.0 / s, 0.0, 0.0, 0.0, 1.0]];
         for (got, want) in near.iter().zip(expect) {
             for (a, b) in got.iter().zip(want) {

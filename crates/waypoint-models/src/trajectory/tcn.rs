@@ -47,6 +47,9 @@ pub const SHIPPED_TOP_WEIGHT: f64 = 3.0;
 pub const MAX_NBRS: usize = 8;
 /// Neighbours farther than this at the last observed frame are not read, metres.
 pub const NBR_RADIUS_M: f32 = 6.0;
+/// Neighbours faster than this (metres per 0.4 s step: 3 m/s) are not read: the network learned
+/// from pedestrians among pedestrians, and a passing car is nothing it has seen.
+pub const NBR_MAX_STEP_M: f32 = 1.2;
 /// Features per neighbour: position and last step in the agent frame, and presence.
 pub const NB_FEAT: usize = 5;
 /// Neighbour positions are divided by this, metres.
@@ -175,7 +178,7 @@ pub fn features(obs: &[[f32; 2]; OBS_STEPS]) -> (AgentFrame, [f32; 2 * STEPS_IN]
 }
 
 /// Neighbour features in an agent's frame: the nearest [`MAX_NBRS`] within [`NBR_RADIUS_M`]
-/// at the last observed frame, nearest first, each `[x, y] / NBR_POS_SCALE_M`, its last step
+/// at the last observed frame and no faster than [`NBR_MAX_STEP_M`] per step, nearest first, each `[x, y] / NBR_POS_SCALE_M`, its last step
 /// `/ VEL_SCALE_M`, and 1 (present); the rest zeros. `neighbours` are
 /// `[x_prev, y_prev, x_last, y_last]` in the world; rows with a non-finite value are skipped.
 pub fn neighbour_features(frame: &AgentFrame, neighbours: &[[f32; 4]]) -> [f32; MAX_NBRS * NB_FEAT] {
@@ -187,7 +190,7 @@ pub fn neighbour_features(frame: &AgentFrame, neighbours: &[[f32; 4]]) -> [f32; 
             let prev = frame.to_local([n[0], n[1]]);
             (last, [last[0] - prev[0], last[1] - prev[1]], last[0].hypot(last[1]))
         })
-        .filter(|n| n.2 <= NBR_RADIUS_M)
+        .filter(|n| n.2 <= NBR_RADIUS_M && n.1[0].hypot(n.1[1]) <= NBR_MAX_STEP_M)
         .collect();
     near.sort_by(|a, b| a.2.total_cmp(&b.2));
     let mut f = [0f32; MAX_NBRS * NB_FEAT];
