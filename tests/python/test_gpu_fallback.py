@@ -49,10 +49,11 @@ def histories(n, seed):
     return (start + np.cumsum(steps, axis=1)).astype(np.float32)
 
 
-def infer(base, model, x):
+def infer(base, model, x, version=None):
     body = json.dumps({"inputs": [{"name": "history", "shape": list(x.shape), "datatype": "FP32",
                                    "data": x.ravel().tolist()}]}).encode()
-    req = urllib.request.Request(f"{base}/v2/models/{model}/infer", data=body,
+    path = f"/v2/models/{model}/versions/{version}/infer" if version else f"/v2/models/{model}/infer"
+    req = urllib.request.Request(f"{base}{path}", data=body,
                                  headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=30) as r:
         out = {o["name"]: np.array(o["data"], dtype=np.float32).reshape(o["shape"])
@@ -126,7 +127,7 @@ def test_the_exported_graph_is_valid_onnx_and_matches_the_native_model(exported,
     # batch (run sample by sample) and a large one (the matrix-product path).
     # Seven rows of every kind (slow, still, moving) and all 600.
     for rows in (x[[0, 80, 90, 200, 300, 400, 599]], x):
-        native_traj, native_sigma = infer(base, "trajectory", rows)
+        native_traj, native_sigma = infer(base, "trajectory", rows, version="2")
         onnx_traj, onnx_sigma = session.run(["trajectory", "sigma"], {"history": rows})
         assert np.abs(native_traj - onnx_traj).max() <= 1e-4, np.abs(native_traj - onnx_traj).max()
         assert np.abs(native_sigma - onnx_sigma).max() <= 1e-4

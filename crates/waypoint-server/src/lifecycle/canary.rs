@@ -22,8 +22,9 @@ pub struct CanarySettings {
     /// Seconds each step is held at least.
     pub dwell_secs: f64,
     /// Online-error metric compared (absent: the model's own — `ade_m` for trajectories,
-    /// `recall` for detection and anomaly, `rmse_pos_m` for fusion; a model the scene does not
-    /// score is judged on failures and latency only).
+    /// `recall` for detection and anomaly, `rmse_pos_m` for fusion — and, for trajectories and
+    /// detection, its per-class forms too, where a significant regression of one class rolls
+    /// back; a model the scene does not score is judged on failures and latency only).
     pub metric: Option<String>,
     /// Whether a larger metric is better (absent: as the model's own metric).
     pub higher_is_better: Option<bool>,
@@ -166,31 +167,39 @@ pub(crate) fn judge_step(
         next.incumbent_window = Baseline::of(inc);
         next.candidate_window = Baseline::of(cand);
     }
-    // Online error, when the model has a metric.
+    // Online error, when the model has a metric: paired samples when there are enough.
     let metric = s.judged_metric(model);
-    let stats = |v: u64| metric.as_ref().and_then(|(m, _)| online.stats(model, &v.to_string(), m));
-    let (inc_err, cand_err) = (stats(c.incumbent), stats(c.candidate));
-    let pairs = metric.as_ref().map_or_else(Vec::new, |(m, _)| {
-        online.paired_differences(model, &c.incumbent.to_string(), &c.candidate.to_string(), m)
-    });
-    let error = match (&metric, inc_err, cand_err) {
-        (Some((_, hib)), Some(i), Some(_)) if pairs.len() >= s.min_samples => {
-            Some(judge::compare_paired(&i, &pairs, *hib, s.margin, s.min_samples, s.significance_z))
+    let stats = |v: u64, m: &str| online.stats(model, &v.to_string(), m);
+    let paired = |m: &str| online.paired_differences(model, &c.incumbent.to_string(), &c.candidate.to_string(), m);
+    let verdict = |m: &str, hib: bool| {
+        let pairs = paired(m);
+        match (stats(c.incumbent, m), stats(c.candidate, m)) {
+            (Some(i), Some(_)) if pairs.len() >= s.min_samples => {
+                judge::compare_paired(&i, &pairs, hib, s.margin, s.min_samples, s.significance_z)
+            }
+            (Some(i), Some(k)) => judge::compare_error(&i, &k, hib, s.margin, s.min_samples, s.significance_z),
+            _ => judge::ErrorVerdict::NotEnough,
         }
-        (Some((_, hib)), Some(i), Some(k)) => {
-            Some(judge::compare_error(&i, &k, *hib, s.margin, s.min_samples, s.significance_z))
-        }
-        (Some(_), _, _) => Some(judge::ErrorVerdict::NotEnough),
-        (None, _, _) => None,
     };
-    let t_stat = match error {
-        Some(
-            judge::ErrorVerdict::Worse { t }
-            | judge::ErrorVerdict::NotWorse { t }
-            | judge::ErrorVerdict::Undecided { t },
-        ) => Some(t),
+    let (inc_err, cand_err) = match &metric {
+        Some((m, _)) => (stats(c.incumbent, m), stats(c.candidate, m)),
+        None => (None, None),
+    };
+    let pairs = metric.as_ref().map_or_else(Vec::new, |(m, _)| paired(m));
+    let error = metric.as_ref().map(|(m, hib)| verdict(m, *hib));
+    // With the model's own metric, each class of road user too: only a significant regression
+    // counts (a class with few samples neither holds the canary back nor rolls it back).
+    let per_class: Vec<(&str, judge::ErrorVerdict)> = match (&metric, &s.metric) {
+        (Some((_, hib)), None) => {
+            crate::lifecycle::online::class_metrics(model).iter().map(|m| (*m, verdict(m, *hib))).collect()
+        }
+        _ => Vec::new(),
+    };
+    let class_worse = per_class.iter().find_map(|(m, v)| match v {
+        judge::ErrorVerdict::Worse { t } => Some((*m, *t)),
         _ => None,
-    };
+    });
+    let t_stat = error.as_ref().and_then(verdict_t);
     let side = |v: u64, all: &Traffic, err: Option<judge::ErrorStats>| {
         json!({"version": v, "error": err.map(|e| e.value), "samples": err.map(|e| e.n),
                "requests": all.requests, "failure_rate": all.failure_rate(),
@@ -201,11 +210,14 @@ pub(crate) fn judge_step(
         "metric": metric.as_ref().map(|m| &m.0), "error_t": t_stat, "paired_samples": pairs.len(),
         "failure_z": judge::failure_z(&inc_all, &cand_all),
         "latency_window": window, "latency_strikes": next.strikes,
+        "per_class_t": per_class.iter().map(|(m, v)| (m.to_string(), json!(verdict_t(v)))).collect::<serde_json::Map<_, _>>(),
         "incumbent": side(c.incumbent, &inc_all, inc_err),
         "candidate": side(c.candidate, &cand_all, cand_err),
     });
     let rollback = if let Some(judge::ErrorVerdict::Worse { t }) = error {
         let m = metric.as_ref().map_or("", |m| m.0.as_str());
+        Some(format!("{m} worse than the incumbent's by more than {:.0} % (t = {t:.1})", s.margin * 100.0))
+    } else if let Some((m, t)) = class_worse {
         Some(format!("{m} worse than the incumbent's by more than {:.0} % (t = {t:.1})", s.margin * 100.0))
     } else if failing {
         Some(format!(
@@ -246,6 +258,16 @@ pub(crate) fn judge_step(
     }
 }
 
+/// The t statistic of a verdict that has one.
+fn verdict_t(v: &judge::ErrorVerdict) -> Option<f64> {
+    match v {
+        judge::ErrorVerdict::Worse { t }
+        | judge::ErrorVerdict::NotWorse { t }
+        | judge::ErrorVerdict::Undecided { t } => Some(*t),
+        judge::ErrorVerdict::NotEnough => None,
+    }
+}
+
 fn fmt_ms(ms: Option<f64>) -> String {
     ms.map_or("-".into(), |m| format!("{m:.2}"))
 }
@@ -254,7 +276,12 @@ fn fmt_ms(ms: Option<f64>) -> String {
 pub(crate) fn judged_on(model: &str, s: &CanarySettings) -> String {
     match s.judged_metric(model) {
         Some((m, hib)) => {
-            format!("online {m} ({} is better), failure rate and median latency", if hib { "higher" } else { "lower" })
+            let classes = s.metric.is_none() && !crate::lifecycle::online::class_metrics(model).is_empty();
+            format!(
+                "online {m} ({} is better){}, failure rate and median latency",
+                if hib { "higher" } else { "lower" },
+                if classes { ", and per class of road user (a significant regression rolls back)" } else { "" }
+            )
         }
         None => "failure rate and median latency only (the live scene does not score this model)".into(),
     }
@@ -410,6 +437,23 @@ pub(crate) mod tests {
         let online = OnlineEval::default();
         online.inject("trajectory", "1", "ade_m", noisy(1.0, 120));
         online.inject("trajectory", "2", "ade_m", noisy(1.0, 120));
+        let d = run("trajectory", canary(no_dwell()), 5, &online, traffic);
+        assert_eq!(d.iter().map(|x| x.0).collect::<Vec<_>>(), ["advance", "promote"], "{d:?}");
+        // The same error overall but 60 % worse for pedestrians: rolled back on that class.
+        let online = OnlineEval::default();
+        online.inject("trajectory", "1", "ade_m", noisy(1.0, 120));
+        online.inject("trajectory", "2", "ade_m", noisy(1.0, 120));
+        online.inject("trajectory", "1", "ade_pedestrian_m", noisy(1.0, 120));
+        online.inject("trajectory", "2", "ade_pedestrian_m", noisy(1.6, 120));
+        let d = run("trajectory", canary(no_dwell()), 5, &online, traffic);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert!(d[0].0 == "rollback" && d[0].1.contains("ade_pedestrian_m worse"), "{d:?}");
+        assert!(d[0].2["per_class_t"]["ade_pedestrian_m"].as_f64().unwrap() > 3.0);
+        // A class the candidate has no samples of yet holds nothing back.
+        let online = OnlineEval::default();
+        online.inject("trajectory", "1", "ade_m", noisy(1.0, 120));
+        online.inject("trajectory", "2", "ade_m", noisy(1.0, 120));
+        online.inject("trajectory", "1", "ade_cyclist_m", noisy(1.0, 120));
         let d = run("trajectory", canary(no_dwell()), 5, &online, traffic);
         assert_eq!(d.iter().map(|x| x.0).collect::<Vec<_>>(), ["advance", "promote"], "{d:?}");
     }

@@ -56,6 +56,16 @@ pub fn default_metric(model: &str) -> Option<(&'static str, bool)> {
     }
 }
 
+/// The per-class forms of a model's own metric, which a canary guards too: a candidate better
+/// overall but worse for one class of road user is rolled back.
+pub fn class_metrics(model: &str) -> &'static [&'static str] {
+    match model {
+        "trajectory" | "trajectory_cv" => &["ade_vehicle_m", "ade_pedestrian_m", "ade_cyclist_m"],
+        "detection" => &RECALL_BY_CLASS,
+        _ => &[],
+    }
+}
+
 /// A sliding window of samples of named metrics. A sample may carry a key naming what it was
 /// measured on (a road user at a time, a sweep's road user, a track in a sweep): two versions'
 /// samples with the same key are paired, which the canary compares (0: no key).
