@@ -35,15 +35,16 @@ test("split, canary and rollback through the page change the server's routing; r
     // The section starts closed (it shifts nothing on the page until asked for).
     assert.equal(await page.isVisible("#lc-policy"), false);
     await page.click("#lifecycle > summary");
-    await page.waitForFunction(() => /loaded v1, v2 · newest version/.test(document.getElementById("lc-state")?.textContent ?? ""), null, {
+    await page.waitForFunction(() => /loaded v1, v2, v3 · newest version/.test(document.getElementById("lc-state")?.textContent ?? ""), null, {
       timeout: 15000,
     });
     assert.equal(await page.inputValue("#lc-model"), "trajectory");
 
-    // A weighted split, 30 / 70.
+    // A weighted split, 30 / 70 (and none to v3).
     await page.selectOption("#lc-policy", "split");
     await setWeight(page, "1", 30);
     await setWeight(page, "2", 70);
+    await setWeight(page, "3", 0);
     assert.equal(await page.textContent("#lc-weight-2-value"), "70 %");
     // Cancelled: nothing changes on the server.
     await page.click("#lc-apply");
@@ -58,6 +59,7 @@ test("split, canary and rollback through the page change the server's routing; r
     // A split the server refuses (no weight at all): its reason is on the page.
     await setWeight(page, "1", 0);
     await setWeight(page, "2", 0);
+    await setWeight(page, "3", 0);
     await confirmApply(page);
     await statusMatches(page, /the server refused: 400/);
     assert.equal((await routing(url)).policy, "split");
