@@ -69,6 +69,9 @@ test("every panel draws live data, every control acts on the server, without err
       assert.ok((await canvasColours(page, `#panel-${id} canvas`)) > 3, `${id} chart canvas has content`);
     }
     assert.match(await page.textContent("#panel-detection .bars"), /vehicle/);
+    // The baselines scored on the same tracks are drawn beside the versions.
+    assert.match(await page.textContent("#panel-trajectory"), /constant velocity \(baseline\) ade_m/);
+    assert.match(await page.textContent("#panel-trajectory"), /kalman \(baseline\) ade_m/);
     assert.match(await page.textContent("#panel-performance table"), /trajectory/);
 
     // Add agent: one more agent in the stream.

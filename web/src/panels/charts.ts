@@ -51,17 +51,21 @@ abstract class ChartPanel extends Panel {
 }
 
 /** Keys of `series` matching `model*` / any version / `metric`, as chart series. */
+const BASELINE_COLOURS: Record<string, string> = { constant_velocity: "#8a8f98", kalman: "#c2b280" };
+
 function versionSeries(series: Series | null, models: string[], metric: string, dash = false): SeriesSpec[] {
   if (!series) return [];
   const out: SeriesSpec[] = [];
   for (const key of Object.keys(series.series).sort()) {
     const [model, version, m] = key.split("/");
-    if (m !== metric || !model || !models.includes(model)) continue;
+    if (m !== metric || !model || !version || !models.includes(model)) continue;
+    // The baselines the server scores beside the versions (constant velocity, Kalman) in greys.
+    const baseline = model === "baseline" ? BASELINE_COLOURS[version] : undefined;
     out.push({
       key,
-      label: `${model} v${version} ${metric}`,
+      label: model === "baseline" ? `${version.replace("_", " ")} (baseline) ${metric}` : `${model} v${version} ${metric}`,
       // A version keeps its colour whatever other versions come and go.
-      color: VERSION_COLOURS[(Number(version) || out.length) % VERSION_COLOURS.length] as string,
+      color: baseline ?? (VERSION_COLOURS[(Number(version) || out.length) % VERSION_COLOURS.length] as string),
       dash,
     });
   }
@@ -178,8 +182,8 @@ export class TrajectoryPanel extends ChartPanel {
   accept(f: Partial<Frame>): void {
     if (!f.evalSeries) return;
     const specs = [
-      ...versionSeries(f.evalSeries, ["trajectory", "trajectory_cv"], "ade_m"),
-      ...versionSeries(f.evalSeries, ["trajectory", "trajectory_cv"], "fde_m", true),
+      ...versionSeries(f.evalSeries, ["trajectory", "trajectory_cv", "baseline"], "ade_m"),
+      ...versionSeries(f.evalSeries, ["trajectory", "trajectory_cv", "baseline"], "fde_m", true),
     ];
     if (specs.length === 0) return;
     this.series = f.evalSeries;
