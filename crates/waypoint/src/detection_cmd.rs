@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use serde_json::json;
+use serde_json::{json, Value};
 use waypoint_models::detection::classifier::Classifier;
 use waypoint_models::detection::eval_kitti::{self, KittiTally, REFERENCE_3D_AP};
 use waypoint_models::detection::eval_sim::{self, SimReport};
@@ -181,6 +181,38 @@ pub fn eval(a: EvalDetectionArgs) -> Result<()> {
     }
 }
 
+/// KITTI frames some of the detector's rules were fitted to during development.
+const DEV_KITTI_FRAMES: [&str; 2] = ["000000", "000003"];
+
+/// Why a simulated seed's figures are in-sample, if they are: seeds development looked at while
+/// tuning the detector and tracker (500-503, 600-603, 700-703), or the ranges training draws its
+/// scenes from.
+fn seed_in_sample(seed: u64) -> Option<&'static str> {
+    match seed {
+        500..=503 | 600..=603 | 700..=703 => Some("looked at while tuning the detector and tracker"),
+        1000..=1999 => Some("the classifier's HDL-64E training scenes"),
+        2000..=2999 => Some("the classifier's 32-beam training scenes"),
+        _ => None,
+    }
+}
+
+/// The in-sample ones among `items` (frame ids or seeds) with the reason, as JSON, and as a
+/// line for the report.
+fn in_sample_note<T: std::fmt::Display>(items: &[T], why: impl Fn(&T) -> Option<&'static str>) -> (Value, String) {
+    let seen: Vec<(String, &str)> = items.iter().filter_map(|i| why(i).map(|w| (i.to_string(), w))).collect();
+    let json = Value::Array(seen.iter().map(|(i, w)| json!({"item": i, "why": w})).collect());
+    let line = if seen.is_empty() {
+        "held out: none of these was looked at while tuning (out-of-sample figures)".to_string()
+    } else if seen.len() == items.len() && seen.iter().all(|(_, w)| *w == seen[0].1) {
+        format!("in-sample: every one of these was {}", seen[0].1)
+    } else {
+        let list: Vec<String> = seen.iter().map(|(i, w)| format!("{i} ({w})")).collect();
+        let partly = if seen.len() < items.len() { "partly " } else { "" };
+        format!("{partly}in-sample: {}", list.join(", "))
+    };
+    (json, line)
+}
+
 fn eval_kitti(det: &LidarDetector, dir: &Path, a: &EvalDetectionArgs) -> Result<()> {
     let ids = eval_kitti::frame_ids(dir)?;
     let mut tally = KittiTally::default();
@@ -191,13 +223,17 @@ fn eval_kitti(det: &LidarDetector, dir: &Path, a: &EvalDetectionArgs) -> Result<
         tally.add(&f);
     }
     let r = tally.finish();
+    let (seen, seen_line) = in_sample_note(&ids, |id| {
+        DEV_KITTI_FRAMES.contains(&id.as_str()).then_some("fitted to while developing the detector's rules")
+    });
     if a.json {
         let out = json!({"frames": r.frames, "per_class": r.per_class, "fp_per_frame": r.fp_per_frame,
-                         "ms_per_frame": r.ms_per_frame, "min_score": a.min_score, "png_dir": a.png_dir});
+                         "ms_per_frame": r.ms_per_frame, "min_score": a.min_score, "png_dir": a.png_dir,
+                         "in_sample": seen});
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
-    println!("{} frames from {}", ids.len(), dir.display());
+    println!("{} frames from {}; {seen_line}", ids.len(), dir.display());
     println!("{:<12} {:>4} {:>4} {:>4} {:>10} {:>8} {:>7}", "class", "TP", "FP", "FN", "precision", "recall", "AP BEV");
     for c in &r.per_class {
         let ap = c["ap_bev"].as_f64().map_or("-".to_string(), |v| format!("{:.1}", 100.0 * v));
@@ -228,12 +264,15 @@ fn eval_kitti(det: &LidarDetector, dir: &Path, a: &EvalDetectionArgs) -> Result<
 }
 
 fn print_sim(r: &SimReport, json: bool) -> Result<()> {
+    let (seen, seen_line) = in_sample_note(&r.seeds, |s| seed_in_sample(*s));
     if json {
-        println!("{}", serde_json::to_string_pretty(&r.to_json())?);
+        let mut out = r.to_json();
+        out["in_sample"] = seen;
+        println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
     let (rc, rt) = (r.recall, r.recall_tracked);
-    println!("simulated scenes (seeds {:?}): {} visible agent-frames", r.seeds, r.visible_agent_frames);
+    println!("simulated scenes (seeds {:?}): {} visible agent-frames; {seen_line}", r.seeds, r.visible_agent_frames);
     println!("recall  vehicles (40 m) {:.3}  pedestrians (25 m) {:.3}  cyclists (25 m) {:.3}", rc[0], rc[1], rc[2]);
     println!("vehicles (40 m) with a vehicle box of their own at bird's-eye IoU >= 0.5: {:.3}", r.vehicle_recall_iou);
     println!(
@@ -264,4 +303,28 @@ fn print_sim(r: &SimReport, json: bool) -> Result<()> {
     }
     println!("{:.1} ms per {}-beam sweep", r.ms_per_sweep, r.lidar_beams);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_report_says_which_frames_and_seeds_are_in_sample() {
+        let ids = vec!["000000".to_string(), "000007".to_string()];
+        let (json, line) = in_sample_note(&ids, |id| DEV_KITTI_FRAMES.contains(&id.as_str()).then_some("fitted"));
+        assert_eq!(json, json!([{"item": "000000", "why": "fitted"}]));
+        assert_eq!(line, "partly in-sample: 000000 (fitted)");
+        let (_, line) = in_sample_note(&[9001u64, 42], |s| seed_in_sample(*s));
+        assert!(line.starts_with("held out"), "{line}");
+        let (_, line) = in_sample_note(&[500u64, 2001], |s| seed_in_sample(*s));
+        assert!(
+            line.starts_with("in-sample: 500 (looked at") && line.contains("2001 (the classifier's 32-beam"),
+            "{line}"
+        );
+        let (_, line) = in_sample_note(&[500u64, 9001], |s| seed_in_sample(*s));
+        assert!(line.starts_with("partly in-sample: 500 (looked at"), "{line}");
+        let (_, line) = in_sample_note(&[600u64, 601], |s| seed_in_sample(*s));
+        assert!(line.starts_with("in-sample: every one"), "{line}");
+    }
 }
