@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use serde_json::json;
-use waypoint_models::fusion::{self, ekf::EkfConfig, eval as feval, ukf::UkfConfig};
+use waypoint_models::fusion::{self, ekf::EkfConfig, eval as feval, imm::ImmConfig, ukf::UkfConfig};
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
@@ -61,6 +61,7 @@ fn eval_fusion(a: FusionArgs) -> Result<()> {
     let ukf_cfg = if a.calibrate { feval::calibrate_ukf(&data, UkfConfig::default()) } else { UkfConfig::default() };
     let ukf = feval::run_ukf(&data, ukf_cfg);
     let ekf = feval::run_ekf(&data, EkfConfig::default());
+    let imm = feval::run_imm(&data, ImmConfig::default());
     if let Some(path) = &a.plot {
         waypoint_models::plot::fusion_plot(path, &data, &ukf, &ekf)?;
     }
@@ -82,6 +83,8 @@ fn eval_fusion(a: FusionArgs) -> Result<()> {
             "ukf": summary(&ukf),
             "ukf_config": ukf_cfg,
             "ekf": summary(&ekf),
+            "imm": summary(&imm),
+            "imm_config": ImmConfig::default(),
             "reference": reference,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -105,6 +108,7 @@ fn eval_fusion(a: FusionArgs) -> Result<()> {
     };
     row("Waypoint UKF (CTRV)", &ukf);
     row("Waypoint EKF (constant velocity)", &ekf);
+    row("Waypoint IMM (2 CTRV UKFs)", &imm);
     for (_, name, v) in feval::REFERENCES {
         println!("{name:<34} {:>8.3} {:>8.3} {:>8.3} {:>8.3}", v[0], v[1], v[2], v[3]);
     }

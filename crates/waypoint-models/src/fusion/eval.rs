@@ -65,6 +65,12 @@ pub fn run_ukf(measurements: &[(Measurement, [f64; 4])], config: super::ukf::Ukf
     report(measurements, |m| f.process(m))
 }
 
+/// Runs the IMM over a log.
+pub fn run_imm(measurements: &[(Measurement, [f64; 4])], config: super::imm::ImmConfig) -> FilterReport {
+    let mut f = super::Imm::new(config);
+    report(measurements, |m| f.process(m))
+}
+
 /// Runs an EKF over a log.
 pub fn run_ekf(measurements: &[(Measurement, [f64; 4])], config: super::ekf::EkfConfig) -> FilterReport {
     let mut f = Ekf::new(config);

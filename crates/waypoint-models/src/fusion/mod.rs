@@ -10,10 +10,12 @@
 
 pub mod ekf;
 pub mod eval;
+pub mod imm;
 pub mod model;
 pub mod ukf;
 
 pub use ekf::Ekf;
+pub use imm::Imm;
 pub use ukf::Ukf;
 
 /// Gaps longer than this start the track again.

@@ -53,17 +53,31 @@ pub struct Ukf {
     p: M5,
     t_secs: Option<f64>,
     weights: [f64; N_SIG],
+    /// Log-likelihood of the last update's innovation, ln N(y; 0, S) (for an IMM's mode
+    /// probabilities).
+    last_log_likelihood: Option<f64>,
 }
 
 impl Ukf {
     pub fn new(config: UkfConfig) -> Self {
         let mut weights = [0.5 / (LAMBDA + N_AUG as f64); N_SIG];
         weights[0] = LAMBDA / (LAMBDA + N_AUG as f64);
-        Self { config, x: V5::zeros(), p: M5::identity(), t_secs: None, weights }
+        Self { config, x: V5::zeros(), p: M5::identity(), t_secs: None, weights, last_log_likelihood: None }
     }
 
     pub fn state(&self) -> (&V5, &M5) {
         (&self.x, &self.p)
+    }
+
+    /// Replaces the state (an IMM's mixing).
+    pub(super) fn set_state(&mut self, x: V5, p: M5) {
+        self.x = x;
+        self.p = p;
+    }
+
+    /// The log-likelihood of the last update's innovation, if the last step updated.
+    pub(super) fn last_log_likelihood(&self) -> Option<f64> {
+        self.last_log_likelihood
     }
 
     fn init(&mut self, m: &Measurement) {
@@ -84,7 +98,7 @@ impl Ukf {
         self.t_secs = Some(m.t_secs());
     }
 
-    fn estimate(&self, t: f64, nis: Option<f64>) -> Estimate {
+    pub(super) fn estimate(&self, t: f64, nis: Option<f64>) -> Estimate {
         let (v, yaw) = (self.x[2], self.x[3]);
         Estimate {
             t_secs: t,
@@ -101,6 +115,7 @@ impl Ukf {
 
     /// Processes one measurement and returns the estimate after it.
     pub fn process(&mut self, m: &Measurement) -> Estimate {
+        self.last_log_likelihood = None;
         let t = m.t_secs();
         let dt = match classify(self.t_secs, m) {
             // Non-finite or out of order: the filter does not go back in time.
@@ -231,7 +246,9 @@ impl Ukf {
         self.x[3] = normalize_angle(self.x[3]);
         self.p -= k * pht.transpose();
         self.p = (self.p + self.p.transpose()) * 0.5;
-        (y.transpose() * si * y)[(0, 0)]
+        let nis = (y.transpose() * si * y)[(0, 0)];
+        self.last_log_likelihood = Some(log_gaussian(nis, s.determinant(), 2));
+        nis
     }
 
     fn update_radar(&mut self, rho: f64, phi: f64, rho_dot: f64) -> f64 {
@@ -272,6 +289,13 @@ impl Ukf {
         self.x[3] = normalize_angle(self.x[3]);
         self.p -= k * s * k.transpose();
         self.p = (self.p + self.p.transpose()) * 0.5;
-        (y.transpose() * si * y)[(0, 0)]
+        let nis = (y.transpose() * si * y)[(0, 0)];
+        self.last_log_likelihood = Some(log_gaussian(nis, s.determinant(), 3));
+        nis
     }
+}
+
+/// ln N(y; 0, S) from the NIS yᵀS⁻¹y, det S and the dimension.
+fn log_gaussian(nis: f64, det_s: f64, dim: usize) -> f64 {
+    -0.5 * (nis + det_s.max(1e-300).ln() + dim as f64 * (2.0 * std::f64::consts::PI).ln())
 }
