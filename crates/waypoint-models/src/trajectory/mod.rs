@@ -15,6 +15,7 @@ pub mod model;
 pub mod onnx_export;
 pub mod tcn;
 pub mod train;
+mod trainer;
 
 pub use cv::ConstantVelocity;
 

@@ -167,38 +167,24 @@ pub(crate) fn judge_step(
         next.incumbent_window = Baseline::of(inc);
         next.candidate_window = Baseline::of(cand);
     }
-    // Online error, when the model has a metric: paired samples when there are enough.
+    // Online error, when the model has a metric.
     let metric = s.judged_metric(model);
-    let stats = |v: u64, m: &str| online.stats(model, &v.to_string(), m);
-    let paired = |m: &str| online.paired_differences(model, &c.incumbent.to_string(), &c.candidate.to_string(), m);
-    let verdict = |m: &str, hib: bool| {
-        let pairs = paired(m);
-        match (stats(c.incumbent, m), stats(c.candidate, m)) {
-            (Some(i), Some(_)) if pairs.len() >= s.min_samples => {
-                judge::compare_paired(&i, &pairs, hib, s.margin, s.min_samples, s.significance_z)
-            }
-            (Some(i), Some(k)) => judge::compare_error(&i, &k, hib, s.margin, s.min_samples, s.significance_z),
-            _ => judge::ErrorVerdict::NotEnough,
-        }
-    };
-    let (inc_err, cand_err) = match &metric {
-        Some((m, _)) => (stats(c.incumbent, m), stats(c.candidate, m)),
-        None => (None, None),
-    };
-    let pairs = metric.as_ref().map_or_else(Vec::new, |(m, _)| paired(m));
-    let error = metric.as_ref().map(|(m, hib)| verdict(m, *hib));
+    let overall = metric.as_ref().map(|(m, hib)| judge_metric(online, model, c, m, *hib));
+    let error = overall.map(|o| o.verdict);
     // With the model's own metric, each class of road user too: only a significant regression
     // counts (a class with few samples neither holds the canary back nor rolls it back).
     let per_class: Vec<(&str, judge::ErrorVerdict)> = match (&metric, &s.metric) {
-        (Some((_, hib)), None) => {
-            crate::lifecycle::online::class_metrics(model).iter().map(|m| (*m, verdict(m, *hib))).collect()
-        }
+        (Some((_, hib)), None) => crate::lifecycle::online::class_metrics(model)
+            .iter()
+            .map(|m| (*m, judge_metric(online, model, c, m, *hib).verdict))
+            .collect(),
         _ => Vec::new(),
     };
     let class_worse = per_class.iter().find_map(|(m, v)| match v {
         judge::ErrorVerdict::Worse { t } => Some((*m, *t)),
         _ => None,
     });
+    let (inc_err, cand_err) = (overall.and_then(|o| o.incumbent), overall.and_then(|o| o.candidate));
     let t_stat = error.as_ref().and_then(verdict_t);
     let side = |v: u64, all: &Traffic, err: Option<judge::ErrorStats>| {
         json!({"version": v, "error": err.map(|e| e.value), "samples": err.map(|e| e.n),
@@ -207,7 +193,7 @@ pub(crate) fn judge_step(
     };
     let evidence = json!({
         "step": c.step, "share": s.steps.get(c.step), "judged_on": judged_on(model, s),
-        "metric": metric.as_ref().map(|m| &m.0), "error_t": t_stat, "paired_samples": pairs.len(),
+        "metric": metric.as_ref().map(|m| &m.0), "error_t": t_stat, "paired_samples": overall.map_or(0, |o| o.paired),
         "failure_z": judge::failure_z(&inc_all, &cand_all),
         "latency_window": window, "latency_strikes": next.strikes,
         "per_class_t": per_class.iter().map(|(m, v)| (m.to_string(), json!(verdict_t(v)))).collect::<serde_json::Map<_, _>>(),
@@ -256,6 +242,32 @@ pub(crate) fn judge_step(
         let detail = format!("candidate {} to {:.0} %", c.candidate, s.steps[next.step] * 100.0);
         (next, Some(("advance", detail, evidence)))
     }
+}
+
+/// One metric's comparison of a canary's two versions, and what it rested on.
+#[derive(Debug, Clone, Copy)]
+struct Judged {
+    verdict: judge::ErrorVerdict,
+    incumbent: Option<judge::ErrorStats>,
+    candidate: Option<judge::ErrorStats>,
+    paired: usize,
+}
+
+/// Compares the versions on metric `m`: on paired samples when there are enough, else on the
+/// two windows' summaries.
+fn judge_metric(online: &OnlineEval, model: &str, c: &Canary, m: &str, hib: bool) -> Judged {
+    let s = &c.settings;
+    let (inc, cand) = (c.incumbent.to_string(), c.candidate.to_string());
+    let pairs = online.paired_differences(model, &inc, &cand, m);
+    let (incumbent, candidate) = (online.stats(model, &inc, m), online.stats(model, &cand, m));
+    let verdict = match (incumbent, candidate) {
+        (Some(i), Some(_)) if pairs.len() >= s.min_samples => {
+            judge::compare_paired(&i, &pairs, hib, s.margin, s.min_samples, s.significance_z)
+        }
+        (Some(i), Some(k)) => judge::compare_error(&i, &k, hib, s.margin, s.min_samples, s.significance_z),
+        _ => judge::ErrorVerdict::NotEnough,
+    };
+    Judged { verdict, incumbent, candidate, paired: pairs.len() }
 }
 
 /// The t statistic of a verdict that has one.

@@ -163,18 +163,12 @@ impl Predictor {
                     w.fut[k - OBS_STEPS] = *p;
                 }
             }
-            let neighbours = self
-                .histories
-                .iter()
-                .filter(|(other, _)| *other != id)
-                .filter_map(|(_, o)| {
-                    let (prev, last) = (at(o, PRED_STEPS + 1)?, at(o, PRED_STEPS)?);
-                    let me = w.obs[OBS_STEPS - 1];
-                    // Only those the network could read are kept (the windows are many).
-                    ((last[0] - me[0]).hypot(last[1] - me[1]) <= NBR_RADIUS_M)
-                        .then_some([prev[0], prev[1], last[0], last[1]])
-                })
-                .collect();
+            // Only those the network could read are kept (the windows are many).
+            let others = self.histories.iter().filter(|(other, _)| *other != id).filter_map(|(_, o)| {
+                let (prev, last) = (at(o, PRED_STEPS + 1)?, at(o, PRED_STEPS)?);
+                Some([prev[0], prev[1], last[0], last[1]])
+            });
+            let neighbours = within_reach(w.obs[OBS_STEPS - 1], others);
             completed.push(SocialWindow { window: w, neighbours });
         }
         completed
@@ -207,6 +201,15 @@ impl Predictor {
     }
 }
 
+/// The rows `[x_prev, y_prev, x_last, y_last]` whose last position is within [`NBR_RADIUS_M`]
+/// of `me`, nearest first.
+fn within_reach(me: [f32; 2], others: impl Iterator<Item = [f32; 4]>) -> Vec<[f32; 4]> {
+    let mut near: Vec<(f32, [f32; 4])> =
+        others.map(|o| ((o[2] - me[0]).hypot(o[3] - me[1]), o)).filter(|(d, _)| *d <= NBR_RADIUS_M).collect();
+    near.sort_by(|a, b| a.0.total_cmp(&b.0));
+    near.into_iter().map(|(_, o)| o).collect()
+}
+
 /// The `neighbours` input for `subjects` of a round: for each, the other subjects of the round
 /// within [`NBR_RADIUS_M`] at the last step (the nearest [`MAX_NBRS`]), as `[x_prev, y_prev,
 /// x_last, y_last]`, padded with NaN (no neighbour) to the longest list.
@@ -220,16 +223,9 @@ fn neighbours_of(subjects: &[usize], round: &Round) -> Tensor {
         .iter()
         .map(|&i| {
             let me = at(i);
-            let mut near: Vec<(f32, [f32; 4])> = (0..round.histories.len())
-                .filter(|&j| j != i)
-                .map(|j| {
-                    let o = at(j);
-                    ((o[2] - me[2]).hypot(o[3] - me[3]), o)
-                })
-                .filter(|(d, _)| *d <= NBR_RADIUS_M)
-                .collect();
-            near.sort_by(|a, b| a.0.total_cmp(&b.0));
-            near.into_iter().take(MAX_NBRS).map(|(_, o)| o).collect()
+            let mut near = within_reach([me[2], me[3]], (0..round.histories.len()).filter(|&j| j != i).map(at));
+            near.truncate(MAX_NBRS);
+            near
         })
         .collect();
     let m = lists.iter().map(Vec::len).max().unwrap_or(0).max(1);
@@ -320,41 +316,27 @@ async fn run_round(jobs: Vec<Job>, round: Round, ctx: Context) {
     let mut all_have_sigma = true;
     let mut version_of: Vec<Option<String>> = vec![None; n];
     let mut model = String::new();
-    // Futures per subject (all versions must agree on how many for the stream to carry them).
-    let mut mode_count: Option<usize> = None;
-    let mut modes_agree = true;
-    let mut modes = Vec::new();
-    let mut mode_probs = Vec::new();
-    for (job, result) in jobs.iter().zip(results) {
-        let Some(Predicted { trajectory: traj, sigma: sig, modes: job_modes }) = result else { continue };
+    // Each published subject's futures and their probabilities, when its version gives several.
+    let mut modes_of: Vec<Option<(&[f32], &[f32])>> = vec![None; n];
+    for (job, result) in jobs.iter().zip(&results) {
+        let Some(Predicted { trajectory: traj, sigma: sig, modes }) = result else { continue };
         let subjects: Vec<Option<Subject>> = job.subjects.iter().map(|i| round.subjects[*i]).collect();
         let version = job.loaded.version.to_string();
-        ctx.online.record_predictions(&job.loaded.model, &version, round.feed, round.t_secs, &subjects, &traj);
+        ctx.online.record_predictions(&job.loaded.model, &version, round.feed, round.t_secs, &subjects, traj);
         if !job.primary || round.feed != Feed::Tracks {
             continue;
         }
         model.clone_from(&job.loaded.model);
         for (k, i) in job.subjects.iter().enumerate() {
             trajectory[i * per..(i + 1) * per].copy_from_slice(&traj[k * per..(k + 1) * per]);
-            match &sig {
+            match sig {
                 Some(sig) => sigma[i * per..(i + 1) * per].copy_from_slice(&sig[k * per..(k + 1) * per]),
                 None => all_have_sigma = false,
             }
             version_of[*i] = Some(version.clone());
-        }
-        match &job_modes {
-            Some((m, pos, pr)) if modes_agree && mode_count.is_none_or(|c| c == *m) => {
-                if mode_count.is_none() {
-                    mode_count = Some(*m);
-                    modes = vec![f32::NAN; n * m * per];
-                    mode_probs = vec![f32::NAN; n * m];
-                }
-                for (k, i) in job.subjects.iter().enumerate() {
-                    modes[i * m * per..(i + 1) * m * per].copy_from_slice(&pos[k * m * per..(k + 1) * m * per]);
-                    mode_probs[i * m..(i + 1) * m].copy_from_slice(&pr[k * m..(k + 1) * m]);
-                }
+            if let Some((m, pos, pr)) = modes {
+                modes_of[*i] = Some((&pos[k * m * per..(k + 1) * m * per], &pr[k * m..(k + 1) * m]));
             }
-            _ => modes_agree = false,
         }
     }
     // Publish the tracks that got a prediction, in order.
@@ -383,12 +365,48 @@ async fn run_round(jobs: Vec<Job>, round: Round, ctx: Context) {
         modes: None,
         mode_probabilities: None,
     };
-    if let (Some(m), true) = (mode_count, modes_agree) {
-        let pick_m = |src: &[f32], width: usize| {
-            keep.iter().flat_map(|i| src[i * width..(i + 1) * width].iter().copied()).collect()
-        };
-        msg.modes = Some(Bulk::F32(pick_m(&modes, m * per)));
-        msg.mode_probabilities = Some(Bulk::F32(pick_m(&mode_probs, m)));
+    // The stream carries futures only when every published subject has as many.
+    let futures: Option<Vec<(&[f32], &[f32])>> = keep.iter().map(|i| modes_of[*i]).collect();
+    if let Some(f) = futures.filter(|f| f.iter().all(|(_, p)| p.len() == f[0].1.len())) {
+        msg.modes = Some(Bulk::F32(f.iter().flat_map(|(pos, _)| pos.iter().copied()).collect()));
+        msg.mode_probabilities = Some(Bulk::F32(f.iter().flat_map(|(_, p)| p.iter().copied()).collect()));
     }
     ctx.hub.publish(&StreamItem::Ready(StreamName::Predictions, ServerMessage::Predictions(msg)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A round of subjects standing at the given places (the last two steps equal).
+    fn round_at(places: &[[f32; 2]]) -> Round {
+        Round {
+            feed: Feed::Tracks,
+            ids: (0..places.len() as u32).collect(),
+            histories: places.iter().map(|p| (0..OBS_STEPS).flat_map(|_| *p).collect()).collect(),
+            subjects: vec![None; places.len()],
+            seq: 0,
+            t_secs: 0.0,
+        }
+    }
+
+    #[test]
+    fn each_subject_gets_the_others_within_reach_nearest_first_padded_with_nan() {
+        // Subject 0 has 1 (1 m) and 2 (3 m) in reach, not 3 (20 m); subject 3 has nobody.
+        let round = round_at(&[[0.0, 0.0], [1.0, 0.0], [0.0, 3.0], [20.0, 0.0]]);
+        let t = neighbours_of(&[0, 3], &round);
+        assert_eq!(t.shape, vec![2, 2, 4]);
+        let v = t.as_f32().unwrap();
+        assert_eq!(v[..8], [1.0, 0.0, 1.0, 0.0, 0.0, 3.0, 0.0, 3.0]);
+        assert!(v[8..].iter().all(|x| x.is_nan()), "subject 3's row is all padding: {v:?}");
+        // A crowd: at most MAX_NBRS per subject.
+        let crowd: Vec<[f32; 2]> = (0..12).map(|i| [0.3 * i as f32, 0.0]).collect();
+        assert_eq!(neighbours_of(&[0], &round_at(&crowd)).shape, vec![1, MAX_NBRS, 4]);
+    }
+
+    #[test]
+    fn within_reach_keeps_the_near_ones_nearest_first() {
+        let rows = [[0.0, 0.0, 5.0, 0.0], [0.0, 0.0, 2.0, 0.0], [0.0, 0.0, 7.0, 0.0]];
+        assert_eq!(within_reach([0.0, 0.0], rows.into_iter()), vec![rows[1], rows[0]]);
+    }
 }
