@@ -398,26 +398,32 @@ export class LifecycleControls {
     }
   }
 
+  // Each change reads the server back (rebuilding the controls) before saying how it went, so
+  // the outcome is shown once the controls show it too and an edit made after it is kept.
   private async setRouting(body: Record<string, unknown>): Promise<void> {
     const model = this.model.value;
+    let outcome: [string, boolean];
     try {
       const r = (await this.call("PUT", `/api/v1/models/${encodeURIComponent(model)}/routing`, body)) as Routing;
-      this.say(`${model}: ${r.summary}`, true);
+      outcome = [`${model}: ${r.summary}`, true];
     } catch (e) {
-      this.say(`${model}: the server refused: ${e instanceof Error ? e.message : String(e)}`, false);
+      outcome = [`${model}: the server refused: ${e instanceof Error ? e.message : String(e)}`, false];
     }
     await this.refresh(true);
+    this.say(...outcome);
   }
 
   private async repository(op: "load" | "unload"): Promise<void> {
     const model = this.model.value;
+    let outcome: [string, boolean];
     try {
       await this.call("POST", `/v2/repository/models/${encodeURIComponent(model)}/${op}`, {});
-      this.say(`${model}: ${op}ed`, true);
+      outcome = [`${model}: ${op}ed`, true];
     } catch (e) {
-      this.say(`${model}: ${op} refused: ${e instanceof Error ? e.message : String(e)}`, false);
+      outcome = [`${model}: ${op} refused: ${e instanceof Error ? e.message : String(e)}`, false];
     }
     await this.refresh(true);
+    this.say(...outcome);
   }
 
   private async train(epochs: number, canary: boolean): Promise<void> {
