@@ -7,6 +7,7 @@ import { LifecycleControls } from "./lifecycle";
 import { DetectionPanel, FusionPanel, HealthPanel, LearningPanel, PerformancePanel, TrajectoryPanel } from "./panels/charts";
 import type { Panel } from "./panels/panel";
 import { ScenePanel, type MapInfo } from "./panels/scene";
+import { TimelineBar } from "./timeline_bar";
 import type { Frame, FromWorker, ToWorker } from "./protocol";
 import type { Renderer } from "./render/types";
 import { uplotRenderer } from "./render/uplot";
@@ -54,6 +55,9 @@ const controls = new Controls($("controls"), sendCommand, base);
 scene.onRemoveAgent = (id) => void controls.run({ op: "remove_agent", agent_id: id });
 const lifecycle = new LifecycleControls(base);
 $("controls").after(lifecycle.el);
+const timelineBar = new TimelineBar();
+grid.before(timelineBar.el);
+timelineBar.onView = (t) => toWorker({ kind: "view", t });
 
 // Connection indicator.
 const conn = $("conn");
@@ -77,8 +81,12 @@ function onWorker(m: FromWorker): void {
     case "frame":
       if (performance.getEntriesByName("waypoint:first-frame").length === 0) performance.mark("waypoint:first-frame");
       lastMessageAt = m.lastMessageAt;
-      apply(m.frame);
+      apply(m.frame, m.viewing === null);
       scheduleDraw();
+      break;
+    case "timeline":
+      lastMessageAt = m.lastMessageAt;
+      timelineBar.show(m.oldest, m.newest, m.viewing, m.bytes);
       break;
     case "notice": {
       // The server's word about itself (a replica that lost its cluster paused the scene): a
@@ -104,8 +112,9 @@ function onWorker(m: FromWorker): void {
 worker.onmessage = (ev: MessageEvent<FromWorker>) => onWorker(ev.data);
 for (const m of boot.early.splice(0)) onWorker(m);
 
-function apply(f: Partial<Frame>): void {
-  if (f.scene) controls.showScene(f.scene);
+function apply(f: Partial<Frame>, live: boolean): void {
+  // The scene controls show the scene as it is now, not as it was at a scrubbed time.
+  if (f.scene && live) controls.showScene(f.scene);
   if (f.stats) controls.showStats(f.stats);
   if (chartPanels) for (const p of panels) p.accept(f);
   else {
@@ -219,8 +228,11 @@ async function start(): Promise<void> {
     lidarDrawn: () => scene.lidarDrawn,
     sceneAgents: () => scene.agents.map((a) => ({ id: a.id, kind: a.kind, at: scene.clientOf(a.x_m, a.y_m) })),
     sceneView: () => scene.view,
+    sceneTime: () => scene.time,
+    viewing: () => timelineBar.viewing,
     draws: () => Object.fromEntries(panels.map((p) => [p.id, p.draws])),
     points: () => Object.fromEntries(Object.entries(cp).map(([k, p]) => [k, p.pointCounts()])),
+    shownUntil: () => Object.fromEntries(Object.entries(cp).map(([k, p]) => [k, p.shownUntil])),
   };
 }
 void start();

@@ -221,10 +221,15 @@ export type ToWorker =
   | { kind: "start"; url: string; base: string }
   | { kind: "pull" }
   | { kind: "command"; id: number; command: Record<string, unknown> }
-  | { kind: "refresh" };
+  | { kind: "refresh" }
+  /** Look at scene time `t` of the timeline, or live (null). */
+  | { kind: "view"; t: number | null };
 
 export type FromWorker =
-  | { kind: "frame"; frame: Partial<Frame>; lastMessageAt: number }
+  /** `viewing`: the scene time the frame shows, or null when it is live. */
+  | { kind: "frame"; frame: Partial<Frame>; lastMessageAt: number; viewing: number | null }
+  /** What the timeline spans (scene seconds) and holds (bytes), and what the view shows. */
+  | { kind: "timeline"; oldest: number; newest: number; viewing: number | null; bytes: number; lastMessageAt: number }
   | { kind: "conn"; state: ConnState; rttMs: number | null; attempt: number; dropped: number; lastMessageAt: number }
   | { kind: "reply"; id: number; ok: boolean; result?: unknown; error?: string }
   | { kind: "notice"; level: string; message: string };

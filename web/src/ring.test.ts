@@ -50,3 +50,16 @@ describe("SeriesTable", () => {
     expect(Array.from(t.snapshot().series.v1 ?? [])).toEqual([NaN, NaN, 2]);
   });
 });
+
+describe("SeriesTable.snapshot", () => {
+  it("cuts the rows to a time range, every column alike", () => {
+    const t = new SeriesTable(100);
+    for (let i = 0; i < 10; i++) t.push(i, { a: i * 10, ...(i > 4 ? { b: i } : {}) });
+    const s = t.snapshot(3, 6);
+    expect(Array.from(s.t)).toEqual([3, 4, 5, 6]);
+    expect(Array.from(s.series.a ?? [])).toEqual([30, 40, 50, 60]);
+    expect(Array.from(s.series.b ?? [])).toEqual([NaN, NaN, 5, 6]);
+    expect(t.snapshot(20).t.length).toBe(0);
+    expect(Array.from(t.snapshot(-Infinity, 1.5).t)).toEqual([0, 1]);
+  });
+});

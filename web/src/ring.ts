@@ -94,10 +94,17 @@ export class SeriesTable {
     this.absent.clear();
   }
 
-  /** `{t, series}` copies, oldest first. */
-  snapshot(): { t: Float64Array; series: Record<string, Float64Array> } {
+  /** `{t, series}` copies, oldest first, of the rows with `from <= t <= to` (times rise). */
+  snapshot(from = -Infinity, to = Infinity): { t: Float64Array; series: Record<string, Float64Array> } {
+    const n = this.t.length;
+    let a = 0;
+    while (a < n && !(this.t.at(a) >= from)) a++;
+    let b = n;
+    while (b > a && !(this.t.at(b - 1) <= to)) b--;
+    const all = a === 0 && b === n;
+    const cut = (r: Ring): Float64Array => (all ? r.toArray() : r.toArray().subarray(a, b).slice());
     const series: Record<string, Float64Array> = {};
-    for (const [k, r] of this.cols) series[k] = r.toArray();
-    return { t: this.t.toArray(), series };
+    for (const [k, r] of this.cols) series[k] = cut(r);
+    return { t: cut(this.t), series };
   }
 }

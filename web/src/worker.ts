@@ -21,18 +21,27 @@ import type {
 } from "./protocol";
 import { SENSORS, STREAMS } from "./protocol";
 import { SeriesTable } from "./ring";
+import { copyPredictions, SceneTimeline, TIMELINE_SECS } from "./timeline";
 
 declare const self: DedicatedWorkerGlobalScope;
 
-const HEALTH_WINDOW = 600; // 60 s of ticks
+const HEALTH_WINDOW = TIMELINE_SECS * 10; // 5 min of 10 Hz ticks (the timeline's depth)
+const HEALTH_VIEW_SECS = 60; // the health chart shows the last minute
 const EVAL_WINDOW = 600; // 10 min of 1 s samples
-const LATENCY_WINDOW = 300;
+const LATENCY_WINDOW = 300; // 10 min of 2 s polls
 
 const pending = new Coalescer<Frame>();
 const health = new SeriesTable(HEALTH_WINDOW);
 const evals = new SeriesTable(EVAL_WINDOW);
 const latency = new SeriesTable(LATENCY_WINDOW);
 const faults = new Map<number, { sensor: number; start: number; end: number }>();
+const timeline = new SceneTimeline();
+/** The scene time this viewer looks at (null: live); the scene runs on for everyone else. */
+let viewing: number | null = null;
+/** A frame of the viewed time is owed to the page (after a seek), or the live state (after returning). */
+let seekOwed = false;
+let catchUpOwed = false;
+let timelinePostedAt = 0;
 let lastT = -Infinity;
 let ws: WebSocket | null = null;
 let url = "";
@@ -45,7 +54,6 @@ let lastMessageAt = 0;
 let pingSent = new Map<string, number>();
 let nextId = 1;
 const pendingReplies = new Map<number, number>(); // ws id -> page id
-const startedAt = Date.now();
 let prevStats: { at: number; rows: Map<string, number> } | null = null;
 
 function post(m: FromWorker, transfer: Transferable[] = []): void {
@@ -118,17 +126,21 @@ function onMessage(m: Obj): void {
       const s = m as unknown as SceneMsg;
       if (s.t_secs < lastT - 1e-6) resetSeries();
       lastT = s.t_secs;
+      timeline.offerScene(s);
       pending.set("scene", s);
+      postTimeline(false);
       break;
     }
     case "lidar": {
       const pose = m.world_from_sensor as unknown as Frame["lidar"]["pose"];
       const points = f32(m.points);
-      pending.set("lidar", { t_secs: m.t_secs as number, pose, count: points.length / 4, points });
+      const lidar = { t_secs: m.t_secs as number, pose, count: points.length / 4, points };
+      timeline.offerLidar(lidar);
+      pending.set("lidar", lidar);
       break;
     }
-    case "predictions":
-      pending.set("predictions", {
+    case "predictions": {
+      const p: Frame["predictions"] = {
         t_secs: m.t_secs as number,
         model: m.model as string,
         version: m.version as string,
@@ -138,9 +150,13 @@ function onMessage(m: Obj): void {
         modes: m.modes === undefined || m.modes === null ? undefined : f32(m.modes),
         mode_probabilities:
           m.mode_probabilities === undefined || m.mode_probabilities === null ? undefined : f32(m.mode_probabilities),
-      });
+      };
+      timeline.offerPredictions(p);
+      pending.set("predictions", p);
       break;
+    }
     case "tracks":
+      timeline.offerTracks(m as unknown as TracksMsg);
       pending.set("tracks", m as unknown as TracksMsg);
       break;
     case "health":
@@ -182,21 +198,59 @@ function onMessage(m: Obj): void {
 function resetSeries(): void {
   health.clear();
   evals.clear();
+  latency.clear();
   faults.clear();
+  timeline.clear();
+  if (viewing !== null) {
+    viewing = null;
+    catchUpOwed = true;
+  }
+}
+
+/** Tells the page what the timeline spans (at most twice a second unless `now`). */
+function postTimeline(now: boolean): void {
+  const at = Date.now();
+  if (!now && at - timelinePostedAt < 500) return;
+  timelinePostedAt = at;
+  post({ kind: "timeline", ...timeline.range(), viewing, bytes: timeline.bytes, lastMessageAt });
+}
+
+/** The fault spans that overlap the health chart's window ending at `to`. */
+function spansUpTo(to: number): Frame["faultSpans"] {
+  return [...faults.values()].filter((f) => f.start <= to && f.end >= to - HEALTH_VIEW_SECS);
+}
+
+/** Everything the page draws, as it was at scene time `t` (copies: the page may keep them). */
+function frameAt(at: number): Partial<Frame> {
+  const t = Number.isFinite(at) ? at : lastT;
+  const m = timeline.at(t);
+  const f: Partial<Frame> = {
+    healthSeries: health.snapshot(t - HEALTH_VIEW_SECS, t),
+    faultSpans: spansUpTo(t),
+    evalSeries: evals.snapshot(-Infinity, t),
+    latencySeries: latency.snapshot(-Infinity, t),
+  };
+  if (m.scene) f.scene = m.scene;
+  if (m.lidar) f.lidar = { ...m.lidar, points: m.lidar.points.slice() };
+  if (m.predictions) f.predictions = copyPredictions(m.predictions).value;
+  if (m.tracks) f.tracks = m.tracks;
+  if (m.health) f.health = m.health;
+  return f;
 }
 
 function onHealth(h: HealthMsg): void {
   const row: Record<string, number> = { threshold: h.threshold };
   for (const s of h.sensors) row[s.sensor] = s.enabled ? s.score : NaN;
   health.push(h.t_secs, row);
+  timeline.offerHealth(h);
   for (const f of h.faults) {
     faults.set(f.id, { sensor: SENSORS.indexOf(f.sensor), start: f.start_secs, end: f.end_secs });
   }
   const oldest = health.t.at(0);
   for (const [id, f] of faults) if (f.end < oldest) faults.delete(id);
   pending.set("health", h);
-  pending.set("healthSeries", health.snapshot());
-  pending.set("faultSpans", [...faults.values()]);
+  pending.set("healthSeries", health.snapshot(h.t_secs - HEALTH_VIEW_SECS));
+  pending.set("faultSpans", spansUpTo(h.t_secs));
 }
 
 function onEvaluation(e: EvaluationMsg): void {
@@ -222,7 +276,9 @@ async function pollStats(): Promise<void> {
     if (v.latency_ms.p99 !== null) lat[key] = v.latency_ms.p99;
   }
   prevStats = { at: now, rows };
-  latency.push((Date.now() - startedAt) / 1000, lat);
+  // On the scene's clock, like every other chart (nothing new while the scene is paused).
+  const latest = latency.t.last();
+  if (!(s.t_secs <= latest)) latency.push(s.t_secs, lat);
   pending.set("stats", s);
   pending.set("latencySeries", latency.snapshot());
   const routing = await getJson<unknown>(base, "/api/v1/routing");
@@ -255,8 +311,24 @@ self.onmessage = (ev: MessageEvent<ToWorker>) => {
       setInterval(() => void pollStats(), 2000);
       setInterval(() => void pollHistory(), 10000);
       break;
+    case "view":
+      viewing = m.t === null ? null : Math.max(timeline.range().oldest, Math.min(m.t, timeline.range().newest));
+      if (viewing !== null && Number.isNaN(viewing)) viewing = null;
+      seekOwed = viewing !== null;
+      catchUpOwed = viewing === null;
+      postTimeline(true);
+      break;
     case "pull": {
-      const frame = pending.take();
+      let frame: Partial<Frame> | null;
+      if (viewing !== null) {
+        // Paused: the live updates wait (latest wins); the page gets the viewed time once per seek.
+        if (!seekOwed) break;
+        seekOwed = false;
+        frame = frameAt(viewing);
+      } else if (catchUpOwed) {
+        catchUpOwed = false;
+        frame = { ...frameAt(Infinity), ...(pending.take() ?? {}) };
+      } else frame = pending.take();
       if (!frame) break;
       const transfer: Transferable[] = [];
       if (frame.lidar) transfer.push(frame.lidar.points.buffer);
@@ -271,7 +343,7 @@ self.onmessage = (ev: MessageEvent<ToWorker>) => {
         transfer.push(s.t.buffer);
         for (const col of Object.values(s.series)) transfer.push(col.buffer);
       }
-      post({ kind: "frame", frame, lastMessageAt }, transfer);
+      post({ kind: "frame", frame, lastMessageAt, viewing }, transfer);
       break;
     }
     case "command": {

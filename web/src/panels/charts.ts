@@ -39,6 +39,14 @@ abstract class ChartPanel extends Panel {
     return c;
   }
 
+  /** The last scene time drawn on the panel's time axis (for tests). */
+  shownUntil = NaN;
+
+  protected plot(chart: TimeChart, s: Series, bands?: Parameters<TimeChart["setData"]>[2]): void {
+    chart.setData(s.t, s.series, bands);
+    this.shownUntil = s.t.length ? (s.t[s.t.length - 1] as number) : NaN;
+  }
+
   /** Points drawn by each chart in its last update. */
   pointCounts(): number[] {
     return this.charts.map((c) => c.pointCount());
@@ -156,7 +164,7 @@ export class HealthPanel extends ChartPanel {
         end: s.end,
         color: `${SENSOR_COLOURS[s.sensor] ?? "#888888"}33`,
       }));
-      this.chart.setData(this.series.t, this.series.series, bands);
+      this.plot(this.chart, this.series, bands);
     }
   }
 }
@@ -192,7 +200,7 @@ export class TrajectoryPanel extends ChartPanel {
   }
 
   protected render(): void {
-    if (this.series) this.chart.setData(this.series.t, this.series.series);
+    if (this.series) this.plot(this.chart, this.series);
   }
 }
 
@@ -251,7 +259,7 @@ export class DetectionPanel extends ChartPanel {
         el("div", "muted", `${t.tracks.length} confirmed tracks · ${t.model} v${t.version}`),
       );
     }
-    if (this.series) this.chart.setData(this.series.t, this.series.series);
+    if (this.series) this.plot(this.chart, this.series);
   }
 }
 
@@ -309,7 +317,7 @@ export class FusionPanel extends ChartPanel {
         nis.length ? nis.reduce((a, b) => a + b, 0) / nis.length : NaN,
       )} (95 % bound 5.99)`;
     }
-    if (this.series) for (const c of [this.pos, this.vel, this.nis]) c.setData(this.series.t, this.series.series);
+    if (this.series) for (const c of [this.pos, this.vel, this.nis]) this.plot(c, this.series);
   }
 }
 
@@ -328,7 +336,6 @@ export class PerformancePanel extends ChartPanel {
     this.body.prepend(this.table, this.routing);
     this.chart = this.addChart(renderer, {
       title: "p99 request latency per version",
-      xLabel: "seconds since the page opened",
       yLabel: "ms",
       height: 150,
       series: [],
@@ -378,7 +385,7 @@ export class PerformancePanel extends ChartPanel {
       const loaded = s.models.map((m) => `${m.name} [${m.versions.join(", ")}]`).join(" · ");
       this.routing.textContent = `loaded: ${loaded}. ${describeRouting(this.routingState)}`;
     }
-    if (this.latency) this.chart.setData(this.latency.t, this.latency.series);
+    if (this.latency) this.plot(this.chart, this.latency);
   }
 }
 

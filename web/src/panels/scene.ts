@@ -256,6 +256,11 @@ export class ScenePanel extends Panel {
     }
   }
 
+  /** The scene time of the drawn scene (NaN before the first). */
+  get time(): number {
+    return this.scene?.t_secs ?? NaN;
+  }
+
   get agentCount(): number {
     return this.scene?.agents.length ?? 0;
   }
