@@ -4,6 +4,10 @@
 // repository.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { launchBrowser, startServer, watchErrors } from "./harness.mjs";
 
 const routing = async (url, model = "trajectory") => (await fetch(`${url}/api/v1/models/${model}/routing`)).json();
@@ -113,5 +117,57 @@ test("split, canary and rollback through the page change the server's routing; r
   } finally {
     await browser.close();
     await server.stop();
+  }
+});
+
+test("a training round started from the page shows its epochs and loss curves as they come, and the version it produced", async () => {
+  // A copy of the repository (the round writes a version into it); rounds of 100 windows.
+  const repo = fs.mkdtempSync(path.join(os.tmpdir(), "waypoint-e2e-repo-"));
+  fs.cpSync(fileURLToPath(new URL("../../models", import.meta.url)), repo, { recursive: true });
+  const server = startServer(["--speed", "4", "--learn-min-windows", "100", "--no-auto-canary", "--model-repository", repo]);
+  const url = await server.url;
+  const browser = await launchBrowser();
+  try {
+    const page = await browser.context.newPage();
+    const errors = watchErrors(page);
+    await page.goto(url + "/");
+    await page.click("#lifecycle > summary");
+    await page.waitForSelector("#lc-training:not([hidden])", { timeout: 15000 });
+    const deadline = Date.now() + 60000;
+    while ((await (await fetch(`${url}/api/v1/learning`)).json()).observed_windows < 100) {
+      assert.ok(Date.now() < deadline, "100 windows observed within a minute");
+      await new Promise((ok) => setTimeout(ok, 250));
+    }
+    await page.fill("#lc-epochs", "3");
+    await page.click("#lc-train");
+    await page.waitForFunction(() => /training round 1 started/.test(document.getElementById("lc-status").textContent), null, {
+      timeout: 8000,
+    });
+    // Followed to its end: epochs, the latest loss and validation ADE, what it produced.
+    await page.waitForFunction(
+      () => /^round 1: (done · .*produced v4|no_improvement)/.test(document.getElementById("lc-round-text").textContent),
+      null,
+      { timeout: 120000 },
+    );
+    const text = await page.textContent("#lc-round-text");
+    assert.match(text, /loss \d+\.\d{4} · val ADE \d+\.\d{3} m/);
+    const progress = await page.$eval("#lc-round-progress", (p) => [p.value, p.max]);
+    assert.deepEqual(progress, [3, 3]);
+    const round = (await (await fetch(`${url}/api/v1/learning`)).json()).rounds[0];
+    assert.ok(round.progress.length >= 1 && round.progress.length <= 3, JSON.stringify(round));
+    assert.ok(text.includes(`val ADE ${round.progress.at(-1).val_ade_m.toFixed(3)} m`), `${text} / ${JSON.stringify(round.progress)}`);
+    // The validation ADE curve is drawn in its colour.
+    const drawn = await page.$eval("#lc-val-ade", (c) => {
+      const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+      let n = 0;
+      for (let i = 0; i < d.length; i += 4) if (Math.abs(d[i] - 0x06) + Math.abs(d[i + 1] - 0xd6) + Math.abs(d[i + 2] - 0xa0) < 30) n++;
+      return n;
+    });
+    assert.ok(drawn >= 6, `curve pixels ${drawn}`);
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+    await server.stop();
+    fs.rmSync(repo, { recursive: true, force: true });
   }
 });

@@ -5,6 +5,7 @@
 // a training round and following it.
 
 import { authHeaders } from "./auth";
+import { drawCurve } from "./curve";
 import { el } from "./dom";
 import { getJson } from "./http";
 
@@ -50,6 +51,8 @@ interface Round {
   seconds: number | null;
   canary: boolean;
   error: string | null;
+  /** The epochs finished so far. */
+  progress?: { epoch: number; train_loss: number; val_ade_m: number }[];
 }
 interface Learning {
   model: string;
@@ -106,6 +109,18 @@ export class LifecycleControls {
   private readonly decisions = el("ol", { id: "lc-decisions", className: "lc-decisions" });
   private readonly training = el("div", { id: "lc-training", className: "lc-training", hidden: true });
   private readonly rounds = el("ol", { id: "lc-rounds", className: "lc-rounds" });
+  private readonly roundProgress = el("progress", { id: "lc-round-progress", max: 1, value: 0 });
+  private readonly roundText = el("span", { id: "lc-round-text", className: "muted" });
+  private readonly lossCurve = el("canvas", { id: "lc-loss", className: "lc-curve" });
+  private readonly adeCurve = el("canvas", { id: "lc-val-ade", className: "lc-curve" });
+  private readonly roundBox = el(
+    "div",
+    { id: "lc-round", className: "lc-round", hidden: true },
+    this.roundProgress,
+    this.roundText,
+    el("figure", {}, this.lossCurve, el("figcaption", {}, "training loss per epoch")),
+    el("figure", {}, this.adeCurve, el("figcaption", {}, "validation ADE per epoch (m)")),
+  );
   private readonly status = el("span", { id: "lc-status", className: "status" });
   private versions: string[] = [];
   private current: Routing | null = null;
@@ -144,6 +159,7 @@ export class LifecycleControls {
       labelled("epochs", epochs),
       el("label", { className: "field" }, withCanary, " then canary the new version"),
       train,
+      this.roundBox,
       this.rounds,
     );
     const summary = el("summary", { textContent: "Models and rollout" });
@@ -328,6 +344,7 @@ export class LifecycleControls {
 
   private showLearning(l: Learning): void {
     const rows = l.rounds.slice(-5).reverse();
+    this.showRound(rows[0]);
     const line = (x: Round): string => {
       const parts = [`round ${x.id}: ${x.status}`, `${x.windows} windows`, `${x.epochs} epochs from v${x.base_version}`];
       if (x.best_val_ade_m !== null)
@@ -344,6 +361,23 @@ export class LifecycleControls {
       el("li", { className: "muted", textContent: `${l.running ? "a round is running" : "idle"} · ${l.observed_windows} of ${l.min_windows} windows observed for a round` }),
       ...rows.map((x) => el("li", { textContent: line(x) })),
     );
+  }
+
+  /** The newest round: its progress through its epochs and its loss curves, drawn as they come. */
+  private showRound(r: Round | undefined): void {
+    this.roundBox.hidden = !r;
+    if (!r) return;
+    const done = r.progress ?? [];
+    this.roundProgress.max = Math.max(1, r.epochs);
+    this.roundProgress.value = r.status === "running" ? done.length : r.epochs;
+    this.roundProgress.setAttribute("aria-label", `round ${r.id} epochs`);
+    const last = done[done.length - 1];
+    this.roundText.textContent =
+      `round ${r.id}: ${r.status === "running" ? `epoch ${done.length} of ${r.epochs}` : r.status}` +
+      (last ? ` · loss ${last.train_loss.toFixed(4)} · val ADE ${last.val_ade_m.toFixed(3)} m` : "") +
+      (r.new_version !== null ? ` · produced v${r.new_version}` : "");
+    drawCurve(this.lossCurve, done.map((e) => e.train_loss), "#ffd166", 4);
+    drawCurve(this.adeCurve, done.map((e) => e.val_ade_m), "#06d6a0", 3);
   }
 
   private ask(question: string, action: () => Promise<void>): void {

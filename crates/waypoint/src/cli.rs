@@ -178,6 +178,9 @@ pub struct ServeArgs {
     /// on request, `POST /api/v1/models/trajectory/train`).
     #[arg(long, env = "WAYPOINT_LEARN_EVERY_SECS", default_value_t = 0)]
     pub learn_every_secs: u64,
+    /// Windows (one per agent every 0.4 s of scene) a training round needs at least.
+    #[arg(long, env = "WAYPOINT_LEARN_MIN_WINDOWS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(32..))]
+    pub learn_min_windows: u64,
     /// Do not offer each fine-tuned version as a canary automatically.
     #[arg(long, env = "WAYPOINT_NO_AUTO_CANARY")]
     pub no_auto_canary: bool,
@@ -251,6 +254,7 @@ pub fn server_config(args: &ServeArgs) -> Result<ServerConfig> {
             every_secs: Some(args.learn_every_secs).filter(|s| *s > 0),
             auto_canary: !args.no_auto_canary,
             keep_versions: args.keep_learned_versions as usize,
+            min_windows: args.learn_min_windows as usize,
             canary: waypoint_server::lifecycle::routing::CanarySettings {
                 dwell_secs: args.canary_dwell_secs,
                 ..Default::default()

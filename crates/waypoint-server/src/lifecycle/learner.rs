@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use waypoint_models::trajectory::data::SocialWindow;
 use waypoint_models::trajectory::finetune::{fine_tune, fine_tune_config, write_version};
+use waypoint_models::trajectory::tcn::EpochRecord;
 
 use crate::lifecycle::online::OnlineEval;
 use crate::lifecycle::routing::{CanarySettings, PolicySpec, Router};
@@ -87,6 +88,16 @@ pub struct Round {
     pub seconds: Option<f64>,
     pub canary: bool,
     pub error: Option<String>,
+    /// The epochs done so far, as they finish (the dashboard draws the loss curve from them).
+    pub progress: Vec<EpochProgress>,
+}
+
+/// One finished epoch of a round.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct EpochProgress {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub val_ade_m: f64,
 }
 
 #[derive(Debug, Default)]
@@ -210,6 +221,7 @@ impl Learner {
                 seconds: None,
                 canary: req.canary.unwrap_or(self.config.auto_canary),
                 error: None,
+                progress: Vec::new(),
             };
             s.rounds.push_back(round.clone());
             while s.rounds.len() > 50 {
@@ -232,6 +244,16 @@ impl Learner {
             return Err(e.to_string());
         }
         Ok(round)
+    }
+
+    /// Notes a finished epoch on its round (bounded by the round's epoch count).
+    fn record_epoch(&self, id: u64, e: &EpochRecord) {
+        let mut s = self.lock();
+        if let Some(r) = s.rounds.iter_mut().find(|r| r.id == id) {
+            if r.progress.len() < r.epochs.max(1) {
+                r.progress.push(EpochProgress { epoch: e.epoch, train_loss: e.train_loss, val_ade_m: e.val_ade_m });
+            }
+        }
     }
 
     fn finish(&self, id: u64, result: Result<RoundOutcome, String>) {
@@ -309,6 +331,7 @@ impl Learner {
             .install(|| {
                 fine_tune(&base_dir, &[windows], &config, |e| {
                     tracing::debug!(round = round.id, epoch = e.epoch, val_ade = e.val_ade_m, "epoch");
+                    self.record_epoch(round.id, e);
                 })
             })
             .map_err(|e| e.to_string())?;
@@ -453,6 +476,9 @@ mod tests {
         // The learner is not stuck: the next rounds run.
         let second = wait_round(&l, l.start_round(RoundRequest::default()).unwrap().id);
         assert_eq!((second.status.as_str(), second.new_version), ("done", Some(3)), "{second:?}");
+        // Its epochs were noted as they finished (what the dashboard's loss curve draws).
+        assert!(!second.progress.is_empty() && second.progress.len() <= second.epochs, "{second:?}");
+        assert!(second.progress.iter().all(|e| e.train_loss.is_finite() && e.val_ade_m.is_finite()), "{second:?}");
         let third = wait_round(&l, l.start_round(RoundRequest::default()).unwrap().id);
         assert_eq!((third.status.as_str(), third.new_version), ("done", Some(4)), "{third:?}");
         // Keep one learned version: 3 was retired (the canary runs 2 against 4), the shipped 1
