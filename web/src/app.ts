@@ -8,7 +8,7 @@ import { DetectionPanel, FusionPanel, HealthPanel, LearningPanel, PerformancePan
 import type { Panel } from "./panels/panel";
 import { ScenePanel, type MapInfo } from "./panels/scene";
 import { TimelineBar } from "./timeline_bar";
-import type { Frame, FromWorker, ToWorker } from "./protocol";
+import { describeCluster, type ClusterInfo, type Frame, type FromWorker, type ToWorker } from "./protocol";
 import type { Renderer } from "./render/types";
 import { uplotRenderer } from "./render/uplot";
 
@@ -84,6 +84,9 @@ function onWorker(m: FromWorker): void {
       apply(m.frame, m.viewing === null);
       scheduleDraw();
       break;
+    case "cluster":
+      showCluster(m.cluster);
+      break;
     case "timeline":
       lastMessageAt = m.lastMessageAt;
       timelineBar.show(m.oldest, m.newest, m.viewing, m.bytes);
@@ -122,6 +125,17 @@ function apply(f: Partial<Frame>, live: boolean): void {
     early.push(f);
     if (early.length > 8) early.shift();
   }
+}
+
+let clusterText = "";
+function showCluster(c: ClusterInfo): void {
+  const { text, warn } = describeCluster(c);
+  if (text === clusterText) return;
+  clusterText = text;
+  const e = $("cluster");
+  e.hidden = text === "";
+  e.textContent = text;
+  e.classList.toggle("warn", warn);
 }
 
 // Drawing: a batch from the worker schedules one draw at the next animation frame (however

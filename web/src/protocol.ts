@@ -199,6 +199,27 @@ export interface HistoryVersion {
   online: Record<string, number> | null;
 }
 
+/** `GET /api/v1/cluster`: this replica, the leader, Redis and the replicas seen. */
+export interface ClusterInfo {
+  replica: string;
+  leader: string | null;
+  leading: boolean;
+  redis: "up" | "down" | "off";
+  replicas: unknown[];
+}
+
+/** The cluster line of the header ("" when the server runs alone). */
+export function describeCluster(c: ClusterInfo): { text: string; warn: boolean } {
+  if (c.redis === "off") return { text: "", warn: false };
+  const leader = c.leading ? "leader: this replica" : c.leader ? `leader: ${c.leader}` : "no leader";
+  const n = c.replicas.length;
+  const warn = c.redis !== "up" || !c.leader;
+  return {
+    text: `replica ${c.replica} · ${leader} · Redis ${c.redis} · ${n} replica${n === 1 ? "" : "s"} seen${warn ? " · the scene may be unavailable" : ""}`,
+    warn,
+  };
+}
+
 export interface Frame {
   scene: SceneMsg;
   lidar: LidarFrame;
@@ -232,4 +253,6 @@ export type FromWorker =
   | { kind: "timeline"; oldest: number; newest: number; viewing: number | null; bytes: number; lastMessageAt: number }
   | { kind: "conn"; state: ConnState; rttMs: number | null; attempt: number; dropped: number; lastMessageAt: number }
   | { kind: "reply"; id: number; ok: boolean; result?: unknown; error?: string }
-  | { kind: "notice"; level: string; message: string };
+  | { kind: "notice"; level: string; message: string }
+  /** The cluster's state, live even while the view is paused. */
+  | { kind: "cluster"; cluster: ClusterInfo };

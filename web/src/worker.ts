@@ -8,6 +8,7 @@ import { getJson } from "./http";
 import { backoffMs, Coalescer } from "./coalesce";
 import { decode, encode, f32, type Value } from "./msgpack";
 import type {
+  ClusterInfo,
   ConnState,
   EvaluationMsg,
   Frame,
@@ -283,6 +284,8 @@ async function pollStats(): Promise<void> {
   pending.set("latencySeries", latency.snapshot());
   const routing = await getJson<unknown>(base, "/api/v1/routing");
   pending.set("routing", routing);
+  const cluster = await getJson<ClusterInfo>(base, "/api/v1/cluster");
+  if (cluster) post({ kind: "cluster", cluster });
 }
 
 async function pollHistory(): Promise<void> {
