@@ -62,14 +62,16 @@ export const CHROMIUM_ARGS = [
   "--disable-sync",
 ];
 
-/** A fresh persistent context in a temporary profile; `close()` removes the profile. */
-export async function launchBrowser() {
+/** A fresh persistent context in a temporary profile; `close()` removes the profile. `options`
+ * (a viewport, a device pixel ratio) go to the context. */
+export async function launchBrowser(options = {}) {
   const dir = mkdtempSync(join(tmpdir(), "waypoint-chromium-"));
   const context = await chromium.launchPersistentContext(dir, {
     executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
     headless: true,
     args: CHROMIUM_ARGS,
     viewport: { width: 1280, height: 800 },
+    ...options,
   });
   return {
     context,

@@ -244,6 +244,7 @@ async function start(): Promise<void> {
     sceneView: () => scene.view,
     sceneTime: () => scene.time,
     viewing: () => timelineBar.viewing,
+    timelineBytes: () => timelineBar.bytes,
     draws: () => Object.fromEntries(panels.map((p) => [p.id, p.draws])),
     points: () => Object.fromEntries(Object.entries(cp).map(([k, p]) => [k, p.pointCounts()])),
     shownUntil: () => Object.fromEntries(Object.entries(cp).map(([k, p]) => [k, p.shownUntil])),

@@ -21,7 +21,8 @@ export class TimelineBar {
   private readonly state: HTMLOutputElement;
   private oldest = NaN;
   private newest = NaN;
-  private bytes = 0;
+  /** Bytes the worker's timeline holds. */
+  bytes = 0;
   /** The scene time viewed (null: live). */
   viewing: number | null = null;
   /** Asked to look at a time (null: live); the page forwards it to the worker. */
@@ -45,14 +46,14 @@ export class TimelineBar {
     this.range.max = "0";
     this.range.disabled = true;
     const label = document.createElement("label");
-    label.htmlFor = "tl-scrub";
-    label.textContent = "scene time";
+    label.className = "tl-range";
     this.range.addEventListener("input", () => this.view(Number(this.range.value)));
     this.state = document.createElement("output");
     this.state.id = "tl-state";
     this.state.setAttribute("aria-live", "polite");
     this.state.textContent = "live";
-    this.el.append(this.button, label, this.range, this.state);
+    label.append("scene time ", this.range);
+    this.el.append(this.button, label, this.state);
   }
 
   private view(t: number | null): void {

@@ -6,7 +6,7 @@
 /// <reference lib="webworker" />
 import { getJson } from "./http";
 import { backoffMs, Coalescer } from "./coalesce";
-import { decode, encode, f32, type Value } from "./msgpack";
+import { decode, encode, type Value } from "./msgpack";
 import type {
   ClusterInfo,
   ConnState,
@@ -15,14 +15,13 @@ import type {
   FromWorker,
   HealthMsg,
   HistoryVersion,
-  SceneMsg,
   StatsSnapshot,
   ToWorker,
-  TracksMsg,
 } from "./protocol";
 import { SENSORS, STREAMS } from "./protocol";
 import { SeriesTable } from "./ring";
 import { copyPredictions, SceneTimeline, TIMELINE_SECS } from "./timeline";
+import { asEvaluation, asHealth, asLidar, asPredictions, asScene, asTracks } from "./validate";
 
 declare const self: DedicatedWorkerGlobalScope;
 
@@ -118,13 +117,25 @@ function scheduleReconnect(): void {
 
 type Obj = { [key: string]: Value };
 
+/** Messages dropped because they did not match the protocol, per type (warned once each). */
+const malformed = new Map<string, number>();
+function checked<T>(type: string, value: T | null): T | null {
+  if (value === null) {
+    const n = (malformed.get(type) ?? 0) + 1;
+    malformed.set(type, n);
+    if (n === 1) console.warn(`dropped a ${type} message that does not match the protocol (docs/PROTOCOL.md)`);
+  }
+  return value;
+}
+
 function onMessage(m: Obj): void {
   switch (m.type) {
     case "hello":
       send({ type: "subscribe", id: 0, streams: [...STREAMS] });
       break;
     case "scene": {
-      const s = m as unknown as SceneMsg;
+      const s = checked("scene", asScene(m));
+      if (!s) break;
       if (s.t_secs < lastT - 1e-6) resetSeries();
       lastT = s.t_secs;
       timeline.offerScene(s);
@@ -133,39 +144,36 @@ function onMessage(m: Obj): void {
       break;
     }
     case "lidar": {
-      const pose = m.world_from_sensor as unknown as Frame["lidar"]["pose"];
-      const points = f32(m.points);
-      const lidar = { t_secs: m.t_secs as number, pose, count: points.length / 4, points };
+      const lidar = checked("lidar", asLidar(m));
+      if (!lidar) break;
       timeline.offerLidar(lidar);
       pending.set("lidar", lidar);
       break;
     }
     case "predictions": {
-      const p: Frame["predictions"] = {
-        t_secs: m.t_secs as number,
-        model: m.model as string,
-        version: m.version as string,
-        agent_ids: m.agent_ids as number[],
-        trajectory: f32(m.trajectory),
-        sigma: m.sigma === undefined || m.sigma === null ? undefined : f32(m.sigma),
-        modes: m.modes === undefined || m.modes === null ? undefined : f32(m.modes),
-        mode_probabilities:
-          m.mode_probabilities === undefined || m.mode_probabilities === null ? undefined : f32(m.mode_probabilities),
-      };
+      const p = checked("predictions", asPredictions(m));
+      if (!p) break;
       timeline.offerPredictions(p);
       pending.set("predictions", p);
       break;
     }
-    case "tracks":
-      timeline.offerTracks(m as unknown as TracksMsg);
-      pending.set("tracks", m as unknown as TracksMsg);
+    case "tracks": {
+      const t = checked("tracks", asTracks(m));
+      if (!t) break;
+      timeline.offerTracks(t);
+      pending.set("tracks", t);
       break;
-    case "health":
-      onHealth(m as unknown as HealthMsg);
+    }
+    case "health": {
+      const h = checked("health", asHealth(m));
+      if (h) onHealth(h);
       break;
-    case "evaluation":
-      onEvaluation(m as unknown as EvaluationMsg);
+    }
+    case "evaluation": {
+      const e = checked("evaluation", asEvaluation(m));
+      if (e) onEvaluation(e);
       break;
+    }
     case "pong": {
       const sent = pingSent.get(String(m.id));
       if (sent !== undefined) {
