@@ -182,7 +182,7 @@ window.addEventListener("resize", () => {
 });
 
 
-async function pickRenderer(license: string | null, available: boolean): Promise<Renderer> {
+async function pickRenderer(license: string | null, available: boolean, info?: Record<string, string>): Promise<Renderer> {
   // `?renderer=lcjs` tries LightningChart JS even without a key (to see how it refuses); it is
   // tried only where the operator gave the server their copy of it (`--lcjs-module`).
   const forced = new URLSearchParams(location.search).get("renderer") === "lcjs";
@@ -197,7 +197,7 @@ async function pickRenderer(license: string | null, available: boolean): Promise
   }
   if (!(available || forced) || (!license && !forced)) return uplotRenderer;
   const { loadLcjs } = await import("./render/lcjs");
-  const r = await loadLcjs(license ?? undefined);
+  const r = await loadLcjs(license ?? undefined, info);
   if ("renderer" in r) {
     note.hidden = false;
     note.textContent = "Charts: LightningChart JS";
@@ -213,8 +213,16 @@ async function pickRenderer(license: string | null, available: boolean): Promise
 
 async function start(): Promise<void> {
   void getJson<MapInfo>(base, "/api/v1/map").then((m) => m && scene.setMap(m));
-  const config = await getJson<{ lcjs_license: string | null; lcjs_module?: boolean }>(base, "/api/v1/dashboard");
-  const renderer = await pickRenderer(config?.lcjs_license ?? null, config?.lcjs_module ?? false);
+  const config = await getJson<{
+    lcjs_license: string | null;
+    lcjs_module?: boolean;
+    lcjs_license_information?: Record<string, string> | null;
+  }>(base, "/api/v1/dashboard");
+  const renderer = await pickRenderer(
+    config?.lcjs_license ?? null,
+    config?.lcjs_module ?? false,
+    config?.lcjs_license_information ?? undefined,
+  );
   const cp = {
     health: new HealthPanel(renderer),
     trajectory: new TrajectoryPanel(renderer),

@@ -50,6 +50,9 @@ pub struct ServerConfig {
     /// The operator's own copy of LightningChart JS's browser bundle (`lcjs.iife.js`), served at
     /// `/lcjs/lcjs.js`; Waypoint ships none.
     pub lcjs_module: Option<PathBuf>,
+    /// The licence information a LightningChart JS deployment key is checked against
+    /// (`{"company": …, "appTitle": …}`), passed to the library as `licenseInformation`.
+    pub lcjs_license_information: Option<serde_json::Map<String, serde_json::Value>>,
     /// Bearer token every mutating call needs (control API writes, repository load/unload,
     /// scene commands); none: open.
     pub api_token: Option<Secret>,
@@ -109,6 +112,7 @@ impl Default for ServerConfig {
             lease_ms: 2000,
             lcjs_license: None,
             lcjs_module: None,
+            lcjs_license_information: None,
             api_token: None,
             infer_token: None,
             scene_commands_per_sec: 10.0,

@@ -169,6 +169,10 @@ pub struct ServeArgs {
     /// renderer).
     #[arg(long, env = "WAYPOINT_LCJS_LICENSE", hide_env_values = true)]
     pub lcjs_license: Option<String>,
+    /// The licence information your LightningChart JS deployment key was issued for, as JSON:
+    /// `{"company": "…", "appTitle": "…"}` (string values only).
+    #[arg(long, env = "WAYPOINT_LCJS_LICENSE_INFO", value_parser = parse_license_information)]
+    pub lcjs_license_info: Option<serde_json::Map<String, serde_json::Value>>,
     /// Your own copy of LightningChart JS's browser bundle (`lcjs.iife.js` from the
     /// `@lightningchart/lcjs` package, under its maker's licence), served to the dashboard;
     /// Waypoint ships none, and uses it only with --lcjs-license.
@@ -209,6 +213,23 @@ pub fn init_logging(format: &LogFormat, filter: &str) {
     }
 }
 
+/// `--lcjs-license-info`: a JSON object of strings naming at least the company and the app title.
+pub fn parse_license_information(text: &str) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    let v: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    let serde_json::Value::Object(map) = v else {
+        return Err("expected a JSON object such as {\"company\": \"…\", \"appTitle\": \"…\"}".into());
+    };
+    if let Some((k, _)) = map.iter().find(|(_, v)| !v.is_string()) {
+        return Err(format!("{k:?}: every value must be a string"));
+    }
+    for key in ["company", "appTitle"] {
+        if !map.contains_key(key) {
+            return Err(format!("{key:?} is missing"));
+        }
+    }
+    Ok(map)
+}
+
 pub fn server_config(args: &ServeArgs) -> Result<ServerConfig> {
     let mut scene = SceneConfig {
         seed: args.seed,
@@ -247,6 +268,7 @@ pub fn server_config(args: &ServeArgs) -> Result<ServerConfig> {
         lease_ms: args.lease_ms,
         lcjs_license: args.lcjs_license.clone().filter(|k| !k.trim().is_empty()).map(Secret::new),
         lcjs_module: args.lcjs_module.clone(),
+        lcjs_license_information: args.lcjs_license_info.clone(),
         api_token: args.api_token.clone().filter(|k| !k.is_empty()).map(Secret::new),
         infer_token: args.infer_token.clone().filter(|k| !k.is_empty()).map(Secret::new),
         scene_commands_per_sec: args.scene_commands_per_sec,
@@ -366,6 +388,21 @@ mod tests {
     use clap::Parser;
 
     use super::*;
+
+    #[test]
+    fn the_chart_licence_information_is_a_json_object_of_strings_with_company_and_app_title() {
+        let ok = parse_license_information(r#"{"company": "Example Ltd", "appTitle": "Waypoint"}"#).unwrap();
+        assert_eq!(ok["appTitle"], "Waypoint");
+        for (bad, why) in [
+            ("company=Example", "not JSON"),
+            (r#"["Example"]"#, "JSON object"),
+            (r#"{"company": "Example Ltd"}"#, "\"appTitle\" is missing"),
+            (r#"{"company": "Example Ltd", "appTitle": 3}"#, "every value must be a string"),
+        ] {
+            let e = parse_license_information(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn serve_builds_its_scene_from_the_flags_parked_cars_included() {

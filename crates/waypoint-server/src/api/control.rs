@@ -129,6 +129,7 @@ async fn dashboard(State(s): State<AppState>, headers: axum::http::HeaderMap) ->
         "server": concat!("waypoint ", env!("CARGO_PKG_VERSION")),
         "lcjs_license": s.config.lcjs_license.as_ref().filter(|_| same_origin).map(|k| k.expose()),
         "lcjs_module": s.config.lcjs_module.is_some(),
+        "lcjs_license_information": s.config.lcjs_license_information.as_ref().filter(|_| same_origin),
     }))
 }
 

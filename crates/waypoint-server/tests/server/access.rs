@@ -14,6 +14,9 @@ fn guarded(infer: bool, commands_per_sec: f64) -> ServerConfig {
         infer_token: infer.then(|| Secret::new("infer-token")),
         scene_commands_per_sec: commands_per_sec,
         lcjs_license: Some(Secret::new("licence-key")),
+        lcjs_license_information: serde_json::json!({"company": "Example Ltd", "appTitle": "Waypoint"})
+            .as_object()
+            .cloned(),
         ..fast()
     }
 }
@@ -137,6 +140,7 @@ async fn the_chart_licence_goes_only_to_the_dashboards_own_pages() {
     let url = format!("http://{}/api/v1/dashboard", server.addr);
     let v: serde_json::Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
     assert_eq!(v["lcjs_license"], serde_json::Value::Null);
+    assert_eq!(v["lcjs_license_information"], serde_json::Value::Null);
     let v: serde_json::Value = reqwest::Client::new()
         .get(&url)
         .header("sec-fetch-site", "same-origin")
@@ -147,6 +151,7 @@ async fn the_chart_licence_goes_only_to_the_dashboards_own_pages() {
         .await
         .unwrap();
     assert_eq!(v["lcjs_license"], "licence-key");
+    assert_eq!(v["lcjs_license_information"]["appTitle"], "Waypoint");
     // Plain HTTP beyond loopback: the browser sends no Sec-Fetch-Site, but its Referer is this
     // host; another site's is not.
     let with_referer = |referer: String| {
