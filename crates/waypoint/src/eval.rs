@@ -23,6 +23,9 @@ pub enum EvalModel {
     Anomaly(crate::anomaly_cmd::EvalAnomalyArgs),
     /// Trajectory prediction on ETH/UCY files (ADE/FDE, Social-GAN windows).
     Trajectory(crate::trajectory_cmd::EvalTrajectoryArgs),
+    /// Road users' trajectories (vehicles, cyclists) on simulated scenes: the map-aware model
+    /// against constant velocity, Kalman and constant turn rate, per class.
+    TrajectoryRoad(crate::road_cmd::EvalRoadArgs),
     /// Versions of a model side by side on the same recorded drive (an MCAP recording played
     /// through the live stack, every sweep, as fast as it goes).
     Replay(crate::record_cmd::EvalReplayArgs),
@@ -51,6 +54,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         EvalModel::Anomaly(a) => crate::anomaly_cmd::eval(a),
         EvalModel::Trajectory(a) => crate::trajectory_cmd::eval(a),
         EvalModel::Replay(a) => crate::record_cmd::eval_replay(a),
+        EvalModel::TrajectoryRoad(a) => crate::road_cmd::eval(a),
     }
 }
 

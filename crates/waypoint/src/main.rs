@@ -9,6 +9,7 @@ mod eval;
 mod export_cmd;
 mod lidar_preset;
 mod record_cmd;
+mod road_cmd;
 mod trajectory_cmd;
 
 use anyhow::Result;

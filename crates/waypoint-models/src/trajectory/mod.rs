@@ -13,6 +13,7 @@ pub mod finetune;
 pub mod kalman;
 pub mod model;
 pub mod onnx_export;
+pub mod road;
 pub mod tcn;
 pub mod train;
 mod trainer;

@@ -1,0 +1,538 @@
+//! Map-aware prediction for the road users of Waypoint's simulated intersection (vehicles and
+//! cyclists): the lanes through the intersection that the history fits are the candidate
+//! futures, each driven along its centre line with a car-following speed law (the intelligent
+//! driver model) that stops at the stop line while the fixed-time signal plan does not let the
+//! arm go. A route's probability comes from how well the history lies on it (lateral offset now
+//! and three steps back, heading) and from how often each turn is taken.
+//!
+//! The map (`waypoint_sim::map`: the four arms, their lanes and bike lanes, stop lines, signal
+//! plan) is the simulator's, so this model is for Waypoint's own scene or recordings of it; on
+//! any other road it finds no lane and answers constant velocity. The speed law's form is the
+//! textbook one (Treiber et al. 2000); its constants ([`RoadParams`]) are chosen by
+//! [`fit_params`] on simulated seeds kept apart from the ones it is reported on.
+
+use std::sync::OnceLock;
+
+use waypoint_sim::agent::{AgentKind, Behaviour};
+use waypoint_sim::geometry::{wrap_angle, Vec2};
+use waypoint_sim::map::{driving_route, signal_phase, Arm, Path, SignalPhase, BIKE_OFFSET_M, LANE_OFFSET_M};
+use waypoint_sim::scene::{Scene, SceneConfig};
+
+use super::cv::ConstantVelocity;
+use super::{OBS_STEPS, PRED_STEPS, STEP_SECS};
+
+/// Futures the model gives per agent (one per candidate route, the likeliest first; padded with
+/// probability 0).
+pub const ROAD_MODES: usize = 3;
+
+/// The road users this model predicts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoadClass {
+    Vehicle,
+    Cyclist,
+}
+
+impl RoadClass {
+    fn offset_m(self) -> f64 {
+        match self {
+            Self::Vehicle => LANE_OFFSET_M,
+            Self::Cyclist => BIKE_OFFSET_M,
+        }
+    }
+
+    fn half_length_m(self) -> f64 {
+        match self {
+            Self::Vehicle => 2.25,
+            Self::Cyclist => 0.9,
+        }
+    }
+}
+
+/// The speed law's and the route likelihood's constants.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RoadParams {
+    /// Most acceleration, m/s².
+    pub accel_mps2: f64,
+    /// Comfortable deceleration (braking for a stop line), m/s².
+    pub comfort_decel_mps2: f64,
+    /// Speed a vehicle / cyclist tends to when the road is free, m/s (the larger of this and its
+    /// current speed).
+    pub vehicle_speed_mps: f64,
+    pub cyclist_speed_mps: f64,
+    /// Most speed through a turn, m/s.
+    pub turn_speed_mps: f64,
+    /// How far off a lane centre a road user on it is, one sigma, m.
+    pub lateral_sigma_m: f64,
+    /// How far off the lane's heading, one sigma, rad.
+    pub heading_sigma_rad: f64,
+    /// Prior weight of a left turn, going straight and a right turn (relative).
+    pub turn_prior: [f64; 3],
+}
+
+impl Default for RoadParams {
+    /// Chosen by `waypoint eval trajectory-road --fit` on simulated seeds 1–12 (300 s each); see
+    /// docs/EVALUATION.md.
+    fn default() -> Self {
+        Self {
+            accel_mps2: 1.5,
+            comfort_decel_mps2: 2.5,
+            vehicle_speed_mps: 11.0,
+            cyclist_speed_mps: 3.0,
+            turn_speed_mps: 6.0,
+            lateral_sigma_m: 0.3,
+            heading_sigma_rad: 0.25,
+            turn_prior: [0.77, 0.816, 1.414],
+        }
+    }
+}
+
+/// IDM's other constants (the textbook values; not fitted).
+const MIN_GAP_M: f64 = 2.0;
+const HEADWAY_SECS: f64 = 1.5;
+const MAX_BRAKE_MPS2: f64 = 8.0;
+/// A road user this far off every lane centre is on none.
+const MAX_LATERAL_M: f64 = 3.0;
+/// Or heading this far off the lane's direction.
+const MAX_HEADING_RAD: f64 = 1.0;
+/// Moved less than this over the last four steps: standing (its heading says nothing).
+const STANDING_M: f64 = 0.5;
+
+#[derive(Debug)]
+struct Route {
+    from: Arm,
+    /// 0 left, 1 straight, 2 right.
+    turn: usize,
+    path: Path,
+    stop_s_m: f64,
+}
+
+fn turn_of(from: Arm, to: Arm) -> usize {
+    let (a, b) = (from.index() as i64, to.index() as i64);
+    // Arms are listed anticlockwise (east, north, west, south); driving in from `from` heads
+    // towards the opposite arm; the arm after that one anticlockwise is a left turn.
+    match (b - a).rem_euclid(4) {
+        2 => 1,
+        3 => 0,
+        _ => 2,
+    }
+}
+
+fn routes(class: RoadClass) -> &'static [Route] {
+    static VEHICLE: OnceLock<Vec<Route>> = OnceLock::new();
+    static CYCLIST: OnceLock<Vec<Route>> = OnceLock::new();
+    let cell = match class {
+        RoadClass::Vehicle => &VEHICLE,
+        RoadClass::Cyclist => &CYCLIST,
+    };
+    cell.get_or_init(|| {
+        let mut out = Vec::new();
+        for from in Arm::ALL {
+            for to in Arm::ALL {
+                if from == to {
+                    continue;
+                }
+                let (path, stop_s_m) = driving_route(from, to, class.offset_m());
+                out.push(Route { from, turn: turn_of(from, to), path, stop_s_m });
+            }
+        }
+        out
+    })
+}
+
+/// One predicted future: its probability and 12 positions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoadFuture {
+    pub probability: f32,
+    pub positions: [[f32; 2]; PRED_STEPS],
+}
+
+fn v2(p: [f32; 2]) -> Vec2 {
+    Vec2::new(f64::from(p[0]), f64::from(p[1]))
+}
+
+/// The road user ahead on a route: its arc length and speed along the route at the last step.
+#[derive(Debug, Clone, Copy)]
+struct Leader {
+    s_m: f64,
+    v_mps: f64,
+}
+
+/// Half the length assumed for a road user ahead (its kind is not known): a car's.
+const LEADER_HALF_LENGTH_M: f64 = 2.25;
+/// How far ahead a road user counts as a leader.
+pub const LEADER_REACH_M: f64 = 60.0;
+
+/// The nearest of `others` (`[x_prev, y_prev, x_last, y_last]`, one step apart) ahead of arc
+/// length `s` on `route`, within the lane's corridor.
+fn leader(route: &Route, class: RoadClass, s: f64, others: &[[f32; 4]]) -> Option<Leader> {
+    let corridor = match class {
+        RoadClass::Vehicle => 2.2,
+        RoadClass::Cyclist => 1.7,
+    };
+    let mut best: Option<Leader> = None;
+    for o in others {
+        if !o.iter().all(|v| v.is_finite()) {
+            continue;
+        }
+        let last = Vec2::new(f64::from(o[2]), f64::from(o[3]));
+        let Some((so, lat)) = route.path.project(last, s + 0.1, s + LEADER_REACH_M) else { continue };
+        if so <= s + 0.5 || lat.abs() > corridor || best.is_some_and(|b| b.s_m <= so) {
+            continue;
+        }
+        let (_, h) = route.path.at(so);
+        let step = Vec2::new(f64::from(o[2] - o[0]), f64::from(o[3] - o[1]));
+        best = Some(Leader { s_m: so, v_mps: (step.dot(Vec2::from_angle(h)) / STEP_SECS).max(0.0) });
+    }
+    best
+}
+
+/// Drives `route` from arc length `s` at speed `v` (lateral offset `lat` fading) for the 12 steps,
+/// behind `lead` (driving on at its speed) and stopping for the signal.
+fn roll_out(
+    route: &Route,
+    class: RoadClass,
+    (s0, lat0, v0): (f64, f64, f64),
+    lead: Option<Leader>,
+    scene_time: Option<f64>,
+    p: &RoadParams,
+) -> [[f32; 2]; PRED_STEPS] {
+    const SUB: usize = 4;
+    let dt = STEP_SECS / SUB as f64;
+    let cruise = match class {
+        RoadClass::Vehicle => p.vehicle_speed_mps,
+        RoadClass::Cyclist => p.cyclist_speed_mps,
+    };
+    let desired = v0.max(cruise);
+    let half = class.half_length_m();
+    let (mut s, mut v) = (s0, v0.max(0.0));
+    let mut out = [[0f32; 2]; PRED_STEPS];
+    for (k, slot) in out.iter_mut().enumerate() {
+        for j in 0..SUB {
+            let elapsed = (k * SUB + j) as f64 * dt;
+            let (mut gap, mut lead_v) = (f64::INFINITY, 0.0);
+            if let Some(l) = lead {
+                gap = l.s_m + l.v_mps * elapsed - s - half - LEADER_HALF_LENGTH_M;
+                lead_v = l.v_mps;
+            }
+            if let Some(t0) = scene_time {
+                let to_stop = route.stop_s_m - s - half;
+                if to_stop > -0.5 {
+                    let phase = signal_phase(t0 + elapsed).0;
+                    let stop = match phase {
+                        SignalPhase::Green { arm } if arm == route.from => false,
+                        SignalPhase::Yellow { arm } if arm == route.from => {
+                            to_stop > v * v / (2.0 * p.comfort_decel_mps2)
+                        }
+                        _ => true,
+                    };
+                    if stop && to_stop < gap {
+                        gap = to_stop.max(0.01);
+                        lead_v = 0.0;
+                    }
+                }
+            }
+            let (_, h_now) = route.path.at(s);
+            let (_, h_ahead) = route.path.at(s + 12.0);
+            let target = if wrap_angle(h_ahead - h_now).abs() > 0.3 { desired.min(p.turn_speed_mps) } else { desired };
+            let s_star = MIN_GAP_M
+                + (v * HEADWAY_SECS + v * (v - lead_v) / (2.0 * (p.accel_mps2 * p.comfort_decel_mps2).sqrt())).max(0.0);
+            let free = 1.0 - (v / target.max(0.1)).powi(4);
+            let interaction = if gap.is_finite() { (s_star / gap.max(0.05)).powi(2) } else { 0.0 };
+            let a = (p.accel_mps2 * (free - interaction)).clamp(-MAX_BRAKE_MPS2, p.accel_mps2);
+            let nv = (v + a * dt).max(0.0);
+            s += 0.5 * (v + nv) * dt;
+            v = nv;
+        }
+        let t = (k + 1) as f64 * STEP_SECS;
+        let (q, heading) = route.path.at(s);
+        // The lateral offset fades as the road user settles into its lane.
+        let lat = lat0 * (-t / 2.0).exp();
+        let normal = Vec2::from_angle(heading + std::f64::consts::FRAC_PI_2);
+        let at = q + normal.scale(lat);
+        *slot = [at.x as f32, at.y as f32];
+    }
+    out
+}
+
+/// The futures of a road user from its last 8 positions (0.4 s apart, the scene's metres), its
+/// class, the other road users (`[x_prev, y_prev, x_last, y_last]`, its last step; the nearest
+/// ahead in its lane is followed) and the scene time of its last position (the signal's state
+/// follows from it; without it every arm may go). Most likely first; constant velocity alone
+/// when no lane fits.
+pub fn predict(
+    history: &[[f32; 2]; OBS_STEPS],
+    class: RoadClass,
+    others: &[[f32; 4]],
+    scene_time: Option<f64>,
+    p: &RoadParams,
+) -> Vec<RoadFuture> {
+    let finite = history.iter().flatten().all(|v| v.is_finite());
+    let cv = || vec![RoadFuture { probability: 1.0, positions: ConstantVelocity::predict(history) }];
+    if !finite {
+        return cv();
+    }
+    let last = v2(history[OBS_STEPS - 1]);
+    let earlier = v2(history[OBS_STEPS - 4]);
+    let velocity = (last - v2(history[OBS_STEPS - 3])).scale(1.0 / (2.0 * STEP_SECS));
+    let moved = last.dist(v2(history[OBS_STEPS - 5]));
+    let heading = (moved > STANDING_M).then(|| (last - v2(history[OBS_STEPS - 5])).angle());
+    let mut scored: Vec<(f64, &Route, f64, f64, f64)> = Vec::new();
+    for route in routes(class) {
+        let len = route.path.length_m();
+        let Some((s, lat)) = route.path.project(last, 0.0, len) else { continue };
+        if lat.abs() > MAX_LATERAL_M || s >= len - 1.0 {
+            continue;
+        }
+        let Some((s_e, lat_e)) = route.path.project(earlier, (s - 30.0).max(0.0), s + 1.0) else { continue };
+        if lat_e.abs() > MAX_LATERAL_M || s_e > s + 0.5 {
+            continue;
+        }
+        let (_, h_path) = route.path.at(s);
+        let mut log_p = -0.5 * ((lat / p.lateral_sigma_m).powi(2) + (lat_e / p.lateral_sigma_m).powi(2));
+        if let Some(h) = heading {
+            let d = wrap_angle(h - h_path);
+            if d.abs() > MAX_HEADING_RAD {
+                continue;
+            }
+            log_p -= 0.5 * (d / p.heading_sigma_rad).powi(2);
+        }
+        log_p += p.turn_prior[route.turn].max(1e-9).ln();
+        let along = velocity.dot(Vec2::from_angle(h_path)).max(0.0);
+        scored.push((log_p, route, s, lat, along));
+    }
+    if scored.is_empty() {
+        return cv();
+    }
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    scored.truncate(ROAD_MODES);
+    let top = scored[0].0;
+    let weights: Vec<f64> = scored.iter().map(|c| (c.0 - top).exp()).collect();
+    let total: f64 = weights.iter().sum();
+    scored
+        .iter()
+        .zip(&weights)
+        .map(|(&(_, route, s, lat, v), w)| RoadFuture {
+            probability: (w / total) as f32,
+            positions: roll_out(route, class, (s, lat, v), leader(route, class, s, others), scene_time, p),
+        })
+        .collect()
+}
+
+/// One 8 + 12 step window of a simulated road user, with the scene time of its last observed step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoadWindow {
+    pub class: RoadClass,
+    pub t_secs: f64,
+    /// The other road users within [`LEADER_REACH_M`] at the last observed step, as
+    /// `[x_prev, y_prev, x_last, y_last]`.
+    pub others: Vec<[f32; 4]>,
+    pub obs: [[f32; 2]; OBS_STEPS],
+    pub fut: [[f32; 2]; PRED_STEPS],
+}
+
+/// The windows of every driving road user of the default scene with `seed`, simulated for
+/// `secs` seconds (true positions every 0.4 s; a window across a re-entry is dropped).
+pub fn sim_windows(seed: u64, secs: f64) -> Vec<RoadWindow> {
+    let config = SceneConfig { seed, ..SceneConfig::default() };
+    let Ok(mut scene) = Scene::new(config) else { return Vec::new() };
+    let ticks_per_step = (STEP_SECS / scene.config().tick_secs).round().max(1.0) as usize;
+    // Each driving road user's class and (time, position) samples.
+    type Track = (RoadClass, Vec<(f64, [f32; 2])>);
+    let mut tracks: std::collections::BTreeMap<u32, Track> = Default::default();
+    // Every agent's position at each sample (the others of a window), by sample index.
+    let mut everyone: Vec<Vec<(u32, [f32; 2])>> = Vec::new();
+    let steps = (secs / STEP_SECS) as usize;
+    for _ in 0..steps {
+        for _ in 0..ticks_per_step {
+            scene.tick();
+        }
+        let t = scene.t_secs();
+        everyone.push(scene.agents().iter().map(|a| (a.id, [a.pos.x as f32, a.pos.y as f32])).collect());
+        for a in scene.agents() {
+            let class = match (a.kind, &a.behaviour) {
+                (AgentKind::Vehicle, Behaviour::Drive(_)) => RoadClass::Vehicle,
+                (AgentKind::Cyclist, Behaviour::Drive(_)) => RoadClass::Cyclist,
+                _ => continue,
+            };
+            let e = tracks.entry(a.id).or_insert_with(|| (class, Vec::new()));
+            e.1.push((t, [a.pos.x as f32, a.pos.y as f32]));
+        }
+    }
+    let n = OBS_STEPS + PRED_STEPS;
+    let mut out = Vec::new();
+    let sample_of = |t: f64| ((t / STEP_SECS).round() as usize).checked_sub(1);
+    for (id, (class, track)) in &tracks {
+        for w in track.windows(n).step_by(2) {
+            // Consecutive samples (no gap in time) and no re-entry jump.
+            let contiguous = w.windows(2).all(|p| (p[1].0 - p[0].0 - STEP_SECS).abs() < 1e-6);
+            let smooth = w.windows(2).all(|p| (p[1].1[0] - p[0].1[0]).hypot(p[1].1[1] - p[0].1[1]) < 8.0);
+            if !contiguous || !smooth {
+                continue;
+            }
+            let t_last = w[OBS_STEPS - 1].0;
+            let me = w[OBS_STEPS - 1].1;
+            let others = match sample_of(t_last) {
+                Some(i) if i >= 1 && i < everyone.len() => everyone[i]
+                    .iter()
+                    .filter(|(o, p)| o != id && (p[0] - me[0]).hypot(p[1] - me[1]) <= LEADER_REACH_M as f32)
+                    .filter_map(|(o, p)| {
+                        let prev = everyone[i - 1].iter().find(|(q, _)| q == o)?.1;
+                        Some([prev[0], prev[1], p[0], p[1]])
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
+            out.push(RoadWindow {
+                class: *class,
+                t_secs: t_last,
+                others,
+                obs: std::array::from_fn(|k| w[k].1),
+                fut: std::array::from_fn(|k| w[OBS_STEPS + k].1),
+            });
+        }
+    }
+    out
+}
+
+/// The future to give as the single prediction: the one with the least expected displacement
+/// error against the futures weighted by their probabilities (the Bayes choice under ADE), which
+/// before a junction is the straight-on path rather than a coin toss between turns.
+pub fn point_prediction(futures: &[RoadFuture]) -> usize {
+    let expected = |i: usize| -> f64 {
+        futures.iter().map(|f| f64::from(f.probability) * ade_fde(&futures[i].positions, &f.positions).0).sum()
+    };
+    (0..futures.len()).min_by(|a, b| expected(*a).total_cmp(&expected(*b))).unwrap_or(0)
+}
+
+/// Average and final displacement error of `pred` against `truth`.
+pub fn ade_fde(pred: &[[f32; 2]; PRED_STEPS], truth: &[[f32; 2]; PRED_STEPS]) -> (f64, f64) {
+    let d: Vec<f64> =
+        pred.iter().zip(truth).map(|(p, t)| f64::from(p[0] - t[0]).hypot(f64::from(p[1] - t[1]))).collect();
+    (d.iter().sum::<f64>() / d.len() as f64, d[d.len() - 1])
+}
+
+/// Mean most-likely ADE of the road model on `windows` with `p`.
+pub fn mean_ade(windows: &[RoadWindow], p: &RoadParams) -> f64 {
+    let total: f64 = windows
+        .iter()
+        .map(|w| {
+            let f = predict(&w.obs, w.class, &w.others, Some(w.t_secs), p);
+            ade_fde(&f[point_prediction(&f)].positions, &w.fut).0
+        })
+        .sum();
+    total / windows.len().max(1) as f64
+}
+
+/// Chooses the constants on `windows` (the fitting seeds): the turn prior from how often each
+/// turn fits the futures best, then a coordinate search over the speed law's constants and the
+/// likelihood's sigmas, each over a fixed grid, minimising the most-likely ADE.
+pub fn fit_params(windows: &[RoadWindow]) -> RoadParams {
+    let mut p = RoadParams::default();
+    // Turn prior: how often each turn is the route the whole window (history and future) lies
+    // closest to, among the windows that leave a choice.
+    let mut counts = [1.0f64; 3];
+    for w in windows {
+        if predict(&w.obs, w.class, &w.others, Some(w.t_secs), &RoadParams { turn_prior: [1.0; 3], ..p }).len() < 2 {
+            continue;
+        }
+        let off = |r: &Route| -> f64 {
+            w.fut
+                .iter()
+                .map(|q| r.path.project(v2(*q), 0.0, r.path.length_m()).map_or(f64::INFINITY, |x| x.1.abs()))
+                .sum()
+        };
+        if let Some(r) = routes(w.class).iter().min_by(|a, b| off(a).total_cmp(&off(b))) {
+            counts[r.turn] += 1.0;
+        }
+    }
+    let sum: f64 = counts.iter().sum();
+    p.turn_prior = counts.map(|c| 3.0 * c / sum);
+    type Knob = (fn(&mut RoadParams, f64), &'static [f64]);
+    let knobs: [Knob; 7] = [
+        (|p, v| p.accel_mps2 = v, &[0.8, 1.2, 1.5, 2.0, 2.5, 3.0]),
+        (|p, v| p.comfort_decel_mps2 = v, &[1.0, 1.5, 2.0, 2.5, 3.0, 4.0]),
+        (|p, v| p.vehicle_speed_mps = v, &[7.0, 8.5, 10.0, 11.0, 12.0, 13.5]),
+        (|p, v| p.cyclist_speed_mps = v, &[3.0, 3.75, 4.5, 5.25, 6.0]),
+        (|p, v| p.turn_speed_mps = v, &[4.0, 5.0, 6.0, 7.0, 8.0]),
+        (|p, v| p.lateral_sigma_m = v, &[0.3, 0.45, 0.6, 0.9, 1.2]),
+        (|p, v| p.heading_sigma_rad = v, &[0.15, 0.25, 0.35, 0.5, 0.8]),
+    ];
+    let mut best = mean_ade(windows, &p);
+    for _round in 0..2 {
+        for (set, grid) in &knobs {
+            for &v in *grid {
+                let mut q = p;
+                set(&mut q, v);
+                let ade = mean_ade(windows, &q);
+                if ade < best - 1e-9 {
+                    best = ade;
+                    p = q;
+                }
+            }
+        }
+    }
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn straight_east_inbound(speed: f32) -> [[f32; 2]; OBS_STEPS] {
+        // The west arm's inbound lane (heading east, right of the centre line) far from the stop line.
+        std::array::from_fn(|k| [-60.0 + k as f32 * speed * STEP_SECS as f32, -LANE_OFFSET_M as f32])
+    }
+
+    #[test]
+    fn a_car_in_a_lane_gets_one_future_per_exit_and_stops_at_red() {
+        let h = straight_east_inbound(10.0);
+        let p = RoadParams::default();
+        let futures = predict(&h, RoadClass::Vehicle, &[], None, &p);
+        assert_eq!(futures.len(), 3, "{futures:?}");
+        let total: f32 = futures.iter().map(|f| f.probability).sum();
+        assert!((total - 1.0).abs() < 1e-5);
+        // Without the signal the car drives on at about its speed.
+        let free = &futures[0].positions;
+        assert!(free[11][0] - h[7][0] > 35.0, "{free:?}");
+        // Find a time when the west arm has red for the next 5 s: the car stops before the line.
+        let red = (0..600)
+            .map(|i| i as f64 * 0.1)
+            .find(|t| {
+                (0..50).all(|j| {
+                    !matches!(
+                        signal_phase(t + j as f64 * 0.1).0,
+                        SignalPhase::Green { arm: Arm::West } | SignalPhase::Yellow { arm: Arm::West }
+                    )
+                })
+            })
+            .unwrap();
+        // Close to the line: 20 m before it.
+        let near: [[f32; 2]; OBS_STEPS] =
+            std::array::from_fn(|k| [-(7.5 + 2.25 + 20.0) - (7 - k) as f32 * 2.0, -LANE_OFFSET_M as f32]);
+        let stop = &predict(&near, RoadClass::Vehicle, &[], Some(red), &p)[0].positions;
+        assert!(stop.iter().all(|q| q[0] < -7.5 + 0.6), "crossed the stop line on red: {stop:?}");
+    }
+
+    #[test]
+    fn off_the_lanes_or_unreadable_it_is_constant_velocity() {
+        let p = RoadParams::default();
+        // Inside a block, far from any lane.
+        let h: [[f32; 2]; OBS_STEPS] = std::array::from_fn(|k| [30.0 + k as f32, 30.0]);
+        let f = predict(&h, RoadClass::Vehicle, &[], Some(3.0), &p);
+        assert_eq!(f, vec![RoadFuture { probability: 1.0, positions: ConstantVelocity::predict(&h) }]);
+        let mut bad = straight_east_inbound(8.0);
+        bad[3][1] = f32::NAN;
+        assert_eq!(predict(&bad, RoadClass::Cyclist, &[], None, &p).len(), 1);
+    }
+
+    #[test]
+    fn simulated_windows_are_contiguous_driving_road_users() {
+        let w = sim_windows(3, 40.0);
+        assert!(w.len() > 20, "{}", w.len());
+        assert!(w.iter().any(|x| x.class == RoadClass::Cyclist));
+        for x in &w {
+            assert!(x.t_secs > 0.0);
+            assert!(x.obs.iter().chain(&x.fut).all(|p| p[0].is_finite() && p[1].is_finite()));
+        }
+    }
+}
