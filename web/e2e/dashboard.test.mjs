@@ -12,7 +12,7 @@ async function openDashboard(browser, url, query = "") {
   const page = await browser.context.newPage();
   const errors = watchErrors(page);
   await page.goto(url + "/" + query);
-  await page.waitForFunction(() => window.__waypoint !== undefined, null, { timeout: 15000 });
+  await page.waitForFunction(() => window.__waypoint !== undefined, null, { timeout: 30000 });
   return { page, errors };
 }
 

@@ -26,7 +26,7 @@ test("status page connects and counts live data on every stream", async () => {
     assert.ok(points > 1000, `lidar sweep of ${points} points`);
     assert.equal(await page.textContent("#agents"), "12");
     // The models' streams say which model produced them.
-    assert.match(await page.textContent("#row-predictions .last"), /agents \(trajectory v\d+\)/);
+    assert.match(await page.textContent("#row-predictions .last"), /agents \(trajectory(_road)? v\d+\)/);
     assert.match(await page.textContent("#row-tracks .last"), /\d+ tracks, \d+ detections/);
     const t1 = Number(await page.textContent("#t"));
     await page.waitForTimeout(1200);

@@ -1,9 +1,12 @@
 //! The served trajectory model, each shipped version in the same run: one agent from its history
-//! alone, and one round of a 40-agent scene (every agent with the others as its neighbours).
+//! alone, and one round of a 40-agent scene (every agent with the others as its neighbours);
+//! and the road model on 40 simulated road users with their others, class and scene time.
 use std::path::Path;
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
 use waypoint_models::trajectory::model::TrajectoryModel;
+use waypoint_models::trajectory::road::{sim_windows, RoadClass};
+use waypoint_models::trajectory::road_model::RoadModel;
 use waypoint_models::{Model, Tensor, TensorData};
 
 /// 40 agents walking in a 30 × 30 m square, 0.4 s apart, and every other agent as neighbours.
@@ -44,6 +47,29 @@ fn bench(c: &mut Criterion) {
             b.iter(|| black_box(model.infer(black_box(i)).expect("infer")))
         });
     }
+    // The road model: 40 windows of a simulated scene, each with its own others (NaN-padded),
+    // class and scene time, in one request.
+    let windows: Vec<_> = sim_windows(5, 60.0).into_iter().take(40).collect();
+    let n = windows.len();
+    let m = windows.iter().map(|w| w.others.len()).max().unwrap_or(0).max(1);
+    let history: Vec<f32> = windows.iter().flat_map(|w| w.obs.iter().flatten().copied()).collect();
+    let mut others = Vec::with_capacity(n * m * 4);
+    for w in &windows {
+        others.extend(w.others.iter().flatten());
+        others.extend(std::iter::repeat_n(f32::NAN, (m - w.others.len()) * 4));
+    }
+    let class: Vec<f32> = windows.iter().map(|w| if w.class == RoadClass::Cyclist { 2.0 } else { 0.0 }).collect();
+    let time: Vec<f32> = windows.iter().map(|w| w.t_secs as f32).collect();
+    let inputs = [
+        Tensor::new("history", vec![n, 8, 2], TensorData::F32(history)).expect("history"),
+        Tensor::new("neighbours", vec![n, m, 4], TensorData::F32(others)).expect("neighbours"),
+        Tensor::new("agent_class", vec![n, 1], TensorData::F32(class)).expect("class"),
+        Tensor::new("scene_time", vec![n, 1], TensorData::F32(time)).expect("time"),
+    ];
+    let mut road = RoadModel::default();
+    group.bench_with_input(BenchmarkId::new("road_round_of_40_with_others", "1"), &inputs, |b, i| {
+        b.iter(|| black_box(road.infer(black_box(i)).expect("infer")))
+    });
     group.finish();
 }
 

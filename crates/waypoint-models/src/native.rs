@@ -15,8 +15,15 @@ use crate::ModelError;
 pub type Factory = Arc<dyn Fn(&Path) -> Result<Box<dyn Model>, ModelError> + Send + Sync>;
 
 /// Backend names built in (`platform = "waypoint"`, `backend = ...` in `config.toml`).
-pub const BUILTIN: [&str; 6] =
-    ["constant_velocity", "ukf_fusion", "trajectory_tcn", "lidar_detection", "anomaly_detector", "sensor_health"];
+pub const BUILTIN: [&str; 7] = [
+    "constant_velocity",
+    "lane_following",
+    "ukf_fusion",
+    "trajectory_tcn",
+    "lidar_detection",
+    "anomaly_detector",
+    "sensor_health",
+];
 
 /// Built-in backends that keep state between requests (per sequence): their requests must reach
 /// one instance, in order, unbatched.
@@ -33,6 +40,7 @@ pub fn register(name: &str, factory: Factory) {
 pub fn instantiate(backend: &str, version_dir: &Path) -> Result<Box<dyn Model>, ModelError> {
     match backend {
         "constant_velocity" => Ok(Box::new(ConstantVelocity)),
+        "lane_following" => Ok(Box::new(crate::trajectory::road_model::RoadModel::default())),
         "trajectory_tcn" => Ok(Box::new(crate::trajectory::model::TrajectoryModel::load(version_dir)?)),
         "lidar_detection" => Ok(Box::new(crate::detection::model::DetectionModel::load(version_dir)?)),
         "ukf_fusion" => Ok(Box::new(crate::fusion::model::FusionModel::default())),

@@ -18,6 +18,9 @@ pub struct SceneStatus {
 
 /// One item of a stream, before encoding. Most are ready messages; lidar sweeps are encoded
 /// according to each subscriber's options.
+// Each item is built once and moved into the hub (which shares it behind an `Arc`), so the
+// ready variant's size costs no copies worth a heap allocation per message.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum StreamItem {
     Ready(StreamName, ServerMessage),

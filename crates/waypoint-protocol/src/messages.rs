@@ -395,16 +395,21 @@ pub struct PredictionsMsg {
     pub count: u32,
     pub agent_ids: Vec<u32>,
     pub trajectory: Bulk,
-    /// Absent when the model gives no uncertainty (a model without a `sigma` output).
+    /// Absent when no agent's model gives an uncertainty (a model without a `sigma` output);
+    /// NaN rows for the agents whose model gives none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sigma: Option<Bulk>,
     /// When a routing policy split the agents across versions: the version that predicted each
     /// agent, in `agent_ids` order (`version` is then the one that predicted most).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub versions: Option<Vec<String>>,
+    /// When the agents were sent to more than one model (vehicles and cyclists to the road
+    /// model, the others to the people's): the model that predicted each agent, in `agent_ids`
+    /// order (`model` is then the one that predicted most).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub models: Option<Vec<String>>,
     /// From a model of several futures: each agent's most likely futures (at most
-    /// [`LIVE_MODES`]; count × M × 12 × 2 world positions, most likely first, the first being
-    /// `trajectory`) and their probabilities (count × M). Absent otherwise, or when the agents'
+    /// [`LIVE_MODES`]; count × M × 12 × 2 world positions, most likely first) and their probabilities (count × M). Absent otherwise, or when the agents'
     /// versions disagree on M.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub modes: Option<Bulk>,

@@ -289,20 +289,36 @@ mod predictions {
             serde_json::json!({"type": "subscribe", "id": 1, "streams": ["predictions", "tracks"]}),
         )
         .await;
-        let mut track_ids = std::collections::BTreeSet::new();
+        // Each track's class as perception last gave it.
+        let mut class_of = std::collections::BTreeMap::new();
         let pred = wait_for(&mut ws, |m| match m {
             ServerMessage::Tracks(t) => {
-                track_ids.extend(t.tracks.iter().map(|x| x.id));
+                class_of.extend(t.tracks.iter().map(|x| (x.id, x.class)));
                 None
             }
-            ServerMessage::Predictions(p) => Some(p.clone()),
+            // A round with both people and road users.
+            ServerMessage::Predictions(p) if p.models.is_some() => Some(p.clone()),
             _ => None,
         })
         .await;
-        // The shipped repository serves the learned model; what it predicts are the tracks.
-        assert_eq!(pred.model, "trajectory");
+        // The shipped repository serves the road model for the tracks taken for vehicles and
+        // cyclists, the learned people's model for the others; what they predict are the tracks.
         assert!(pred.count > 0);
-        assert!(pred.agent_ids.iter().all(|id| track_ids.contains(id)), "{:?} not among {track_ids:?}", pred.agent_ids);
+        let models = pred.models.clone().unwrap();
+        assert_eq!(models.len(), pred.count as usize);
+        for (id, model) in pred.agent_ids.iter().zip(&models) {
+            let class = class_of.get(id).copied();
+            assert!(class.is_some(), "{id} is no track ({class_of:?})");
+            let road = matches!(class, Some(0 | 2));
+            assert_eq!(model, if road { "trajectory_road" } else { "trajectory" }, "track {id} of class {class:?}");
+        }
+        assert!(pred.model == "trajectory_road" || pred.model == "trajectory");
+        // The people's model gives an uncertainty, the road model none: NaN rows for its tracks.
+        let sigma = pred.sigma.as_ref().unwrap().to_f64(Default::default(), Default::default()).unwrap();
+        for (k, model) in models.iter().enumerate() {
+            let row = &sigma[k * 24..(k + 1) * 24];
+            assert_eq!(row.iter().all(|v| v.is_nan()), model == "trajectory_road", "{model}: {row:?}");
+        }
         let traj = pred.trajectory.to_f64(Default::default(), Default::default()).unwrap();
         assert_eq!(traj.len(), pred.count as usize * 24);
         // Through the engine, by the newest shipped version.
@@ -318,6 +334,10 @@ mod predictions {
             ))
             .await;
         assert!(served >= 1.0, "predictions go through the engine (version {newest})");
+        let road = server
+            .metric("waypoint_inference_requests_total{model=\"trajectory_road\",version=\"1\",status=\"ok\"}")
+            .await;
+        assert!(road >= 1.0, "road users' predictions go through the engine");
         server.stop().await;
     }
 }

@@ -60,6 +60,9 @@ abstract class ChartPanel extends Panel {
 
 /** Keys of `series` matching `model*` / any version / `metric`, as chart series. */
 const BASELINE_COLOURS: Record<string, string> = { constant_velocity: "#8a8f98", kalman: "#c2b280" };
+/** The road model (vehicles, cyclists) in its own colours, apart from the people's versions. */
+const ROAD_COLOURS = ["#ff9f1c", "#2ec4b6", "#e71d36"];
+const TRAJECTORY_MODELS = ["trajectory", "trajectory_road", "trajectory_cv", "baseline"];
 
 function versionSeries(series: Series | null, models: string[], metric: string, dash = false): SeriesSpec[] {
   if (!series) return [];
@@ -73,7 +76,11 @@ function versionSeries(series: Series | null, models: string[], metric: string, 
       key,
       label: model === "baseline" ? `${version.replace("_", " ")} (baseline) ${metric}` : `${model} v${version} ${metric}`,
       // A version keeps its colour whatever other versions come and go.
-      color: baseline ?? (VERSION_COLOURS[(Number(version) || out.length) % VERSION_COLOURS.length] as string),
+      color:
+        baseline ??
+        (model === "trajectory_road"
+          ? (ROAD_COLOURS[(Number(version) || 0) % ROAD_COLOURS.length] as string)
+          : (VERSION_COLOURS[(Number(version) || out.length) % VERSION_COLOURS.length] as string)),
       dash,
     });
   }
@@ -190,8 +197,8 @@ export class TrajectoryPanel extends ChartPanel {
   accept(f: Partial<Frame>): void {
     if (!f.evalSeries) return;
     const specs = [
-      ...versionSeries(f.evalSeries, ["trajectory", "trajectory_cv", "baseline"], "ade_m"),
-      ...versionSeries(f.evalSeries, ["trajectory", "trajectory_cv", "baseline"], "fde_m", true),
+      ...versionSeries(f.evalSeries, TRAJECTORY_MODELS, "ade_m"),
+      ...versionSeries(f.evalSeries, TRAJECTORY_MODELS, "fde_m", true),
     ];
     if (specs.length === 0) return;
     this.series = f.evalSeries;

@@ -450,7 +450,8 @@ export class ScenePanel extends Panel {
       const sigma = pr.sigma;
       for (let k = 0; k < pr.agent_ids.length; k++) {
         const base = k * steps * 2;
-        if (sigma) this.band(pr.trajectory, sigma, base, steps);
+        // No band for a track whose model gives no uncertainty (NaN rows: the road model's).
+        if (sigma && Number.isFinite(sigma[base + 1])) this.band(pr.trajectory, sigma, base, steps);
         ctx.beginPath();
         for (let i = 0; i < steps; i++) {
           const [u, v] = this.px(pr.trajectory[base + 2 * i] as number, pr.trajectory[base + 2 * i + 1] as number);

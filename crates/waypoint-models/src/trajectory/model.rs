@@ -46,7 +46,7 @@ impl TrajectoryModel {
 }
 
 /// The `neighbours` input, checked: `[N, M, 4]` FP32 with M ≤ [`MAX_NEIGHBOURS_PER_ROW`].
-fn neighbours_input(inputs: &[Tensor], rows: usize) -> Result<Option<(&[f32], usize)>, ModelError> {
+pub(crate) fn neighbours_input(inputs: &[Tensor], rows: usize) -> Result<Option<(&[f32], usize)>, ModelError> {
     let Some(t) = inputs.iter().find(|t| t.name == "neighbours") else { return Ok(None) };
     if t.shape.len() != 3 || t.shape[0] != rows || t.shape[2] != 4 {
         return Err(ModelError::BadInput(format!("neighbours must be [{rows}, M, 4], got {:?}", t.shape)));

@@ -491,9 +491,11 @@ mod tests {
         assert_eq!(futures.len(), 3, "{futures:?}");
         let total: f32 = futures.iter().map(|f| f.probability).sum();
         assert!((total - 1.0).abs() < 1e-5);
-        // Without the signal the car drives on at about its speed.
-        let free = &futures[0].positions;
-        assert!(free[11][0] - h[7][0] > 35.0, "{free:?}");
+        // Without the signal the car drives on at about its speed (the straight-on future).
+        let free = futures.iter().map(|f| f.positions).max_by(|a, b| a[11][0].total_cmp(&b[11][0])).unwrap();
+        assert!(free[11][0] - h[7][0] > 35.0 && (free[11][1] - h[7][1]).abs() < 0.5, "{free:?}");
+        // The three are the three exits: one ends north of the road, one south, one straight on.
+        assert!(futures.iter().any(|f| f.positions[11][1] > 5.0) && futures.iter().any(|f| f.positions[11][1] < -5.0));
         // Find a time when the west arm has red for the next 5 s: the car stops before the line.
         let red = (0..600)
             .map(|i| i as f64 * 0.1)
@@ -509,8 +511,25 @@ mod tests {
         // Close to the line: 20 m before it.
         let near: [[f32; 2]; OBS_STEPS] =
             std::array::from_fn(|k| [-(7.5 + 2.25 + 20.0) - (7 - k) as f32 * 2.0, -LANE_OFFSET_M as f32]);
-        let stop = &predict(&near, RoadClass::Vehicle, &[], Some(red), &p)[0].positions;
-        assert!(stop.iter().all(|q| q[0] < -7.5 + 0.6), "crossed the stop line on red: {stop:?}");
+        for f in predict(&near, RoadClass::Vehicle, &[], Some(red), &p) {
+            let stop = f.positions;
+            assert!(stop.iter().all(|q| q[0] < -7.5 + 0.6), "crossed the stop line on red: {stop:?}");
+        }
+    }
+
+    #[test]
+    fn a_car_follows_the_one_ahead_in_its_lane_and_ignores_one_in_the_other_lane() {
+        let h = straight_east_inbound(10.0);
+        let p = RoadParams::default();
+        let ahead = h[7][0] + 25.0;
+        let standing = [[ahead, -LANE_OFFSET_M as f32, ahead, -LANE_OFFSET_M as f32]];
+        for f in predict(&h, RoadClass::Vehicle, &standing, None, &p) {
+            assert!(f.positions.iter().all(|q| q[0] < ahead - 4.0), "ran into the car ahead: {:?}", f.positions);
+        }
+        // The same car in the oncoming lane is no leader.
+        let oncoming = [[ahead, LANE_OFFSET_M as f32, ahead, LANE_OFFSET_M as f32]];
+        let free = predict(&h, RoadClass::Vehicle, &oncoming, None, &p);
+        assert!(free.iter().any(|f| f.positions[11][0] > ahead), "{free:?}");
     }
 
     #[test]

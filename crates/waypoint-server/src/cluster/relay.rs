@@ -53,6 +53,8 @@ struct Header {
 
 /// What a follower gets.
 #[derive(Debug, Clone, PartialEq)]
+// A few hundred bytes per queued item either way; boxing would allocate for every one.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Received {
     Ready { stream: StreamName, json: bytes::Bytes, msgpack: bytes::Bytes },
     Lidar(StreamItem),

@@ -48,7 +48,7 @@ pub const MATCH_M: f64 = 2.0;
 /// (none: the live scene does not score the model).
 pub fn default_metric(model: &str) -> Option<(&'static str, bool)> {
     match model {
-        "trajectory" | "trajectory_cv" | "baseline" => Some(("ade_m", false)),
+        "trajectory" | "trajectory_cv" | "trajectory_road" | "baseline" => Some(("ade_m", false)),
         "detection" => Some(("recall", true)),
         "fusion" => Some(("rmse_pos_m", false)),
         "sensor_health" => Some(("accuracy", true)),
@@ -60,7 +60,7 @@ pub fn default_metric(model: &str) -> Option<(&'static str, bool)> {
 /// overall but worse for one class of road user is rolled back.
 pub fn class_metrics(model: &str) -> &'static [&'static str] {
     match model {
-        "trajectory" | "trajectory_cv" => &["ade_vehicle_m", "ade_pedestrian_m", "ade_cyclist_m"],
+        "trajectory" | "trajectory_cv" | "trajectory_road" => &["ade_vehicle_m", "ade_pedestrian_m", "ade_cyclist_m"],
         "detection" => &RECALL_BY_CLASS,
         _ => &[],
     }

@@ -24,6 +24,7 @@ use waypoint_protocol::{DetectedObject, ServerMessage, StreamName, TrackedObject
 use waypoint_sim::frame::{AgentTruth, GroundTruth, LidarSweep, RadarScan};
 use waypoint_sim::geometry::Vec2;
 use waypoint_sim::sensors::lidar::LidarConfig;
+use waypoint_sim::AgentKind;
 
 use crate::lifecycle::online::{Subject, MATCH_M};
 use crate::live::fusion::TrackFusion;
@@ -226,7 +227,14 @@ impl Stack {
             .iter()
             .map(|t| {
                 let (x, y) = fused.iter().find(|f| f.id == t.id).map_or((t.x_m, t.y_m), |f| (f.x_m, f.y_m));
-                Sample { id: t.id, x_m: x, y_m: y, subject: subject_at(agents, x, y) }
+                // The class the track is taken for (what the vehicle knows, not the truth).
+                let class = match t.class {
+                    0 => Some(AgentKind::Vehicle),
+                    1 => Some(AgentKind::Pedestrian),
+                    2 => Some(AgentKind::Cyclist),
+                    _ => None,
+                };
+                Sample { id: t.id, x_m: x, y_m: y, subject: subject_at(agents, x, y), class }
             })
             .collect();
         self.predictor.on_sample(input.seq, input.sweep.t_secs, &samples);
@@ -330,6 +338,12 @@ pub fn truth_samples(truth: &GroundTruth) -> Vec<Sample> {
     truth
         .agents
         .iter()
-        .map(|a| Sample { id: a.id, x_m: a.x_m, y_m: a.y_m, subject: Some(Subject { agent: a.id, kind: a.kind }) })
+        .map(|a| Sample {
+            id: a.id,
+            x_m: a.x_m,
+            y_m: a.y_m,
+            subject: Some(Subject { agent: a.id, kind: a.kind }),
+            class: Some(a.kind),
+        })
         .collect()
 }

@@ -1,6 +1,8 @@
 //! Live trajectory predictions: every 0.4 s of scene time, the last 3.2 s of every subject go
 //! through the inference engine of the served trajectory model (the learned `trajectory` when
-//! loaded, else the `trajectory_cv` baseline).
+//! loaded, else the `trajectory_cv` baseline); subjects taken for vehicles and cyclists go to
+//! the map-aware `trajectory_road` instead when it is loaded (with the other road users within
+//! 60 m, the class and the scene time, for the lane, the road user ahead and the signal).
 //!
 //! There are two predictors, one per [`Feed`]. The one fed by perception predicts each
 //! confirmed track from its fused history — what the vehicle saw — and publishes on the
@@ -26,6 +28,7 @@ use waypoint_models::trajectory::{OBS_STEPS, PRED_STEPS, STEP_SECS};
 use waypoint_models::{Tensor, TensorData};
 use waypoint_protocol::convert::StreamItem;
 use waypoint_protocol::{Bulk, PredictionsMsg, ServerMessage, StreamName, LIVE_MODES};
+use waypoint_sim::AgentKind;
 
 use crate::lifecycle::learner::{Observed, OBSERVED_WINDOWS};
 use crate::lifecycle::online::{Feed, Subject, JUMP_M};
@@ -34,6 +37,13 @@ use crate::serving::registry::LoadedVersion;
 
 /// Models tried in order for the live predictions.
 pub const LIVE_MODELS: [&str; 2] = ["trajectory", "trajectory_cv"];
+/// The model for road users (vehicles and cyclists) when it is loaded; the others go to the
+/// first of [`LIVE_MODELS`].
+pub const ROAD_MODEL: &str = "trajectory_road";
+/// How far, and how many, other road users the road model is sent for each subject (it follows
+/// the nearest ahead in the lane).
+const ROAD_REACH_M: f32 = waypoint_models::trajectory::road::LEADER_REACH_M as f32;
+const ROAD_MAX_OTHERS: usize = 32;
 
 /// One subject's position at a sample: its id, where it is, and the road user it is (for
 /// scoring; none for a track on no road user).
@@ -43,6 +53,9 @@ pub struct Sample {
     pub x_m: f64,
     pub y_m: f64,
     pub subject: Option<Subject>,
+    /// What the subject is taken for: the track's class (perception), the road user's kind
+    /// (truth); none when unknown.
+    pub class: Option<AgentKind>,
 }
 
 /// Per-subject position histories sampled every [`STEP_SECS`].
@@ -69,6 +82,7 @@ struct Round {
     ids: Vec<u32>,
     histories: Vec<Vec<f32>>,
     subjects: Vec<Option<Subject>>,
+    classes: Vec<Option<AgentKind>>,
     seq: u64,
     t_secs: f64,
 }
@@ -114,20 +128,42 @@ impl Predictor {
             let excess = o.len().saturating_sub(OBSERVED_WINDOWS);
             o.drain(..excess);
         }
-        let mut round =
-            Round { feed: self.feed, ids: Vec::new(), histories: Vec::new(), subjects: Vec::new(), seq, t_secs };
+        let mut round = Round {
+            feed: self.feed,
+            ids: Vec::new(),
+            histories: Vec::new(),
+            subjects: Vec::new(),
+            classes: Vec::new(),
+            seq,
+            t_secs,
+        };
         for s in samples {
             let Some(h) = self.histories.get(&s.id).filter(|h| h.len() >= OBS_STEPS) else { continue };
             round.ids.push(s.id);
             round.histories.push(h.iter().skip(h.len() - OBS_STEPS).flatten().copied().collect());
             round.subjects.push(s.subject);
+            round.classes.push(s.class);
         }
         if round.ids.is_empty() {
             return;
         }
         let registry = &self.ctx.registry;
-        let Some(model) = LIVE_MODELS.iter().find(|m| registry.get(m, None).is_ok()).copied() else { return };
-        let jobs = self.plan(model, &round.ids);
+        let people = LIVE_MODELS.iter().find(|m| registry.get(m, None).is_ok()).copied();
+        let road = registry.get(ROAD_MODEL, None).is_ok().then_some(ROAD_MODEL);
+        // Vehicles and cyclists to the road model when it is served; everyone else (and everyone
+        // when it is not) to the people's model.
+        let models: Vec<Option<&str>> = round
+            .classes
+            .iter()
+            .map(|c| match c {
+                Some(AgentKind::Vehicle | AgentKind::Cyclist) => road.or(people),
+                _ => people,
+            })
+            .collect();
+        if models.iter().all(Option::is_none) {
+            return;
+        }
+        let jobs = self.plan(&models, &round.ids);
         self.ctx.handle.spawn(run_round(jobs, round, self.ctx.clone()));
     }
 
@@ -168,30 +204,37 @@ impl Predictor {
                 let (prev, last) = (at(o, PRED_STEPS + 1)?, at(o, PRED_STEPS)?);
                 Some([prev[0], prev[1], last[0], last[1]])
             });
-            let neighbours = within_reach(w.obs[OBS_STEPS - 1], others);
+            let neighbours = within_reach(w.obs[OBS_STEPS - 1], others, NBR_RADIUS_M);
             completed.push(SocialWindow { window: w, neighbours });
         }
         completed
     }
 
-    /// Groups the subjects by the version that serves them, and by the version that shadows them.
-    fn plan(&self, model: &str, ids: &[u32]) -> Vec<Job> {
+    /// Groups the subjects by the model version that serves them (each subject's model in
+    /// `models`; none: not predicted), and by the version that shadows them.
+    fn plan(&self, models: &[Option<&str>], ids: &[u32]) -> Vec<Job> {
         let prefix = match self.feed {
             Feed::Tracks => "track",
             Feed::Truth => "agent",
         };
-        let mut primary: BTreeMap<u64, (Arc<LoadedVersion>, Vec<usize>)> = BTreeMap::new();
-        let mut shadow: BTreeMap<u64, (Arc<LoadedVersion>, Vec<usize>)> = BTreeMap::new();
+        type Groups = BTreeMap<(String, u64), (Arc<LoadedVersion>, Vec<usize>)>;
+        let mut primary: Groups = BTreeMap::new();
+        let mut shadow: Groups = BTreeMap::new();
         for (i, id) in ids.iter().enumerate() {
+            let Some(model) = models[i] else { continue };
             let key = format!("{prefix}-{id}");
             let Ok((loaded, sh)) =
                 crate::lifecycle::routing::resolve(&self.ctx.registry, &self.ctx.router, model, None, &key)
             else {
                 continue;
             };
-            primary.entry(loaded.version).or_insert_with(|| (loaded.clone(), Vec::new())).1.push(i);
+            primary
+                .entry((model.to_string(), loaded.version))
+                .or_insert_with(|| (loaded.clone(), Vec::new()))
+                .1
+                .push(i);
             if let Some(s) = sh {
-                shadow.entry(s.version).or_insert_with(|| (s.clone(), Vec::new())).1.push(i);
+                shadow.entry((model.to_string(), s.version)).or_insert_with(|| (s.clone(), Vec::new())).1.push(i);
             }
         }
         let mut jobs: Vec<Job> =
@@ -201,19 +244,19 @@ impl Predictor {
     }
 }
 
-/// The rows `[x_prev, y_prev, x_last, y_last]` whose last position is within [`NBR_RADIUS_M`]
-/// of `me`, nearest first.
-fn within_reach(me: [f32; 2], others: impl Iterator<Item = [f32; 4]>) -> Vec<[f32; 4]> {
+/// The rows `[x_prev, y_prev, x_last, y_last]` whose last position is within `reach` metres of
+/// `me`, nearest first.
+fn within_reach(me: [f32; 2], others: impl Iterator<Item = [f32; 4]>, reach: f32) -> Vec<[f32; 4]> {
     let mut near: Vec<(f32, [f32; 4])> =
-        others.map(|o| ((o[2] - me[0]).hypot(o[3] - me[1]), o)).filter(|(d, _)| *d <= NBR_RADIUS_M).collect();
+        others.map(|o| ((o[2] - me[0]).hypot(o[3] - me[1]), o)).filter(|(d, _)| *d <= reach).collect();
     near.sort_by(|a, b| a.0.total_cmp(&b.0));
     near.into_iter().map(|(_, o)| o).collect()
 }
 
 /// The `neighbours` input for `subjects` of a round: for each, the other subjects of the round
-/// within [`NBR_RADIUS_M`] at the last step (the nearest [`MAX_NBRS`]), as `[x_prev, y_prev,
-/// x_last, y_last]`, padded with NaN (no neighbour) to the longest list.
-fn neighbours_of(subjects: &[usize], round: &Round) -> Tensor {
+/// within `reach` metres at the last step (the nearest `most`), as `[x_prev, y_prev, x_last,
+/// y_last]`, padded with NaN (no neighbour) to the longest list.
+fn neighbours_of(subjects: &[usize], round: &Round, reach: f32, most: usize) -> Tensor {
     let at = |i: usize| {
         let h = &round.histories[i];
         let n = h.len();
@@ -223,8 +266,8 @@ fn neighbours_of(subjects: &[usize], round: &Round) -> Tensor {
         .iter()
         .map(|&i| {
             let me = at(i);
-            let mut near = within_reach([me[2], me[3]], (0..round.histories.len()).filter(|&j| j != i).map(at));
-            near.truncate(MAX_NBRS);
+            let mut near = within_reach([me[2], me[3]], (0..round.histories.len()).filter(|&j| j != i).map(at), reach);
+            near.truncate(most);
             near
         })
         .collect();
@@ -265,8 +308,26 @@ fn top_modes(modes: &Tensor, probs: &Tensor) -> Option<(usize, Vec<f32>, Vec<f32
 async fn predict(job: &Job, round: &Round) -> Option<Predicted> {
     let data: Vec<f32> = job.subjects.iter().flat_map(|i| round.histories[*i].iter().copied()).collect();
     let mut inputs = vec![Tensor::new("history", vec![job.subjects.len(), OBS_STEPS, 2], TensorData::F32(data)).ok()?];
-    if job.loaded.config.inputs.iter().any(|i| i.name == "neighbours") {
-        inputs.push(neighbours_of(&job.subjects, round));
+    let declared = |name: &str| job.loaded.config.inputs.iter().any(|i| i.name == name);
+    let road = job.loaded.model == ROAD_MODEL;
+    if declared("neighbours") {
+        let (reach, most) = if road { (ROAD_REACH_M, ROAD_MAX_OTHERS) } else { (NBR_RADIUS_M, MAX_NBRS) };
+        inputs.push(neighbours_of(&job.subjects, round, reach, most));
+    }
+    let n = job.subjects.len();
+    if declared("agent_class") {
+        // 0 vehicle, 1 pedestrian, 2 cyclist; an unknown class is taken for a vehicle.
+        let class = |i: usize| match round.classes[i] {
+            Some(AgentKind::Pedestrian) => 1.0,
+            Some(AgentKind::Cyclist) => 2.0,
+            _ => 0.0,
+        };
+        let data = job.subjects.iter().map(|&i| class(i)).collect();
+        inputs.push(Tensor::new("agent_class", vec![n, 1], TensorData::F32(data)).ok()?);
+    }
+    if declared("scene_time") {
+        let data = vec![round.t_secs as f32; n];
+        inputs.push(Tensor::new("scene_time", vec![n, 1], TensorData::F32(data)).ok()?);
     }
     match crate::serving::inference::infer_on(&job.loaded, inputs).await {
         Ok(out) => {
@@ -313,9 +374,9 @@ async fn run_round(jobs: Vec<Job>, round: Round, ctx: Context) {
     let n = round.ids.len();
     let mut trajectory = vec![0f32; n * per];
     let mut sigma = vec![f32::NAN; n * per];
-    let mut all_have_sigma = true;
+    let mut any_sigma = false;
     let mut version_of: Vec<Option<String>> = vec![None; n];
-    let mut model = String::new();
+    let mut model_of: Vec<Option<&str>> = vec![None; n];
     // Each published subject's futures and their probabilities, when its version gives several.
     let mut modes_of: Vec<Option<(&[f32], &[f32])>> = vec![None; n];
     for (job, result) in jobs.iter().zip(&results) {
@@ -326,14 +387,15 @@ async fn run_round(jobs: Vec<Job>, round: Round, ctx: Context) {
         if !job.primary || round.feed != Feed::Tracks {
             continue;
         }
-        model.clone_from(&job.loaded.model);
         for (k, i) in job.subjects.iter().enumerate() {
             trajectory[i * per..(i + 1) * per].copy_from_slice(&traj[k * per..(k + 1) * per]);
-            match sig {
-                Some(sig) => sigma[i * per..(i + 1) * per].copy_from_slice(&sig[k * per..(k + 1) * per]),
-                None => all_have_sigma = false,
+            // A subject whose model gives no uncertainty keeps NaN rows.
+            if let Some(sig) = sig {
+                sigma[i * per..(i + 1) * per].copy_from_slice(&sig[k * per..(k + 1) * per]);
+                any_sigma = true;
             }
             version_of[*i] = Some(version.clone());
+            model_of[*i] = Some(job.loaded.model.as_str());
             if let Some((m, pos, pr)) = modes {
                 modes_of[*i] = Some((&pos[k * m * per..(k + 1) * m * per], &pr[k * m..(k + 1) * m]));
             }
@@ -345,23 +407,25 @@ async fn run_round(jobs: Vec<Job>, round: Round, ctx: Context) {
         return;
     }
     let versions: Vec<String> = keep.iter().filter_map(|i| version_of[*i].clone()).collect();
-    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-    for v in &versions {
-        *counts.entry(v.as_str()).or_default() += 1;
-    }
-    let main = counts.iter().max_by_key(|(_, n)| **n).map(|(v, _)| v.to_string()).unwrap_or_default();
-    let mixed = counts.len() > 1;
+    let models: Vec<String> = keep.iter().filter_map(|i| model_of[*i].map(str::to_string)).collect();
+    let (main_model, mixed_models) = most_common(&models);
+    // The version that predicted most among the main model's subjects.
+    let main_versions: Vec<String> =
+        versions.iter().zip(&models).filter(|(_, m)| **m == main_model).map(|(v, _)| v.clone()).collect();
+    let (main, _) = most_common(&main_versions);
+    let mixed = mixed_models || most_common(&versions).1;
     let pick = |src: &[f32]| keep.iter().flat_map(|i| src[i * per..(i + 1) * per].iter().copied()).collect();
     let mut msg = PredictionsMsg {
         seq: round.seq,
         t_secs: round.t_secs,
-        model,
+        model: main_model,
         version: main,
         count: keep.len() as u32,
         agent_ids: keep.iter().map(|i| round.ids[*i]).collect(),
         trajectory: Bulk::F32(pick(&trajectory)),
-        sigma: all_have_sigma.then(|| Bulk::F32(pick(&sigma))),
+        sigma: any_sigma.then(|| Bulk::F32(pick(&sigma))),
         versions: mixed.then_some(versions),
+        models: mixed_models.then_some(models),
         modes: None,
         mode_probabilities: None,
     };
@@ -372,6 +436,16 @@ async fn run_round(jobs: Vec<Job>, round: Round, ctx: Context) {
         msg.mode_probabilities = Some(Bulk::F32(f.iter().flat_map(|(_, p)| p.iter().copied()).collect()));
     }
     ctx.hub.publish(&StreamItem::Ready(StreamName::Predictions, ServerMessage::Predictions(msg)));
+}
+
+/// The most frequent of `items` (the first in order among equals) and whether there is more than one.
+fn most_common(items: &[String]) -> (String, bool) {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for v in items {
+        *counts.entry(v.as_str()).or_default() += 1;
+    }
+    let main = counts.iter().max_by_key(|(_, n)| **n).map(|(v, _)| v.to_string()).unwrap_or_default();
+    (main, counts.len() > 1)
 }
 
 #[cfg(test)]
@@ -385,6 +459,7 @@ mod tests {
             ids: (0..places.len() as u32).collect(),
             histories: places.iter().map(|p| (0..OBS_STEPS).flat_map(|_| *p).collect()).collect(),
             subjects: vec![None; places.len()],
+            classes: vec![None; places.len()],
             seq: 0,
             t_secs: 0.0,
         }
@@ -394,19 +469,19 @@ mod tests {
     fn each_subject_gets_the_others_within_reach_nearest_first_padded_with_nan() {
         // Subject 0 has 1 (1 m) and 2 (3 m) in reach, not 3 (20 m); subject 3 has nobody.
         let round = round_at(&[[0.0, 0.0], [1.0, 0.0], [0.0, 3.0], [20.0, 0.0]]);
-        let t = neighbours_of(&[0, 3], &round);
+        let t = neighbours_of(&[0, 3], &round, NBR_RADIUS_M, MAX_NBRS);
         assert_eq!(t.shape, vec![2, 2, 4]);
         let v = t.as_f32().unwrap();
         assert_eq!(v[..8], [1.0, 0.0, 1.0, 0.0, 0.0, 3.0, 0.0, 3.0]);
         assert!(v[8..].iter().all(|x| x.is_nan()), "subject 3's row is all padding: {v:?}");
         // A crowd: at most MAX_NBRS per subject.
         let crowd: Vec<[f32; 2]> = (0..12).map(|i| [0.3 * i as f32, 0.0]).collect();
-        assert_eq!(neighbours_of(&[0], &round_at(&crowd)).shape, vec![1, MAX_NBRS, 4]);
+        assert_eq!(neighbours_of(&[0], &round_at(&crowd), NBR_RADIUS_M, MAX_NBRS).shape, vec![1, MAX_NBRS, 4]);
     }
 
     #[test]
     fn within_reach_keeps_the_near_ones_nearest_first() {
         let rows = [[0.0, 0.0, 5.0, 0.0], [0.0, 0.0, 2.0, 0.0], [0.0, 0.0, 7.0, 0.0]];
-        assert_eq!(within_reach([0.0, 0.0], rows.into_iter()), vec![rows[1], rows[0]]);
+        assert_eq!(within_reach([0.0, 0.0], rows.into_iter(), NBR_RADIUS_M), vec![rows[1], rows[0]]);
     }
 }

@@ -413,6 +413,7 @@ mod tests {
             trajectory: waypoint_protocol::Bulk::F32(line(1.0)),
             sigma: None,
             versions: None,
+            models: None,
             modes: Some(waypoint_protocol::Bulk::F32([line(1.0), line(0.5), line(0.2)].concat())),
             mode_probabilities: Some(waypoint_protocol::Bulk::F32(vec![0.7, 0.2, 0.1])),
         };

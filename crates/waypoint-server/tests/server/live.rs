@@ -22,12 +22,12 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// The shipped fusion, trajectory and sensor health models, detection versions 5 and 6 both
-/// served, and a second sensor health version.
+/// The shipped fusion, trajectory (people's and road users') and sensor health models,
+/// detection versions 5 and 6 both served, and a second sensor health version.
 fn repo() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let root = Path::new(MODELS);
-    for m in ["fusion", "trajectory", "sensor_health"] {
+    for m in ["fusion", "trajectory", "trajectory_road", "sensor_health"] {
         copy_dir(&root.join(m), &dir.path().join(m));
     }
     // A second sensor health version (the same monitor) for a canary.
@@ -164,6 +164,9 @@ async fn the_live_stack_runs_on_served_versions_and_a_detection_canary_reaches_a
         ("fusion", "1", "rmse_pos_m"),
         ("trajectory", "3", "ade_m"),
         ("trajectory", "3", "ade_truth_m"),
+        // Vehicles and cyclists go to the road model, scored live like the others.
+        ("trajectory_road", "1", "ade_m"),
+        ("trajectory_road", "1", "ade_vehicle_m"),
         ("baseline", "constant_velocity", "ade_m"),
         ("baseline", "kalman", "ade_truth_m"),
         ("sensor_health", "2", "false_alarms_per_10min"),
