@@ -80,6 +80,16 @@ test("every panel draws live data, every control acts on the server, without err
     await page.waitForFunction(() => window.__waypoint.agents() === 13, null, { timeout: 5000 });
     assert.match(await page.textContent("#command-status"), /agent \d+ added/);
 
+    // Scene speed: the server runs the scene at the picked rate, and back.
+    await page.selectOption("#scene-speed", "2");
+    await page.waitForFunction(() => /set_rate: ok/.test(document.getElementById("command-status").textContent), null, { timeout: 5000 });
+    assert.equal((await (await fetch(url + "/api/v1/scene")).json()).speed, 2);
+    await page.selectOption("#scene-speed", "1");
+    for (let i = 0; (await (await fetch(url + "/api/v1/scene")).json()).speed !== 1; i++) {
+      assert.ok(i < 50, "the scene went back to real time");
+      await page.waitForTimeout(100);
+    }
+
     // Inject a dropout on the radar: its anomaly score rises to an alarm.
     await page.selectOption("#fault-sensor", "radar");
     await page.selectOption("#fault-kind", "dropout");

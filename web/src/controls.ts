@@ -38,11 +38,15 @@ function group(label: string, ...children: HTMLElement[]): HTMLElement {
   return g;
 }
 
+/** Scene speeds offered (scene seconds per wall-clock second). */
+const SPEEDS = [0.25, 0.5, 1, 2, 4, 10];
+
 export class Controls {
   private readonly status: HTMLElement;
   private readonly runButton: HTMLButtonElement;
   private readonly sensorBoxes = new Map<string, HTMLInputElement>();
   private readonly versionSelect: HTMLSelectElement;
+  private readonly speedSelect: HTMLSelectElement;
   private running = true;
   /** The scene's time as last reported (a fault's start is given from it). */
   private sceneT = 0;
@@ -87,10 +91,20 @@ export class Controls {
       l.append(box, ` ${s}`);
       sensors.append(l);
     }
+    // Scene seconds per wall-clock second, for everyone watching (the server allows 0.1 to 10).
+    this.speedSelect = select("scene-speed", "scene speed (scene seconds per second)", SPEEDS.map(String), "1");
+    for (const o of this.speedSelect.options) o.textContent = `${o.value}×`;
+    this.speedSelect.addEventListener("change", () => void this.run({ op: "set_rate", speed: Number(this.speedSelect.value) }));
     this.versionSelect = select("trajectory-version", "trajectory model version", ["newest"]);
     this.versionSelect.addEventListener("change", () => void this.pickVersion(this.versionSelect.value));
     root.append(
-      group("scene", this.runButton, button("Reset", "reset", () => void this.run({ op: "reset", seed: Number(seed.value) || 0 })), seed),
+      group(
+        "scene",
+        this.runButton,
+        button("Reset", "reset", () => void this.run({ op: "reset", seed: Number(seed.value) || 0 })),
+        seed,
+        this.speedSelect,
+      ),
       group("agents", kind, button("Add", "add-agent", () => void this.run({ op: "add_agent", kind: kind.value })), button("Clear", "clear", () => void this.run({ op: "clear" }))),
       group(
         "fault",
@@ -156,6 +170,12 @@ export class Controls {
     this.running = s.running;
     this.sceneT = s.t_secs;
     this.runButton.textContent = s.running ? "Stop" : "Start";
+    // The speed in force (another operator may have changed it); one not listed is added.
+    if (document.activeElement !== this.speedSelect) {
+      const v = String(s.speed);
+      if (![...this.speedSelect.options].some((o) => o.value === v)) this.speedSelect.append(new Option(`${v}×`, v));
+      this.speedSelect.value = v;
+    }
     for (const x of s.sensors) {
       const box = this.sensorBoxes.get(x.sensor);
       if (box && document.activeElement !== box) box.checked = x.enabled;

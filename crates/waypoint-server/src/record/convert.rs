@@ -295,7 +295,8 @@ pub fn prediction_entities(msg: &PredictionsMsg, ns: u64) -> SceneUpdate {
                 ..Default::default()
             });
         }
-        if sigma.len() == traj.len() {
+        // No ellipses for a path whose model gives no uncertainty (NaN rows).
+        if steps > 0 && sigma.len() == traj.len() && sigma[i * steps * 2].is_finite() {
             for k in 0..steps {
                 let (x, y) = at(k);
                 let (px, py) = if k == 0 { (x, y) } else { at(k - 1) };
@@ -425,5 +426,29 @@ mod tests {
         // Malformed modes (a length that does not fit) draw the path alone.
         msg.mode_probabilities = Some(waypoint_protocol::Bulk::F32(vec![0.7, 0.3]));
         assert_eq!(prediction_entities(&msg, 0).entities[0].lines.len(), 1);
+    }
+
+    #[test]
+    fn a_path_without_uncertainty_gets_no_ellipses_beside_one_with() {
+        let line = |y: f32| (0..12).flat_map(move |k| [k as f32, y]).collect::<Vec<f32>>();
+        let msg = PredictionsMsg {
+            seq: 1,
+            t_secs: 0.0,
+            model: "trajectory_road".into(),
+            version: "1".into(),
+            count: 2,
+            agent_ids: vec![7, 8],
+            trajectory: waypoint_protocol::Bulk::F32([line(0.0), line(5.0)].concat()),
+            // The first from a model without sigma (NaN rows), the second with.
+            sigma: Some(waypoint_protocol::Bulk::F32([vec![f32::NAN; 24], vec![0.3; 24]].concat())),
+            versions: Some(vec!["1".into(), "3".into()]),
+            models: Some(vec!["trajectory_road".into(), "trajectory".into()]),
+            modes: None,
+            mode_probabilities: None,
+        };
+        let u = prediction_entities(&msg, 0);
+        assert_eq!(u.entities.len(), 2);
+        assert!(u.entities[0].cylinders.is_empty());
+        assert_eq!(u.entities[1].cylinders.len(), 12);
     }
 }
