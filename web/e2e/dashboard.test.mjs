@@ -12,7 +12,13 @@ async function openDashboard(browser, url, query = "") {
   const page = await browser.context.newPage();
   const errors = watchErrors(page);
   await page.goto(url + "/" + query);
-  await page.waitForFunction(() => window.__waypoint !== undefined, null, { timeout: 30000 });
+  try {
+    await page.waitForFunction(() => window.__waypoint !== undefined, null, { timeout: 30000 });
+  } catch (e) {
+    // Say what the page saw (its errors, whether its entry ran) instead of a bare timeout.
+    const boot = await page.evaluate(() => ({ boot: window.__boot !== undefined, ready: document.readyState }));
+    throw new Error(`the dashboard did not start: ${e.message}; ${JSON.stringify(boot)}; errors ${JSON.stringify(errors)}`);
+  }
   return { page, errors };
 }
 

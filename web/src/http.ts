@@ -1,9 +1,12 @@
 // The one way the page and its worker read JSON from the server: `null` when the server is
-// unreachable or answers an error, never a throw.
+// unreachable, answers an error or has not answered within 8 s, never a throw (so a stuck
+// request cannot hold the page's start or a poll forever).
+
+const TIMEOUT_MS = 8000;
 
 export async function getJson<T>(base: string, path: string): Promise<T | null> {
   try {
-    const r = await fetch(base + path, { cache: "no-store" });
+    const r = await fetch(base + path, { cache: "no-store", signal: AbortSignal.timeout(TIMEOUT_MS) });
     if (!r.ok) return null;
     return (await r.json()) as T;
   } catch {
