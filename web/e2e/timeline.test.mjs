@@ -37,9 +37,11 @@ test("pause, scrub back and return to live: the scene view and the charts move t
     await page.locator("#tl-scrub").fill(String(target));
     await page.waitForFunction((t) => Math.abs(window.__waypoint.sceneTime() - t) < 0.25, target, { timeout: 5000 });
     // The charts draw at the next animation frame after the scene took the frame.
-    await page
-      .waitForFunction((t) => window.__waypoint.shownUntil().health <= t + 1e-6, target, { timeout: 5000 })
-      .catch(() => {});
+    try {
+      await page.waitForFunction((t) => window.__waypoint.shownUntil().health <= t + 1e-6, target, { timeout: 5000 });
+    } catch {
+      assert.fail(`the health chart never came back to ${target}: ${JSON.stringify(await page.evaluate(() => window.__waypoint.shownUntil()))}`);
+    }
     const shown = await page.evaluate(() => window.__waypoint.shownUntil());
     assert.ok(shown.health <= target + 1e-6 && shown.health > target - 0.5, `health chart ends at ${shown.health}, view at ${target}`);
     for (const [panel, until] of Object.entries(shown))

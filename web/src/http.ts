@@ -4,9 +4,9 @@
 
 const TIMEOUT_MS = 8000;
 
-export async function getJson<T>(base: string, path: string): Promise<T | null> {
+export async function getJson<T>(base: string, path: string, timeoutMs = TIMEOUT_MS): Promise<T | null> {
   try {
-    const r = await fetch(base + path, { cache: "no-store", signal: AbortSignal.timeout(TIMEOUT_MS) });
+    const r = await fetch(base + path, { cache: "no-store", signal: AbortSignal.timeout(timeoutMs) });
     if (!r.ok) return null;
     return (await r.json()) as T;
   } catch {

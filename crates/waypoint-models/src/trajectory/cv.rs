@@ -1,6 +1,6 @@
 //! Constant-velocity baseline: the last observed displacement, repeated.
 
-use super::{OBS_STEPS, PRED_STEPS};
+use super::PRED_STEPS;
 use crate::model::Model;
 use crate::tensor::{Tensor, TensorData};
 use crate::ModelError;
@@ -25,22 +25,11 @@ impl ConstantVelocity {
 
 impl Model for ConstantVelocity {
     fn infer(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, ModelError> {
-        let history = Tensor::named(inputs, "history")?;
-        if history.shape.len() != 3 || history.shape[1] != OBS_STEPS || history.shape[2] != 2 {
-            return Err(ModelError::BadInput(format!("history must be [N, {OBS_STEPS}, 2], got {:?}", history.shape)));
-        }
-        let h = history.as_f32()?;
-        let rows = history.shape[0];
+        let history = super::history_rows(inputs, false)?;
+        let rows = history.len();
         let mut out = Vec::with_capacity(rows * PRED_STEPS * 2);
-        let mut steps = [[0f32; 2]; OBS_STEPS];
-        for r in 0..rows {
-            for (k, s) in steps.iter_mut().enumerate() {
-                let i = (r * OBS_STEPS + k) * 2;
-                *s = [h[i], h[i + 1]];
-            }
-            for p in Self::predict(&steps) {
-                out.extend_from_slice(&p);
-            }
+        for steps in &history {
+            out.extend(Self::predict(steps).iter().flatten());
         }
         Ok(vec![Tensor::new("trajectory", vec![rows, PRED_STEPS, 2], TensorData::F32(out))?])
     }

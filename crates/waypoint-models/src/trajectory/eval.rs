@@ -47,10 +47,16 @@ pub struct Acc {
 }
 
 impl Acc {
-    fn add(&mut self, (a, f): (f64, f64)) {
+    /// Adds one window's `(ADE, FDE)`.
+    pub fn add(&mut self, (a, f): (f64, f64)) {
         self.ade += a;
         self.fde += f;
         self.n += 1;
+    }
+
+    /// Windows added.
+    pub fn count(&self) -> usize {
+        self.n
     }
 
     /// `[ADE, FDE]`, metres.

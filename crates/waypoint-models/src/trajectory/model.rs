@@ -15,7 +15,7 @@
 use std::path::Path;
 
 use super::tcn::{decode_modes, features, neighbour_features, FastTcn, MAX_NBRS, NB_FEAT};
-use super::{OBS_STEPS, PRED_STEPS};
+use super::PRED_STEPS;
 use crate::model::Model;
 use crate::tensor::{Tensor, TensorData};
 use crate::ModelError;
@@ -62,24 +62,15 @@ pub(crate) fn neighbours_input(inputs: &[Tensor], rows: usize) -> Result<Option<
 
 impl Model for TrajectoryModel {
     fn infer(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, ModelError> {
-        let history = Tensor::named(inputs, "history")?;
-        if history.shape.len() != 3 || history.shape[1] != OBS_STEPS || history.shape[2] != 2 {
-            return Err(ModelError::BadInput(format!("history must be [N, {OBS_STEPS}, 2], got {:?}", history.shape)));
-        }
-        let h = history.as_f32()?;
-        let n = history.shape[0];
+        let history = super::history_rows(inputs, true)?;
+        let n = history.len();
         let neighbours = neighbours_input(inputs, n)?;
         let arch = self.net.arch();
         let mut frames = Vec::with_capacity(n);
         let mut feats = Vec::with_capacity(n);
         let mut nbs: Vec<[f32; MAX_NBRS * NB_FEAT]> = Vec::new();
-        for r in 0..n {
-            let obs: [[f32; 2]; OBS_STEPS] =
-                std::array::from_fn(|k| [h[(r * OBS_STEPS + k) * 2], h[(r * OBS_STEPS + k) * 2 + 1]]);
-            if obs.iter().flatten().any(|v| !v.is_finite()) {
-                return Err(ModelError::BadInput(format!("history row {r} has a non-finite value")));
-            }
-            let (frame, f) = features(&obs);
+        for (r, obs) in history.iter().enumerate() {
+            let (frame, f) = features(obs);
             if arch.social {
                 let rows: Vec<[f32; 4]> = match neighbours {
                     Some((v, m)) => {

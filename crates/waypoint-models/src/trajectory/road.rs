@@ -19,6 +19,7 @@ use waypoint_sim::map::{driving_route, signal_phase, Arm, Path, SignalPhase, BIK
 use waypoint_sim::scene::{Scene, SceneConfig};
 
 use super::cv::ConstantVelocity;
+pub use super::data::ade_fde;
 use super::{OBS_STEPS, PRED_STEPS, STEP_SECS};
 
 /// Futures the model gives per agent (one per candidate route, the likeliest first; padded with
@@ -40,11 +41,13 @@ impl RoadClass {
         }
     }
 
+    /// Half the simulator's nominal length of such a road user.
     fn half_length_m(self) -> f64 {
-        match self {
-            Self::Vehicle => 2.25,
-            Self::Cyclist => 0.9,
-        }
+        let kind = match self {
+            Self::Vehicle => AgentKind::Vehicle,
+            Self::Cyclist => AgentKind::Cyclist,
+        };
+        kind.nominal_size_m().0 / 2.0
     }
 }
 
@@ -158,7 +161,9 @@ struct Leader {
 }
 
 /// Half the length assumed for a road user ahead (its kind is not known): a car's.
-const LEADER_HALF_LENGTH_M: f64 = 2.25;
+fn leader_half_length_m() -> f64 {
+    RoadClass::Vehicle.half_length_m()
+}
 /// How far ahead a road user counts as a leader.
 pub const LEADER_REACH_M: f64 = 60.0;
 
@@ -211,7 +216,7 @@ fn roll_out(
             let elapsed = (k * SUB + j) as f64 * dt;
             let (mut gap, mut lead_v) = (f64::INFINITY, 0.0);
             if let Some(l) = lead {
-                gap = l.s_m + l.v_mps * elapsed - s - half - LEADER_HALF_LENGTH_M;
+                gap = l.s_m + l.v_mps * elapsed - s - half - leader_half_length_m();
                 lead_v = l.v_mps;
             }
             if let Some(t0) = scene_time {
@@ -404,13 +409,6 @@ pub fn point_prediction(futures: &[RoadFuture]) -> usize {
     (0..futures.len()).min_by(|a, b| expected(*a).total_cmp(&expected(*b))).unwrap_or(0)
 }
 
-/// Average and final displacement error of `pred` against `truth`.
-pub fn ade_fde(pred: &[[f32; 2]; PRED_STEPS], truth: &[[f32; 2]; PRED_STEPS]) -> (f64, f64) {
-    let d: Vec<f64> =
-        pred.iter().zip(truth).map(|(p, t)| f64::from(p[0] - t[0]).hypot(f64::from(p[1] - t[1]))).collect();
-    (d.iter().sum::<f64>() / d.len() as f64, d[d.len() - 1])
-}
-
 /// Mean most-likely ADE of the road model on `windows` with `p`.
 pub fn mean_ade(windows: &[RoadWindow], p: &RoadParams) -> f64 {
     let total: f64 = windows
@@ -530,6 +528,22 @@ mod tests {
         let oncoming = [[ahead, LANE_OFFSET_M as f32, ahead, LANE_OFFSET_M as f32]];
         let free = predict(&h, RoadClass::Vehicle, &oncoming, None, &p);
         assert!(free.iter().any(|f| f.positions[11][0] > ahead), "{free:?}");
+    }
+
+    #[test]
+    fn the_single_prediction_before_a_junction_is_straight_on_not_a_coin_toss() {
+        // Three equally likely futures: the left and right turns lie farther from each other
+        // than either from straight on, so straight on has the least expected error.
+        let path = |dy: f32| std::array::from_fn(|k| [k as f32, dy * (k as f32 / 11.0).powi(2)]);
+        let futures: Vec<RoadFuture> =
+            [8.0, 0.0, -8.0].map(|dy| RoadFuture { probability: 1.0 / 3.0, positions: path(dy) }).into();
+        assert_eq!(point_prediction(&futures), 1);
+        // A likely enough turn wins.
+        let mut skewed = futures.clone();
+        skewed[0].probability = 0.8;
+        skewed[1].probability = 0.1;
+        skewed[2].probability = 0.1;
+        assert_eq!(point_prediction(&skewed), 0);
     }
 
     #[test]

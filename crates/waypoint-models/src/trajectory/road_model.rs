@@ -9,7 +9,7 @@
 
 use super::model::neighbours_input;
 use super::road::{point_prediction, predict, RoadClass, RoadFuture, RoadParams, ROAD_MODES};
-use super::{ConstantVelocity, OBS_STEPS, PRED_STEPS};
+use super::{ConstantVelocity, PRED_STEPS};
 use crate::model::Model;
 use crate::tensor::{Tensor, TensorData};
 use crate::ModelError;
@@ -30,12 +30,8 @@ fn column<'a>(inputs: &'a [Tensor], name: &str, rows: usize) -> Result<Option<&'
 
 impl Model for RoadModel {
     fn infer(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, ModelError> {
-        let history = Tensor::named(inputs, "history")?;
-        if history.shape.len() != 3 || history.shape[1] != OBS_STEPS || history.shape[2] != 2 {
-            return Err(ModelError::BadInput(format!("history must be [N, {OBS_STEPS}, 2], got {:?}", history.shape)));
-        }
-        let h = history.as_f32()?;
-        let n = history.shape[0];
+        let history = super::history_rows(inputs, true)?;
+        let n = history.len();
         let neighbours = neighbours_input(inputs, n)?;
         let classes = column(inputs, "agent_class", n)?;
         let times = column(inputs, "scene_time", n)?;
@@ -43,12 +39,7 @@ impl Model for RoadModel {
         let mut trajectory = Vec::with_capacity(n * per);
         let mut modes = Vec::with_capacity(n * ROAD_MODES * per);
         let mut probs = Vec::with_capacity(n * ROAD_MODES);
-        for r in 0..n {
-            let obs: [[f32; 2]; OBS_STEPS] =
-                std::array::from_fn(|k| [h[(r * OBS_STEPS + k) * 2], h[(r * OBS_STEPS + k) * 2 + 1]]);
-            if obs.iter().flatten().any(|v| !v.is_finite()) {
-                return Err(ModelError::BadInput(format!("history row {r} has a non-finite value")));
-            }
+        for (r, obs) in history.iter().enumerate() {
             // 0 vehicle, 1 pedestrian (none: constant velocity), 2 cyclist; left out: vehicle.
             let c = classes.map(|c| c[r]).unwrap_or(0.0);
             let class = if c == 0.0 {
@@ -70,8 +61,8 @@ impl Model for RoadModel {
                 None => Vec::new(),
             };
             let futures = match class {
-                Some(c) => predict(&obs, c, &others, time, &self.params),
-                None => vec![RoadFuture { probability: 1.0, positions: ConstantVelocity::predict(&obs) }],
+                Some(c) => predict(obs, c, &others, time, &self.params),
+                None => vec![RoadFuture { probability: 1.0, positions: ConstantVelocity::predict(obs) }],
             };
             let pick = point_prediction(&futures);
             trajectory.extend(futures[pick].positions.iter().flatten());
