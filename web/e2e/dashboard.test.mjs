@@ -173,6 +173,29 @@ test("every panel draws live data, every control acts on the server, without err
   }
 });
 
+test("a page whose code loads late still starts with what its worker said meanwhile", async () => {
+  // The worker starts first and talks (connection, cluster, timeline) before the page's code
+  // has loaded; held back 2 s here, that code must take those messages and start.
+  const server = startServer(["--paused"]);
+  const url = await server.url;
+  const browser = await launchBrowser();
+  try {
+    const page = await browser.context.newPage();
+    const errors = watchErrors(page);
+    await page.route(/\/assets\/app-[^/]*\.js$/, async (route) => {
+      await new Promise((ok) => setTimeout(ok, 2000));
+      await route.continue();
+    });
+    await page.goto(url + "/");
+    await page.waitForFunction(() => window.__waypoint !== undefined, null, { timeout: 30000 });
+    await page.waitForFunction(() => document.getElementById("conn").dataset.state === "open", null, { timeout: 10000 });
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+    await server.stop();
+  }
+});
+
 test("the dashboard reconnects by itself after the server restarts", async () => {
   let server = startServer();
   const url = await server.url;

@@ -112,8 +112,6 @@ function onWorker(m: FromWorker): void {
     }
   }
 }
-worker.onmessage = (ev: MessageEvent<FromWorker>) => onWorker(ev.data);
-for (const m of boot.early.splice(0)) onWorker(m);
 
 function apply(f: Partial<Frame>, live: boolean): void {
   // The scene controls show the scene as it is now, not as it was at a scrubbed time.
@@ -258,4 +256,9 @@ async function start(): Promise<void> {
     shownUntil: () => Object.fromEntries(Object.entries(cp).map(([k, p]) => [k, p.shownUntil])),
   };
 }
+// The worker's messages, from those it sent before this module loaded on: taken only now, once
+// everything `onWorker` reaches is declared (a `cluster` or `timeline` message in the early
+// batch would otherwise reach a `let` not yet initialised and stop the page's start).
+worker.onmessage = (ev: MessageEvent<FromWorker>) => onWorker(ev.data);
+for (const m of boot.early.splice(0)) onWorker(m);
 void start();
