@@ -1,6 +1,6 @@
 //! The served trajectory model, each shipped version in the same run: one agent from its history
-//! alone, and one round of a 40-agent scene (every agent with the others as its neighbours);
-//! and the road model on 40 simulated road users with their others, class and scene time.
+//! alone, and one round of a 40-agent scene (every agent with the others as its neighbours; and
+//! the same declared noisy, as the live stack's tracks are); and the road model on 40 simulated road users with their others, class and scene time.
 use std::path::Path;
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
@@ -42,8 +42,13 @@ fn bench(c: &mut Criterion) {
             b.iter(|| black_box(model.infer(black_box(std::slice::from_ref(h))).expect("infer")))
         });
         let (history, neighbours) = scene(40);
-        let inputs = [history, neighbours];
+        let mut inputs = vec![history, neighbours];
         group.bench_with_input(BenchmarkId::new("round_of_40_with_neighbours", version), &inputs, |b, i| {
+            b.iter(|| black_box(model.infer(black_box(i)).expect("infer")))
+        });
+        // As the live stack sends its tracks: declared noisy, so each history is smoothed first.
+        inputs.push(Tensor::new("history_sigma", vec![40, 1], TensorData::F32(vec![0.3; 40])).expect("sigma"));
+        group.bench_with_input(BenchmarkId::new("round_of_40_tracks_smoothed", version), &inputs, |b, i| {
             b.iter(|| black_box(model.infer(black_box(i)).expect("infer")))
         });
     }

@@ -427,4 +427,34 @@ mod social {
             }
         }
     }
+
+    #[test]
+    fn a_history_declared_noisy_is_smoothed_before_the_network_reads_it() {
+        let trainer = Trainer::with_arch(9, SIX_SOCIAL).unwrap();
+        let mut model = TrajectoryModel::from_net(FastTcn::from_varmap(&trainer.varmap).unwrap());
+        let sigma = |v: Vec<f32>| Tensor::new("history_sigma", vec![v.len(), 1], TensorData::F32(v)).unwrap();
+        // A walk with ±0.3 m of jitter across it: declared noisy, its prediction starts near the
+        // line the jitter hides, not at the last jittered point.
+        let walk: Vec<f32> = (0..8).flat_map(|k| [k as f32 * 0.5, if k % 2 == 0 { 0.3 } else { -0.3 }]).collect();
+        let jittered = Tensor::new("history", vec![1, 8, 2], TensorData::F32(walk)).unwrap();
+        let raw = model.infer(std::slice::from_ref(&jittered)).unwrap();
+        let smooth = model.infer(&[jittered.clone(), sigma(vec![0.3])]).unwrap();
+        let first_y = |out: &[Tensor]| out[0].as_f32().unwrap()[1].abs();
+        assert!(first_y(&smooth) < first_y(&raw), "{} vs {}", first_y(&smooth), first_y(&raw));
+        assert!(first_y(&smooth) < 0.2, "{}", first_y(&smooth));
+        // Noise 0 is the history as given; a clean straight walk barely moves when declared noisy.
+        assert_eq!(model.infer(&[history(3), sigma(vec![0.0; 3])]).unwrap()[0], model.infer(&[history(3)]).unwrap()[0]);
+        // Refused: the wrong shape, a negative, non-finite or absurd noise.
+        for bad in [
+            Tensor::new("history_sigma", vec![3], TensorData::F32(vec![0.1; 3])).unwrap(),
+            sigma(vec![0.1, -0.1, 0.1]),
+            sigma(vec![0.1, f32::NAN, 0.1]),
+            sigma(vec![0.1, 50.0, 0.1]),
+        ] {
+            match model.infer(&[history(3), bad]) {
+                Err(ModelError::BadInput(m)) => assert!(m.contains("history_sigma"), "{m}"),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! `waypoint record` (the live stack to an MCAP file, without serving) and `waypoint eval
 //! replay` (versions of a model side by side on one recorded drive).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -11,6 +12,7 @@ use serde_json::json;
 use waypoint_protocol::Command;
 use waypoint_server::config::ReplaySettings;
 use waypoint_server::lifecycle::routing::PolicySpec;
+use waypoint_server::live::predictor::BASELINE_MODEL;
 use waypoint_server::record::RecordSettings;
 use waypoint_server::{AppState, ServerConfig};
 
@@ -182,13 +184,25 @@ fn replay_once(runtime: &tokio::runtime::Runtime, args: &EvalReplayArgs, version
             r.close();
         }
         let metrics = state.online.whole_run(&model, &version).unwrap_or_default();
+        let table = |m: BTreeMap<String, (f64, u64)>| {
+            m.iter()
+                .map(|(k, (v, n))| (k.clone(), json!({"value": v, "samples": n})))
+                .collect::<serde_json::Map<_, _>>()
+        };
+        // The baselines (trajectory only), scored on every track of each round: a version is
+        // scored on the tracks routed to it (the road model's classes, say).
+        let baselines: serde_json::Map<_, _> = ["constant_velocity", "kalman"]
+            .iter()
+            .filter_map(|b| state.online.whole_run(BASELINE_MODEL, b).map(|m| (b.to_string(), json!(table(m)))))
+            .collect();
         Ok(json!({
             "version": version,
             "frames": frames,
             "scene_secs": scene_secs,
             "wall_secs": wall,
             "times_real_time": if wall > 0.0 { scene_secs / wall } else { 0.0 },
-            "metrics": metrics.iter().map(|(k, (v, n))| (k.clone(), json!({"value": v, "samples": n}))).collect::<serde_json::Map<_, _>>(),
+            "metrics": table(metrics),
+            "baselines": baselines,
         }))
     })
 }
@@ -204,7 +218,8 @@ pub fn eval_replay(args: EvalReplayArgs) -> Result<()> {
         "file": args.file,
         "model": args.model,
         "note": "online error of each version over the whole recording, every sweep through perception; \
-                 each version saw the same sensor data and truth",
+                 each version saw the same sensor data and truth; a version is scored on the subjects routed \
+                 to it, the baselines (constant velocity, Kalman) on every subject of each round",
         "versions": runs,
     });
     if args.json {
@@ -220,18 +235,25 @@ pub fn eval_replay(args: EvalReplayArgs) -> Result<()> {
             }
         }
     }
+    // Each version's column, then the baselines' of the first run (every run sees the same
+    // tracks).
+    let mut columns: Vec<(String, &serde_json::Value)> =
+        runs.iter().map(|r| (format!("v{}", r["version"].as_str().unwrap_or("?")), &r["metrics"])).collect();
+    if let Some(b) = runs.first().and_then(|r| r["baselines"].as_object()) {
+        columns.extend(b.iter().map(|(k, v)| (k.clone(), v)));
+    }
     print!("{:<28}", "metric");
-    for r in &runs {
-        print!("{:>16}", format!("v{}", r["version"].as_str().unwrap_or("?")));
+    for (title, _) in &columns {
+        print!("{title:>18}");
     }
     println!();
     for name in &names {
         print!("{name:<28}");
-        for r in &runs {
-            let m = &r["metrics"][name];
+        for (_, metrics) in &columns {
+            let m = &metrics[name];
             match m["value"].as_f64() {
-                Some(v) => print!("{:>16}", format!("{v:.3} (n={})", m["samples"])),
-                None => print!("{:>16}", "-"),
+                Some(v) => print!("{:>18}", format!("{v:.3} (n={})", m["samples"])),
+                None => print!("{:>18}", "-"),
             }
         }
         println!();

@@ -11,9 +11,16 @@
 //!
 //! A network that does not read neighbours ignores `neighbours`; one that does answers a
 //! request without them as for an agent alone.
+//!
+//! Optionally, `history_sigma` FP32 `[N, 1]`: the one-sigma noise of each row's positions,
+//! metres (a tracker's jitter, say). A row with a noise above 0 is smoothed before the network
+//! reads it (a Kalman smoother with that measurement noise and [`SMOOTH_ACCEL_MPS2`] of
+//! acceleration noise), and its prediction starts from the smoothed last position; left out or
+//! 0, the positions are taken as exact (annotations, as in training).
 
 use std::path::Path;
 
+use super::kalman::KalmanCv;
 use super::tcn::{decode_modes, features, neighbour_features, FastTcn, MAX_NBRS, NB_FEAT};
 use super::PRED_STEPS;
 use crate::model::Model;
@@ -28,6 +35,31 @@ pub const WEIGHTS_FILE: &str = "model.safetensors";
 
 /// Most neighbours a request may list per row (the network reads the nearest [`MAX_NBRS`]).
 pub const MAX_NEIGHBOURS_PER_ROW: usize = 256;
+
+/// Acceleration noise of the smoother applied to a history declared noisy (`history_sigma`),
+/// m/s²: walking pace changes slowly. Chosen with the live stack's noise on a recording of
+/// the simulated scene with seed 7 (see docs/EVALUATION.md).
+pub const SMOOTH_ACCEL_MPS2: f32 = 0.3;
+/// Largest `history_sigma` accepted, metres.
+pub const MAX_HISTORY_SIGMA_M: f32 = 5.0;
+
+/// The `history_sigma` input, checked: `[N, 1]` FP32, each finite and in
+/// [0, [`MAX_HISTORY_SIGMA_M`]].
+fn history_sigma_input(inputs: &[Tensor], rows: usize) -> Result<Option<&[f32]>, ModelError> {
+    let Some(t) = inputs.iter().find(|t| t.name == "history_sigma") else { return Ok(None) };
+    if t.shape != [rows, 1] {
+        return Err(ModelError::BadInput(format!("history_sigma must be [{rows}, 1], got {:?}", t.shape)));
+    }
+    let v = t.as_f32()?;
+    if let Some((r, x)) =
+        v.iter().enumerate().find(|(_, x)| !(x.is_finite() && (0.0..=MAX_HISTORY_SIGMA_M).contains(*x)))
+    {
+        return Err(ModelError::BadInput(format!(
+            "history_sigma row {r} is {x}; a noise in metres from 0 to {MAX_HISTORY_SIGMA_M}"
+        )));
+    }
+    Ok(Some(v))
+}
 
 /// Serves [`FastTcn`].
 #[derive(Debug, Clone)]
@@ -65,11 +97,20 @@ impl Model for TrajectoryModel {
         let history = super::history_rows(inputs, true)?;
         let n = history.len();
         let neighbours = neighbours_input(inputs, n)?;
+        let noise = history_sigma_input(inputs, n)?;
         let arch = self.net.arch();
         let mut frames = Vec::with_capacity(n);
         let mut feats = Vec::with_capacity(n);
         let mut nbs: Vec<[f32; MAX_NBRS * NB_FEAT]> = Vec::new();
         for (r, obs) in history.iter().enumerate() {
+            let smoothed;
+            let obs = match noise.map(|v| v[r]).filter(|s| *s > 0.0) {
+                Some(sigma) => {
+                    smoothed = KalmanCv { meas_sigma_m: sigma, accel_sigma_mps2: SMOOTH_ACCEL_MPS2 }.smooth(obs).0;
+                    &smoothed
+                }
+                None => obs,
+            };
             let (frame, f) = features(obs);
             if arch.social {
                 let rows: Vec<[f32; 4]> = match neighbours {

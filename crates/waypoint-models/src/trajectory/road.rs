@@ -1,8 +1,8 @@
 //! Map-aware prediction for the road users of Waypoint's simulated intersection (vehicles and
 //! cyclists): the lanes through the intersection that the history fits are the candidate
 //! futures, each driven along its centre line with a car-following speed law (the intelligent
-//! driver model) that stops at the stop line while the fixed-time signal plan does not let the
-//! arm go. A route's probability comes from how well the history lies on it (lateral offset now
+//! driver model), together with the road users ahead in the lane, the first in line stopping at
+//! the stop line while the fixed-time signal plan does not let the arm go. A route's probability comes from how well the history lies on it (lateral offset now
 //! and three steps back, heading) and from how often each turn is taken.
 //!
 //! The map (`waypoint_sim::map`: the four arms, their lanes and bike lanes, stop lines, signal
@@ -80,11 +80,12 @@ impl Default for RoadParams {
             accel_mps2: 1.5,
             comfort_decel_mps2: 2.5,
             vehicle_speed_mps: 11.0,
-            cyclist_speed_mps: 3.0,
-            turn_speed_mps: 6.0,
+            cyclist_speed_mps: 3.75,
+            turn_speed_mps: 8.0,
             lateral_sigma_m: 0.3,
-            heading_sigma_rad: 0.25,
-            turn_prior: [0.77, 0.816, 1.414],
+            heading_sigma_rad: 0.35,
+            // Counted per trip [0.75, 0.88, 1.37]; the search tempered it to even odds.
+            turn_prior: [1.0, 1.0, 1.0],
         }
     }
 }
@@ -153,7 +154,7 @@ fn v2(p: [f32; 2]) -> Vec2 {
     Vec2::new(f64::from(p[0]), f64::from(p[1]))
 }
 
-/// The road user ahead on a route: its arc length and speed along the route at the last step.
+/// A road user ahead on a route: its arc length and speed along the route at the last step.
 #[derive(Debug, Clone, Copy)]
 struct Leader {
     s_m: f64,
@@ -166,38 +167,63 @@ fn leader_half_length_m() -> f64 {
 }
 /// How far ahead a road user counts as a leader.
 pub const LEADER_REACH_M: f64 = 60.0;
+/// Most road users ahead driven with the one predicted (a queue at the stop line).
+const MAX_PLATOON: usize = 8;
 
-/// The nearest of `others` (`[x_prev, y_prev, x_last, y_last]`, one step apart) ahead of arc
-/// length `s` on `route`, within the lane's corridor.
-fn leader(route: &Route, class: RoadClass, s: f64, others: &[[f32; 4]]) -> Option<Leader> {
+/// The road users of `others` (`[x_prev, y_prev, x_last, y_last]`, one step apart) ahead of arc
+/// length `s` on `route`, within the lane's corridor, nearest first.
+fn platoon(route: &Route, class: RoadClass, s: f64, others: &[[f32; 4]]) -> Vec<Leader> {
     let corridor = match class {
         RoadClass::Vehicle => 2.2,
         RoadClass::Cyclist => 1.7,
     };
-    let mut best: Option<Leader> = None;
+    let mut ahead: Vec<Leader> = Vec::new();
     for o in others {
         if !o.iter().all(|v| v.is_finite()) {
             continue;
         }
         let last = Vec2::new(f64::from(o[2]), f64::from(o[3]));
         let Some((so, lat)) = route.path.project(last, s + 0.1, s + LEADER_REACH_M) else { continue };
-        if so <= s + 0.5 || lat.abs() > corridor || best.is_some_and(|b| b.s_m <= so) {
+        if so <= s + 0.5 || lat.abs() > corridor {
             continue;
         }
         let (_, h) = route.path.at(so);
         let step = Vec2::new(f64::from(o[2] - o[0]), f64::from(o[3] - o[1]));
-        best = Some(Leader { s_m: so, v_mps: (step.dot(Vec2::from_angle(h)) / STEP_SECS).max(0.0) });
+        ahead.push(Leader { s_m: so, v_mps: (step.dot(Vec2::from_angle(h)) / STEP_SECS).max(0.0) });
     }
-    best
+    ahead.sort_by(|a, b| a.s_m.total_cmp(&b.s_m));
+    ahead.truncate(MAX_PLATOON);
+    ahead
+}
+
+/// Whether a road user `to_stop` metres before the stop line of `route` at speed `v` must stop
+/// for the signal `elapsed` seconds after `scene_time`.
+fn must_stop(route: &Route, scene_time: f64, elapsed: f64, to_stop: f64, v: f64, p: &RoadParams) -> bool {
+    match signal_phase(scene_time + elapsed).0 {
+        SignalPhase::Green { arm } if arm == route.from => false,
+        SignalPhase::Yellow { arm } if arm == route.from => to_stop > v * v / (2.0 * p.comfort_decel_mps2),
+        _ => true,
+    }
+}
+
+/// IDM's acceleration at speed `v` towards `target`, `gap` metres behind something at `lead_v`.
+fn idm_accel(v: f64, target: f64, gap: f64, lead_v: f64, p: &RoadParams) -> f64 {
+    let s_star = MIN_GAP_M
+        + (v * HEADWAY_SECS + v * (v - lead_v) / (2.0 * (p.accel_mps2 * p.comfort_decel_mps2).sqrt())).max(0.0);
+    let free = 1.0 - (v / target.max(0.1)).powi(4);
+    let interaction = if gap.is_finite() { (s_star / gap.max(0.05)).powi(2) } else { 0.0 };
+    (p.accel_mps2 * (free - interaction)).clamp(-MAX_BRAKE_MPS2, p.accel_mps2)
 }
 
 /// Drives `route` from arc length `s` at speed `v` (lateral offset `lat` fading) for the 12 steps,
-/// behind `lead` (driving on at its speed) and stopping for the signal.
+/// together with the road users ahead of it in the lane (`ahead`, nearest first; each driven by
+/// the same speed law behind the next, the first in line stopping for the signal), so that a
+/// queue that the light releases moves off car by car.
 fn roll_out(
     route: &Route,
     class: RoadClass,
     (s0, lat0, v0): (f64, f64, f64),
-    lead: Option<Leader>,
+    ahead: &[Leader],
     scene_time: Option<f64>,
     p: &RoadParams,
 ) -> [[f32; 2]; PRED_STEPS] {
@@ -207,49 +233,44 @@ fn roll_out(
         RoadClass::Vehicle => p.vehicle_speed_mps,
         RoadClass::Cyclist => p.cyclist_speed_mps,
     };
-    let desired = v0.max(cruise);
-    let half = class.half_length_m();
-    let (mut s, mut v) = (s0, v0.max(0.0));
+    // The line: 0 is the road user predicted, then those ahead, nearest first.
+    let mut s_of: Vec<f64> = std::iter::once(s0).chain(ahead.iter().map(|l| l.s_m)).collect();
+    let mut v_of: Vec<f64> = std::iter::once(v0.max(0.0)).chain(ahead.iter().map(|l| l.v_mps)).collect();
+    let desired: Vec<f64> = v_of.iter().map(|v| v.max(cruise)).collect();
+    let half: Vec<f64> =
+        std::iter::once(class.half_length_m()).chain(ahead.iter().map(|_| leader_half_length_m())).collect();
+    let mut accel = vec![0.0; s_of.len()];
     let mut out = [[0f32; 2]; PRED_STEPS];
     for (k, slot) in out.iter_mut().enumerate() {
         for j in 0..SUB {
             let elapsed = (k * SUB + j) as f64 * dt;
-            let (mut gap, mut lead_v) = (f64::INFINITY, 0.0);
-            if let Some(l) = lead {
-                gap = l.s_m + l.v_mps * elapsed - s - half - leader_half_length_m();
-                lead_v = l.v_mps;
-            }
-            if let Some(t0) = scene_time {
-                let to_stop = route.stop_s_m - s - half;
-                if to_stop > -0.5 {
-                    let phase = signal_phase(t0 + elapsed).0;
-                    let stop = match phase {
-                        SignalPhase::Green { arm } if arm == route.from => false,
-                        SignalPhase::Yellow { arm } if arm == route.from => {
-                            to_stop > v * v / (2.0 * p.comfort_decel_mps2)
-                        }
-                        _ => true,
-                    };
-                    if stop && to_stop < gap {
+            for i in 0..s_of.len() {
+                let (s, v) = (s_of[i], v_of[i]);
+                let (mut gap, mut lead_v) = match s_of.get(i + 1) {
+                    Some(&sl) => (sl - s - half[i] - half[i + 1], v_of[i + 1]),
+                    None => (f64::INFINITY, 0.0),
+                };
+                if let Some(t0) = scene_time {
+                    let to_stop = route.stop_s_m - s - half[i];
+                    if to_stop > -0.5 && to_stop < gap && must_stop(route, t0, elapsed, to_stop, v, p) {
                         gap = to_stop.max(0.01);
                         lead_v = 0.0;
                     }
                 }
+                let (_, h_now) = route.path.at(s);
+                let (_, h_ahead) = route.path.at(s + 12.0);
+                let target =
+                    if wrap_angle(h_ahead - h_now).abs() > 0.3 { desired[i].min(p.turn_speed_mps) } else { desired[i] };
+                accel[i] = idm_accel(v, target, gap, lead_v, p);
             }
-            let (_, h_now) = route.path.at(s);
-            let (_, h_ahead) = route.path.at(s + 12.0);
-            let target = if wrap_angle(h_ahead - h_now).abs() > 0.3 { desired.min(p.turn_speed_mps) } else { desired };
-            let s_star = MIN_GAP_M
-                + (v * HEADWAY_SECS + v * (v - lead_v) / (2.0 * (p.accel_mps2 * p.comfort_decel_mps2).sqrt())).max(0.0);
-            let free = 1.0 - (v / target.max(0.1)).powi(4);
-            let interaction = if gap.is_finite() { (s_star / gap.max(0.05)).powi(2) } else { 0.0 };
-            let a = (p.accel_mps2 * (free - interaction)).clamp(-MAX_BRAKE_MPS2, p.accel_mps2);
-            let nv = (v + a * dt).max(0.0);
-            s += 0.5 * (v + nv) * dt;
-            v = nv;
+            for i in 0..s_of.len() {
+                let nv = (v_of[i] + accel[i] * dt).max(0.0);
+                s_of[i] += 0.5 * (v_of[i] + nv) * dt;
+                v_of[i] = nv;
+            }
         }
         let t = (k + 1) as f64 * STEP_SECS;
-        let (q, heading) = route.path.at(s);
+        let (q, heading) = route.path.at(s_of[0]);
         // The lateral offset fades as the road user settles into its lane.
         let lat = lat0 * (-t / 2.0).exp();
         let normal = Vec2::from_angle(heading + std::f64::consts::FRAC_PI_2);
@@ -260,8 +281,8 @@ fn roll_out(
 }
 
 /// The futures of a road user from its last 8 positions (0.4 s apart, the scene's metres), its
-/// class, the other road users (`[x_prev, y_prev, x_last, y_last]`, its last step; the nearest
-/// ahead in its lane is followed) and the scene time of its last position (the signal's state
+/// class, the other road users (`[x_prev, y_prev, x_last, y_last]`, its last step; those
+/// ahead in its lane are driven along with it) and the scene time of its last position (the signal's state
 /// follows from it; without it every arm may go). Most likely first; constant velocity alone
 /// when no lane fits.
 pub fn predict(
@@ -318,7 +339,7 @@ pub fn predict(
         .zip(&weights)
         .map(|(&(_, route, s, lat, v), w)| RoadFuture {
             probability: (w / total) as f32,
-            positions: roll_out(route, class, (s, lat, v), leader(route, class, s, others), scene_time, p),
+            positions: roll_out(route, class, (s, lat, v), &platoon(route, class, s, others), scene_time, p),
         })
         .collect()
 }
@@ -327,6 +348,9 @@ pub fn predict(
 #[derive(Debug, Clone, PartialEq)]
 pub struct RoadWindow {
     pub class: RoadClass,
+    /// The trip the window belongs to (one road user from entering the map to leaving it):
+    /// the scene's seed, the road user's id and its trip's number.
+    pub trip: (u64, u32, u32),
     pub t_secs: f64,
     /// The other road users within [`LEADER_REACH_M`] at the last observed step, as
     /// `[x_prev, y_prev, x_last, y_last]`.
@@ -367,7 +391,14 @@ pub fn sim_windows(seed: u64, secs: f64) -> Vec<RoadWindow> {
     let mut out = Vec::new();
     let sample_of = |t: f64| ((t / STEP_SECS).round() as usize).checked_sub(1);
     for (id, (class, track)) in &tracks {
-        for w in track.windows(n).step_by(2) {
+        // The trip of each sample: a new one after each re-entry (a jump or a gap).
+        let mut trip_of = vec![0u32; track.len()];
+        for i in 1..track.len() {
+            let (a, b) = (track[i - 1], track[i]);
+            let jump = (b.1[0] - a.1[0]).hypot(b.1[1] - a.1[1]) >= 8.0 || (b.0 - a.0 - STEP_SECS).abs() > 1e-6;
+            trip_of[i] = trip_of[i - 1] + u32::from(jump);
+        }
+        for (start, w) in track.windows(n).enumerate().step_by(2) {
             // Consecutive samples (no gap in time) and no re-entry jump.
             let contiguous = w.windows(2).all(|p| (p[1].0 - p[0].0 - STEP_SECS).abs() < 1e-6);
             let smooth = w.windows(2).all(|p| (p[1].1[0] - p[0].1[0]).hypot(p[1].1[1] - p[0].1[1]) < 8.0);
@@ -389,6 +420,7 @@ pub fn sim_windows(seed: u64, secs: f64) -> Vec<RoadWindow> {
             };
             out.push(RoadWindow {
                 class: *class,
+                trip: (seed, *id, trip_of[start]),
                 t_secs: t_last,
                 others,
                 obs: std::array::from_fn(|k| w[k].1),
@@ -422,13 +454,16 @@ pub fn mean_ade(windows: &[RoadWindow], p: &RoadParams) -> f64 {
 }
 
 /// Chooses the constants on `windows` (the fitting seeds): the turn prior from how often each
-/// turn fits the futures best, then a coordinate search over the speed law's constants and the
-/// likelihood's sigmas, each over a fixed grid, minimising the most-likely ADE.
+/// turn is taken per trip, then a coordinate search over how far that prior is tempered towards
+/// even odds, the speed law's constants and the likelihood's sigmas, each over a fixed grid,
+/// minimising the ADE of the single prediction.
 pub fn fit_params(windows: &[RoadWindow]) -> RoadParams {
     let mut p = RoadParams::default();
-    // Turn prior: how often each turn is the route the whole window (history and future) lies
-    // closest to, among the windows that leave a choice.
-    let mut counts = [1.0f64; 3];
+    // Turn prior: how often each turn is taken, per trip (a window votes for the route its
+    // future lies closest to, among the windows that leave a choice; a trip counts once, for
+    // the turn most of its windows vote for). Counted per window instead, slow turns would
+    // weigh more than quick ones.
+    let mut votes: std::collections::BTreeMap<(u64, u32, u32), [u32; 3]> = Default::default();
     for w in windows {
         if predict(&w.obs, w.class, &w.others, Some(w.t_secs), &RoadParams { turn_prior: [1.0; 3], ..p }).len() < 2 {
             continue;
@@ -440,8 +475,13 @@ pub fn fit_params(windows: &[RoadWindow]) -> RoadParams {
                 .sum()
         };
         if let Some(r) = routes(w.class).iter().min_by(|a, b| off(a).total_cmp(&off(b))) {
-            counts[r.turn] += 1.0;
+            votes.entry(w.trip).or_default()[r.turn] += 1;
         }
+    }
+    let mut counts = [1.0f64; 3];
+    for v in votes.values() {
+        let turn = (0..3).max_by_key(|&t| v[t]).unwrap_or(1);
+        counts[turn] += 1.0;
     }
     let sum: f64 = counts.iter().sum();
     p.turn_prior = counts.map(|c| 3.0 * c / sum);
@@ -456,7 +496,18 @@ pub fn fit_params(windows: &[RoadWindow]) -> RoadParams {
         (|p, v| p.heading_sigma_rad = v, &[0.15, 0.25, 0.35, 0.5, 0.8]),
     ];
     let mut best = mean_ade(windows, &p);
+    // The counted prior tempered towards even odds (exponent 0: every turn alike; 1: as
+    // counted), chosen with the other constants by the error of the single prediction.
+    let counted = p.turn_prior;
     for _round in 0..2 {
+        for alpha in [0.0, 0.5, 1.0] {
+            let q = RoadParams { turn_prior: counted.map(|c| c.powf(alpha)), ..p };
+            let ade = mean_ade(windows, &q);
+            if ade < best - 1e-9 {
+                best = ade;
+                p = q;
+            }
+        }
         for (set, grid) in &knobs {
             for &v in *grid {
                 let mut q = p;
@@ -515,19 +566,59 @@ mod tests {
         }
     }
 
+    /// A time when the west arm's light is not green nor yellow for `before` seconds, then green
+    /// for at least `green` seconds.
+    fn west_turns_green(before: f64, green: f64) -> f64 {
+        let west = |t: f64| {
+            matches!(signal_phase(t).0, SignalPhase::Green { arm: Arm::West } | SignalPhase::Yellow { arm: Arm::West })
+        };
+        (0..1000)
+            .map(|i| i as f64 * 0.1)
+            .find(|t| {
+                (0..(before * 10.0) as usize).all(|j| !west(t + j as f64 * 0.1))
+                    && (0..(green * 10.0) as usize).all(|j| west(t + before + j as f64 * 0.1))
+            })
+            .unwrap()
+    }
+
     #[test]
     fn a_car_follows_the_one_ahead_in_its_lane_and_ignores_one_in_the_other_lane() {
-        let h = straight_east_inbound(10.0);
+        // 10 m/s towards a car standing at the red light 25 m ahead, before the stop line.
+        let h: [[f32; 2]; OBS_STEPS] = std::array::from_fn(|k| [-65.0 + k as f32 * 4.0, -LANE_OFFSET_M as f32]);
         let p = RoadParams::default();
+        let red = west_turns_green(6.0, 1.0);
         let ahead = h[7][0] + 25.0;
         let standing = [[ahead, -LANE_OFFSET_M as f32, ahead, -LANE_OFFSET_M as f32]];
-        for f in predict(&h, RoadClass::Vehicle, &standing, None, &p) {
+        for f in predict(&h, RoadClass::Vehicle, &standing, Some(red), &p) {
             assert!(f.positions.iter().all(|q| q[0] < ahead - 4.0), "ran into the car ahead: {:?}", f.positions);
         }
-        // The same car in the oncoming lane is no leader.
+        // The same car in the oncoming lane is no leader (without the signal, a free road).
         let oncoming = [[ahead, LANE_OFFSET_M as f32, ahead, LANE_OFFSET_M as f32]];
         let free = predict(&h, RoadClass::Vehicle, &oncoming, None, &p);
         assert!(free.iter().any(|f| f.positions[11][0] > ahead), "{free:?}");
+    }
+
+    #[test]
+    fn a_queue_released_by_the_light_moves_off_car_by_car() {
+        // Three cars standing in the west arm's lane, the first at the stop line (x = -7.5);
+        // the third is predicted.
+        let y = -LANE_OFFSET_M as f32;
+        let first = -7.5 - 2.25 - 1.0;
+        let queue = [[first, y, first, y], [first - 7.0, y, first - 7.0, y]];
+        let me: [[f32; 2]; OBS_STEPS] = [[first - 14.0, y]; OBS_STEPS];
+        let p = RoadParams::default();
+        let moved = |t: f64| {
+            let f = predict(&me, RoadClass::Vehicle, &queue, Some(t), &p);
+            f[point_prediction(&f)].positions[11][0] - me[7][0]
+        };
+        // Red for the next 6 s: the queue stays (the third car closes up at most a little).
+        let red = moved(west_turns_green(6.0, 1.0));
+        assert!(red.abs() < 1.0, "{red}");
+        // Green in 0.5 s: the first car pulls away, then the second, then this one.
+        let green = moved(west_turns_green(0.5, 5.0));
+        assert!(green > 2.0 && green > red + 1.5, "{green} (red: {red})");
+        // It never catches up with the car in front (7 m ahead at the start, now driven too).
+        assert!(f64::from(green) < 7.0 + 0.5 * p.accel_mps2 * 4.8 * 4.8, "{green}");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The road-user model served: `history` FP32 `[N, 8, 2]`; optionally `neighbours` FP32
 //! `[N, M, 4]` (the other road users, `[x_prev, y_prev, x_last, y_last]`, NaN rows for none: the
-//! nearest ahead in the lane is followed), `agent_class` FP32 `[N, 1]` (0 vehicle, 1 pedestrian,
+//! ones ahead in the lane are driven along with it), `agent_class` FP32 `[N, 1]` (0 vehicle, 1 pedestrian,
 //! 2 cyclist; left out: vehicle) and `scene_time` FP32 `[N, 1]` (the scene time of the last
 //! history step, for the signal; left out: no signal). Outputs `trajectory` `[N, 12, 2]` (the
 //! future of least expected error), `modes` `[N, 3, 12, 2]` (most likely first; padded with

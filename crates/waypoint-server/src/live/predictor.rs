@@ -2,7 +2,7 @@
 //! through the inference engine of the served trajectory model (the learned `trajectory` when
 //! loaded, else the `trajectory_cv` baseline); subjects taken for vehicles and cyclists go to
 //! the map-aware `trajectory_road` instead when it is loaded (with the other road users within
-//! 60 m, the class and the scene time, for the lane, the road user ahead and the signal).
+//! 60 m, the class and the scene time, for the lane, the road users ahead and the signal).
 //!
 //! There are two predictors, one per [`Feed`]. The one fed by perception predicts each
 //! confirmed track from its fused history — what the vehicle saw — and publishes on the
@@ -37,11 +37,17 @@ use crate::serving::registry::LoadedVersion;
 
 /// Models tried in order for the live predictions.
 pub const LIVE_MODELS: [&str; 2] = ["trajectory", "trajectory_cv"];
+/// The position noise of the tracks' histories declared to a model that takes
+/// `history_sigma`, metres, one sigma (the tracks' error against the truth is of this order;
+/// chosen on a recording of the scene with seed 7, see docs/EVALUATION.md). The truth feed
+/// declares none.
+pub const TRACK_POSITION_SIGMA_M: f32 = 0.3;
+
 /// The model for road users (vehicles and cyclists) when it is loaded; the others go to the
 /// first of [`LIVE_MODELS`].
 pub const ROAD_MODEL: &str = "trajectory_road";
 /// How far, and how many, other road users the road model is sent for each subject (it follows
-/// the nearest ahead in the lane).
+/// the queue ahead in the lane).
 const ROAD_REACH_M: f32 = waypoint_models::trajectory::road::LEADER_REACH_M as f32;
 const ROAD_MAX_OTHERS: usize = 32;
 
@@ -324,6 +330,10 @@ async fn predict(job: &Job, round: &Round) -> Option<Predicted> {
         };
         let data = job.subjects.iter().map(|&i| class(i)).collect();
         inputs.push(Tensor::new("agent_class", vec![n, 1], TensorData::F32(data)).ok()?);
+    }
+    if declared("history_sigma") && round.feed == Feed::Tracks {
+        let data = vec![TRACK_POSITION_SIGMA_M; n];
+        inputs.push(Tensor::new("history_sigma", vec![n, 1], TensorData::F32(data)).ok()?);
     }
     if declared("scene_time") {
         let data = vec![round.t_secs as f32; n];
