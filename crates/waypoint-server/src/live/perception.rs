@@ -28,7 +28,7 @@ use waypoint_sim::AgentKind;
 
 use crate::lifecycle::online::{Subject, MATCH_M};
 use crate::live::fusion::TrackFusion;
-use crate::live::predictor::{Predictor, Sample};
+use crate::live::predictor::{Ego, Predictor, Sample};
 use crate::live::Context;
 use crate::metrics::Metrics;
 use crate::serving::registry::LoadedVersion;
@@ -237,7 +237,10 @@ impl Stack {
                 Sample { id: t.id, x_m: x, y_m: y, subject: subject_at(agents, x, y), class }
             })
             .collect();
-        self.predictor.on_sample(input.seq, input.sweep.t_secs, &samples);
+        // The vehicle's own pose (the lidar sits above its centre) and odometry.
+        let pose = &input.sweep.world_from_sensor;
+        let ego = Ego { x_m: pose.x_m, y_m: pose.y_m, vx_mps: input.ego_velocity.0, vy_mps: input.ego_velocity.1 };
+        self.predictor.on_sample(input.seq, input.sweep.t_secs, &samples, Some(ego));
         let tracks = confirmed
             .into_iter()
             .map(|t| TrackedObject {

@@ -43,6 +43,20 @@ pub const LIVE_MODELS: [&str; 2] = ["trajectory", "trajectory_cv"];
 /// declares none.
 pub const TRACK_POSITION_SIGMA_M: f32 = 0.3;
 
+/// A completed window as the continuous learner trains on it: learned from as served, so a
+/// track's history is smoothed as a model that takes `history_sigma` smooths it (the tracks
+/// are declared [`TRACK_POSITION_SIGMA_M`] noisy); the future stays as tracked.
+fn as_learned(feed: Feed, mut w: Window) -> Window {
+    if feed == Feed::Tracks {
+        let smoother = KalmanCv {
+            meas_sigma_m: TRACK_POSITION_SIGMA_M,
+            accel_sigma_mps2: waypoint_models::trajectory::model::SMOOTH_ACCEL_MPS2,
+        };
+        w.obs = smoother.smooth(&w.obs).0;
+    }
+    w
+}
+
 /// The model for road users (vehicles and cyclists) when it is loaded; the others go to the
 /// first of [`LIVE_MODELS`].
 pub const ROAD_MODEL: &str = "trajectory_road";
@@ -62,6 +76,24 @@ pub struct Sample {
     /// What the subject is taken for: the track's class (perception), the road user's kind
     /// (truth); none when unknown.
     pub class: Option<AgentKind>,
+}
+
+/// The vehicle's own position and velocity at a sample (it is no subject: its future is
+/// planned, not predicted), in the world frame.
+#[derive(Debug, Clone, Copy)]
+pub struct Ego {
+    pub x_m: f64,
+    pub y_m: f64,
+    pub vx_mps: f64,
+    pub vy_mps: f64,
+}
+
+impl Ego {
+    /// As a `neighbours` row: where it was one step before (by its velocity) and where it is.
+    fn row(self) -> [f32; 4] {
+        let (x, y) = (self.x_m, self.y_m);
+        [(x - self.vx_mps * STEP_SECS) as f32, (y - self.vy_mps * STEP_SECS) as f32, x as f32, y as f32]
+    }
 }
 
 /// Per-subject position histories sampled every [`STEP_SECS`].
@@ -89,6 +121,9 @@ struct Round {
     histories: Vec<Vec<f32>>,
     subjects: Vec<Option<Subject>>,
     classes: Vec<Option<AgentKind>>,
+    /// The vehicle's own position one step before and at the last step, `[x_prev, y_prev,
+    /// x_last, y_last]` (its pose and odometry): a road user the road model drives along too.
+    ego: Option<[f32; 4]>,
     seq: u64,
     t_secs: f64,
 }
@@ -117,7 +152,7 @@ impl Predictor {
 
     /// Takes the subjects' positions at `t_secs` when a 0.4 s step has passed and, if some have
     /// a full history, submits the round's requests (on the runtime; this never waits for them).
-    pub fn on_sample(&mut self, seq: u64, t_secs: f64, samples: &[Sample]) {
+    pub fn on_sample(&mut self, seq: u64, t_secs: f64, samples: &[Sample], ego: Option<Ego>) {
         if t_secs + 1e-9 < self.next_sample_secs {
             return;
         }
@@ -140,6 +175,7 @@ impl Predictor {
             histories: Vec::new(),
             subjects: Vec::new(),
             classes: Vec::new(),
+            ego: ego.map(Ego::row),
             seq,
             t_secs,
         };
@@ -211,7 +247,7 @@ impl Predictor {
                 Some([prev[0], prev[1], last[0], last[1]])
             });
             let neighbours = within_reach(w.obs[OBS_STEPS - 1], others, NBR_RADIUS_M);
-            completed.push(SocialWindow { window: w, neighbours });
+            completed.push(SocialWindow { window: as_learned(self.feed, w), neighbours });
         }
         completed
     }
@@ -262,7 +298,7 @@ fn within_reach(me: [f32; 2], others: impl Iterator<Item = [f32; 4]>, reach: f32
 /// The `neighbours` input for `subjects` of a round: for each, the other subjects of the round
 /// within `reach` metres at the last step (the nearest `most`), as `[x_prev, y_prev, x_last,
 /// y_last]`, padded with NaN (no neighbour) to the longest list.
-fn neighbours_of(subjects: &[usize], round: &Round, reach: f32, most: usize) -> Tensor {
+fn neighbours_of(subjects: &[usize], round: &Round, reach: f32, most: usize, ego: Option<[f32; 4]>) -> Tensor {
     let at = |i: usize| {
         let h = &round.histories[i];
         let n = h.len();
@@ -272,7 +308,8 @@ fn neighbours_of(subjects: &[usize], round: &Round, reach: f32, most: usize) -> 
         .iter()
         .map(|&i| {
             let me = at(i);
-            let mut near = within_reach([me[2], me[3]], (0..round.histories.len()).filter(|&j| j != i).map(at), reach);
+            let others = (0..round.histories.len()).filter(|&j| j != i).map(at).chain(ego);
+            let mut near = within_reach([me[2], me[3]], others, reach);
             near.truncate(most);
             near
         })
@@ -318,7 +355,10 @@ async fn predict(job: &Job, round: &Round) -> Option<Predicted> {
     let road = job.loaded.model == ROAD_MODEL;
     if declared("neighbours") {
         let (reach, most) = if road { (ROAD_REACH_M, ROAD_MAX_OTHERS) } else { (NBR_RADIUS_M, MAX_NBRS) };
-        inputs.push(neighbours_of(&job.subjects, round, reach, most));
+        // The road model drives the vehicle itself along too (cars queue behind it); the
+        // people's network learned from pedestrians only.
+        let ego = if road { round.ego } else { None };
+        inputs.push(neighbours_of(&job.subjects, round, reach, most, ego));
     }
     let n = job.subjects.len();
     if declared("agent_class") {
@@ -470,6 +510,7 @@ mod tests {
             histories: places.iter().map(|p| (0..OBS_STEPS).flat_map(|_| *p).collect()).collect(),
             subjects: vec![None; places.len()],
             classes: vec![None; places.len()],
+            ego: None,
             seq: 0,
             t_secs: 0.0,
         }
@@ -479,19 +520,34 @@ mod tests {
     fn each_subject_gets_the_others_within_reach_nearest_first_padded_with_nan() {
         // Subject 0 has 1 (1 m) and 2 (3 m) in reach, not 3 (20 m); subject 3 has nobody.
         let round = round_at(&[[0.0, 0.0], [1.0, 0.0], [0.0, 3.0], [20.0, 0.0]]);
-        let t = neighbours_of(&[0, 3], &round, NBR_RADIUS_M, MAX_NBRS);
+        let t = neighbours_of(&[0, 3], &round, NBR_RADIUS_M, MAX_NBRS, None);
         assert_eq!(t.shape, vec![2, 2, 4]);
         let v = t.as_f32().unwrap();
         assert_eq!(v[..8], [1.0, 0.0, 1.0, 0.0, 0.0, 3.0, 0.0, 3.0]);
         assert!(v[8..].iter().all(|x| x.is_nan()), "subject 3's row is all padding: {v:?}");
         // A crowd: at most MAX_NBRS per subject.
         let crowd: Vec<[f32; 2]> = (0..12).map(|i| [0.3 * i as f32, 0.0]).collect();
-        assert_eq!(neighbours_of(&[0], &round_at(&crowd), NBR_RADIUS_M, MAX_NBRS).shape, vec![1, MAX_NBRS, 4]);
+        assert_eq!(neighbours_of(&[0], &round_at(&crowd), NBR_RADIUS_M, MAX_NBRS, None).shape, vec![1, MAX_NBRS, 4]);
+        // The vehicle itself, 2 m from subject 0, is one of its neighbours when given.
+        let t = neighbours_of(&[0], &round, NBR_RADIUS_M, MAX_NBRS, Some([2.0, 0.0, 2.0, 0.0]));
+        assert_eq!(t.as_f32().unwrap()[..12], [1.0, 0.0, 1.0, 0.0, 2.0, 0.0, 2.0, 0.0, 0.0, 3.0, 0.0, 3.0]);
     }
 
     #[test]
     fn within_reach_keeps_the_near_ones_nearest_first() {
         let rows = [[0.0, 0.0, 5.0, 0.0], [0.0, 0.0, 2.0, 0.0], [0.0, 0.0, 7.0, 0.0]];
         assert_eq!(within_reach([0.0, 0.0], rows.into_iter(), NBR_RADIUS_M), vec![rows[1], rows[0]]);
+    }
+
+    #[test]
+    fn the_learner_gets_a_tracks_history_smoothed_as_served_and_a_true_one_as_it_is() {
+        // A walk with ±0.3 m of jitter across it.
+        let obs: [[f32; 2]; OBS_STEPS] = std::array::from_fn(|k| [k as f32 * 0.5, if k % 2 == 0 { 0.3 } else { -0.3 }]);
+        let w = Window { obs, fut: [[0.0; 2]; PRED_STEPS] };
+        let off = |w: &Window| w.obs.iter().map(|p| p[1].abs()).sum::<f32>();
+        let tracked = as_learned(Feed::Tracks, w);
+        assert!(off(&tracked) < 0.5 * off(&w), "{} vs {}", off(&tracked), off(&w));
+        assert_eq!(tracked.fut, w.fut);
+        assert_eq!(as_learned(Feed::Truth, w).obs, w.obs);
     }
 }

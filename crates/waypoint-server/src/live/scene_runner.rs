@@ -203,7 +203,9 @@ impl Loop {
         // The scored truth first: the stack's outputs of this tick are scored against it.
         let evaluation = self.online.on_frame(&frame.truth);
         if let Some(p) = &mut self.predictor {
-            p.on_sample(frame.seq, frame.t_secs, &crate::live::perception::truth_samples(&frame.truth));
+            let e = &frame.truth.ego;
+            let ego = crate::live::predictor::Ego { x_m: e.x_m, y_m: e.y_m, vx_mps: e.vx_mps, vy_mps: e.vy_mps };
+            p.on_sample(frame.seq, frame.t_secs, &crate::live::perception::truth_samples(&frame.truth), Some(ego));
         }
         if let (Some(p), Some(sweep)) = (&self.perception, frame.lidar.last()) {
             let ego = &frame.truth.ego;
