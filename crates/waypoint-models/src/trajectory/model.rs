@@ -22,7 +22,7 @@ use std::path::Path;
 
 use super::kalman::KalmanCv;
 use super::tcn::{decode_modes, features, neighbour_features, FastTcn, MAX_NBRS, NB_FEAT};
-use super::PRED_STEPS;
+use super::{OBS_STEPS, PRED_STEPS};
 use crate::model::Model;
 use crate::tensor::{Tensor, TensorData};
 use crate::ModelError;
@@ -40,6 +40,12 @@ pub const MAX_NEIGHBOURS_PER_ROW: usize = 256;
 /// m/s²: walking pace changes slowly. Chosen with the live stack's noise on a recording of
 /// the simulated scene with seed 7 (see docs/EVALUATION.md).
 pub const SMOOTH_ACCEL_MPS2: f32 = 0.3;
+/// A history declared `sigma_m` noisy as the network reads it: smoothed with that measurement
+/// noise and [`SMOOTH_ACCEL_MPS2`].
+pub fn smooth_declared(obs: &[[f32; 2]; OBS_STEPS], sigma_m: f32) -> [[f32; 2]; OBS_STEPS] {
+    KalmanCv { meas_sigma_m: sigma_m, accel_sigma_mps2: SMOOTH_ACCEL_MPS2 }.smooth(obs)
+}
+
 /// Largest `history_sigma` accepted, metres.
 pub const MAX_HISTORY_SIGMA_M: f32 = 5.0;
 
@@ -106,7 +112,7 @@ impl Model for TrajectoryModel {
             let smoothed;
             let obs = match noise.map(|v| v[r]).filter(|s| *s > 0.0) {
                 Some(sigma) => {
-                    smoothed = KalmanCv { meas_sigma_m: sigma, accel_sigma_mps2: SMOOTH_ACCEL_MPS2 }.smooth(obs).0;
+                    smoothed = smooth_declared(obs, sigma);
                     &smoothed
                 }
                 None => obs,

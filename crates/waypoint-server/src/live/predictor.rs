@@ -48,11 +48,7 @@ pub const TRACK_POSITION_SIGMA_M: f32 = 0.3;
 /// are declared [`TRACK_POSITION_SIGMA_M`] noisy); the future stays as tracked.
 fn as_learned(feed: Feed, mut w: Window) -> Window {
     if feed == Feed::Tracks {
-        let smoother = KalmanCv {
-            meas_sigma_m: TRACK_POSITION_SIGMA_M,
-            accel_sigma_mps2: waypoint_models::trajectory::model::SMOOTH_ACCEL_MPS2,
-        };
-        w.obs = smoother.smooth(&w.obs).0;
+        w.obs = waypoint_models::trajectory::model::smooth_declared(&w.obs, TRACK_POSITION_SIGMA_M);
     }
     w
 }
