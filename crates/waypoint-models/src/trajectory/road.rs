@@ -2,8 +2,9 @@
 //! cyclists): the lanes through the intersection that the history fits are the candidate
 //! futures, each driven along its centre line with a car-following speed law (the intelligent
 //! driver model), together with the road users ahead in the lane, the first in line stopping at
-//! the stop line while the fixed-time signal plan does not let the arm go. A route's probability comes from how well the history lies on it (lateral offset now
-//! and three steps back, heading) and from how often each turn is taken.
+//! the stop line while the fixed-time signal plan does not let the arm go. A route's probability
+//! comes from how well the history lies on it (lateral offset now and three steps back,
+//! heading) and from how often each turn is taken.
 //!
 //! The map (`waypoint_sim::map`: the four arms, their lanes and bike lanes, stop lines, signal
 //! plan) is the simulator's, so this model is for Waypoint's own scene or recordings of it; on
