@@ -89,7 +89,11 @@ test("every panel draws live data, every control acts on the server, without err
     // Scene speed: the server runs the scene at the picked rate, and back.
     await page.selectOption("#scene-speed", "2");
     await page.waitForFunction(() => /set_rate: ok/.test(document.getElementById("command-status").textContent), null, { timeout: 5000 });
-    assert.equal((await (await fetch(url + "/api/v1/scene")).json()).speed, 2);
+    // The scene's status is published with its next tick: read until it says so.
+    for (let i = 0; (await (await fetch(url + "/api/v1/scene")).json()).speed !== 2; i++) {
+      assert.ok(i < 50, "the scene runs at twice real time");
+      await page.waitForTimeout(100);
+    }
     await page.selectOption("#scene-speed", "1");
     for (let i = 0; (await (await fetch(url + "/api/v1/scene")).json()).speed !== 1; i++) {
       assert.ok(i < 50, "the scene went back to real time");
