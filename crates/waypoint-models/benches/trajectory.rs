@@ -71,10 +71,14 @@ fn bench(c: &mut Criterion) {
         Tensor::new("agent_class", vec![n, 1], TensorData::F32(class)).expect("class"),
         Tensor::new("scene_time", vec![n, 1], TensorData::F32(time)).expect("time"),
     ];
-    let mut road = RoadModel::default();
-    group.bench_with_input(BenchmarkId::new("road_round_of_40_with_others", "1"), &inputs, |b, i| {
-        b.iter(|| black_box(road.infer(black_box(i)).expect("infer")))
-    });
+    // Version 1 (lane following alone) and 2 (each future corrected by the learned network).
+    for version in ["1", "2"] {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/trajectory_road").join(version);
+        let mut road = RoadModel::load(&dir).expect("road model");
+        group.bench_with_input(BenchmarkId::new("road_round_of_40_with_others", version), &inputs, |b, i| {
+            b.iter(|| black_box(road.infer(black_box(i)).expect("infer")))
+        });
+    }
     group.finish();
 }
 

@@ -40,7 +40,7 @@ pub fn register(name: &str, factory: Factory) {
 pub fn instantiate(backend: &str, version_dir: &Path) -> Result<Box<dyn Model>, ModelError> {
     match backend {
         "constant_velocity" => Ok(Box::new(ConstantVelocity)),
-        "lane_following" => Ok(Box::new(crate::trajectory::road_model::RoadModel::default())),
+        "lane_following" => Ok(Box::new(crate::trajectory::road_model::RoadModel::load(version_dir)?)),
         "trajectory_tcn" => Ok(Box::new(crate::trajectory::model::TrajectoryModel::load(version_dir)?)),
         "lidar_detection" => Ok(Box::new(crate::detection::model::DetectionModel::load(version_dir)?)),
         "ukf_fusion" => Ok(Box::new(crate::fusion::model::FusionModel::default())),

@@ -68,15 +68,19 @@ pub struct ServerConfig {
     pub foxglove_addr: Option<std::net::SocketAddr>,
     /// Play a recording through the live stack instead of simulating.
     pub replay: Option<ReplaySettings>,
+    /// Run the scene (simulated or replayed) as fast as the stack takes it, every sweep through
+    /// perception (`eval replay`, `train trajectory-road --sim`); otherwise at `speed`, sweeps
+    /// skipped when perception is busy, as live.
+    pub unpaced: bool,
+    /// Keep what perception saw and the truth at every sweep ([`crate::live::sweep_log::SweepLog`]),
+    /// for training on the tracks.
+    pub log_sweeps: bool,
 }
 
 /// A recording to play.
 #[derive(Debug, Clone)]
 pub struct ReplaySettings {
     pub path: PathBuf,
-    /// As fast as the stack takes it, every sweep through perception (`eval replay`); otherwise
-    /// at the scene speed, sweeps skipped when perception is busy, as live.
-    pub unpaced: bool,
 }
 
 /// The repository shipped with the project: `models/` in the working directory when there is
@@ -120,6 +124,8 @@ impl Default for ServerConfig {
             record: None,
             foxglove_addr: None,
             replay: None,
+            unpaced: false,
+            log_sweeps: false,
         }
     }
 }

@@ -31,6 +31,8 @@ pub struct AppState {
     pub access: Arc<crate::access::Access>,
     /// The MCAP recording and the Foxglove bridge (with `--record` or `--foxglove-addr`).
     pub recorder: Option<Arc<crate::record::Recorder>>,
+    /// Every sweep's tracks and truth (with `log_sweeps`).
+    pub sweep_log: Option<Arc<crate::live::sweep_log::SweepLog>>,
 }
 
 impl AppState {
@@ -98,9 +100,10 @@ impl AppState {
                 p.observed(),
             ))
         });
+        let sweep_log = config.log_sweeps.then(Arc::<crate::live::sweep_log::SweepLog>::default);
         let perception = match (ctx.clone(), track_predictor) {
             (Some(c), Some(p)) => Some(
-                perception::Perception::start(c, p, metrics.clone(), config.replay.as_ref().is_some_and(|r| r.unpaced))
+                perception::Perception::start(c, p, metrics.clone(), config.unpaced, sweep_log.clone())
                     .map_err(|e| ServerError::Config(format!("cannot start the perception thread: {e}")))?,
             ),
             _ => None,
@@ -151,6 +154,7 @@ impl AppState {
             cluster,
             access,
             recorder,
+            sweep_log,
         })
     }
 }

@@ -63,6 +63,8 @@ pub enum TrainCommand {
     Trajectory(crate::trajectory_cmd::TrainArgs),
     /// The lidar object classifier, on simulated 64- and 32-beam sweeps.
     Detection(crate::detection_cmd::TrainDetectionArgs),
+    /// The road-user model's learned correction, on the tracks of simulated drives (`--sim`).
+    TrajectoryRoad(crate::road_cmd::TrainRoadArgs),
 }
 
 #[derive(Debug, Args)]
@@ -288,7 +290,7 @@ pub fn server_config(args: &ServeArgs) -> Result<ServerConfig> {
             compression: args.record_compression,
         }),
         foxglove_addr: args.foxglove_addr,
-        replay: args.replay.clone().map(|path| waypoint_server::config::ReplaySettings { path, unpaced: false }),
+        replay: args.replay.clone().map(|path| waypoint_server::config::ReplaySettings { path }),
         ..ServerConfig::default()
     })
 }

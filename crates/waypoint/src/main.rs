@@ -26,6 +26,7 @@ fn main() -> Result<()> {
         cli::Command::Eval(args) => eval::eval(args),
         cli::Command::Train(cli::TrainCommand::Trajectory(args)) => trajectory_cmd::train(args),
         cli::Command::Train(cli::TrainCommand::Detection(args)) => detection_cmd::train(args),
+        cli::Command::Train(cli::TrainCommand::TrajectoryRoad(args)) => road_cmd::train(args),
         cli::Command::ExportKitti(args) => detection_cmd::export_kitti(args),
         cli::Command::Record(args) => record_cmd::record(*args),
         cli::Command::ExportOnnx(args) => export_cmd::export_onnx(args),

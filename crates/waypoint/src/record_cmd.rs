@@ -155,7 +155,8 @@ fn replay_once(runtime: &tokio::runtime::Runtime, args: &EvalReplayArgs, version
             .model_repository
             .clone()
             .unwrap_or_else(waypoint_server::config::default_model_repository),
-        replay: Some(ReplaySettings { path: args.file.clone(), unpaced: true }),
+        replay: Some(ReplaySettings { path: args.file.clone() }),
+        unpaced: true,
         record: args.record_prefix.as_ref().map(|p| RecordSettings {
             path: Some(PathBuf::from(format!("{}-v{version}.mcap", p.display()))),
             ..Default::default()

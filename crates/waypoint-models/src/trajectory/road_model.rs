@@ -8,7 +8,8 @@
 //! answered with constant velocity.
 
 use super::model::neighbours_input;
-use super::road::{point_prediction, predict, RoadClass, RoadFuture, RoadParams, ROAD_MODES};
+use super::road::{point_prediction, predict_corrected, Correction, RoadClass, RoadFuture, RoadParams, ROAD_MODES};
+use super::road_learned::CORRECTION_FILE;
 use super::{ConstantVelocity, PRED_STEPS};
 use crate::model::Model;
 use crate::tensor::{Tensor, TensorData};
@@ -17,6 +18,18 @@ use crate::ModelError;
 #[derive(Debug, Default, Clone)]
 pub struct RoadModel {
     params: RoadParams,
+    /// The learned correction of the roll-outs, when the version has one.
+    correction: Option<std::sync::Arc<Correction>>,
+}
+
+impl RoadModel {
+    /// The model of a version directory: with the learned correction when the directory holds
+    /// [`CORRECTION_FILE`], lane following alone otherwise.
+    pub fn load(version_dir: &std::path::Path) -> Result<Self, ModelError> {
+        let path = version_dir.join(CORRECTION_FILE);
+        let correction = if path.exists() { Some(std::sync::Arc::new(Correction::load(&path)?)) } else { None };
+        Ok(Self { params: RoadParams::default(), correction })
+    }
 }
 
 /// An optional `[N, 1]` FP32 input, checked.
@@ -61,7 +74,7 @@ impl Model for RoadModel {
                 None => Vec::new(),
             };
             let futures = match class {
-                Some(c) => predict(obs, c, &others, time, &self.params),
+                Some(c) => predict_corrected(obs, c, &others, time, &self.params, self.correction.as_deref()),
                 None => vec![RoadFuture { probability: 1.0, positions: ConstantVelocity::predict(obs) }],
             };
             let pick = point_prediction(&futures);
@@ -113,5 +126,43 @@ mod tests {
         assert!(RoadModel::default().infer(&[history, bad_time]).is_err());
         let nan = tensor("history", vec![1, 8, 2], vec![f32::NAN; 16]);
         assert!(RoadModel::default().infer(&[nan]).is_err());
+    }
+
+    #[test]
+    fn a_version_with_a_correction_serves_it_and_a_bad_one_is_refused() {
+        use crate::trajectory::road_learned::{train_correction, CorrectionConfig, N_FEATURES, N_OUT};
+        let dir = std::env::temp_dir().join(format!("waypoint-road-correction-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // Without the file: lane following alone.
+        let car: Vec<f32> = (0..8).flat_map(|k| [-60.0 + k as f32 * 10.0 * STEP_SECS as f32, -2.0]).collect();
+        let history = tensor("history", vec![1, 8, 2], car);
+        let plain = RoadModel::load(&dir).unwrap().infer(std::slice::from_ref(&history)).unwrap();
+        assert_eq!(
+            plain[0].as_f32().unwrap(),
+            RoadModel::default().infer(std::slice::from_ref(&history)).unwrap()[0].as_f32().unwrap()
+        );
+        // A correction that learned "3 m further along at every step".
+        let rows: Vec<([f32; N_FEATURES], [f32; N_OUT])> = (0..256)
+            .map(|k| {
+                let mut x = [0f32; N_FEATURES];
+                x[5] = (k % 16) as f32 / 16.0;
+                let mut y = [0f32; N_OUT];
+                y[..PRED_STEPS].fill(3.0);
+                (x, y)
+            })
+            .collect();
+        let cfg = CorrectionConfig { epochs: 30, batch: 64, learning_rate: 1e-2, ..CorrectionConfig::default() };
+        let (varmap, _) = train_correction(&rows, &rows, &cfg, |_| {}).unwrap();
+        varmap.save(dir.join(CORRECTION_FILE)).unwrap();
+        let corrected = RoadModel::load(&dir).unwrap().infer(std::slice::from_ref(&history)).unwrap();
+        let (a, b) = (plain[0].as_f32().unwrap(), corrected[0].as_f32().unwrap());
+        // The car drives east in its lane: the corrected future lies further east, the same lane.
+        let last = 2 * (PRED_STEPS - 1);
+        assert!(b[last] > a[last] + 1.0, "{} against {}", b[last], a[last]);
+        assert!((b[last + 1] - a[last + 1]).abs() < 1.0, "{} against {}", b[last + 1], a[last + 1]);
+        // A file that is not a correction is refused when the version loads.
+        std::fs::write(dir.join(CORRECTION_FILE), b"not a weight file").unwrap();
+        assert!(matches!(RoadModel::load(&dir), Err(ModelError::Load(_))));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -14,6 +14,7 @@ pub mod hub;
 pub mod perception;
 pub mod predictor;
 pub mod scene_runner;
+pub mod sweep_log;
 
 /// What the live stack calls the serving core through.
 #[derive(Debug, Clone)]

@@ -29,6 +29,7 @@ use waypoint_sim::AgentKind;
 use crate::lifecycle::online::{Subject, MATCH_M};
 use crate::live::fusion::TrackFusion;
 use crate::live::predictor::{Ego, Predictor, Sample};
+use crate::live::sweep_log::{LoggedSweep, SweepLog};
 use crate::live::Context;
 use crate::metrics::Metrics;
 use crate::serving::registry::LoadedVersion;
@@ -90,13 +91,21 @@ struct Stack {
     predictor: Predictor,
     last_t: Option<f64>,
     metrics: Arc<Metrics>,
+    log: Option<Arc<SweepLog>>,
 }
 
 impl Perception {
     /// Starts the stack's thread; `predictor` is the track-fed predictor.
     /// With `blocking`, every sweep is processed (the scene waits); otherwise a sweep that
     /// arrives while the stack is busy is skipped.
-    pub fn start(ctx: Context, predictor: Predictor, metrics: Arc<Metrics>, blocking: bool) -> std::io::Result<Self> {
+    /// With `log`, every sweep's tracks and truth are kept in it.
+    pub fn start(
+        ctx: Context,
+        predictor: Predictor,
+        metrics: Arc<Metrics>,
+        blocking: bool,
+        log: Option<Arc<SweepLog>>,
+    ) -> std::io::Result<Self> {
         let (tx, rx) = sync_channel::<Job>(1);
         let mut stack = Stack {
             ctx,
@@ -105,6 +114,7 @@ impl Perception {
             predictor,
             last_t: None,
             metrics: metrics.clone(),
+            log,
         };
         // The thread ends when the scene drops this handle (the channel closes).
         let thread = std::thread::Builder::new().name("waypoint-perception".into()).spawn(move || stack.run(&rx))?;
@@ -241,6 +251,14 @@ impl Stack {
         let pose = &input.sweep.world_from_sensor;
         let ego = Ego { x_m: pose.x_m, y_m: pose.y_m, vx_mps: input.ego_velocity.0, vy_mps: input.ego_velocity.1 };
         self.predictor.on_sample(input.seq, input.sweep.t_secs, &samples, Some(ego));
+        if let Some(log) = &self.log {
+            log.push(LoggedSweep {
+                t_secs: input.sweep.t_secs,
+                tracks: samples.clone(),
+                truth: agents.iter().map(|a| (a.id, a.kind, [a.x_m as f32, a.y_m as f32])).collect(),
+                ego,
+            });
+        }
         let tracks = confirmed
             .into_iter()
             .map(|t| TrackedObject {

@@ -59,7 +59,7 @@ pub const ROAD_MODEL: &str = "trajectory_road";
 /// How far, and how many, other road users the road model is sent for each subject (it follows
 /// the queue ahead in the lane).
 const ROAD_REACH_M: f32 = waypoint_models::trajectory::road::LEADER_REACH_M as f32;
-const ROAD_MAX_OTHERS: usize = 32;
+pub(crate) const ROAD_MAX_OTHERS: usize = 32;
 
 /// One subject's position at a sample: its id, where it is, and the road user it is (for
 /// scoring; none for a track on no road user).
@@ -86,7 +86,7 @@ pub struct Ego {
 
 impl Ego {
     /// As a `neighbours` row: where it was one step before (by its velocity) and where it is.
-    fn row(self) -> [f32; 4] {
+    pub(crate) fn row(self) -> [f32; 4] {
         let (x, y) = (self.x_m, self.y_m);
         [(x - self.vx_mps * STEP_SECS) as f32, (y - self.vy_mps * STEP_SECS) as f32, x as f32, y as f32]
     }
@@ -284,7 +284,7 @@ impl Predictor {
 
 /// The rows `[x_prev, y_prev, x_last, y_last]` whose last position is within `reach` metres of
 /// `me`, nearest first.
-fn within_reach(me: [f32; 2], others: impl Iterator<Item = [f32; 4]>, reach: f32) -> Vec<[f32; 4]> {
+pub(crate) fn within_reach(me: [f32; 2], others: impl Iterator<Item = [f32; 4]>, reach: f32) -> Vec<[f32; 4]> {
     let mut near: Vec<(f32, [f32; 4])> =
         others.map(|o| ((o[2] - me[0]).hypot(o[3] - me[1]), o)).filter(|(d, _)| *d <= reach).collect();
     near.sort_by(|a, b| a.0.total_cmp(&b.0));

@@ -423,7 +423,7 @@ impl SceneRunner {
             ready: ready.clone(),
             t_bits: t_bits.clone(),
             leading: leading.clone(),
-            unpaced: config.replay.as_ref().is_some_and(|r| r.unpaced),
+            unpaced: config.unpaced,
         };
         let thread = std::thread::Builder::new()
             .name("waypoint-scene".into())
