@@ -335,7 +335,7 @@ mod predictions {
             .await;
         assert!(served >= 1.0, "predictions go through the engine (version {newest})");
         let road = server
-            .metric("waypoint_inference_requests_total{model=\"trajectory_road\",version=\"1\",status=\"ok\"}")
+            .metric("waypoint_inference_requests_total{model=\"trajectory_road\",version=\"2\",status=\"ok\"}")
             .await;
         assert!(road >= 1.0, "road users' predictions go through the engine");
         server.stop().await;

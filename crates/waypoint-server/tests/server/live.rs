@@ -165,8 +165,8 @@ async fn the_live_stack_runs_on_served_versions_and_a_detection_canary_reaches_a
         ("trajectory", "3", "ade_m"),
         ("trajectory", "3", "ade_truth_m"),
         // Vehicles and cyclists go to the road model, scored live like the others.
-        ("trajectory_road", "1", "ade_m"),
-        ("trajectory_road", "1", "ade_vehicle_m"),
+        ("trajectory_road", "2", "ade_m"),
+        ("trajectory_road", "2", "ade_vehicle_m"),
         ("baseline", "constant_velocity", "ade_m"),
         ("baseline", "kalman", "ade_truth_m"),
         ("sensor_health", "2", "false_alarms_per_10min"),
