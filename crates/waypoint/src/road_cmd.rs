@@ -2,7 +2,6 @@
 //! the Kalman filter and constant turn rate on simulated scenes, per class; its constants are
 //! chosen on one set of seeds and reported on another.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -164,6 +163,21 @@ fn correction_of(model_dir: &std::path::Path, version: Option<u64>) -> Result<Op
     Ok(Some((v, Correction::load(&path)?)))
 }
 
+/// The seeds of the drives a version's correction was trained and validated on (its
+/// `train.json`); none when it has no such record.
+fn correction_seeds(model_dir: &std::path::Path, version: u64) -> Result<Vec<u64>> {
+    let path = model_dir.join(version.to_string()).join("train.json");
+    let Ok(text) = std::fs::read_to_string(&path) else { return Ok(Vec::new()) };
+    let record: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?;
+    let mut seeds = Vec::new();
+    for key in ["train_seeds", "val_seeds"] {
+        if let Some(s) = record[key].as_str() {
+            seeds.extend(seeds_of(s)?);
+        }
+    }
+    Ok(seeds)
+}
+
 pub fn eval(a: EvalRoadArgs) -> Result<()> {
     let (fit_seeds, seeds) = (seeds_of(&a.fit_seeds)?, seeds_of(&a.seeds)?);
     if overlap(&fit_seeds, &seeds) {
@@ -172,26 +186,30 @@ pub fn eval(a: EvalRoadArgs) -> Result<()> {
     let p = if a.fit { fit_params(&windows_of(&fit_seeds, a.secs)) } else { RoadParams::default() };
     let model_dir = a.model_repository.join("trajectory_road");
     let correction = correction_of(&model_dir, a.version)?;
+    if let Some((v, _)) = &correction {
+        if overlap(&seeds, &correction_seeds(&model_dir, *v)?) {
+            bail!("the correction of trajectory_road version {v} was trained or validated on some of the reported seeds {:?}", a.seeds);
+        }
+    }
     let c = correction.as_ref().map(|(_, c)| c);
-    let out = if a.tracks {
+    let mut out = json!({
+        "source": if a.tracks { "perception's tracks" } else { "true positions" },
+        "params": format!("{p:?}"),
+        "fitted_here": a.fit,
+        "fit_seeds": a.fit_seeds,
+        "seeds": a.seeds,
+        "secs_per_seed": a.secs,
+        "correction_version": correction.as_ref().map(|(v, _)| v),
+    });
+    if a.tracks {
         // Perception's tracks, scored by the kind of road user each lies on.
         let test = drives(&seeds, a.secs, a.windows.as_ref())?;
         let of = |kind: AgentKind| test.iter().filter(move |t| t.kind == kind).map(|t| &t.window);
-        json!({
-            "source": "perception's tracks",
-            "params": format!("{p:?}"),
-            "fitted_here": a.fit,
-            "fit_seeds": a.fit_seeds,
-            "seeds": a.seeds,
-            "secs_per_seed": a.secs,
-            "correction_version": correction.as_ref().map(|(v, _)| v),
-            "held_out": {
-                "vehicle": score(of(AgentKind::Vehicle), &p, c),
-                "cyclist": score(of(AgentKind::Cyclist), &p, c),
-            },
-        })
+        out["held_out"] = json!({
+            "vehicle": score(of(AgentKind::Vehicle), &p, c),
+            "cyclist": score(of(AgentKind::Cyclist), &p, c),
+        });
     } else {
-        let (fit_windows, test) = (windows_of(&fit_seeds, a.secs), windows_of(&seeds, a.secs));
         let report = |w: &[RoadWindow]| {
             let of = |class: RoadClass| w.iter().filter(move |w| w.class == class);
             json!({
@@ -199,18 +217,9 @@ pub fn eval(a: EvalRoadArgs) -> Result<()> {
                 "cyclist": score(of(RoadClass::Cyclist), &p, c),
             })
         };
-        json!({
-            "source": "true positions",
-            "params": format!("{p:?}"),
-            "fitted_here": a.fit,
-            "fit_seeds": a.fit_seeds,
-            "seeds": a.seeds,
-            "secs_per_seed": a.secs,
-            "correction_version": correction.as_ref().map(|(v, _)| v),
-            "in_sample": report(&fit_windows),
-            "held_out": report(&test),
-        })
-    };
+        out["in_sample"] = report(&windows_of(&fit_seeds, a.secs));
+        out["held_out"] = report(&windows_of(&seeds, a.secs));
+    }
     if a.json {
         println!("{out}");
         return Ok(());
@@ -392,8 +401,8 @@ pub fn train(a: TrainRoadArgs) -> Result<()> {
     let started = Instant::now();
     let train_w = drives(&seeds, a.secs, a.windows.as_ref())?;
     let val_w = drives(&val_seeds, a.secs, a.windows.as_ref())?;
-    let windows = |w: &[TrackWindow]| w.iter().map(|t| t.window.clone()).collect::<Vec<_>>();
-    let (train_rows, val_rows) = (correction_rows(&windows(&train_w), &p), correction_rows(&windows(&val_w), &p));
+    let rows = |w: &[TrackWindow]| correction_rows(w.iter().map(|t| &t.window), &p);
+    let (train_rows, val_rows) = (rows(&train_w), rows(&val_w));
     eprintln!(
         "{} training rows ({} windows), {} validation rows ({} windows), drives took {:.0} s",
         train_rows.len(),
@@ -410,18 +419,11 @@ pub fn train(a: TrainRoadArgs) -> Result<()> {
         ..CorrectionConfig::default()
     };
     let (varmap, report) = train_correction(&train_rows, &val_rows, &cfg, |e| {
-        let width = 30;
-        let done = (e.epoch * width / cfg.epochs.max(1)).min(width);
-        eprint!(
-            "\r[{}{}] epoch {:>3}/{} train {:.3} m, val {:.3} m   ",
-            "=".repeat(done),
-            " ".repeat(width - done),
+        crate::trajectory_cmd::epoch_line(
             e.epoch,
             cfg.epochs,
-            e.train_m,
-            e.val_m
+            &format!("train {:.3} m, val {:.3} m", e.train_m, e.val_m),
         );
-        let _ = std::io::stderr().flush();
     })?;
     eprintln!();
     let dir = a.model_repository.join(&a.model);

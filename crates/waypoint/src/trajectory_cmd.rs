@@ -112,17 +112,14 @@ impl Hyper {
 }
 
 fn progress_bar(r: &EpochRecord, total: usize) {
+    epoch_line(r.epoch, total, &format!("loss {:.4} val ADE {:.3} FDE {:.3}", r.train_loss, r.val_ade_m, r.val_fde_m));
+}
+
+/// Rewrites the progress line on standard error: a bar of `epoch` of `total` and `text`.
+pub fn epoch_line(epoch: usize, total: usize, text: &str) {
     let width = 30;
-    let done = (r.epoch * width / total.max(1)).min(width);
-    eprint!(
-        "\r[{}{}] epoch {:>3}/{total} loss {:.4} val ADE {:.3} FDE {:.3}   ",
-        "=".repeat(done),
-        " ".repeat(width - done),
-        r.epoch,
-        r.train_loss,
-        r.val_ade_m,
-        r.val_fde_m
-    );
+    let done = (epoch * width / total.max(1)).min(width);
+    eprint!("\r[{}{}] epoch {epoch:>3}/{total} {text}   ", "=".repeat(done), " ".repeat(width - done));
     let _ = std::io::stderr().flush();
 }
 

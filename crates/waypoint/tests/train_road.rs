@@ -72,8 +72,10 @@ fn a_correction_trained_on_simulated_tracks_becomes_a_version_that_is_scored() {
     for m in ["constant_velocity", "kalman", "road", "road_corrected"] {
         assert!(v[m][0].as_f64().is_some_and(|x| x.is_finite() && x > 0.0), "{m}: {r}");
     }
-    // Overlapping seeds and a drive too short are refused.
+    // Overlapping seeds, a drive too short, and a report on the drives the correction was
+    // validated on are refused.
     for bad in [
+        &["eval", "trajectory-road", "--tracks", "--fit-seeds", "5", "--seeds", "2", "--model-repository", repo_s][..],
         &["train", "trajectory-road", "--sim", "--seeds", "1-3", "--val-seeds", "3", "--model-repository", repo_s][..],
         &["train", "trajectory-road", "--sim", "--secs", "5", "--model-repository", repo_s][..],
         &["train", "trajectory-road", "--model-repository", repo_s][..],

@@ -12,6 +12,20 @@ use super::tcn::{
 use super::{OBS_STEPS, PRED_STEPS};
 use crate::ModelError;
 
+/// Named weight tensors, as a safetensors file or a training run's variables hold them.
+pub(super) type WeightMap = std::collections::HashMap<String, CTensor>;
+
+/// The tensors of a safetensors weight file.
+pub(super) fn load_weights(path: &Path) -> Result<WeightMap, ModelError> {
+    candle_core::safetensors::load(path, &Device::Cpu).map_err(|e| ModelError::Load(format!("{}: {e}", path.display())))
+}
+
+/// The current values of a training run's variables.
+pub(super) fn varmap_weights(vm: &VarMap) -> Result<WeightMap, ModelError> {
+    let data = vm.data().lock().map_err(|_| ModelError::Internal("poisoned varmap".into()))?;
+    Ok(data.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect())
+}
+
 /// The network's arithmetic in plain loops, for serving.
 #[derive(Debug, Clone)]
 pub struct FastTcn {
@@ -31,7 +45,7 @@ pub struct FastTcn {
     pub(super) f2_b: Vec<f32>,
 }
 
-fn get(map: &std::collections::HashMap<String, CTensor>, name: &str, len: usize) -> Result<Vec<f32>, ModelError> {
+pub(super) fn get(map: &WeightMap, name: &str, len: usize) -> Result<Vec<f32>, ModelError> {
     let t = map.get(name).ok_or_else(|| ModelError::Load(format!("weights lack {name:?}")))?;
     let v = t.flatten_all().and_then(|t| t.to_dtype(DType::F32)).and_then(|t| t.to_vec1::<f32>()).map_err(cerr)?;
     if v.len() != len {
@@ -43,7 +57,7 @@ fn get(map: &std::collections::HashMap<String, CTensor>, name: &str, len: usize)
 /// Dot product in eight independent lanes (which the compiler turns into vector instructions;
 /// a single running sum must be added in order and stays scalar).
 #[inline]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let mut lanes = [0f32; 8];
     let (ca, cb) = (a[..n].chunks_exact(8), b[..n].chunks_exact(8));
@@ -58,7 +72,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 impl FastTcn {
-    fn from_map(map: &std::collections::HashMap<String, CTensor>) -> Result<Self, ModelError> {
+    fn from_map(map: &WeightMap) -> Result<Self, ModelError> {
         let arch = Arch::of_weights(map)?;
         let (in1, out) = (arch.in1(), arch.out());
         let opt = |name: &str, len: usize| if arch.social { get(map, name, len) } else { Ok(Vec::new()) };
@@ -81,15 +95,11 @@ impl FastTcn {
 
     /// Reads a safetensors weight file.
     pub fn load(path: &Path) -> Result<Self, ModelError> {
-        let map = candle_core::safetensors::load(path, &Device::Cpu)
-            .map_err(|e| ModelError::Load(format!("{}: {e}", path.display())))?;
-        Self::from_map(&map)
+        Self::from_map(&load_weights(path)?)
     }
 
     pub fn from_varmap(vm: &VarMap) -> Result<Self, ModelError> {
-        let data = vm.data().lock().map_err(|_| ModelError::Internal("poisoned varmap".into()))?;
-        let map = data.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect();
-        Self::from_map(&map)
+        Self::from_map(&varmap_weights(vm)?)
     }
 
     /// The network's shape.

@@ -21,7 +21,7 @@ use waypoint_sim::scene::{Scene, SceneConfig};
 
 use super::cv::ConstantVelocity;
 pub use super::data::ade_fde;
-pub use super::road_learned::{Correction, N_FEATURES};
+pub use super::road_learned::{correction_rows, Correction};
 use super::{OBS_STEPS, PRED_STEPS, STEP_SECS};
 
 /// Futures the model gives per agent (one per candidate route, the likeliest first; padded with
@@ -100,19 +100,19 @@ impl Default for RoadParams {
 /// The speed law's hardest braking (not fitted).
 const MAX_BRAKE_MPS2: f64 = 8.0;
 /// A road user this far off every lane centre is on none.
-const MAX_LATERAL_M: f64 = 3.0;
+pub(super) const MAX_LATERAL_M: f64 = 3.0;
 /// Or heading this far off the lane's direction.
 const MAX_HEADING_RAD: f64 = 1.0;
 /// Moved less than this over the last four steps: standing (its heading says nothing).
 const STANDING_M: f64 = 0.5;
 
 #[derive(Debug)]
-struct Route {
-    from: Arm,
+pub(super) struct Route {
+    pub(super) from: Arm,
     /// 0 left, 1 straight, 2 right.
-    turn: usize,
-    path: Path,
-    stop_s_m: f64,
+    pub(super) turn: usize,
+    pub(super) path: Path,
+    pub(super) stop_s_m: f64,
 }
 
 fn turn_of(from: Arm, to: Arm) -> usize {
@@ -155,15 +155,15 @@ pub struct RoadFuture {
     pub positions: [[f32; 2]; PRED_STEPS],
 }
 
-fn v2(p: [f32; 2]) -> Vec2 {
+pub(super) fn v2(p: [f32; 2]) -> Vec2 {
     Vec2::new(f64::from(p[0]), f64::from(p[1]))
 }
 
 /// A road user ahead on a route: its arc length and speed along the route at the last step.
 #[derive(Debug, Clone, Copy)]
-struct Leader {
-    s_m: f64,
-    v_mps: f64,
+pub(super) struct Leader {
+    pub(super) s_m: f64,
+    pub(super) v_mps: f64,
 }
 
 /// Half the length assumed for a road user ahead (its kind is not known): a car's.
@@ -177,7 +177,7 @@ const MAX_PLATOON: usize = 8;
 
 /// The road users of `others` (`[x_prev, y_prev, x_last, y_last]`, one step apart) ahead of arc
 /// length `s` on `route`, within the lane's corridor, nearest first.
-fn platoon(route: &Route, class: RoadClass, s: f64, others: &[[f32; 4]]) -> Vec<Leader> {
+pub(super) fn platoon(route: &Route, class: RoadClass, s: f64, others: &[[f32; 4]]) -> Vec<Leader> {
     let corridor = match class {
         RoadClass::Vehicle => 2.2,
         RoadClass::Cyclist => 1.7,
@@ -224,7 +224,7 @@ fn idm_accel(v: f64, target: f64, gap: f64, lead_v: f64, p: &RoadParams) -> f64 
 /// together with the road users ahead of it in the lane (`ahead`, nearest first; each driven by
 /// the same speed law behind the next, the first in line stopping for the signal), so that a
 /// queue that the light releases moves off car by car.
-fn roll_out(
+pub(super) fn roll_out(
     route: &Route,
     class: RoadClass,
     (s0, lat0, v0): (f64, f64, f64),
@@ -284,9 +284,9 @@ fn roll_out(
 
 /// A future along a route: arc length and lateral offset at each of the 12 steps.
 #[derive(Debug, Clone, Copy)]
-struct Profile {
-    s: [f64; PRED_STEPS],
-    lat: [f64; PRED_STEPS],
+pub(super) struct Profile {
+    pub(super) s: [f64; PRED_STEPS],
+    pub(super) lat: [f64; PRED_STEPS],
 }
 
 /// The scene position `lat` metres left of arc length `s` on `route`.
@@ -339,7 +339,8 @@ pub fn predict_corrected(
             let ahead = platoon(c.route, class, c.s, others);
             let mut profile = roll_out(c.route, class, (c.s, c.lat, c.v), &ahead, scene_time, p);
             if let Some(net) = correction {
-                let d = net.correct(&features(history, class, c, &profile, ahead.first(), scene_time));
+                let d =
+                    net.correct(&super::road_learned::features(history, class, c, &profile, ahead.first(), scene_time));
                 for k in 0..PRED_STEPS {
                     profile.s[k] += f64::from(d[k]);
                     profile.lat[k] += f64::from(d[PRED_STEPS + k]);
@@ -359,17 +360,17 @@ pub fn predict_corrected(
 /// A route a history fits: its log-likelihood, and where on it (arc length, lateral offset) and
 /// how fast along it the road user is at the last step.
 #[derive(Debug, Clone, Copy)]
-struct Candidate {
-    route: &'static Route,
-    log_p: f64,
-    s: f64,
-    lat: f64,
-    v: f64,
+pub(super) struct Candidate {
+    pub(super) route: &'static Route,
+    pub(super) log_p: f64,
+    pub(super) s: f64,
+    pub(super) lat: f64,
+    pub(super) v: f64,
 }
 
 /// The likeliest routes (at most [`ROAD_MODES`]) of a history, most likely first; none when no
 /// lane fits or the history is not finite.
-fn candidates(history: &[[f32; 2]; OBS_STEPS], class: RoadClass, p: &RoadParams) -> Option<Vec<Candidate>> {
+pub(super) fn candidates(history: &[[f32; 2]; OBS_STEPS], class: RoadClass, p: &RoadParams) -> Option<Vec<Candidate>> {
     if !history.iter().flatten().all(|v| v.is_finite()) {
         return None;
     }
@@ -411,95 +412,8 @@ fn candidates(history: &[[f32; 2]; OBS_STEPS], class: RoadClass, p: &RoadParams)
 }
 
 /// Whether the signal lets `arm` go at `t` (green, or yellow).
-fn may_go(arm: Arm, t: f64) -> bool {
+pub(super) fn may_go(arm: Arm, t: f64) -> bool {
     matches!(signal_phase(t).0, SignalPhase::Green { arm: a } | SignalPhase::Yellow { arm: a } if a == arm)
-}
-
-/// What the learned correction reads of one route's roll-out ([`N_FEATURES`] numbers, each
-/// scaled to about ±1): the class and the turn, the speed along the route, the history's arc
-/// lengths and lateral offsets on the route (relative to the last step), the roll-out's arc
-/// lengths, the stop line's distance, the signal (whether the arm may go now, how long until it
-/// may, how long it still may; neutral values without the scene time) and the road user ahead.
-fn features(
-    history: &[[f32; 2]; OBS_STEPS],
-    class: RoadClass,
-    c: &Candidate,
-    profile: &Profile,
-    leader: Option<&Leader>,
-    scene_time: Option<f64>,
-) -> [f32; N_FEATURES] {
-    let mut x = [0f32; N_FEATURES];
-    x[usize::from(class == RoadClass::Cyclist)] = 1.0;
-    x[2 + c.route.turn] = 1.0;
-    x[5] = (c.v / 10.0) as f32;
-    for (j, q) in history.iter().enumerate() {
-        let (s, lat) = c.route.path.project(v2(*q), (c.s - 60.0).max(0.0), c.s + 2.0).unwrap_or((c.s, c.lat));
-        x[6 + j] = ((s - c.s) / 10.0) as f32;
-        x[6 + OBS_STEPS + j] = (lat / 2.0) as f32;
-    }
-    let roll = 6 + 2 * OBS_STEPS;
-    for k in 0..PRED_STEPS {
-        x[roll + k] = ((profile.s[k] - c.s) / 20.0) as f32;
-    }
-    let at = roll + PRED_STEPS;
-    x[at] = ((c.route.stop_s_m - c.s) / 50.0).clamp(-1.0, 2.0) as f32;
-    match scene_time {
-        Some(t0) => {
-            let arm = c.route.from;
-            let now = may_go(arm, t0);
-            let until = |want: bool| (0..=120).map(|i| i as f64 * 0.5).find(|&d| may_go(arm, t0 + d) == want);
-            x[at + 1] = f32::from(u8::from(now));
-            x[at + 2] = if now { 0.0 } else { (until(true).unwrap_or(60.0) / 60.0) as f32 };
-            x[at + 3] = if now { (until(false).unwrap_or(60.0) / 30.0) as f32 } else { 0.0 };
-            x[at + 4] = 1.0;
-        }
-        None => {
-            x[at + 1] = 0.5;
-            x[at + 2] = 0.5;
-            x[at + 3] = 0.5;
-        }
-    }
-    match leader {
-        Some(l) => {
-            x[at + 5] = ((l.s_m - c.s) / 30.0).clamp(0.0, 2.0) as f32;
-            x[at + 6] = (l.v_mps / 10.0) as f32;
-            x[at + 7] = 1.0;
-        }
-        None => x[at + 5] = 2.0,
-    }
-    x
-}
-
-/// The learned correction's training rows from `windows`: for each window, the route (among
-/// its candidates) the true future lies closest to, the features of its roll-out and the
-/// correction that would have made the roll-out the truth (arc length and lateral offset at
-/// each step, metres). Windows whose future leaves every candidate are left out.
-pub fn correction_rows(windows: &[RoadWindow], p: &RoadParams) -> Vec<([f32; N_FEATURES], [f32; 2 * PRED_STEPS])> {
-    let mut out = Vec::new();
-    for w in windows {
-        let Some(cands) = candidates(&w.obs, w.class, p) else { continue };
-        let on = |c: &Candidate| -> Option<Vec<(f64, f64)>> {
-            let len = c.route.path.length_m();
-            let proj: Option<Vec<(f64, f64)>> =
-                w.fut.iter().map(|q| c.route.path.project(v2(*q), (c.s - 5.0).max(0.0), len)).collect();
-            proj.filter(|v| v.iter().all(|(_, lat)| lat.abs() < MAX_LATERAL_M))
-        };
-        let best = cands
-            .iter()
-            .filter_map(|c| on(c).map(|v| (v.iter().map(|(_, l)| l.abs()).sum::<f64>(), c, v)))
-            .min_by(|a, b| a.0.total_cmp(&b.0));
-        let Some((_, c, truth)) = best else { continue };
-        let ahead = platoon(c.route, w.class, c.s, &w.others);
-        let profile = roll_out(c.route, w.class, (c.s, c.lat, c.v), &ahead, Some(w.t_secs), p);
-        let x = features(&w.obs, w.class, c, &profile, ahead.first(), Some(w.t_secs));
-        let mut y = [0f32; 2 * PRED_STEPS];
-        for (k, (s, lat)) in truth.iter().enumerate() {
-            y[k] = (s - profile.s[k]) as f32;
-            y[PRED_STEPS + k] = (lat - profile.lat[k]) as f32;
-        }
-        out.push((x, y));
-    }
-    out
 }
 
 /// One 8 + 12 step window of a simulated road user, with the scene time of its last observed step.
@@ -826,31 +740,6 @@ mod tests {
         for x in &w {
             assert!(x.t_secs > 0.0);
             assert!(x.obs.iter().chain(&x.fut).all(|p| p[0].is_finite() && p[1].is_finite()));
-        }
-    }
-
-    #[test]
-    fn correction_rows_are_bounded_features_and_the_truth_less_the_roll_out() {
-        let p = RoadParams::default();
-        let w = sim_windows(4, 60.0);
-        let rows = correction_rows(&w, &p);
-        // Most windows lie on a route they fit (a few leave every candidate).
-        assert!(rows.len() * 10 >= w.len() * 8 && rows.len() <= w.len(), "{} rows of {}", rows.len(), w.len());
-        for (x, y) in &rows {
-            assert!(x.iter().chain(y).all(|v| v.is_finite()), "{x:?} {y:?}");
-            assert!(x.iter().all(|v| v.abs() <= 10.0), "{x:?}");
-            assert_eq!(x[0] + x[1], 1.0, "one class");
-            assert_eq!(x[2] + x[3] + x[4], 1.0, "one turn");
-        }
-        // On true histories the fitted roll-out is close: the mean arc-length miss at 4.8 s is
-        // a few metres, not tens.
-        let mean_last = rows.iter().map(|(_, y)| f64::from(y[PRED_STEPS - 1].abs())).sum::<f64>() / rows.len() as f64;
-        assert!(mean_last > 0.0 && mean_last < 6.0, "{mean_last}");
-        // No correction: the same futures as the model alone.
-        for x in w.iter().take(20) {
-            let a = predict(&x.obs, x.class, &x.others, Some(x.t_secs), &p);
-            let b = predict_corrected(&x.obs, x.class, &x.others, Some(x.t_secs), &p, None);
-            assert_eq!(a, b);
         }
     }
 }

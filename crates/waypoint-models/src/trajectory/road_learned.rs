@@ -1,7 +1,7 @@
 //! The learned part of the road model: a small network (two hidden layers of 64) that corrects
 //! each route's roll-out — the arc length and the lateral offset at each of the 12 steps — from
-//! what the roll-out was built on ([`super::road`]'s features: the history on the route, the
-//! roll-out, the stop line, the signal, the road user ahead). Trained by `waypoint train
+//! what the roll-out was built on ([`features`]: the history on the route, the roll-out, the
+//! stop line, the signal, the road user ahead). Trained by `waypoint train
 //! trajectory-road` on the windows of perception's tracks in simulated drives, against where
 //! the road users really went, so that it learns what the speed law and the lane's centre line
 //! miss about tracked road users (a queue's creep, a track's offset, a turn's speed).
@@ -17,7 +17,13 @@ use candle_nn::{Module, Optimizer, VarBuilder, VarMap};
 use serde::Serialize;
 use waypoint_sim::rng::SimRng;
 
-use super::PRED_STEPS;
+use super::fast_tcn::{dot, get, load_weights, varmap_weights, WeightMap};
+use super::road::{
+    candidates, may_go, platoon, roll_out, v2, Candidate, Leader, Profile, RoadClass, RoadParams, RoadWindow,
+    MAX_LATERAL_M,
+};
+use super::tcn::cerr;
+use super::{OBS_STEPS, PRED_STEPS};
 use crate::ModelError;
 
 /// Features per route.
@@ -36,19 +42,14 @@ pub struct Correction {
     layers: [(Vec<f32>, Vec<f32>); 3],
 }
 
-fn cerr(e: candle_core::Error) -> ModelError {
-    ModelError::Internal(e.to_string())
-}
-
 const SHAPES: [(&str, usize, usize); 3] = [("l1", N_FEATURES, HIDDEN), ("l2", HIDDEN, HIDDEN), ("l3", HIDDEN, N_OUT)];
 
 impl Correction {
-    fn from_map(map: &HashMap<String, CTensor>) -> Result<Self, ModelError> {
+    fn from_map(map: &WeightMap) -> Result<Self, ModelError> {
         let get = |name: String, len: usize| -> Result<Vec<f32>, ModelError> {
-            let t = map.get(&name).ok_or_else(|| ModelError::Load(format!("the correction has no {name}")))?;
-            let v = t.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(cerr)?;
-            if v.len() != len || !v.iter().all(|x| x.is_finite()) {
-                return Err(ModelError::Load(format!("{name}: {} values, {len} expected, all finite", v.len())));
+            let v = get(map, &name, len)?;
+            if !v.iter().all(|x| x.is_finite()) {
+                return Err(ModelError::Load(format!("{name:?} holds values that are not finite")));
             }
             Ok(v)
         };
@@ -60,15 +61,11 @@ impl Correction {
 
     /// Reads a weight file written by [`train_correction`]'s caller.
     pub fn load(path: &Path) -> Result<Self, ModelError> {
-        let map = candle_core::safetensors::load(path, &Device::Cpu)
-            .map_err(|e| ModelError::Load(format!("{}: {e}", path.display())))?;
-        Self::from_map(&map)
+        Self::from_map(&load_weights(path)?)
     }
 
     pub fn from_varmap(vm: &VarMap) -> Result<Self, ModelError> {
-        let data = vm.data().lock().map_err(|_| ModelError::Internal("poisoned varmap".into()))?;
-        let map = data.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect();
-        Self::from_map(&map)
+        Self::from_map(&varmap_weights(vm)?)
     }
 
     /// The correction of one roll-out, metres: arc length at the 12 steps, then lateral offset.
@@ -78,7 +75,7 @@ impl Correction {
                 .enumerate()
                 .map(|(o, bias)| {
                     let row = &w[o * input.len()..(o + 1) * input.len()];
-                    let v = bias + row.iter().zip(input).map(|(a, b)| a * b).sum::<f32>();
+                    let v = bias + dot(row, input);
                     if relu {
                         v.max(0.0)
                     } else {
@@ -92,6 +89,96 @@ impl Correction {
         let out = dense(&self.layers[2], &h2, false);
         std::array::from_fn(|k| if k < PRED_STEPS { out[k] * S_SCALE } else { out[k] })
     }
+}
+
+/// What the learned correction reads of one route's roll-out ([`N_FEATURES`] numbers, each
+/// scaled to about ±1): the class and the turn, the speed along the route, the history's arc
+/// lengths and lateral offsets on the route (relative to the last step), the roll-out's arc
+/// lengths, the stop line's distance, the signal (whether the arm may go now, how long until it
+/// may, how long it still may; neutral values without the scene time) and the road user ahead.
+pub(super) fn features(
+    history: &[[f32; 2]; OBS_STEPS],
+    class: RoadClass,
+    c: &Candidate,
+    profile: &Profile,
+    leader: Option<&Leader>,
+    scene_time: Option<f64>,
+) -> [f32; N_FEATURES] {
+    let mut x = [0f32; N_FEATURES];
+    x[usize::from(class == RoadClass::Cyclist)] = 1.0;
+    x[2 + c.route.turn] = 1.0;
+    x[5] = (c.v / 10.0) as f32;
+    for (j, q) in history.iter().enumerate() {
+        let (s, lat) = c.route.path.project(v2(*q), (c.s - 60.0).max(0.0), c.s + 2.0).unwrap_or((c.s, c.lat));
+        x[6 + j] = ((s - c.s) / 10.0) as f32;
+        x[6 + OBS_STEPS + j] = (lat / 2.0) as f32;
+    }
+    let roll = 6 + 2 * OBS_STEPS;
+    for k in 0..PRED_STEPS {
+        x[roll + k] = ((profile.s[k] - c.s) / 20.0) as f32;
+    }
+    let at = roll + PRED_STEPS;
+    x[at] = ((c.route.stop_s_m - c.s) / 50.0).clamp(-1.0, 2.0) as f32;
+    match scene_time {
+        Some(t0) => {
+            let arm = c.route.from;
+            let now = may_go(arm, t0);
+            let until = |want: bool| (0..=120).map(|i| i as f64 * 0.5).find(|&d| may_go(arm, t0 + d) == want);
+            x[at + 1] = f32::from(u8::from(now));
+            x[at + 2] = if now { 0.0 } else { (until(true).unwrap_or(60.0) / 60.0) as f32 };
+            x[at + 3] = if now { (until(false).unwrap_or(60.0) / 30.0) as f32 } else { 0.0 };
+            x[at + 4] = 1.0;
+        }
+        None => {
+            x[at + 1] = 0.5;
+            x[at + 2] = 0.5;
+            x[at + 3] = 0.5;
+        }
+    }
+    match leader {
+        Some(l) => {
+            x[at + 5] = ((l.s_m - c.s) / 30.0).clamp(0.0, 2.0) as f32;
+            x[at + 6] = (l.v_mps / 10.0) as f32;
+            x[at + 7] = 1.0;
+        }
+        None => x[at + 5] = 2.0,
+    }
+    x
+}
+
+/// The learned correction's training rows from `windows`: for each window, the route (among
+/// its candidates) the true future lies closest to, the features of its roll-out and the
+/// correction that would have made the roll-out the truth (arc length and lateral offset at
+/// each step, metres). Windows whose future leaves every candidate are left out.
+pub fn correction_rows<'a>(
+    windows: impl IntoIterator<Item = &'a RoadWindow>,
+    p: &RoadParams,
+) -> Vec<([f32; N_FEATURES], [f32; N_OUT])> {
+    let mut out = Vec::new();
+    for w in windows {
+        let Some(cands) = candidates(&w.obs, w.class, p) else { continue };
+        let on = |c: &Candidate| -> Option<Vec<(f64, f64)>> {
+            let len = c.route.path.length_m();
+            let proj: Option<Vec<(f64, f64)>> =
+                w.fut.iter().map(|q| c.route.path.project(v2(*q), (c.s - 5.0).max(0.0), len)).collect();
+            proj.filter(|v| v.iter().all(|(_, lat)| lat.abs() < MAX_LATERAL_M))
+        };
+        let best = cands
+            .iter()
+            .filter_map(|c| on(c).map(|v| (v.iter().map(|(_, l)| l.abs()).sum::<f64>(), c, v)))
+            .min_by(|a, b| a.0.total_cmp(&b.0));
+        let Some((_, c, truth)) = best else { continue };
+        let ahead = platoon(c.route, w.class, c.s, &w.others);
+        let profile = roll_out(c.route, w.class, (c.s, c.lat, c.v), &ahead, Some(w.t_secs), p);
+        let x = features(&w.obs, w.class, c, &profile, ahead.first(), Some(w.t_secs));
+        let mut y = [0f32; N_OUT];
+        for (k, (s, lat)) in truth.iter().enumerate() {
+            y[k] = (s - profile.s[k]) as f32;
+            y[PRED_STEPS + k] = (lat - profile.lat[k]) as f32;
+        }
+        out.push((x, y));
+    }
+    out
 }
 
 /// How the correction is trained.
@@ -270,5 +357,31 @@ mod tests {
         x[5] = 0.9;
         let c = net.correct(&x);
         assert!((c[0] - 1.8).abs() < 0.4 && c[PRED_STEPS].abs() < 0.3, "{c:?}");
+    }
+
+    #[test]
+    fn correction_rows_are_bounded_features_and_the_truth_less_the_roll_out() {
+        use crate::trajectory::road::{predict, predict_corrected, sim_windows};
+        let p = RoadParams::default();
+        let w = sim_windows(4, 60.0);
+        let rows = correction_rows(&w, &p);
+        // Most windows lie on a route they fit (a few leave every candidate).
+        assert!(rows.len() * 10 >= w.len() * 8 && rows.len() <= w.len(), "{} rows of {}", rows.len(), w.len());
+        for (x, y) in &rows {
+            assert!(x.iter().chain(y).all(|v| v.is_finite()), "{x:?} {y:?}");
+            assert!(x.iter().all(|v| v.abs() <= 10.0), "{x:?}");
+            assert_eq!(x[0] + x[1], 1.0, "one class");
+            assert_eq!(x[2] + x[3] + x[4], 1.0, "one turn");
+        }
+        // On true histories the fitted roll-out is close: the mean arc-length miss at 4.8 s is
+        // a few metres, not tens.
+        let mean_last = rows.iter().map(|(_, y)| f64::from(y[PRED_STEPS - 1].abs())).sum::<f64>() / rows.len() as f64;
+        assert!(mean_last > 0.0 && mean_last < 6.0, "{mean_last}");
+        // No correction: the same futures as the model alone.
+        for x in w.iter().take(20) {
+            let a = predict(&x.obs, x.class, &x.others, Some(x.t_secs), &p);
+            let b = predict_corrected(&x.obs, x.class, &x.others, Some(x.t_secs), &p, None);
+            assert_eq!(a, b);
+        }
     }
 }
