@@ -1,8 +1,10 @@
-//! One UKF predict + update (lidar and radar) and one EKF step.
+//! One UKF predict + update (lidar and radar), one EKF step and one IMM step (the served
+//! version 2: two CTRV UKFs and a constant-velocity filter, mixed).
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use waypoint_models::fusion::ekf::EkfConfig;
+use waypoint_models::fusion::imm::ImmConfig;
 use waypoint_models::fusion::ukf::UkfConfig;
-use waypoint_models::fusion::{Ekf, Measurement, Ukf};
+use waypoint_models::fusion::{Ekf, Imm, Measurement, Ukf};
 
 fn steps(c: &mut Criterion) {
     let mut t = 0.0;
@@ -25,6 +27,20 @@ fn steps(c: &mut Criterion) {
         b.iter(|| {
             t += 0.05;
             black_box(ekf.process(&Measurement::Radar { t_secs: t, rho_m: 5.0 + t, phi_rad: 0.2, rho_dot_mps: 1.0 }))
+        })
+    });
+    let mut imm = Imm::new(ImmConfig::default());
+    imm.process(&Measurement::Lidar { t_secs: t, px_m: 5.0, py_m: 1.0 });
+    c.bench_function("imm_predict_update_lidar", |b| {
+        b.iter(|| {
+            t += 0.05;
+            black_box(imm.process(&Measurement::Lidar { t_secs: t, px_m: 5.0 + t, py_m: 1.0 }))
+        })
+    });
+    c.bench_function("imm_predict_update_radar", |b| {
+        b.iter(|| {
+            t += 0.05;
+            black_box(imm.process(&Measurement::Radar { t_secs: t, rho_m: 5.0 + t, phi_rad: 0.2, rho_dot_mps: 1.0 }))
         })
     });
 }

@@ -43,7 +43,7 @@ pub fn instantiate(backend: &str, version_dir: &Path) -> Result<Box<dyn Model>, 
         "lane_following" => Ok(Box::new(crate::trajectory::road_model::RoadModel::load(version_dir)?)),
         "trajectory_tcn" => Ok(Box::new(crate::trajectory::model::TrajectoryModel::load(version_dir)?)),
         "lidar_detection" => Ok(Box::new(crate::detection::model::DetectionModel::load(version_dir)?)),
-        "ukf_fusion" => Ok(Box::new(crate::fusion::model::FusionModel::default())),
+        "ukf_fusion" => Ok(Box::new(crate::fusion::model::FusionModel::load(version_dir)?)),
         "anomaly_detector" => Ok(Box::new(crate::anomaly::model::AnomalyModel::default())),
         "sensor_health" => Ok(Box::new(crate::anomaly::health_model::SensorHealthModel::default())),
         other => {

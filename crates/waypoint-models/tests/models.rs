@@ -2,8 +2,9 @@
 
 mod fusion {
     use waypoint_models::fusion::ekf::EkfConfig;
+    use waypoint_models::fusion::imm::ImmConfig;
     use waypoint_models::fusion::ukf::UkfConfig;
-    use waypoint_models::fusion::{Ekf, Measurement, Ukf};
+    use waypoint_models::fusion::{Ekf, Filter, Imm, Measurement, Ukf};
     use waypoint_sim::rng::SimRng;
 
     /// Alternating lidar and radar measurements of a target moving along `path(t)`, with the
@@ -90,14 +91,19 @@ mod fusion {
                 radar => radar,
             })
             .collect();
-        let (mut a, mut b) = (Ukf::new(UkfConfig::default()), Ukf::new(UkfConfig::default()));
-        for (m, s) in ms.iter().zip(&shifted) {
-            let ea = a.process(m);
-            let eb = b.process_from(origin, s);
-            assert!(
-                (ea.px_m + origin.0 - eb.px_m).abs() < 1e-6 && (ea.vx_mps - eb.vx_mps).abs() < 1e-6,
-                "{ea:?} {eb:?}"
-            );
+        let pairs: [(Box<dyn Filter>, Box<dyn Filter>); 2] = [
+            (Box::new(Ukf::new(UkfConfig::default())), Box::new(Ukf::new(UkfConfig::default()))),
+            (Box::new(Imm::new(ImmConfig::default())), Box::new(Imm::new(ImmConfig::default()))),
+        ];
+        for (mut a, mut b) in pairs {
+            for (m, s) in ms.iter().zip(&shifted) {
+                let ea = a.process(m);
+                let eb = b.process_from(origin, s);
+                assert!(
+                    (ea.px_m + origin.0 - eb.px_m).abs() < 1e-6 && (ea.vx_mps - eb.vx_mps).abs() < 1e-6,
+                    "{ea:?} {eb:?}"
+                );
+            }
         }
     }
 
@@ -117,8 +123,9 @@ mod fusion {
         ];
         let mut ukf = Ukf::new(UkfConfig::default());
         let mut ekf = Ekf::new(EkfConfig::default());
+        let mut imm = Imm::new(ImmConfig::default());
         for m in &rows {
-            for e in [ukf.process(m), ekf.process(m)] {
+            for e in [ukf.process(m), ekf.process(m), imm.process(m)] {
                 for v in [e.px_m, e.py_m, e.vx_mps, e.vy_mps, e.yaw_rad, e.yaw_rate_rps, e.pos_var_m2] {
                     assert!(v.is_finite(), "{m:?} -> {e:?}");
                 }

@@ -34,8 +34,15 @@ pub enum EvalModel {
 #[derive(Debug, Args)]
 pub struct FusionArgs {
     /// The log (`L px py t gt...` / `R rho phi rho_dot t gt...` rows).
+    #[arg(long, required_unless_present = "synthetic", conflicts_with = "synthetic")]
+    pub udacity: Option<PathBuf>,
+    /// Score on simulated logs of five kinds of motion instead (seeds 1–10 chose the IMM's
+    /// settings; the default seeds are held out).
     #[arg(long)]
-    pub udacity: PathBuf,
+    pub synthetic: bool,
+    /// Seeds of the simulated logs (`A-B` ranges and single seeds, comma-separated).
+    #[arg(long, default_value = "101-110", requires = "synthetic")]
+    pub seeds: String,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -58,9 +65,43 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     }
 }
 
+/// The simulated logs: UKF, EKF and IMM per kind of motion.
+fn eval_fusion_synthetic(a: &FusionArgs) -> Result<()> {
+    let seeds = crate::road_cmd::seeds_of(&a.seeds)?;
+    let tuned: Vec<u64> = seeds.iter().copied().filter(|s| (1..=10).contains(s)).collect();
+    let imm = ImmConfig::default();
+    let rows: Vec<(fusion::synthetic::MotionKind, [[f64; 4]; 3])> = fusion::synthetic::MotionKind::ALL
+        .into_iter()
+        .map(|k| (k, feval::synthetic_rmse(k, &seeds, UkfConfig::default(), EkfConfig::default(), &imm)))
+        .collect();
+    if a.json {
+        let kinds: serde_json::Map<String, serde_json::Value> =
+            rows.iter().map(|(k, [u, e, i])| (k.name().to_string(), json!({"ukf": u, "ekf": e, "imm": i}))).collect();
+        let out = json!({"seeds": seeds, "in_sample_seeds": tuned, "rmse": kinds, "imm_config": imm});
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!("simulated logs, {} seeds per kind of motion; mean RMSE [px, py, vx, vy]", seeds.len());
+    if tuned.is_empty() {
+        println!("held out: the IMM's settings were chosen on seeds 1-10");
+    } else {
+        println!("IN-SAMPLE seeds {tuned:?}: the IMM's settings were chosen on seeds 1-10");
+    }
+    for (kind, [u, e, i]) in &rows {
+        println!("{}", kind.name());
+        for (name, r) in [("UKF (CTRV)", u), ("EKF (constant velocity)", e), ("IMM (CTRV x2 + CV)", i)] {
+            println!("  {name:<26} {:>8.4} {:>8.4} {:>8.4} {:>8.4}", r[0], r[1], r[2], r[3]);
+        }
+    }
+    Ok(())
+}
+
 fn eval_fusion(a: FusionArgs) -> Result<()> {
-    let rows =
-        waypoint_sim::replay::read_udacity(&a.udacity).with_context(|| format!("reading {}", a.udacity.display()))?;
+    if a.synthetic {
+        return eval_fusion_synthetic(&a);
+    }
+    let Some(path) = &a.udacity else { anyhow::bail!("--udacity or --synthetic is needed") };
+    let rows = waypoint_sim::replay::read_udacity(path).with_context(|| format!("reading {}", path.display()))?;
     let data = fusion::from_udacity(&rows);
     let ukf_cfg = if a.calibrate { feval::calibrate_ukf(&data, UkfConfig::default()) } else { UkfConfig::default() };
     let ukf = feval::run_ukf(&data, ukf_cfg);
@@ -82,7 +123,7 @@ fn eval_fusion(a: FusionArgs) -> Result<()> {
     };
     if a.json {
         let out = json!({
-            "file": a.udacity.display().to_string(),
+            "file": path.display().to_string(),
             "rows": data.len(),
             "ukf": summary(&ukf),
             "ukf_config": ukf_cfg,
@@ -94,7 +135,7 @@ fn eval_fusion(a: FusionArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
-    println!("{} ({} measurements)", a.udacity.display(), data.len());
+    println!("{} ({} measurements)", path.display(), data.len());
     println!(
         "{:<34} {:>8} {:>8} {:>8} {:>8}   {:>14} {:>14}",
         "RMSE", "px", "py", "vx", "vy", "NIS>95% lidar", "NIS>95% radar"
@@ -112,7 +153,7 @@ fn eval_fusion(a: FusionArgs) -> Result<()> {
     };
     row("Waypoint UKF (CTRV)", &ukf);
     row("Waypoint EKF (constant velocity)", &ekf);
-    row("Waypoint IMM (2 CTRV UKFs)", &imm);
+    row("Waypoint IMM (CTRV x2 + CV)", &imm);
     for (_, name, v) in feval::REFERENCES {
         println!("{name:<34} {:>8.3} {:>8.3} {:>8.3} {:>8.3}", v[0], v[1], v[2], v[3]);
     }

@@ -62,7 +62,7 @@ pub struct EvalRoadArgs {
 }
 
 /// Seeds as `A-B` ranges (inclusive) and single seeds, comma-separated: `1-6,11-30`.
-fn seeds_of(s: &str) -> Result<Vec<u64>> {
+pub(crate) fn seeds_of(s: &str) -> Result<Vec<u64>> {
     let mut out = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (a, b) = part.split_once('-').unwrap_or((part, part));

@@ -26,11 +26,29 @@ pub struct Ekf {
     x: Vector4<f64>,
     p: Matrix4<f64>,
     t_secs: Option<f64>,
+    /// Log-likelihood of the last update's innovation (for an IMM's mode probabilities).
+    last_log_likelihood: Option<f64>,
 }
 
 impl Ekf {
     pub fn new(config: EkfConfig) -> Self {
-        Self { config, x: Vector4::zeros(), p: Matrix4::identity(), t_secs: None }
+        Self { config, x: Vector4::zeros(), p: Matrix4::identity(), t_secs: None, last_log_likelihood: None }
+    }
+
+    /// The state `[px, py, vx, vy]` and its covariance.
+    pub fn state(&self) -> (&Vector4<f64>, &Matrix4<f64>) {
+        (&self.x, &self.p)
+    }
+
+    /// Replaces the state (an IMM's mixing).
+    pub(super) fn set_state(&mut self, x: Vector4<f64>, p: Matrix4<f64>) {
+        self.x = x;
+        self.p = p;
+    }
+
+    /// The log-likelihood of the last update's innovation, if the last step updated.
+    pub(super) fn last_log_likelihood(&self) -> Option<f64> {
+        self.last_log_likelihood
     }
 
     fn init(&mut self, m: &Measurement) {
@@ -51,7 +69,7 @@ impl Ekf {
         self.t_secs = Some(m.t_secs());
     }
 
-    fn estimate(&self, t: f64, nis: Option<f64>) -> Estimate {
+    pub(super) fn estimate(&self, t: f64, nis: Option<f64>) -> Estimate {
         Estimate {
             t_secs: t,
             px_m: self.x[0],
@@ -66,6 +84,7 @@ impl Ekf {
     }
 
     pub fn process(&mut self, m: &Measurement) -> Estimate {
+        self.last_log_likelihood = None;
         let t = m.t_secs();
         let dt = match classify(self.t_secs, m) {
             Step::Skip(at) => return self.estimate(at, None),
@@ -123,7 +142,9 @@ impl Ekf {
         let k = self.p * h.transpose() * si;
         self.x += k * y;
         self.p = (Matrix4::identity() - k * h) * self.p;
-        Some((y.transpose() * si * y)[(0, 0)])
+        let nis = (y.transpose() * si * y)[(0, 0)];
+        self.last_log_likelihood = Some(super::ukf::log_gaussian(nis, s.determinant(), y.len()));
+        Some(nis)
     }
 
     fn update_radar(&mut self, rho: f64, phi: f64, rho_dot: f64) -> Option<f64> {
@@ -159,6 +180,19 @@ impl Ekf {
         let k = self.p * h.transpose() * si;
         self.x += k * y;
         self.p = (Matrix4::identity() - k * h) * self.p;
-        Some((y.transpose() * si * y)[(0, 0)])
+        let nis = (y.transpose() * si * y)[(0, 0)];
+        self.last_log_likelihood = Some(super::ukf::log_gaussian(nis, s.determinant(), y.len()));
+        Some(nis)
+    }
+}
+
+impl super::Filter for Ekf {
+    fn process(&mut self, m: &Measurement) -> Estimate {
+        Ekf::process(self, m)
+    }
+
+    fn shift(&mut self, dx_m: f64, dy_m: f64) {
+        self.x[0] += dx_m;
+        self.x[1] += dy_m;
     }
 }

@@ -77,6 +77,28 @@ pub fn run_ekf(measurements: &[(Measurement, [f64; 4])], config: super::ekf::Ekf
     report(measurements, |m| f.process(m))
 }
 
+/// Mean RMSE `[px, py, vx, vy]` of the UKF, the EKF and the IMM on simulated logs of one kind
+/// of motion, over the given seeds.
+pub fn synthetic_rmse(
+    kind: super::synthetic::MotionKind,
+    seeds: &[u64],
+    ukf: super::ukf::UkfConfig,
+    ekf: super::ekf::EkfConfig,
+    imm: &super::imm::ImmConfig,
+) -> [[f64; 4]; 3] {
+    let mut acc = [[0.0; 4]; 3];
+    for &seed in seeds {
+        let log = super::synthetic::log(kind, seed);
+        let rows = [run_ukf(&log, ukf).rmse, run_ekf(&log, ekf).rmse, run_imm(&log, imm.clone()).rmse];
+        for (a, r) in acc.iter_mut().zip(rows) {
+            for k in 0..4 {
+                a[k] += r[k] / seeds.len().max(1) as f64;
+            }
+        }
+    }
+    acc
+}
+
 /// Chooses the UKF's process noise by NIS consistency: on a grid of (acceleration, yaw
 /// acceleration) noise, the pair whose mean NIS per sensor is closest to its degrees of
 /// freedom (2 for lidar, 3 for radar) — a consistent filter's expectation. Ground truth is not

@@ -12,11 +12,40 @@ pub mod ekf;
 pub mod eval;
 pub mod imm;
 pub mod model;
+pub mod synthetic;
 pub mod ukf;
 
 pub use ekf::Ekf;
 pub use imm::Imm;
 pub use ukf::Ukf;
+
+/// What every filter here does: one measurement in, the estimate after it out.
+pub trait Filter {
+    /// Processes one measurement and returns the estimate after it.
+    fn process(&mut self, m: &Measurement) -> Estimate;
+
+    /// Moves the estimated position by `(dx, dy)` metres.
+    fn shift(&mut self, dx_m: f64, dy_m: f64);
+
+    /// Processes a measurement taken by a sensor at `origin` (world frame) rather than at the
+    /// frame's origin: the state is shifted so the sensor sits at the origin for the update,
+    /// then shifted back. For radar, `phi_rad` must be the world-frame bearing and
+    /// `rho_dot_mps` the range rate with the sensor's own motion removed.
+    fn process_from(&mut self, origin: (f64, f64), m: &Measurement) -> Estimate {
+        let shifted = match *m {
+            Measurement::Lidar { t_secs, px_m, py_m } => {
+                Measurement::Lidar { t_secs, px_m: px_m - origin.0, py_m: py_m - origin.1 }
+            }
+            radar => radar,
+        };
+        self.shift(-origin.0, -origin.1);
+        let mut e = self.process(&shifted);
+        self.shift(origin.0, origin.1);
+        e.px_m += origin.0;
+        e.py_m += origin.1;
+        e
+    }
+}
 
 /// Gaps longer than this start the track again.
 pub const MAX_GAP_SECS: f64 = 5.0;

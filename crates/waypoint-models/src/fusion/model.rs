@@ -10,22 +10,98 @@
 //! vehicle's radar moves with it); radar rows are then relative to that point, with `phi_rad`
 //! the world-frame bearing and `rho_dot_mps` free of the sensor's own motion (default: the
 //! origin).
+//! A version directory with an `imm.json` (an [`ImmConfig`]) serves the IMM filter; one
+//! without serves the UKF.
 //! Outputs `state` FP64 `[N, 6]` = `[px_m, py_m, vx_mps, vy_mps, yaw_rad, yaw_rate_rps]`,
 //! `nis` FP64 `[N]` (NaN where the row initialised the filter or was skipped) and
 //! `pos_var_m2` FP64 `[N]` (trace of the position covariance).
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
+use super::imm::{ImmConfig, ModeConfig};
 use super::ukf::UkfConfig;
-use super::{Measurement, Ukf};
+use super::{Filter, Imm, Measurement, Ukf};
 use crate::model::Model;
 use crate::tensor::{Tensor, TensorData};
 use crate::ModelError;
 
-/// Serves the UKF.
+/// The IMM settings file of a version directory.
+pub const IMM_FILE: &str = "imm.json";
+/// The most modes an IMM settings file may name.
+const MAX_MODES: usize = 8;
+
+/// The filter a version serves.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FilterConfig {
+    Ukf(UkfConfig),
+    Imm(ImmConfig),
+}
+
+impl Default for FilterConfig {
+    fn default() -> Self {
+        FilterConfig::Ukf(UkfConfig::default())
+    }
+}
+
+/// Serves the UKF, or the IMM where the version has an `imm.json`.
 #[derive(Debug, Default)]
 pub struct FusionModel {
-    pub config: UkfConfig,
+    pub config: FilterConfig,
+}
+
+impl FusionModel {
+    /// The filter of a version directory: [`IMM_FILE`] when it is there (a bad one is a load
+    /// error), the UKF otherwise.
+    pub fn load(version_dir: &Path) -> Result<Self, ModelError> {
+        let path = version_dir.join(IMM_FILE);
+        if !path.is_file() {
+            return Ok(Self::default());
+        }
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| ModelError::Load(format!("reading {}: {e}", path.display())))?;
+        let config: ImmConfig =
+            serde_json::from_str(&text).map_err(|e| ModelError::Load(format!("{}: {e}", path.display())))?;
+        check_imm(&config).map_err(|e| ModelError::Load(format!("{}: {e}", path.display())))?;
+        Ok(Self { config: FilterConfig::Imm(config) })
+    }
+
+    fn filter(&self) -> Box<dyn Filter + Send> {
+        match &self.config {
+            FilterConfig::Ukf(c) => Box::new(Ukf::new(*c)),
+            FilterConfig::Imm(c) => Box::new(Imm::new(c.clone())),
+        }
+    }
+}
+
+/// Whether IMM settings make a filter: 1 to [`MAX_MODES`] modes with positive, finite noise,
+/// a switching probability in [0, 0.5] and initial odds that are finite and not negative.
+fn check_imm(c: &ImmConfig) -> Result<(), String> {
+    if c.modes.is_empty() || c.modes.len() > MAX_MODES {
+        return Err(format!("an IMM needs 1 to {MAX_MODES} modes, got {}", c.modes.len()));
+    }
+    let positive = |v: f64| v.is_finite() && v > 0.0;
+    for (i, m) in c.modes.iter().enumerate() {
+        let (process, noise) = match m {
+            ModeConfig::Ctrv(u) => (
+                positive(u.std_accel_mps2) && positive(u.std_yaw_accel_rps2) && u.init_var.iter().all(|v| positive(*v)),
+                u.noise,
+            ),
+            ModeConfig::ConstantVelocity(e) => (positive(e.accel_var), e.noise),
+        };
+        let sensors =
+            [noise.lidar_px_m, noise.lidar_py_m, noise.radar_rho_m, noise.radar_phi_rad, noise.radar_rho_dot_mps];
+        if !process || !sensors.into_iter().all(positive) {
+            return Err(format!("mode {i}: every noise must be positive and finite"));
+        }
+    }
+    if !(0.0..=0.5).contains(&c.switch_prob) {
+        return Err(format!("switch_prob must be in [0, 0.5], got {}", c.switch_prob));
+    }
+    if c.initial.iter().any(|p| !p.is_finite() || *p < 0.0) {
+        return Err("initial mode probabilities must be finite and not negative".into());
+    }
+    Ok(())
 }
 
 impl Model for FusionModel {
@@ -52,7 +128,7 @@ impl Model for FusionModel {
             },
             Err(_) => None,
         };
-        let mut filters: BTreeMap<i32, Ukf> = BTreeMap::new();
+        let mut filters: BTreeMap<i32, Box<dyn Filter + Send>> = BTreeMap::new();
         let mut state = Vec::with_capacity(n * 6);
         let mut nis = Vec::with_capacity(n);
         let mut pos_var = Vec::with_capacity(n);
@@ -64,10 +140,12 @@ impl Model for FusionModel {
                     return Err(ModelError::BadInput(format!("sensor must be 0 (lidar) or 1 (radar), got {other}")))
                 }
             };
-            let ukf = filters.entry(objects.map_or(0, |o| o[i])).or_insert_with(|| Ukf::new(self.config));
+            let filter = filters.entry(objects.map_or(0, |o| o[i])).or_insert_with(|| self.filter());
             let e = match origins {
-                Some(o) if o[2 * i] != 0.0 || o[2 * i + 1] != 0.0 => ukf.process_from((o[2 * i], o[2 * i + 1]), &meas),
-                _ => ukf.process(&meas),
+                Some(o) if o[2 * i] != 0.0 || o[2 * i + 1] != 0.0 => {
+                    filter.process_from((o[2 * i], o[2 * i + 1]), &meas)
+                }
+                _ => filter.process(&meas),
             };
             state.extend_from_slice(&[e.px_m, e.py_m, e.vx_mps, e.vy_mps, e.yaw_rad, e.yaw_rate_rps]);
             nis.push(e.nis.unwrap_or(f64::NAN));
@@ -84,6 +162,60 @@ impl Model for FusionModel {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rows_tensor(rows: &[[f64; 5]]) -> Tensor {
+        Tensor::new("measurements", vec![rows.len(), 5], TensorData::F64(rows.concat())).unwrap()
+    }
+
+    /// The shipped version 2 is the default IMM; a version without the file serves the UKF; a
+    /// bad file is a load error, not a silent fallback.
+    #[test]
+    fn a_version_with_imm_settings_serves_the_imm_and_a_bad_file_is_refused() {
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/fusion");
+        let v2 = FusionModel::load(&shipped.join("2")).unwrap();
+        assert_eq!(v2.config, FilterConfig::Imm(ImmConfig::default()));
+        assert_eq!(FusionModel::load(&shipped.join("1")).unwrap().config, FilterConfig::default());
+
+        let rows: Vec<[f64; 5]> = (0..40)
+            .map(|k| {
+                let t = k as f64 * 0.05;
+                if k % 2 == 0 {
+                    [0.0, t, 10.0 + 6.0 * t, 4.0 + 0.5 * t * t, 0.0]
+                } else {
+                    let (x, y) = (10.0 + 6.0 * t, 4.0 + 0.5 * t * t);
+                    let r = x.hypot(y);
+                    [1.0, t, r, y.atan2(x), (x * 6.0 + y * t) / r]
+                }
+            })
+            .collect();
+        let mut served = v2;
+        let out = served.infer(&[rows_tensor(&rows)]).unwrap();
+        let mut imm = Imm::new(ImmConfig::default());
+        let last = rows.iter().map(|r| match r[0] as i64 {
+            0 => imm.process(&Measurement::Lidar { t_secs: r[1], px_m: r[2], py_m: r[3] }),
+            _ => imm.process(&Measurement::Radar { t_secs: r[1], rho_m: r[2], phi_rad: r[3], rho_dot_mps: r[4] }),
+        });
+        let last = last.last().unwrap();
+        let TensorData::F64(state) = &out[0].data else { panic!() };
+        assert_eq!(&state[39 * 6..39 * 6 + 4], &[last.px_m, last.py_m, last.vx_mps, last.vy_mps]);
+        let ukf_out = FusionModel::default().infer(&[rows_tensor(&rows)]).unwrap();
+        assert_ne!(out[0], ukf_out[0]);
+
+        let dir = std::env::temp_dir().join(format!("waypoint-fusion-imm-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bad = ImmConfig { switch_prob: 0.9, ..ImmConfig::default() };
+        for text in [
+            "{not json".to_string(),
+            serde_json::to_string(&bad).unwrap(),
+            serde_json::to_string(&ImmConfig { modes: vec![], ..ImmConfig::default() }).unwrap(),
+            serde_json::to_string(&ImmConfig::default()).unwrap().replace("16.0", "-1.0"),
+        ] {
+            std::fs::write(dir.join(IMM_FILE), &text).unwrap();
+            let err = FusionModel::load(&dir).unwrap_err();
+            assert!(matches!(err, ModelError::Load(_)), "{text}: {err:?}");
+        }
+        std::fs::remove_dir_all(&dir).ok();
+    }
 
     /// Two objects moving apart, interleaved in one request, against each alone.
     #[test]

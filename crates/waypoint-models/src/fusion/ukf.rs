@@ -147,27 +147,6 @@ impl Ukf {
         self.estimate(t, nis)
     }
 
-    /// Processes a measurement taken by a sensor at `origin` (world frame) rather than at the
-    /// frame's origin: the state is shifted so the sensor sits at the origin for the update, then
-    /// shifted back. For radar, `phi_rad` must be the world-frame bearing and `rho_dot_mps` the
-    /// range rate with the sensor's own motion removed.
-    pub fn process_from(&mut self, origin: (f64, f64), m: &Measurement) -> Estimate {
-        let shift = |m: &Measurement| match *m {
-            Measurement::Lidar { t_secs, px_m, py_m } => {
-                Measurement::Lidar { t_secs, px_m: px_m - origin.0, py_m: py_m - origin.1 }
-            }
-            radar => radar,
-        };
-        self.x[0] -= origin.0;
-        self.x[1] -= origin.1;
-        let mut e = self.process(&shift(m));
-        self.x[0] += origin.0;
-        self.x[1] += origin.1;
-        e.px_m += origin.0;
-        e.py_m += origin.1;
-        e
-    }
-
     fn sigma_points(&self) -> SMatrix<f64, N_AUG, N_SIG> {
         let mut xa = V7::zeros();
         xa.fixed_rows_mut::<5>(0).copy_from(&self.x);
@@ -296,6 +275,17 @@ impl Ukf {
 }
 
 /// ln N(y; 0, S) from the NIS yᵀS⁻¹y, det S and the dimension.
-fn log_gaussian(nis: f64, det_s: f64, dim: usize) -> f64 {
+pub(super) fn log_gaussian(nis: f64, det_s: f64, dim: usize) -> f64 {
     -0.5 * (nis + det_s.max(1e-300).ln() + dim as f64 * (2.0 * std::f64::consts::PI).ln())
+}
+
+impl super::Filter for Ukf {
+    fn process(&mut self, m: &Measurement) -> Estimate {
+        Ukf::process(self, m)
+    }
+
+    fn shift(&mut self, dx_m: f64, dy_m: f64) {
+        self.x[0] += dx_m;
+        self.x[1] += dy_m;
+    }
 }
