@@ -40,7 +40,10 @@ pub async fn run(
             }
         });
     }
-    if let (Some(learner), Some(secs)) = (state.learner.clone(), state.config.learner.every_secs.filter(|s| *s > 0)) {
+    let learners: Vec<_> = [state.learner.clone(), state.road_learner.clone()].into_iter().flatten().collect();
+    for (learner, secs) in
+        learners.into_iter().filter_map(|l| Some((l, state.config.learner.every_secs.filter(|s| *s > 0)?)))
+    {
         let scene = scene.clone();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(std::time::Duration::from_secs(secs));
@@ -51,7 +54,7 @@ pub async fn run(
                     continue;
                 }
                 if let Err(e) = learner.start_round(learner::RoundRequest::default()) {
-                    tracing::info!(reason = %e, "scheduled training round skipped");
+                    tracing::info!(model = learner.model(), reason = %e, "scheduled training round skipped");
                 }
             }
         });

@@ -23,8 +23,11 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub online: Arc<online::OnlineEval>,
     pub router: Arc<routing::Router>,
-    /// The continuous learner (absent without a runtime for live predictions).
+    /// The continuous learner of the people's model (absent without a runtime for live
+    /// predictions).
     pub learner: Option<Arc<learner::Learner>>,
+    /// The continuous learner of the road model's correction (absent likewise).
+    pub road_learner: Option<Arc<learner::Learner>>,
     /// Membership of a cluster (with `--redis`).
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// Tokens and rate limits.
@@ -36,6 +39,11 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The continuous learner of `model`, if it has one here.
+    pub fn learner_for(&self, model: &str) -> Option<&Arc<learner::Learner>> {
+        [&self.learner, &self.road_learner].into_iter().flatten().find(|l| l.model() == model)
+    }
+
     /// Builds the hub, metrics and registry, loads every model of the repository (a model that
     /// fails to load is logged and listed as unavailable) and starts the scene thread.
     pub fn new(config: ServerConfig) -> Result<Self, ServerError> {
@@ -91,15 +99,17 @@ impl AppState {
         // truth-fed one runs on the scene thread and is only scored.
         let truth_predictor = ctx.clone().map(|c| predictor::Predictor::new(c, online::Feed::Truth));
         let track_predictor = ctx.clone().map(|c| predictor::Predictor::new(c, online::Feed::Tracks));
-        let learner = track_predictor.as_ref().map(|p| {
+        let learner_of = |task: learner::Task| {
             Arc::new(learner::Learner::new(
                 config.learner.clone(),
                 registry.clone(),
                 router.clone(),
                 online.clone(),
-                p.observed(),
+                task,
             ))
-        });
+        };
+        let learner = track_predictor.as_ref().map(|p| learner_of(learner::Task::People(p.observed())));
+        let road_learner = track_predictor.as_ref().map(|p| learner_of(learner::Task::Road(p.observed_road())));
         let sweep_log = config.log_sweeps.then(Arc::<crate::live::sweep_log::SweepLog>::default);
         let perception = match (ctx.clone(), track_predictor) {
             (Some(c), Some(p)) => Some(
@@ -151,6 +161,7 @@ impl AppState {
             online,
             router,
             learner,
+            road_learner,
             cluster,
             access,
             recorder,

@@ -180,11 +180,12 @@ pub struct ServeArgs {
     /// Waypoint ships none, and uses it only with --lcjs-license.
     #[arg(long, env = "WAYPOINT_LCJS_MODULE")]
     pub lcjs_module: Option<PathBuf>,
-    /// Fine-tune the trajectory model on the scene's tracks every this many seconds (0: only
-    /// on request, `POST /api/v1/models/trajectory/train`).
+    /// Fine-tune the trajectory models (`trajectory` on every track, `trajectory_road`'s
+    /// correction on those of vehicles and cyclists) on the scene's tracks every this many
+    /// seconds (0: only on request, `POST /api/v1/models/{trajectory,trajectory_road}/train`).
     #[arg(long, env = "WAYPOINT_LEARN_EVERY_SECS", default_value_t = 0)]
     pub learn_every_secs: u64,
-    /// Windows (one per agent every 0.4 s of scene) a training round needs at least.
+    /// Windows (one per track every 0.4 s of scene) a training round needs at least.
     #[arg(long, env = "WAYPOINT_LEARN_MIN_WINDOWS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(32..))]
     pub learn_min_windows: u64,
     /// Do not offer each fine-tuned version as a canary automatically.
@@ -193,8 +194,8 @@ pub struct ServeArgs {
     /// Seconds each canary step is held at least.
     #[arg(long, env = "WAYPOINT_CANARY_DWELL_SECS", default_value_t = 30.0)]
     pub canary_dwell_secs: f64,
-    /// Learned trajectory versions kept (the newest; versions a routing policy uses are kept
-    /// too). Older learned versions are unloaded and deleted; shipped versions never are.
+    /// Learned versions kept per trajectory model (the newest; versions a routing policy uses
+    /// are kept too). Older learned versions are unloaded and deleted; shipped versions never are.
     #[arg(long, env = "WAYPOINT_KEEP_LEARNED_VERSIONS", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
     pub keep_learned_versions: u64,
 }

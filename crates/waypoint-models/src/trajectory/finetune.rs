@@ -60,19 +60,33 @@ pub fn write_version(
     source: serde_json::Value,
     description: &str,
 ) -> Result<(u64, PathBuf), ModelError> {
+    write_version_with(model_dir, |dir| trainer.save(&dir.join(WEIGHTS_FILE)), report, source, description)
+}
+
+/// Writes a new version of the model in `model_dir` as [`write_version`] does, its weights
+/// written by `save` into the (temporary) version directory it is given.
+pub fn write_version_with(
+    model_dir: &Path,
+    save: impl FnOnce(&Path) -> Result<(), ModelError>,
+    report: &impl serde::Serialize,
+    source: serde_json::Value,
+    description: &str,
+) -> Result<(u64, PathBuf), ModelError> {
     let io = |e: std::io::Error| ModelError::Internal(e.to_string());
     std::fs::create_dir_all(model_dir).map_err(io)?;
     let version = next_version(model_dir);
     let tmp = model_dir.join(format!(".writing-{version}-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).map_err(io)?;
-    trainer.save(&tmp.join(WEIGHTS_FILE))?;
-    let train = serde_json::json!({ "source": source, "report": report });
-    std::fs::write(
-        tmp.join("train.json"),
-        serde_json::to_string_pretty(&train).map_err(|e| ModelError::Internal(e.to_string()))?,
-    )
-    .map_err(io)?;
-    std::fs::write(tmp.join("version.toml"), format!("description = {:?}\n", description)).map_err(io)?;
+    let written = save(&tmp).and_then(|()| {
+        let train = serde_json::json!({ "source": source, "report": report });
+        let text = serde_json::to_string_pretty(&train).map_err(|e| ModelError::Internal(e.to_string()))?;
+        std::fs::write(tmp.join("train.json"), text).map_err(io)?;
+        std::fs::write(tmp.join("version.toml"), format!("description = {:?}\n", description)).map_err(io)
+    });
+    if let Err(e) = written {
+        std::fs::remove_dir_all(&tmp).ok();
+        return Err(e);
+    }
     let dir = model_dir.join(version.to_string());
     std::fs::rename(&tmp, &dir).map_err(io)?;
     Ok((version, dir))

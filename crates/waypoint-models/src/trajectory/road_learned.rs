@@ -211,7 +211,8 @@ pub struct CorrectionReport {
     pub config: CorrectionConfig,
     pub train_rows: usize,
     pub val_rows: usize,
-    /// The validation loss before training (no correction: the fitted road model).
+    /// The validation loss before training (no correction: the fitted road model; fine-tuning:
+    /// the starting version's correction).
     pub val_uncorrected_m: f64,
     pub best_epoch: usize,
     pub best_val_m: f64,
@@ -255,6 +256,18 @@ pub fn train_correction(
     train: &[Row],
     val: &[Row],
     cfg: &CorrectionConfig,
+    progress: impl FnMut(&CorrectionEpoch),
+) -> Result<(VarMap, CorrectionReport), ModelError> {
+    train_correction_from(None, train, val, cfg, progress)
+}
+
+/// [`train_correction`] starting from the weights in `init` (a version's
+/// [`CORRECTION_FILE`]) instead of no correction.
+pub fn train_correction_from(
+    init: Option<&Path>,
+    train: &[Row],
+    val: &[Row],
+    cfg: &CorrectionConfig,
     mut progress: impl FnMut(&CorrectionEpoch),
 ) -> Result<(VarMap, CorrectionReport), ModelError> {
     if train.is_empty() || val.is_empty() {
@@ -268,6 +281,10 @@ pub fn train_correction(
         if name.starts_with("l3.") {
             var.set(&var.as_tensor().zeros_like().map_err(cerr)?).map_err(cerr)?;
         }
+    }
+    if let Some(path) = init {
+        let mut vm = varmap.clone();
+        vm.load(path).map_err(|e| ModelError::Load(format!("{}: {e}", path.display())))?;
     }
     let (vx, vy) = tensors(val).map_err(cerr)?;
     let val_loss = |net: &[candle_nn::Linear; 3]| -> Result<f64, ModelError> {
@@ -324,6 +341,62 @@ pub fn train_correction(
         epochs,
     };
     Ok((varmap, report))
+}
+
+/// A trained correction's weights, to be written into a version directory.
+pub struct TrainedCorrection(VarMap);
+
+impl std::fmt::Debug for TrainedCorrection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TrainedCorrection")
+    }
+}
+
+impl TrainedCorrection {
+    /// Writes the weights as `path` (a version's [`CORRECTION_FILE`]).
+    pub fn save(&self, path: &Path) -> Result<(), ModelError> {
+        self.0.save(path).map_err(|e| ModelError::Internal(format!("writing {}: {e}", path.display())))
+    }
+}
+
+/// Fine-tunes the correction of the version in `base_version_dir` (none there: from no
+/// correction) on `windows` in time order: the latest fifth validates, the rest trains (less
+/// the windows just before the validation ones, which overlap them), for `epochs` epochs at a
+/// tenth of the training step. The report's `best_epoch` is 0 when no
+/// epoch beat the starting correction on the latest windows; the weights are then the start's.
+pub fn fine_tune_correction(
+    base_version_dir: &Path,
+    windows: &[RoadWindow],
+    epochs: usize,
+    seed: u64,
+    progress: impl FnMut(&CorrectionEpoch),
+) -> Result<(TrainedCorrection, CorrectionReport), ModelError> {
+    let rows = correction_rows(windows, &RoadParams::default());
+    // The latest fifth validates; a track gives a window every 0.4 s and each spans 8 s, so the
+    // quarter of that many windows just before it (overlapping it) is left out of training.
+    let n_val = rows.len() / 5;
+    let split = rows.len() - n_val;
+    let (train, val) = (&rows[..split - n_val / 4], &rows[split..]);
+    if train.is_empty() || val.is_empty() {
+        return Err(ModelError::BadInput(format!(
+            "{} of {} windows lie on a lane; too few to train and validate on",
+            rows.len(),
+            windows.len()
+        )));
+    }
+    let base = base_version_dir.join(CORRECTION_FILE);
+    let init = base.is_file().then_some(base.as_path());
+    let cfg = CorrectionConfig { epochs: epochs.max(1), learning_rate: 1e-4, seed, ..CorrectionConfig::default() };
+    let (varmap, mut report) = train_correction_from(init, train, val, &cfg, progress)?;
+    if report.best_val_m >= report.val_uncorrected_m {
+        if let Some(path) = init {
+            let mut vm = varmap.clone();
+            vm.load(path).map_err(|e| ModelError::Load(format!("{}: {e}", path.display())))?;
+        }
+        report.best_epoch = 0;
+        report.best_val_m = report.val_uncorrected_m;
+    }
+    Ok((TrainedCorrection(varmap), report))
 }
 
 #[cfg(test)]
@@ -383,5 +456,38 @@ mod tests {
             let b = predict_corrected(&x.obs, x.class, &x.others, Some(x.t_secs), &p, None);
             assert_eq!(a, b);
         }
+    }
+
+    /// Fine-tuning starts from the base version's correction (its loss before training is the
+    /// base's, not the uncorrected model's), keeps the base when no epoch beats it, writes a
+    /// file the served model loads, and refuses too few windows.
+    #[test]
+    fn fine_tuning_starts_from_the_base_correction() {
+        use crate::trajectory::road::sim_windows;
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/trajectory_road");
+        let w = sim_windows(5, 60.0);
+        let (_, from_none) = fine_tune_correction(&shipped.join("1"), &w, 2, 1, |_| {}).unwrap();
+        let mut epochs = 0;
+        let (tuned, from_base) = fine_tune_correction(&shipped.join("2"), &w, 2, 1, |_| epochs += 1).unwrap();
+        assert_eq!(epochs, 2);
+        assert!(
+            (from_none.val_uncorrected_m - from_base.val_uncorrected_m).abs() > 1e-3,
+            "{from_none:?} {from_base:?}"
+        );
+        assert!(from_base.best_val_m <= from_base.val_uncorrected_m, "{from_base:?}");
+        let dir = std::env::temp_dir().join(format!("waypoint-road-finetune-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        tuned.save(&dir.join(CORRECTION_FILE)).unwrap();
+        let net = Correction::load(&dir.join(CORRECTION_FILE)).unwrap();
+        let rows = correction_rows(&w, &RoadParams::default());
+        assert!(net.correct(&rows[0].0).iter().all(|v| v.is_finite()));
+        if from_base.best_epoch == 0 {
+            // Nothing beat the base: the weights are the base's.
+            let base = Correction::load(&shipped.join("2").join(CORRECTION_FILE)).unwrap();
+            assert_eq!(net.correct(&rows[0].0), base.correct(&rows[0].0));
+        }
+        std::fs::remove_dir_all(&dir).ok();
+        let err = fine_tune_correction(&shipped.join("2"), &w[..3], 2, 1, |_| {}).unwrap_err();
+        assert!(matches!(err, ModelError::BadInput(_)), "{err:?}");
     }
 }

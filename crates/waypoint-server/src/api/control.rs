@@ -58,20 +58,21 @@ async fn put_routing(
     }
 }
 
-/// Starts a continuous-learning round (trajectory model only): `{"epochs": n, "canary": bool}`,
-/// all optional. Answers 202 with the round; its progress is at `/api/v1/learning`.
+/// Starts a continuous-learning round of `trajectory` or `trajectory_road`: `{"epochs": n,
+/// "canary": bool}`, all optional. Answers 202 with the round; its progress is at
+/// `/api/v1/learning?model=...`.
 async fn train(
     State(s): State<AppState>,
     Path(model): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(axum::http::StatusCode, Json<Value>), AppError> {
-    if model != crate::lifecycle::learner::LEARNED_MODEL {
+    use crate::lifecycle::learner::{LEARNED_MODEL, LEARNED_ROAD_MODEL};
+    if model != LEARNED_MODEL && model != LEARNED_ROAD_MODEL {
         return Err(AppError::BadRequest(format!(
-            "continuous learning trains {:?} only",
-            crate::lifecycle::learner::LEARNED_MODEL
+            "continuous learning trains {LEARNED_MODEL:?} and {LEARNED_ROAD_MODEL:?} only"
         )));
     }
-    let learner = s.learner.as_ref().ok_or_else(|| AppError::Unavailable("no learner on this server".into()))?;
+    let learner = s.learner_for(&model).ok_or_else(|| AppError::Unavailable("no learner on this server".into()))?;
     if let Some(c) = s.cluster.as_ref().filter(|c| !c.is_leader()) {
         // The windows it learns from are the scene's, and only the leader runs the scene.
         return Err(AppError::Unavailable(format!(
@@ -92,8 +93,27 @@ async fn train(
     ))
 }
 
-async fn learning(State(s): State<AppState>) -> Result<Json<Value>, AppError> {
-    let learner = s.learner.as_ref().ok_or_else(|| AppError::Unavailable("no learner on this server".into()))?;
+/// Which learner `/api/v1/learning` describes.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LearningQuery {
+    /// `trajectory` (default) or `trajectory_road`.
+    model: Option<String>,
+}
+
+async fn learning(
+    State(s): State<AppState>,
+    query: Result<axum::extract::Query<LearningQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, AppError> {
+    let axum::extract::Query(q) = query.map_err(|e| AppError::BadRequest(e.body_text()))?;
+    let model = q.model.as_deref().unwrap_or(crate::lifecycle::learner::LEARNED_MODEL);
+    let learner = s.learner_for(model).ok_or_else(|| {
+        if s.learner.is_none() {
+            AppError::Unavailable("no learner on this server".into())
+        } else {
+            AppError::NotFound(format!("no continuous learner for {model:?}"))
+        }
+    })?;
     Ok(Json(learner.describe()))
 }
 

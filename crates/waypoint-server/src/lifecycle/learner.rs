@@ -1,10 +1,13 @@
-//! Continuous learning of the trajectory model.
+//! Continuous learning of the trajectory models: one learner per model ([`Task`]) — the people's
+//! network `trajectory`, and the learned correction of the road model `trajectory_road`.
 //!
 //! A round fine-tunes the version now serving (the routing policy's pinned version, else the
-//! newest) on the 8 + 12 step windows the scene produced recently, writes the result into the
+//! newest) on the 8 + 12 step windows of perception's tracks the scene produced recently (for
+//! the road model, those of tracks taken for vehicles and cyclists), writes the result into the
 //! repository as a new version with its training report, loads it, and — unless configured
-//! otherwise — offers it as a canary against the version it started from. Rounds run on demand
-//! (`POST /api/v1/models/trajectory/train`) or on a schedule, one at a time, on one thread at
+//! otherwise — offers it as a canary against the version it started from, judged on the live
+//! online error overall and per class of road user. Rounds run on demand (`POST
+//! /api/v1/models/{model}/train`) or on a schedule, one at a time per model, on one thread at
 //! lowered priority with a one-thread compute pool, so inference keeps its cores.
 
 use std::collections::VecDeque;
@@ -14,8 +17,12 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use waypoint_models::trajectory::data::SocialWindow;
-use waypoint_models::trajectory::finetune::{fine_tune, fine_tune_config, write_version};
-use waypoint_models::trajectory::tcn::EpochRecord;
+use waypoint_models::trajectory::finetune::{fine_tune, fine_tune_config, write_version, write_version_with};
+use waypoint_models::trajectory::road::RoadWindow;
+use waypoint_models::trajectory::road_learned::{
+    fine_tune_correction, CorrectionReport, TrainedCorrection, CORRECTION_FILE,
+};
+use waypoint_models::trajectory::tcn::{TrainReport, Trainer};
 
 use crate::lifecycle::online::OnlineEval;
 use crate::lifecycle::routing::{CanarySettings, PolicySpec, Router};
@@ -27,9 +34,107 @@ pub const OBSERVED_WINDOWS: usize = 20_000;
 
 /// Windows the scene has produced, newest last, shared with the learner.
 pub type Observed = Arc<Mutex<VecDeque<SocialWindow>>>;
+/// The road model's windows the scene has produced, newest last.
+pub type ObservedRoad = Arc<Mutex<VecDeque<RoadWindow>>>;
 
-/// The model continuous learning trains.
+/// The people's model continuous learning trains.
 pub const LEARNED_MODEL: &str = "trajectory";
+/// The road model continuous learning trains (its learned correction).
+pub const LEARNED_ROAD_MODEL: &str = "trajectory_road";
+
+/// What a learner trains, and the windows it trains on.
+#[derive(Debug, Clone)]
+pub enum Task {
+    /// The people's network ([`LEARNED_MODEL`]).
+    People(Observed),
+    /// The road model's learned correction ([`LEARNED_ROAD_MODEL`]).
+    Road(ObservedRoad),
+}
+
+/// The latest windows of a task, taken for a round.
+enum Batch {
+    People(Vec<SocialWindow>),
+    Road(Vec<RoadWindow>),
+}
+
+impl Batch {
+    fn len(&self) -> usize {
+        match self {
+            Batch::People(w) => w.len(),
+            Batch::Road(w) => w.len(),
+        }
+    }
+}
+
+/// The latest `most` of a store.
+fn latest<T: Clone>(store: &Mutex<VecDeque<T>>, most: usize) -> Vec<T> {
+    let o = store.lock().unwrap_or_else(|p| p.into_inner());
+    o.iter().skip(o.len().saturating_sub(most)).cloned().collect()
+}
+
+impl Task {
+    /// The model it trains.
+    pub fn model(&self) -> &'static str {
+        match self {
+            Task::People(_) => LEARNED_MODEL,
+            Task::Road(_) => LEARNED_ROAD_MODEL,
+        }
+    }
+
+    fn observed(&self) -> usize {
+        match self {
+            Task::People(o) => o.lock().unwrap_or_else(|p| p.into_inner()).len(),
+            Task::Road(o) => o.lock().unwrap_or_else(|p| p.into_inner()).len(),
+        }
+    }
+
+    fn batch(&self, most: usize) -> Batch {
+        match self {
+            Task::People(o) => Batch::People(latest(o, most)),
+            Task::Road(o) => Batch::Road(latest(o, most)),
+        }
+    }
+}
+
+/// What a round trained.
+enum Trained {
+    People(Box<Trainer>, TrainReport),
+    Road(TrainedCorrection, CorrectionReport),
+}
+
+impl Trained {
+    /// Whether some epoch beat the base on the latest windows.
+    fn improved(&self) -> bool {
+        match self {
+            Trained::People(_, r) => r.best_epoch != 0,
+            Trained::Road(_, r) => r.best_epoch != 0,
+        }
+    }
+
+    fn best_val_m(&self) -> f64 {
+        match self {
+            Trained::People(_, r) => r.best_val_ade_m,
+            Trained::Road(_, r) => r.best_val_m,
+        }
+    }
+
+    fn base_val_m(&self) -> Option<f64> {
+        match self {
+            Trained::People(_, r) => r.start_val_ade_m,
+            Trained::Road(_, r) => Some(r.val_uncorrected_m),
+        }
+    }
+
+    fn write(&self, model_dir: &std::path::Path, source: Value, description: &str) -> Result<u64, String> {
+        let written = match self {
+            Trained::People(t, r) => write_version(model_dir, t, r, source, description),
+            Trained::Road(vm, r) => {
+                write_version_with(model_dir, |dir| vm.save(&dir.join(CORRECTION_FILE)), r, source, description)
+            }
+        };
+        written.map(|(v, _)| v).map_err(|e| e.to_string())
+    }
+}
 
 /// Learner settings.
 #[derive(Debug, Clone)]
@@ -82,6 +187,8 @@ pub struct Round {
     pub windows: usize,
     pub epochs: usize,
     pub new_version: Option<u64>,
+    /// The best epoch's ADE on the validation windows, metres (for the road model: the mean
+    /// displacement of the corrected roll-outs in their routes' frame).
     pub best_val_ade_m: Option<f64>,
     /// The base version's ADE on the same validation windows (the latest observed).
     pub base_val_ade_m: Option<f64>,
@@ -114,7 +221,7 @@ pub struct Learner {
     registry: Arc<Registry>,
     router: Arc<Router>,
     online: Arc<OnlineEval>,
-    observed: Observed,
+    task: Task,
     state: Mutex<State>,
     /// Test hook: the next round panics.
     #[cfg(test)]
@@ -146,14 +253,14 @@ impl Learner {
         registry: Arc<Registry>,
         router: Arc<Router>,
         online: Arc<OnlineEval>,
-        observed: Observed,
+        task: Task,
     ) -> Self {
         Self {
             config,
             registry,
             router,
             online,
-            observed,
+            task,
             state: Mutex::new(State::default()),
             #[cfg(test)]
             panic_next: std::sync::atomic::AtomicBool::new(false),
@@ -166,14 +273,19 @@ impl Learner {
 
     /// Windows observed so far (bounded).
     pub fn observed_windows(&self) -> usize {
-        self.observed.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.task.observed()
+    }
+
+    /// The model this learner trains.
+    pub fn model(&self) -> &'static str {
+        self.task.model()
     }
 
     /// The learner's state for the API.
     pub fn describe(&self) -> Value {
         let s = self.lock();
         json!({
-            "model": LEARNED_MODEL,
+            "model": self.model(),
             "running": s.running,
             "observed_windows": self.observed_windows(),
             "min_windows": self.config.min_windows,
@@ -185,22 +297,20 @@ impl Learner {
 
     /// Starts a round on its own thread; refused while one runs or without enough data.
     pub fn start_round(self: &Arc<Self>, req: RoundRequest) -> Result<Round, String> {
-        let windows: Vec<_> = {
-            let o = self.observed.lock().unwrap_or_else(|p| p.into_inner());
-            o.iter().skip(o.len().saturating_sub(self.config.max_windows)).cloned().collect()
-        };
+        let model = self.model();
+        let windows = self.task.batch(self.config.max_windows);
         if windows.len() < self.config.min_windows {
             return Err(format!(
-                "{} windows observed; a round needs at least {} (the scene makes one per agent every 0.4 s)",
+                "{} windows observed for {model:?}; a round needs at least {} (the scene makes one per track every 0.4 s)",
                 windows.len(),
                 self.config.min_windows
             ));
         }
         let base = self
             .router
-            .pinned(LEARNED_MODEL)
-            .or_else(|| self.registry.get(LEARNED_MODEL, None).ok().map(|l| l.version))
-            .ok_or_else(|| format!("model {LEARNED_MODEL:?} is not loaded"))?;
+            .pinned(model)
+            .or_else(|| self.registry.get(model, None).ok().map(|l| l.version))
+            .ok_or_else(|| format!("model {model:?} is not loaded"))?;
         let round = {
             let mut s = self.lock();
             if s.running {
@@ -247,11 +357,11 @@ impl Learner {
     }
 
     /// Notes a finished epoch on its round (bounded by the round's epoch count).
-    fn record_epoch(&self, id: u64, e: &EpochRecord) {
+    fn record_epoch(&self, id: u64, e: EpochProgress) {
         let mut s = self.lock();
         if let Some(r) = s.rounds.iter_mut().find(|r| r.id == id) {
             if r.progress.len() < r.epochs.max(1) {
-                r.progress.push(EpochProgress { epoch: e.epoch, train_loss: e.train_loss, val_ade_m: e.val_ade_m });
+                r.progress.push(e);
             }
         }
     }
@@ -283,69 +393,88 @@ impl Learner {
     /// metric series and online-error windows. Versions that were not learned (shipped in the
     /// repository) are never touched. Returns the versions retired.
     pub fn retire_old_versions(&self) -> Vec<u64> {
+        let model = self.model();
         let repo = self.registry.repository();
-        let Ok(on_disk) = repo.versions_on_disk(LEARNED_MODEL) else { return Vec::new() };
+        let Ok(on_disk) = repo.versions_on_disk(model) else { return Vec::new() };
         let learned: Vec<u64> =
-            on_disk.into_iter().filter(|v| repo.version_dir(LEARNED_MODEL, *v).is_ok_and(|d| is_learned(&d))).collect();
-        let in_use = self.router.versions_in_use(LEARNED_MODEL);
+            on_disk.into_iter().filter(|v| repo.version_dir(model, *v).is_ok_and(|d| is_learned(&d))).collect();
+        let in_use = self.router.versions_in_use(model);
         let old = learned.len().saturating_sub(self.config.keep_versions.max(1));
         let retire: Vec<u64> = learned[..old].iter().copied().filter(|v| !in_use.contains(v)).collect();
         if retire.is_empty() {
             return retire;
         }
         for v in &retire {
-            if let Ok(dir) = repo.version_dir(LEARNED_MODEL, *v) {
+            if let Ok(dir) = repo.version_dir(model, *v) {
                 if let Err(e) = std::fs::remove_dir_all(&dir) {
                     tracing::warn!(version = v, error = %e, "cannot delete a retired learned version");
                 }
             }
         }
-        if let Err(e) = self.registry.load(LEARNED_MODEL) {
+        if let Err(e) = self.registry.load(model) {
             tracing::warn!(error = %e, "reload after retiring learned versions failed");
         }
         for v in &retire {
-            self.registry.drop_series(LEARNED_MODEL, *v);
-            self.online.clear(LEARNED_MODEL, &v.to_string());
+            self.registry.drop_series(model, *v);
+            self.online.clear(model, &v.to_string());
         }
-        tracing::info!(retired = ?retire, keep = self.config.keep_versions, "old learned versions retired");
+        tracing::info!(model, retired = ?retire, keep = self.config.keep_versions, "old learned versions retired");
         retire
     }
 
     /// Trains, writes, loads and (optionally) offers the canary; writes nothing when no epoch
     /// beat the base on the latest windows.
-    fn run_round(&self, round: &Round, windows: Vec<SocialWindow>, seed: u64) -> Result<RoundOutcome, String> {
+    fn run_round(&self, round: &Round, windows: Batch, seed: u64) -> Result<RoundOutcome, String> {
         #[cfg(test)]
         assert!(!self.panic_next.swap(false, std::sync::atomic::Ordering::Relaxed), "injected panic");
         let started = Instant::now();
+        let model = self.model();
         let repo = self.registry.repository();
-        let base_dir = repo.version_dir(LEARNED_MODEL, round.base_version).map_err(|e| e.to_string())?;
-        let model_dir = repo.model_dir(LEARNED_MODEL).map_err(|e| e.to_string())?;
-        let config = fine_tune_config(round.epochs, seed);
-        tracing::info!(round = round.id, base = round.base_version, windows = windows.len(), "training round started");
+        let base_dir = repo.version_dir(model, round.base_version).map_err(|e| e.to_string())?;
+        let model_dir = repo.model_dir(model).map_err(|e| e.to_string())?;
+        tracing::info!(
+            model,
+            round = round.id,
+            base = round.base_version,
+            windows = windows.len(),
+            "training round started"
+        );
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(1)
             .thread_name(|_| "waypoint-learner-compute".into())
             .build()
             .map_err(|e| e.to_string())?;
-        let (trainer, report) = pool
-            .install(|| {
-                fine_tune(&base_dir, &[windows], &config, |e| {
-                    tracing::debug!(round = round.id, epoch = e.epoch, val_ade = e.val_ade_m, "epoch");
-                    self.record_epoch(round.id, e);
+        let trained = pool
+            .install(|| match windows {
+                Batch::People(w) => {
+                    let config = fine_tune_config(round.epochs, seed);
+                    fine_tune(&base_dir, &[w], &config, |e| {
+                        tracing::debug!(round = round.id, epoch = e.epoch, val_ade = e.val_ade_m, "epoch");
+                        let p = EpochProgress { epoch: e.epoch, train_loss: e.train_loss, val_ade_m: e.val_ade_m };
+                        self.record_epoch(round.id, p);
+                    })
+                    .map(|(t, r)| Trained::People(Box::new(t), r))
+                }
+                Batch::Road(w) => fine_tune_correction(&base_dir, &w, round.epochs, seed, |e| {
+                    tracing::debug!(round = round.id, epoch = e.epoch, val_m = e.val_m, "epoch");
+                    let p = EpochProgress { epoch: e.epoch, train_loss: e.train_m, val_ade_m: e.val_m };
+                    self.record_epoch(round.id, p);
                 })
+                .map(|(vm, r)| Trained::Road(vm, r)),
             })
             .map_err(|e| e.to_string())?;
-        if report.best_epoch == 0 {
+        if !trained.improved() {
             tracing::info!(
+                model,
                 round = round.id,
-                base_val_ade = ?report.start_val_ade_m,
-                best_val_ade = report.best_val_ade_m,
+                base_val = ?trained.base_val_m(),
+                best_val = trained.best_val_m(),
                 "training round: no epoch beat the base on the latest windows; no version written"
             );
             return Ok(RoundOutcome {
                 version: None,
-                best_val_ade_m: report.best_val_ade_m,
-                base_val_ade_m: report.start_val_ade_m,
+                best_val_ade_m: trained.best_val_m(),
+                base_val_ade_m: trained.base_val_m(),
                 seconds: started.elapsed().as_secs_f64(),
             });
         }
@@ -362,21 +491,20 @@ impl Learner {
         );
         // Keep serving the base while the new version loads: pin it unless a policy already
         // decides.
-        if self.router.pinned(LEARNED_MODEL).is_none() {
+        if self.router.pinned(model).is_none() {
             let _ = self.router.set(
-                LEARNED_MODEL,
+                model,
                 PolicySpec::Fixed { version: round.base_version.to_string() },
                 &self.registry,
                 &self.online,
             );
         }
-        let (version, _) =
-            write_version(&model_dir, &trainer, &report, source, &description).map_err(|e| e.to_string())?;
-        self.registry.load(LEARNED_MODEL).map_err(|e| e.to_string())?;
+        let version = trained.write(&model_dir, source, &description)?;
+        self.registry.load(model).map_err(|e| e.to_string())?;
         if round.canary {
             self.router
                 .set(
-                    LEARNED_MODEL,
+                    model,
                     PolicySpec::Canary {
                         incumbent: Some(round.base_version.to_string()),
                         candidate: version.to_string(),
@@ -388,11 +516,11 @@ impl Learner {
                 .map_err(|e| e.to_string())?;
         }
         self.retire_old_versions();
-        tracing::info!(round = round.id, version, best_val_ade = report.best_val_ade_m, "training round done");
+        tracing::info!(model, round = round.id, version, best_val = trained.best_val_m(), "training round done");
         Ok(RoundOutcome {
             version: Some(version),
-            best_val_ade_m: report.best_val_ade_m,
-            base_val_ade_m: report.start_val_ade_m,
+            best_val_ade_m: trained.best_val_m(),
+            base_val_ade_m: trained.base_val_m(),
             seconds: started.elapsed().as_secs_f64(),
         })
     }
@@ -413,10 +541,12 @@ mod tests {
     use crate::serving::repository::Repository;
     use std::time::Duration;
     use waypoint_models::trajectory::data::{SocialWindow, Window};
+    use waypoint_models::trajectory::road::RoadWindow;
 
-    fn learner(repo: &std::path::Path) -> Arc<Learner> {
-        let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/trajectory");
-        let dst = repo.join(LEARNED_MODEL);
+    /// Copies the shipped `model`'s config and versions 1 and 2 into `repo`.
+    fn copy_shipped(repo: &std::path::Path, model: &str) {
+        let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models").join(model);
+        let dst = repo.join(model);
         for entry in ["config.toml", "1/", "2/"] {
             let from = shipped.join(entry);
             if from.is_dir() {
@@ -430,6 +560,10 @@ mod tests {
                 std::fs::copy(&from, dst.join(entry)).unwrap();
             }
         }
+    }
+
+    fn learner(repo: &std::path::Path) -> Arc<Learner> {
+        copy_shipped(repo, LEARNED_MODEL);
         let registry = Arc::new(Registry::new(Repository::new(repo), Arc::new(Metrics::default())));
         registry.load(LEARNED_MODEL).unwrap();
         // Straight walks at a few speeds.
@@ -449,7 +583,7 @@ mod tests {
             registry,
             Arc::new(Router::default()),
             Arc::new(OnlineEval::default()),
-            Arc::new(Mutex::new(windows)),
+            Task::People(Arc::new(Mutex::new(windows))),
         ))
     }
 
@@ -486,5 +620,47 @@ mod tests {
         assert_eq!(l.registry.versions(LEARNED_MODEL).unwrap().1, vec![1, 2, 4]);
         assert!(!tmp.path().join("trajectory/3").exists());
         assert_eq!(l.router.versions_in_use(LEARNED_MODEL), vec![2, 4]);
+    }
+
+    /// The road model's learner fine-tunes the served version's correction on road windows and
+    /// offers the result as a canary against it (judged per class, as the road model's canaries
+    /// are); or, when no epoch beat the base on the latest windows, writes nothing.
+    #[test]
+    fn a_road_round_fine_tunes_the_correction_and_offers_a_canary() {
+        let tmp = tempfile::tempdir().unwrap();
+        copy_shipped(tmp.path(), LEARNED_ROAD_MODEL);
+        let registry = Arc::new(Registry::new(Repository::new(tmp.path()), Arc::new(Metrics::default())));
+        registry.load(LEARNED_ROAD_MODEL).unwrap();
+        let windows: VecDeque<RoadWindow> = waypoint_models::trajectory::road::sim_windows(6, 90.0).into();
+        assert!(windows.len() > 200, "{}", windows.len());
+        let config = LearnerConfig { epochs: 4, min_windows: 200, ..Default::default() };
+        let l = Arc::new(Learner::new(
+            config,
+            registry,
+            Arc::new(Router::default()),
+            Arc::new(OnlineEval::default()),
+            Task::Road(Arc::new(Mutex::new(windows))),
+        ));
+        assert_eq!(l.describe()["model"], LEARNED_ROAD_MODEL);
+        let r = wait_round(&l, l.start_round(RoundRequest::default()).unwrap().id);
+        assert_eq!(r.base_version, 2, "the newest serves");
+        let (base, best) = (r.base_val_ade_m.unwrap(), r.best_val_ade_m.unwrap());
+        assert!(!r.progress.is_empty() && r.progress.len() <= 4, "{r:?}");
+        match r.status.as_str() {
+            "done" => {
+                assert!(best < base, "{r:?}");
+                assert_eq!(r.new_version, Some(3));
+                let dir = tmp.path().join("trajectory_road/3");
+                assert!(dir.join(CORRECTION_FILE).is_file() && is_learned(&dir), "{r:?}");
+                assert_eq!(l.registry.versions(LEARNED_ROAD_MODEL).unwrap().1, vec![1, 2, 3]);
+                assert_eq!(l.router.versions_in_use(LEARNED_ROAD_MODEL), vec![2, 3]);
+            }
+            "no_improvement" => {
+                assert!(best >= base - 1e-12 && r.new_version.is_none(), "{r:?}");
+                assert!(!tmp.path().join("trajectory_road/3").exists());
+            }
+            other => panic!("round {other}: {r:?}"),
+        }
+        eprintln!("road round: {} base {base:.3} m, best {best:.3} m", r.status);
     }
 }

@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use futures_util::future::join_all;
 use waypoint_models::trajectory::data::{SocialWindow, Window};
 use waypoint_models::trajectory::kalman::KalmanCv;
+use waypoint_models::trajectory::road::{RoadClass, RoadWindow};
 use waypoint_models::trajectory::tcn::{MAX_NBRS, NBR_RADIUS_M};
 use waypoint_models::trajectory::ConstantVelocity;
 use waypoint_models::trajectory::{OBS_STEPS, PRED_STEPS, STEP_SECS};
@@ -30,7 +31,7 @@ use waypoint_protocol::convert::StreamItem;
 use waypoint_protocol::{Bulk, PredictionsMsg, ServerMessage, StreamName, LIVE_MODES};
 use waypoint_sim::AgentKind;
 
-use crate::lifecycle::learner::{Observed, OBSERVED_WINDOWS};
+use crate::lifecycle::learner::{Observed, ObservedRoad, OBSERVED_WINDOWS};
 use crate::lifecycle::online::{Feed, Subject, JUMP_M};
 use crate::live::Context;
 use crate::serving::registry::LoadedVersion;
@@ -92,14 +93,28 @@ impl Ego {
     }
 }
 
+/// Appends `items` to a learner's bounded store, dropping the oldest beyond [`OBSERVED_WINDOWS`].
+fn keep_latest<T>(store: &Mutex<VecDeque<T>>, items: Vec<T>) {
+    if items.is_empty() {
+        return;
+    }
+    let mut o = store.lock().unwrap_or_else(|p| p.into_inner());
+    o.extend(items);
+    let excess = o.len().saturating_sub(OBSERVED_WINDOWS);
+    o.drain(..excess);
+}
+
 /// Per-subject position histories sampled every [`STEP_SECS`].
 #[derive(Debug)]
 pub struct Predictor {
     ctx: Context,
     feed: Feed,
     histories: BTreeMap<u32, VecDeque<[f32; 2]>>,
+    /// The vehicle's own `neighbours` row at each of the last 8 + 12 steps (none: unknown).
+    ego_history: VecDeque<Option<[f32; 4]>>,
     next_sample_secs: f64,
     observed: Observed,
+    observed_road: ObservedRoad,
 }
 
 /// One inference request of a prediction round: a version and the subjects (indices) it predicts.
@@ -130,19 +145,28 @@ impl Predictor {
             ctx,
             feed,
             histories: BTreeMap::new(),
+            ego_history: VecDeque::new(),
             next_sample_secs: 0.0,
             observed: Arc::new(Mutex::new(VecDeque::new())),
+            observed_road: Arc::new(Mutex::new(VecDeque::new())),
         }
     }
 
-    /// The observed windows (for the continuous learner).
+    /// The observed windows (for the continuous learner of the people's model).
     pub fn observed(&self) -> Observed {
         self.observed.clone()
+    }
+
+    /// The observed windows of tracks taken for vehicles and cyclists (for the continuous
+    /// learner of the road model).
+    pub fn observed_road(&self) -> ObservedRoad {
+        self.observed_road.clone()
     }
 
     /// Forgets every history (after a reset).
     pub fn clear(&mut self) {
         self.histories.clear();
+        self.ego_history.clear();
         self.next_sample_secs = 0.0;
     }
 
@@ -158,12 +182,15 @@ impl Predictor {
         }
         self.next_sample_secs = t_secs + STEP_SECS - 1e-6;
         self.histories.retain(|id, _| samples.iter().any(|s| s.id == *id));
+        self.ego_history.push_back(ego.map(Ego::row));
+        while self.ego_history.len() > OBS_STEPS + PRED_STEPS {
+            self.ego_history.pop_front();
+        }
         let completed = self.extend_histories(samples);
         if self.feed == Feed::Tracks && !completed.is_empty() {
-            let mut o = self.observed.lock().unwrap_or_else(|p| p.into_inner());
-            o.extend(completed);
-            let excess = o.len().saturating_sub(OBSERVED_WINDOWS);
-            o.drain(..excess);
+            let road = self.road_windows(samples, t_secs);
+            keep_latest(&self.observed, completed);
+            keep_latest(&self.observed_road, road);
         }
         let mut round = Round {
             feed: self.feed,
@@ -246,6 +273,41 @@ impl Predictor {
             completed.push(SocialWindow { window: as_learned(self.feed, w), neighbours });
         }
         completed
+    }
+
+    /// The road model's training windows completed at this step: each full history of a track
+    /// taken for a vehicle or cyclist, as served (not smoothed), with the other tracks and the
+    /// vehicle itself within the road model's reach at its last observed step, and that step's
+    /// scene time (for the signal).
+    fn road_windows(&self, samples: &[Sample], t_secs: f64) -> Vec<RoadWindow> {
+        let window = OBS_STEPS + PRED_STEPS;
+        let at = |h: &VecDeque<[f32; 2]>, back: usize| h.len().checked_sub(back + 1).map(|i| h[i]);
+        let ego = self.ego_history.len().checked_sub(PRED_STEPS + 1).and_then(|i| self.ego_history[i]);
+        let mut out = Vec::new();
+        for s in samples {
+            let class = match s.class {
+                Some(AgentKind::Vehicle) => RoadClass::Vehicle,
+                Some(AgentKind::Cyclist) => RoadClass::Cyclist,
+                _ => continue,
+            };
+            let Some(h) = self.histories.get(&s.id).filter(|h| h.len() == window) else { continue };
+            let obs: [[f32; 2]; OBS_STEPS] = std::array::from_fn(|k| h[k]);
+            let fut: [[f32; 2]; PRED_STEPS] = std::array::from_fn(|k| h[OBS_STEPS + k]);
+            let others = self
+                .histories
+                .iter()
+                .filter(|(other, _)| **other != s.id)
+                .filter_map(|(_, o)| {
+                    let (prev, last) = (at(o, PRED_STEPS + 1)?, at(o, PRED_STEPS)?);
+                    Some([prev[0], prev[1], last[0], last[1]])
+                })
+                .chain(ego);
+            let mut others = within_reach(obs[OBS_STEPS - 1], others, ROAD_REACH_M);
+            others.truncate(ROAD_MAX_OTHERS);
+            let t_last = t_secs - PRED_STEPS as f64 * STEP_SECS;
+            out.push(RoadWindow { class, trip: (0, s.id, 0), t_secs: t_last, others, obs, fut });
+        }
+        out
     }
 
     /// Groups the subjects by the model version that serves them (each subject's model in

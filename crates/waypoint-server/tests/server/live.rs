@@ -213,5 +213,54 @@ async fn the_live_stack_runs_on_served_versions_and_a_detection_canary_reaches_a
     assert_eq!(last["action"], "promote", "{last:#}");
     assert_eq!(r["version"], "1");
     eprintln!("sensor health canary: {}", last["detail"]);
+    // Continuous learning of the road model: its learner has the windows of the tracks taken for
+    // vehicles and cyclists; a round fine-tunes the serving version's correction and offers it
+    // as a canary judged per class of road user (or writes nothing when no epoch beat the base).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let l = get_json(&server, "/api/v1/learning?model=trajectory_road").await;
+        assert_eq!(l["model"], "trajectory_road", "{l}");
+        if l["observed_windows"].as_u64().unwrap() >= 500 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{l}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let post = |model: &str, body: Value| {
+        let url = format!("http://{}/api/v1/models/{model}/train", server.addr);
+        async move { reqwest::Client::new().post(url).json(&body).send().await.unwrap() }
+    };
+    assert_eq!(post("fusion", json!({})).await.status(), 400);
+    let resp = reqwest::get(format!("http://{}/api/v1/learning?model=fusion", server.addr)).await.unwrap();
+    assert_eq!(resp.status(), 404);
+    let resp = post("trajectory_road", json!({"epochs": 10, "canary": true, "seed": 1})).await;
+    assert_eq!(resp.status(), 202);
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let done = loop {
+        let l = get_json(&server, "/api/v1/learning?model=trajectory_road").await;
+        let r = l["rounds"][0].clone();
+        if r["status"] != "running" {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "{l}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    eprintln!("road learning round: {done}");
+    assert_eq!(done["base_version"], 2, "{done}");
+    let (base, best) = (done["base_val_ade_m"].as_f64().unwrap(), done["best_val_ade_m"].as_f64().unwrap());
+    if done["status"] == "done" {
+        assert!(best < base, "{done}");
+        let v = done["new_version"].as_u64().unwrap().to_string();
+        let r = get_json(&server, "/api/v1/models/trajectory_road/routing").await;
+        assert_eq!(
+            (r["policy"].as_str(), r["incumbent"].as_str(), r["candidate"].as_str()),
+            (Some("canary"), Some("2"), Some(v.as_str())),
+            "{r:#}"
+        );
+        assert!(r["judged_on"].as_str().unwrap().contains("per class of road user"), "{r:#}");
+    } else {
+        assert_eq!(done["status"], "no_improvement", "{done}");
+        assert!(best >= base - 1e-12, "{done}");
+    }
     server.stop().await;
 }
