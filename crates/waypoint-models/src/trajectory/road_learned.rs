@@ -217,6 +217,14 @@ pub struct CorrectionReport {
     pub best_epoch: usize,
     pub best_val_m: f64,
     pub epochs: Vec<CorrectionEpoch>,
+    /// Fine-tuning: the validation loss per class (vehicle, cyclist) at the start and with the
+    /// best epoch; a class that got worse beyond 5 % keeps the start (`best_epoch` 0).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub val_class_start_m: Vec<Option<f64>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub val_class_best_m: Vec<Option<f64>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub val_class_rows: Vec<usize>,
 }
 
 type Row = ([f32; N_FEATURES], [f32; N_OUT]);
@@ -277,11 +285,7 @@ pub fn train_correction_from(
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
     let net = mlp(&vb).map_err(cerr)?;
     // The last layer starts at zero: no correction.
-    for (name, var) in varmap.data().lock().map_err(|_| ModelError::Internal("poisoned varmap".into()))?.iter() {
-        if name.starts_with("l3.") {
-            var.set(&var.as_tensor().zeros_like().map_err(cerr)?).map_err(cerr)?;
-        }
-    }
+    zero_last_layer(&varmap)?;
     if let Some(path) = init {
         let mut vm = varmap.clone();
         vm.load(path).map_err(|e| ModelError::Load(format!("{}: {e}", path.display())))?;
@@ -339,8 +343,39 @@ pub fn train_correction_from(
         best_epoch,
         best_val_m,
         epochs,
+        val_class_start_m: Vec::new(),
+        val_class_best_m: Vec::new(),
+        val_class_rows: Vec::new(),
     };
     Ok((varmap, report))
+}
+
+/// Validation windows a class needs before a fine-tuning round may be held back for it.
+const MIN_CLASS_VAL_ROWS: usize = 30;
+
+/// Sets the last layer to zero (no correction).
+fn zero_last_layer(varmap: &VarMap) -> Result<(), ModelError> {
+    for (name, var) in varmap.data().lock().map_err(|_| ModelError::Internal("poisoned varmap".into()))?.iter() {
+        if name.starts_with("l3.") {
+            var.set(&var.as_tensor().zeros_like().map_err(cerr)?).map_err(cerr)?;
+        }
+    }
+    Ok(())
+}
+
+/// The validation loss of each group of rows (none for an empty group).
+fn class_losses(net: &[candle_nn::Linear; 3], groups: &[Vec<Row>]) -> Result<Vec<Option<f64>>, ModelError> {
+    groups
+        .iter()
+        .map(|rows| {
+            if rows.is_empty() {
+                return Ok(None);
+            }
+            let (x, y) = tensors(rows).map_err(cerr)?;
+            let l = loss(net, &x, &y).and_then(|l| l.to_scalar::<f32>()).map_err(cerr)?;
+            Ok(Some(f64::from(l)))
+        })
+        .collect()
 }
 
 /// A trained correction's weights, to be written into a version directory.
@@ -387,8 +422,32 @@ pub fn fine_tune_correction(
     let base = base_version_dir.join(CORRECTION_FILE);
     let init = base.is_file().then_some(base.as_path());
     let cfg = CorrectionConfig { epochs: epochs.max(1), learning_rate: 1e-4, seed, ..CorrectionConfig::default() };
+    // Each class's validation loss with the base correction, before training.
+    let by_class: Vec<Vec<Row>> = (0..2).map(|c| val.iter().filter(|r| r.0[c] == 1.0).copied().collect()).collect();
+    let base_net = VarMap::new();
+    let base_class_m = {
+        let net = mlp(&VarBuilder::from_varmap(&base_net, DType::F32, &Device::Cpu)).map_err(cerr)?;
+        match init {
+            Some(path) => {
+                let mut vm = base_net.clone();
+                vm.load(path).map_err(|e| ModelError::Load(format!("{}: {e}", path.display())))?;
+            }
+            None => zero_last_layer(&base_net)?,
+        }
+        class_losses(&net, &by_class)?
+    };
     let (varmap, mut report) = train_correction_from(init, train, val, &cfg, progress)?;
-    if report.best_val_m >= report.val_uncorrected_m {
+    let net = mlp(&VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu)).map_err(cerr)?;
+    let tuned_class_m = class_losses(&net, &by_class)?;
+    // A class with enough validation windows that the tuned correction serves worse than the
+    // base (by more than the canary's 5 % margin) keeps the base: the canary would roll it back.
+    let hurts_a_class = base_class_m.iter().zip(&tuned_class_m).zip(&by_class).any(|((b, t), rows)| {
+        rows.len() >= MIN_CLASS_VAL_ROWS && matches!((b, t), (Some(b), Some(t)) if *t > b * 1.05)
+    });
+    report.val_class_start_m = base_class_m;
+    report.val_class_best_m = tuned_class_m;
+    report.val_class_rows = by_class.iter().map(Vec::len).collect();
+    if report.best_val_m >= report.val_uncorrected_m || hurts_a_class {
         if let Some(path) = init {
             let mut vm = varmap.clone();
             vm.load(path).map_err(|e| ModelError::Load(format!("{}: {e}", path.display())))?;
@@ -475,6 +534,16 @@ mod tests {
             "{from_none:?} {from_base:?}"
         );
         assert!(from_base.best_val_m <= from_base.val_uncorrected_m, "{from_base:?}");
+        // Per class (vehicle, cyclist): reported, and a kept epoch hurts neither beyond 5 %.
+        assert_eq!((from_base.val_class_start_m.len(), from_base.val_class_best_m.len()), (2, 2));
+        if from_base.best_epoch != 0 {
+            let r = &from_base;
+            for ((b, t), n) in r.val_class_start_m.iter().zip(&r.val_class_best_m).zip(&r.val_class_rows) {
+                if let (Some(b), Some(t), true) = (b, t, *n >= MIN_CLASS_VAL_ROWS) {
+                    assert!(*t <= b * 1.05, "{r:?}");
+                }
+            }
+        }
         let dir = std::env::temp_dir().join(format!("waypoint-road-finetune-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         tuned.save(&dir.join(CORRECTION_FILE)).unwrap();

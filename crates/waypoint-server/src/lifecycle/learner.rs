@@ -125,6 +125,22 @@ impl Trained {
         }
     }
 
+    fn val_by_class(&self) -> Option<Value> {
+        match self {
+            Trained::People(..) => None,
+            Trained::Road(_, r) => {
+                let class = |i: usize| {
+                    json!({
+                        "base_m": r.val_class_start_m.get(i).copied().flatten(),
+                        "best_m": r.val_class_best_m.get(i).copied().flatten(),
+                        "windows": r.val_class_rows.get(i),
+                    })
+                };
+                Some(json!({"vehicle": class(0), "cyclist": class(1)}))
+            }
+        }
+    }
+
     fn write(&self, model_dir: &std::path::Path, source: Value, description: &str) -> Result<u64, String> {
         let written = match self {
             Trained::People(t, r) => write_version(model_dir, t, r, source, description),
@@ -192,6 +208,11 @@ pub struct Round {
     pub best_val_ade_m: Option<f64>,
     /// The base version's ADE on the same validation windows (the latest observed).
     pub base_val_ade_m: Option<f64>,
+    /// The road model's rounds: per class of road user, the validation loss of the base and of
+    /// the best epoch and the validation windows (a class made worse by more than 5 % keeps
+    /// the base).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub val_by_class: Option<Value>,
     pub seconds: Option<f64>,
     pub canary: bool,
     pub error: Option<String>,
@@ -328,6 +349,7 @@ impl Learner {
                 new_version: None,
                 best_val_ade_m: None,
                 base_val_ade_m: None,
+                val_by_class: None,
                 seconds: None,
                 canary: req.canary.unwrap_or(self.config.auto_canary),
                 error: None,
@@ -377,6 +399,7 @@ impl Learner {
                     r.new_version = o.version;
                     r.best_val_ade_m = Some(o.best_val_ade_m);
                     r.base_val_ade_m = o.base_val_ade_m;
+                    r.val_by_class = o.val_by_class;
                     r.seconds = Some(o.seconds);
                 }
                 Err(e) => {
@@ -475,6 +498,7 @@ impl Learner {
                 version: None,
                 best_val_ade_m: trained.best_val_m(),
                 base_val_ade_m: trained.base_val_m(),
+                val_by_class: trained.val_by_class(),
                 seconds: started.elapsed().as_secs_f64(),
             });
         }
@@ -521,6 +545,7 @@ impl Learner {
             version: Some(version),
             best_val_ade_m: trained.best_val_m(),
             base_val_ade_m: trained.base_val_m(),
+            val_by_class: trained.val_by_class(),
             seconds: started.elapsed().as_secs_f64(),
         })
     }
@@ -531,6 +556,7 @@ struct RoundOutcome {
     version: Option<u64>,
     best_val_ade_m: f64,
     base_val_ade_m: Option<f64>,
+    val_by_class: Option<Value>,
     seconds: f64,
 }
 
@@ -646,6 +672,20 @@ mod tests {
         assert_eq!(r.base_version, 2, "the newest serves");
         let (base, best) = (r.base_val_ade_m.unwrap(), r.best_val_ade_m.unwrap());
         assert!(!r.progress.is_empty() && r.progress.len() <= 4, "{r:?}");
+        // Each class's validation loss, base and best, is reported with the round (for a class
+        // with validation windows).
+        let classes = r.val_by_class.clone().unwrap();
+        let mut windows = 0;
+        for c in ["vehicle", "cyclist"] {
+            let n = classes[c]["windows"].as_u64().unwrap();
+            assert_eq!(
+                n > 0,
+                classes[c]["base_m"].as_f64().is_some() && classes[c]["best_m"].as_f64().is_some(),
+                "{classes}"
+            );
+            windows += n;
+        }
+        assert!(windows > 0, "{classes}");
         match r.status.as_str() {
             "done" => {
                 assert!(best < base, "{r:?}");
