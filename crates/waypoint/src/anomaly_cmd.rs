@@ -97,7 +97,7 @@ fn eval_folds(corpus: &[waypoint_models::anomaly::nab::Series], json: bool) -> R
         return Ok(());
     }
     println!(
-        "{:<24} {:>6} {:>7} {:>6} {:>7} {:>7} {:>7} {:>10} {:>9} {:>4} {:>4} {:>4}",
+        "{:<24} {:>6} {:>7} {:>6} {:>7} {:>7} {:>7} {:>8} {:>10} {:>9} {:>4} {:>4} {:>4}",
         "held-out category",
         "series",
         "windows",
@@ -105,6 +105,7 @@ fn eval_folds(corpus: &[waypoint_models::anomaly::nab::Series], json: bool) -> R
         "refract",
         "short",
         "shapes",
+        "discount",
         "train std",
         "threshold",
         "TP",
@@ -113,7 +114,7 @@ fn eval_folds(corpus: &[waypoint_models::anomaly::nab::Series], json: bool) -> R
     );
     for f in &r.folds {
         println!(
-            "{:<24} {:>6} {:>7} {:>6.2} {:>7} {:>7} {:>7} {:>10.1} {:>9.4} {:>4} {:>4} {:>4}",
+            "{:<24} {:>6} {:>7} {:>6.2} {:>7} {:>7} {:>7} {:>8.1} {:>10.1} {:>9.4} {:>4} {:>4} {:>4}",
             f.category,
             f.series,
             f.windows,
@@ -121,6 +122,7 @@ fn eval_folds(corpus: &[waypoint_models::anomaly::nab::Series], json: bool) -> R
             f.chosen.refractory,
             f.chosen.short_window,
             f.chosen.shape_memory,
+            f.chosen.level_discount,
             f.chosen_train_standard,
             f.thresholds[0],
             f.tp[0],

@@ -50,6 +50,10 @@ pub struct DetectorConfig {
     pub shape_stride: usize,
     /// Nearest past shapes averaged.
     pub shape_k: usize,
+    /// Standard units the level evidence is discounted by once the shape evidence scores (a
+    /// level change the shape memory has seen before, a daily step, counts for less).
+    #[serde(default)]
+    pub level_discount: f64,
 }
 
 /// Shape distances are floored at this fraction of the range.
@@ -66,14 +70,15 @@ impl Default for DetectorConfig {
             likelihood_rate: 0.002,
             short_window: 10,
             warmup: 50,
-            refractory: 200,
-            alarm_level: 0.12,
+            refractory: 100,
+            alarm_level: 0.11,
             refractory_cap: 0.0,
             single_sample_margin: 3.0,
             shape_segment: 4,
             shape_memory: 256,
             shape_stride: 4,
             shape_k: 3,
+            level_discount: 2.0,
         }
     }
 }
@@ -219,6 +224,9 @@ impl Detector {
         self.last_z = [z, 0.0];
         if self.n as usize >= w {
             self.last_z[1] = self.shape_z(x);
+            if self.shapes.len() / SHAPE_DIMS >= c.shape_k.max(16) {
+                z -= c.level_discount;
+            }
             z = z.max(self.last_z[1]);
         } else {
             self.lo = self.lo.min(x);

@@ -13,7 +13,7 @@ use crate::tensor::{Tensor, TensorData};
 use crate::ModelError;
 
 /// Default alarm threshold of the served detector: the default alarm level, chosen on NAB.
-pub const DEFAULT_THRESHOLD: f64 = 0.12;
+pub const DEFAULT_THRESHOLD: f64 = 0.11;
 
 /// Serves the streaming detector.
 #[derive(Debug, Default)]

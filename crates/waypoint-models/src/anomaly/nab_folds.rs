@@ -10,8 +10,8 @@ use super::nab::{corpus_score, detect_all, evaluate, Series, PROFILES};
 use super::DetectorConfig;
 
 /// The settings scanned in each fold: the alarm level, the refractory period, the short-term
-/// average and the shape memory (the constants that were chosen by looking at the data), around
-/// the defaults.
+/// average, the shape memory and the level evidence's discount (the constants that were chosen
+/// by looking at the data), around the defaults.
 pub fn settings_grid() -> Vec<DetectorConfig> {
     let base = DetectorConfig::default();
     let mut grid = Vec::new();
@@ -19,7 +19,16 @@ pub fn settings_grid() -> Vec<DetectorConfig> {
         for refractory in [100, 200, 300] {
             for short_window in [5, 10, 20] {
                 for shape_memory in [128, 256] {
-                    grid.push(DetectorConfig { alarm_level, refractory, short_window, shape_memory, ..base });
+                    for level_discount in [0.0, 1.0, 2.0] {
+                        grid.push(DetectorConfig {
+                            alarm_level,
+                            refractory,
+                            short_window,
+                            shape_memory,
+                            level_discount,
+                            ..base
+                        });
+                    }
                 }
             }
         }
