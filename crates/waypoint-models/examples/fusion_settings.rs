@@ -7,7 +7,7 @@
 //! ```
 use waypoint_models::fusion::ekf::EkfConfig;
 use waypoint_models::fusion::eval::synthetic_rmse;
-use waypoint_models::fusion::imm::{ImmConfig, ModeConfig};
+use waypoint_models::fusion::imm::{ImmConfig, ModeConfig, SETTINGS_SEEDS};
 use waypoint_models::fusion::synthetic::MotionKind;
 use waypoint_models::fusion::ukf::UkfConfig;
 
@@ -18,7 +18,7 @@ fn main() {
             let (a, b) = a.split_once('-')?;
             Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?))
         })
-        .unwrap_or((1, 10));
+        .unwrap_or((*SETTINGS_SEEDS.start(), *SETTINGS_SEEDS.end()));
     let seeds: Vec<u64> = (lo..=hi).collect();
     let base = UkfConfig::default();
     let ctrv = |a: f64, y: f64| ModeConfig::Ctrv(UkfConfig { std_accel_mps2: a, std_yaw_accel_rps2: y, ..base });

@@ -68,7 +68,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
 /// The simulated logs: UKF, EKF and IMM per kind of motion.
 fn eval_fusion_synthetic(a: &FusionArgs) -> Result<()> {
     let seeds = crate::road_cmd::seeds_of(&a.seeds)?;
-    let tuned: Vec<u64> = seeds.iter().copied().filter(|s| (1..=10).contains(s)).collect();
+    let tuned: Vec<u64> = seeds.iter().copied().filter(|s| fusion::imm::SETTINGS_SEEDS.contains(s)).collect();
     let imm = ImmConfig::default();
     let rows: Vec<(fusion::synthetic::MotionKind, [[f64; 4]; 3])> = fusion::synthetic::MotionKind::ALL
         .into_iter()
@@ -83,9 +83,12 @@ fn eval_fusion_synthetic(a: &FusionArgs) -> Result<()> {
     }
     println!("simulated logs, {} seeds per kind of motion; mean RMSE [px, py, vx, vy]", seeds.len());
     if tuned.is_empty() {
-        println!("held out: the IMM's settings were chosen on seeds 1-10");
+        println!("held out: the IMM's settings were chosen on seeds {:?}", fusion::imm::SETTINGS_SEEDS);
     } else {
-        println!("IN-SAMPLE seeds {tuned:?}: the IMM's settings were chosen on seeds 1-10");
+        println!(
+            "IN-SAMPLE seeds {tuned:?}: the IMM's settings were chosen on seeds {:?}",
+            fusion::imm::SETTINGS_SEEDS
+        );
     }
     for (kind, [u, e, i]) in &rows {
         println!("{}", kind.name());

@@ -33,6 +33,10 @@ pub enum ModeConfig {
     ConstantVelocity(EkfConfig),
 }
 
+/// The seeds of the simulated logs ([`super::synthetic`]) the default settings were chosen on;
+/// figures on them are in-sample.
+pub const SETTINGS_SEEDS: std::ops::RangeInclusive<u64> = 1..=10;
+
 /// IMM settings.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ImmConfig {

@@ -15,6 +15,7 @@ pub mod kalman;
 pub mod model;
 pub mod onnx_export;
 pub mod road;
+pub mod road_fit;
 pub mod road_learned;
 pub mod road_model;
 pub mod tcn;

@@ -287,8 +287,7 @@ pub fn train_correction_from(
     // The last layer starts at zero: no correction.
     zero_last_layer(&varmap)?;
     if let Some(path) = init {
-        let mut vm = varmap.clone();
-        vm.load(path).map_err(|e| ModelError::Load(format!("{}: {e}", path.display())))?;
+        load_into(&varmap, path)?;
     }
     let (vx, vy) = tensors(val).map_err(cerr)?;
     let val_loss = |net: &[candle_nn::Linear; 3]| -> Result<f64, ModelError> {
@@ -352,6 +351,12 @@ pub fn train_correction_from(
 
 /// Validation windows a class needs before a fine-tuning round may be held back for it.
 const MIN_CLASS_VAL_ROWS: usize = 30;
+
+/// Sets the variables of `varmap` (shared: a clone is the same variables) from the weight file
+/// at `path`.
+fn load_into(varmap: &VarMap, path: &Path) -> Result<(), ModelError> {
+    varmap.clone().load(path).map_err(|e| ModelError::Load(format!("{}: {e}", path.display())))
+}
 
 /// Sets the last layer to zero (no correction).
 fn zero_last_layer(varmap: &VarMap) -> Result<(), ModelError> {
@@ -428,10 +433,7 @@ pub fn fine_tune_correction(
     let base_class_m = {
         let net = mlp(&VarBuilder::from_varmap(&base_net, DType::F32, &Device::Cpu)).map_err(cerr)?;
         match init {
-            Some(path) => {
-                let mut vm = base_net.clone();
-                vm.load(path).map_err(|e| ModelError::Load(format!("{}: {e}", path.display())))?;
-            }
+            Some(path) => load_into(&base_net, path)?,
             None => zero_last_layer(&base_net)?,
         }
         class_losses(&net, &by_class)?
@@ -449,8 +451,7 @@ pub fn fine_tune_correction(
     report.val_class_rows = by_class.iter().map(Vec::len).collect();
     if report.best_val_m >= report.val_uncorrected_m || hurts_a_class {
         if let Some(path) = init {
-            let mut vm = varmap.clone();
-            vm.load(path).map_err(|e| ModelError::Load(format!("{}: {e}", path.display())))?;
+            load_into(&varmap, path)?;
         }
         report.best_epoch = 0;
         report.best_val_m = report.val_uncorrected_m;

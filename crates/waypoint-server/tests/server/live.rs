@@ -233,6 +233,8 @@ async fn the_live_stack_runs_on_served_versions_and_a_detection_canary_reaches_a
     assert_eq!(post("fusion", json!({})).await.status(), 400);
     let resp = reqwest::get(format!("http://{}/api/v1/learning?model=fusion", server.addr)).await.unwrap();
     assert_eq!(resp.status(), 404);
+    let resp = reqwest::get(format!("http://{}/api/v1/learning?nope=1", server.addr)).await.unwrap();
+    assert_eq!(resp.status(), 400);
     let resp = post("trajectory_road", json!({"epochs": 10, "canary": true, "seed": 1})).await;
     assert_eq!(resp.status(), 202);
     let deadline = Instant::now() + Duration::from_secs(180);
