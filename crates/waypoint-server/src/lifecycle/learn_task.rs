@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use serde::Serialize;
 use serde_json::{json, Value};
 use waypoint_models::trajectory::data::SocialWindow;
 use waypoint_models::trajectory::finetune::{fine_tune, fine_tune_config, write_version, write_version_with};
@@ -16,8 +17,6 @@ use waypoint_models::trajectory::road_learned::{
 };
 use waypoint_models::trajectory::tcn::{TrainReport, Trainer};
 use waypoint_models::ModelError;
-
-use crate::lifecycle::learner::EpochProgress;
 
 /// Windows of observed motion kept for the continuous learner.
 pub const OBSERVED_WINDOWS: usize = 20_000;
@@ -163,4 +162,12 @@ impl Trained {
         };
         written.map(|(v, _)| v).map_err(|e| e.to_string())
     }
+}
+
+/// One finished epoch of a round.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct EpochProgress {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub val_ade_m: f64,
 }

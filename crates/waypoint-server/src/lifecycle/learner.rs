@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 
 use crate::lifecycle::learn_task::Batch;
 pub use crate::lifecycle::learn_task::{
-    Observed, ObservedRoad, Task, LEARNED_MODEL, LEARNED_ROAD_MODEL, OBSERVED_WINDOWS,
+    EpochProgress, Observed, ObservedRoad, Task, LEARNED_MODEL, LEARNED_ROAD_MODEL, OBSERVED_WINDOWS,
 };
 
 use crate::lifecycle::online::OnlineEval;
@@ -93,14 +93,6 @@ pub struct Round {
     pub error: Option<String>,
     /// The epochs done so far, as they finish (the dashboard draws the loss curve from them).
     pub progress: Vec<EpochProgress>,
-}
-
-/// One finished epoch of a round.
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct EpochProgress {
-    pub epoch: usize,
-    pub train_loss: f64,
-    pub val_ade_m: f64,
 }
 
 #[derive(Debug, Default)]
