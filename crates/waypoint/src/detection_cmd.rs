@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use waypoint_models::detection::classifier::Classifier;
 use waypoint_models::detection::eval_kitti::{self, KittiTally, REFERENCE_3D_AP};
 use waypoint_models::detection::eval_sim::{self, SimReport};
-use waypoint_models::detection::kitti_export::{export, ExportOptions};
+use waypoint_models::detection::kitti_export::{export, exported_seed, ExportOptions};
 use waypoint_models::detection::model::CLASSIFIER_FILE;
 use waypoint_models::detection::segment::SegmentConfig;
 use waypoint_models::detection::train::{train_version, TrainOptions};
@@ -223,9 +223,16 @@ fn eval_kitti(det: &LidarDetector, dir: &Path, a: &EvalDetectionArgs) -> Result<
         tally.add(&f);
     }
     let r = tally.finish();
-    let (seen, seen_line) = in_sample_note(&ids, |id| {
-        DEV_KITTI_FRAMES.contains(&id.as_str()).then_some("fitted to while developing the detector's rules")
-    });
+    // Frames exported from a simulated scene are in-sample by their seed; KITTI's own by id.
+    let (seen, seen_line) = match exported_seed(dir)? {
+        Some(seed) => {
+            let (seen, line) = in_sample_note(&ids, |_| seed_in_sample(seed));
+            (seen, format!("simulated from seed {seed}; {line}"))
+        }
+        None => in_sample_note(&ids, |id| {
+            DEV_KITTI_FRAMES.contains(&id.as_str()).then_some("fitted to while developing the detector's rules")
+        }),
+    };
     if a.json {
         let out = json!({"frames": r.frames, "per_class": r.per_class, "fp_per_frame": r.fp_per_frame,
                          "ms_per_frame": r.ms_per_frame, "min_score": a.min_score, "png_dir": a.png_dir,

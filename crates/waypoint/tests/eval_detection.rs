@@ -123,6 +123,11 @@ fn simulated_sweeps_exported_as_kitti_are_read_matched_and_drawn() {
     assert!(labelled[0] >= 4, "vehicles in view: {labelled:?}");
     assert!(said.contains(&format!("{} vehicles", labelled[0])), "{said}");
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    // Seed 500 (the default) was looked at while tuning: every exported frame is in-sample by
+    // its seed, not by its file name.
+    let seen = r["in_sample"].as_array().expect("in_sample");
+    assert_eq!(seen.len(), 5, "{r}");
+    assert!(seen.iter().all(|s| s["why"].as_str().unwrap().starts_with("looked at while tuning")), "{r}");
     // Every label is found or missed, and the verdicts on the detections add up to the counts.
     let frames = r["frames"].as_array().unwrap();
     assert_eq!(frames.len(), 5, "{r}");
@@ -166,4 +171,43 @@ fn export_kitti_refuses_bad_arguments() {
     assert!(!zero.status.success() && String::from_utf8_lossy(&zero.stderr).contains("--frames"));
     assert!(!onto_file.status.success());
     assert!(String::from_utf8_lossy(&onto_file.stderr).contains("is not a directory"), "{onto_file:?}");
+}
+
+#[test]
+fn exported_frames_are_judged_in_or_out_of_sample_by_their_seed() {
+    let dir = std::env::temp_dir().join(format!("waypoint-kitti-seed-{}", std::process::id()));
+    let os = |s: &str| std::ffi::OsString::from(s);
+    waypoint(&[
+        &os("export-kitti"),
+        &os("--seed"),
+        &os("9001"),
+        &os("--frames"),
+        &os("1"),
+        &os("--out"),
+        dir.as_os_str(),
+    ]);
+    let png_dir = dir.join("bev");
+    let eval = || {
+        Command::new(env!("CARGO_BIN_EXE_waypoint"))
+            .args([
+                os("eval"),
+                os("detection"),
+                os("--kitti"),
+                dir.clone().into(),
+                os("--png-dir"),
+                png_dir.clone().into(),
+            ])
+            .output()
+            .expect("run waypoint")
+    };
+    let held_out = eval();
+    // A marker that does not say which scene is refused rather than read as KITTI's own frames.
+    std::fs::write(dir.join("waypoint-export.json"), "{}").unwrap();
+    let broken = eval();
+    std::fs::remove_dir_all(&dir).ok();
+    let said = String::from_utf8_lossy(&held_out.stdout);
+    assert!(held_out.status.success(), "{}", String::from_utf8_lossy(&held_out.stderr));
+    assert!(said.starts_with("1 frames from") && said.contains("simulated from seed 9001; held out"), "{said}");
+    assert!(!broken.status.success());
+    assert!(String::from_utf8_lossy(&broken.stderr).contains("no seed"), "{}", String::from_utf8_lossy(&broken.stderr));
 }

@@ -119,6 +119,24 @@ fn label_line(
     ))
 }
 
+/// The file an export leaves beside its frames: which scene they come from (`{"seed": …}`), so
+/// that `eval detection --kitti` can tell simulated frames from KITTI's own and say whether
+/// their seed is in-sample.
+pub const EXPORT_MARKER: &str = "waypoint-export.json";
+
+/// The seed of the simulated scene `dir` was exported from, if it is an export
+/// ([`EXPORT_MARKER`]); an unreadable marker is an error, not a real KITTI directory.
+pub fn exported_seed(dir: &std::path::Path) -> Result<Option<u64>, ModelError> {
+    let p = dir.join(EXPORT_MARKER);
+    if !p.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&p).map_err(|e| ModelError::data_at(&p, e))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| ModelError::Data(format!("{}: {e}", p.display())))?;
+    v["seed"].as_u64().map(Some).ok_or_else(|| ModelError::Data(format!("{}: no seed", p.display())))
+}
+
 /// Writes the frames; returns the labels written per class (vehicle, pedestrian, cyclist).
 pub fn export(a: &ExportOptions) -> Result<[usize; 3], ModelError> {
     if a.out.exists() && !a.out.is_dir() {
@@ -139,6 +157,9 @@ pub fn export(a: &ExportOptions) -> Result<[usize; 3], ModelError> {
         let d = a.out.join(sub);
         std::fs::create_dir_all(&d).map_err(|e| ModelError::data_at(&d, e))?;
     }
+    let marker = a.out.join(EXPORT_MARKER);
+    let about = serde_json::json!({"seed": a.seed, "frames": a.frames, "every": a.every, "parked": a.parked});
+    std::fs::write(&marker, about.to_string()).map_err(|e| ModelError::data_at(&marker, e))?;
     let mut per_class = [0usize; 3];
     let mut sweeps = 0u64;
     for frame in 0..a.frames {
