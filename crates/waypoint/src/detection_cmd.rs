@@ -6,11 +6,12 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde_json::{json, Value};
 use waypoint_models::detection::classifier::Classifier;
-use waypoint_models::detection::eval_kitti::{self, KittiTally, REFERENCE_3D_AP};
+use waypoint_models::detection::eval_kitti::{self, KittiTally, CALIBRATED_OPERATING_POINT, REFERENCE_3D_AP};
 use waypoint_models::detection::eval_sim::{self, SimReport};
 use waypoint_models::detection::kitti_export::{export, exported_seed, ExportOptions};
 use waypoint_models::detection::model::CLASSIFIER_FILE;
 use waypoint_models::detection::segment::SegmentConfig;
+use waypoint_models::detection::train::CALIBRATION_SEEDS;
 use waypoint_models::detection::train::{train_version, TrainOptions};
 use waypoint_models::detection::LidarDetector;
 use waypoint_models::detection::{HDL64E_AZIMUTH_STEP_RAD, HDL64E_RING_SPACING_RAD};
@@ -185,11 +186,12 @@ pub fn eval(a: EvalDetectionArgs) -> Result<()> {
 const DEV_KITTI_FRAMES: [&str; 2] = ["000000", "000003"];
 
 /// Why a simulated seed's figures are in-sample, if they are: seeds development looked at while
-/// tuning the detector and tracker (500-503, 600-603, 700-703), or the ranges training draws its
-/// scenes from.
+/// tuning the detector and tracker (500-503, 600-603, 700-703), the scenes its scores are
+/// calibrated on, or the ranges training draws its scenes from.
 fn seed_in_sample(seed: u64) -> Option<&'static str> {
     match seed {
         500..=503 | 600..=603 | 700..=703 => Some("looked at while tuning the detector and tracker"),
+        s if CALIBRATION_SEEDS.iter().flatten().any(|c| *c == s) => Some("the classifier's calibration scenes"),
         1000..=1999 => Some("the classifier's HDL-64E training scenes"),
         2000..=2999 => Some("the classifier's 32-beam training scenes"),
         _ => None,
@@ -235,6 +237,7 @@ fn eval_kitti(det: &LidarDetector, dir: &Path, a: &EvalDetectionArgs) -> Result<
     };
     if a.json {
         let out = json!({"frames": r.frames, "per_class": r.per_class, "fp_per_frame": r.fp_per_frame,
+                         "operating_point": r.operating_point,
                          "ms_per_frame": r.ms_per_frame, "min_score": a.min_score, "png_dir": a.png_dir,
                          "in_sample": seen});
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -259,6 +262,25 @@ fn eval_kitti(det: &LidarDetector, dir: &Path, a: &EvalDetectionArgs) -> Result<
         "false positives per frame (in the camera's view): {:.2}; {:.1} ms per frame",
         r.fp_per_frame, r.ms_per_frame
     );
+    if a.min_score < CALIBRATED_OPERATING_POINT {
+        let op = &r.operating_point;
+        let recall: Vec<String> = op["per_class"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                let labelled = c["tp"].as_u64().unwrap_or(0) + c["fn"].as_u64().unwrap_or(0);
+                let r = c["recall"].as_f64().filter(|_| labelled > 0).map_or("-".to_string(), |v| format!("{v:.2}"));
+                format!("{} {r}", c["class"].as_str().unwrap_or(""))
+            })
+            .collect();
+        println!(
+            "at the calibrated operating point (score >= {CALIBRATED_OPERATING_POINT}: more likely right than wrong): \
+             recall {}; {:.2} false positives per frame",
+            recall.join(", "),
+            op["fp_per_frame"].as_f64().unwrap_or(0.0)
+        );
+    }
     println!("bird's-eye views: {}", a.png_dir.display());
     println!("AP BEV: bird's-eye-view average precision at IoU 0.5 / 0.3 / 0.3, 40 recall points, over these frames");
     let reference: Vec<String> = REFERENCE_3D_AP.iter().map(|(class, ap)| format!("{class} {ap:.1}")).collect();
@@ -331,6 +353,8 @@ mod tests {
         );
         let (_, line) = in_sample_note(&[500u64, 9001], |s| seed_in_sample(*s));
         assert!(line.starts_with("partly in-sample: 500 (looked at"), "{line}");
+        let (_, line) = in_sample_note(&[3001u64, 3102], |s| seed_in_sample(*s));
+        assert_eq!(line, "in-sample: every one of these was the classifier's calibration scenes");
         let (_, line) = in_sample_note(&[600u64, 601], |s| seed_in_sample(*s));
         assert!(line.starts_with("in-sample: every one"), "{line}");
     }

@@ -145,6 +145,23 @@ fn simulated_sweeps_exported_as_kitti_are_read_matched_and_drawn() {
     let fp: usize = (0..3).map(|c| counts("fp", c)).sum();
     assert_eq!(verdicts.iter().filter(|v| **v == "right").count(), tp, "{r}");
     assert_eq!(verdicts.iter().filter(|v| **v == "wrong").count(), fp, "{r}");
+    // At the calibrated operating point (score >= 0.5) the detections are a subset: no more true
+    // or false positives than at every score, the same labels to find, and none of the
+    // detections it drops scored 0.5 or more.
+    let op = &r["operating_point"];
+    assert_eq!(op["min_score"].as_f64(), Some(0.5), "{op}");
+    for (c, n) in labelled.iter().enumerate() {
+        let (o, a) = (&op["per_class"][c], &r["per_class"][c]);
+        assert!(o["tp"].as_u64() <= a["tp"].as_u64() && o["fp"].as_u64() <= a["fp"].as_u64(), "{o} {a}");
+        assert_eq!((o["tp"].as_u64().unwrap() + o["fn"].as_u64().unwrap()) as usize, *n, "{o}");
+    }
+    let confident_wrong = frames
+        .iter()
+        .flat_map(|f| f["detections_in_view"].as_array().unwrap())
+        .filter(|d| d["verdict"] == "wrong" && d["score"].as_f64().unwrap() >= 0.5)
+        .count() as f64;
+    assert!(op["fp_per_frame"].as_f64().unwrap() <= r["fp_per_frame"].as_f64().unwrap(), "{op}");
+    assert!(op["fp_per_frame"].as_f64().unwrap() * 5.0 <= confident_wrong + 1e-9, "{op}");
     // Average precision is there for every class with labels, and within [0, 1].
     for (c, n) in labelled.iter().enumerate() {
         let ap = &r["per_class"][c]["ap_bev"];

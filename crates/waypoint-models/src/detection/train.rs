@@ -19,7 +19,7 @@ use crate::ModelError;
 /// Simulated seconds of each calibration scene.
 const CALIBRATION_SECONDS: u32 = 30;
 /// The calibration scenes: seeds 3000-3003 on the HDL-64E, 3100-3103 on the 32-beam lidar.
-const CALIBRATION_SEEDS: [[u64; 4]; 2] = [[3000, 3001, 3002, 3003], [3100, 3101, 3102, 3103]];
+pub const CALIBRATION_SEEDS: [[u64; 4]; 2] = [[3000, 3001, 3002, 3003], [3100, 3101, 3102, 3103]];
 
 /// What a training draws on.
 #[derive(Debug, Clone)]
