@@ -135,15 +135,50 @@ pub fn complete_as(
     // vehicle seen from behind shows a face about as wide as the car and little of its flank).
     let turn = b.length_m <= max_end_m && (b.length_m - nominal_width_m).abs() < (b.width_m - nominal_width_m).abs();
     if turn {
-        let turned = FittedBox {
-            length_m: b.width_m,
-            width_m: b.length_m,
-            yaw_rad: normalise_yaw(b.yaw_rad + std::f64::consts::FRAC_PI_2),
-            ..*b
-        };
-        return grow(&turned, min_length_m, min_width_m);
+        return grow(&turned(b), min_length_m, min_width_m);
     }
     grow(b, min_length_m, min_width_m)
+}
+
+/// The same box with its length and width exchanged (turned a quarter).
+fn turned(b: &FittedBox) -> FittedBox {
+    FittedBox {
+        length_m: b.width_m,
+        width_m: b.length_m,
+        yaw_rad: normalise_yaw(b.yaw_rad + std::f64::consts::FRAC_PI_2),
+        ..*b
+    }
+}
+
+/// Points this far above a box's ground at most count as low (below any car's trunk), metres.
+pub const LOW_POINT_M: f64 = 0.5;
+
+/// [`complete`] for a vehicle with its points: a near-square box that the sensor looks at
+/// squarely (within about 20 degrees of an axis) and whose far half along the line of sight
+/// holds no low point is a vehicle's end and roof seen over its near face (a car queued just
+/// ahead): the face hides the lower body behind it, and its length runs along the line of
+/// sight, away. A far half with low points is a face of its own along the line of sight (the
+/// nose of a car parked square to the road, seen along the row): left to [`complete`].
+pub fn complete_vehicle(b: &FittedBox, pts: &[[f32; 4]], min_length_m: f64, min_width_m: f64) -> FittedBox {
+    let max_end_m = min_width_m * END_FACE_RATIO;
+    if b.length_m <= max_end_m && b.width_m <= max_end_m {
+        let (s, c) = b.yaw_rad.sin_cos();
+        let along_length = (c * b.x_m + s * b.y_m).abs();
+        let along_width = (-s * b.x_m + c * b.y_m).abs();
+        if along_length.min(along_width) < 0.35 * along_length.max(along_width) {
+            // The axis nearer the line of sight, pointing away from the sensor.
+            let (ax, ay) = if along_length > along_width { (c, s) } else { (-s, c) };
+            let sign = if ax * b.x_m + ay * b.y_m >= 0.0 { 1.0 } else { -1.0 };
+            let centre = ax * b.x_m + ay * b.y_m;
+            let far: Vec<&[f32; 4]> =
+                pts.iter().filter(|p| sign * (ax * f64::from(p[0]) + ay * f64::from(p[1]) - centre) > 0.0).collect();
+            if !far.is_empty() && far.iter().all(|p| f64::from(p[2]) - b.z_m >= LOW_POINT_M) {
+                let along = if along_length > along_width { *b } else { turned(b) };
+                return grow(&along, min_length_m, min_width_m);
+            }
+        }
+    }
+    complete(b, min_length_m, min_width_m)
 }
 
 /// A side up to this multiple of the minimum width may be a vehicle's end.
@@ -265,6 +300,44 @@ mod tests {
         // A whole car is left alone.
         let whole = FittedBox { length_m: 4.5, width_m: 1.85, ..flank };
         assert_eq!(complete(&whole, 3.9, 1.6), whole);
+    }
+
+    #[test]
+    fn a_car_queued_ahead_grows_over_its_hidden_front_and_a_nose_along_a_row_does_not() {
+        // The back of a car 4.3 m ahead (x 4.3, 0.3–1.1 m above the ground at z -1.73) and the
+        // rear of its roof beyond it (1.1–1.5 m high, x 4.4–6.1): a near-square box 1.9 m
+        // across, 1.8 m along the line of sight, fitted with its length across.
+        let ground = -1.73_f32;
+        let mut queued = Vec::new();
+        for i in 0..20 {
+            let y = -0.95 + 0.1 * i as f32;
+            for h in [0.3, 0.6, 0.9, 1.1] {
+                queued.push([4.3, y, ground + h, 0.5]);
+            }
+            for k in 0..8 {
+                queued.push([4.4 + 0.24 * k as f32, y, ground + 1.1 + 0.05 * k as f32, 0.5]);
+            }
+        }
+        let b = FittedBox {
+            x_m: 5.2,
+            y_m: 0.0,
+            z_m: -1.73,
+            length_m: 1.9,
+            width_m: 1.8,
+            height_m: 1.5,
+            yaw_rad: std::f64::consts::FRAC_PI_2,
+        };
+        let v = complete_vehicle(&b, &queued, 3.9, 1.6);
+        assert!(v.yaw_rad.abs() < 0.01 && (v.length_m - 3.9).abs() < 1e-9, "{v:?}");
+        assert!((v.x_m - 6.25).abs() < 0.01, "grown away, over the hidden front: {v:?}");
+        // The same box whose far half holds low points (a nose face running along the line of
+        // sight down to the bumper) is left to `complete`, which keeps it as it was fitted.
+        let mut nose = queued.clone();
+        nose.extend((0..8).map(|k| [4.6 + 0.2 * k as f32, 0.9, ground + 0.3, 0.5]));
+        assert_eq!(complete_vehicle(&b, &nose, 3.9, 1.6), complete(&b, 3.9, 1.6));
+        // Seen obliquely (45 degrees off both axes), the rule does not apply either.
+        let oblique = FittedBox { x_m: 5.0, y_m: 5.0, ..b };
+        assert_eq!(complete_vehicle(&oblique, &queued, 3.9, 1.6), complete(&oblique, 3.9, 1.6));
     }
 
     #[test]

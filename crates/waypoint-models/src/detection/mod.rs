@@ -385,7 +385,7 @@ impl LidarDetector {
             class = 3;
         }
         let b = match class {
-            0 => boxfit::complete(&b, VEHICLE_MIN_LENGTH_M, VEHICLE_MIN_WIDTH_M),
+            0 => boxfit::complete_vehicle(&b, &pts, VEHICLE_MIN_LENGTH_M, VEHICLE_MIN_WIDTH_M),
             1 => boxfit::complete_as(
                 &b,
                 PEDESTRIAN_MIN_LENGTH_M,
