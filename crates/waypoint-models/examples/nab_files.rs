@@ -13,7 +13,7 @@ use waypoint_models::anomaly::{Detector, DetectorConfig};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let dir = args.next().ok_or("usage: nab_files NAB_DIR [SERIES]")?;
+    let dir = args.next().ok_or("usage: nab_files NAB_DIR [SERIES | --every R,R,...]")?;
     let only = args.next();
     let corpus = read_corpus(std::path::Path::new(&dir))?;
     if only.as_deref() == Some("--every") {

@@ -170,9 +170,9 @@ pub fn complete_vehicle(b: &FittedBox, pts: &[[f32; 4]], min_length_m: f64, min_
             let (ax, ay) = if along_length > along_width { (c, s) } else { (-s, c) };
             let sign = if ax * b.x_m + ay * b.y_m >= 0.0 { 1.0 } else { -1.0 };
             let centre = ax * b.x_m + ay * b.y_m;
-            let far: Vec<&[f32; 4]> =
-                pts.iter().filter(|p| sign * (ax * f64::from(p[0]) + ay * f64::from(p[1]) - centre) > 0.0).collect();
-            if !far.is_empty() && far.iter().all(|p| f64::from(p[2]) - b.z_m >= LOW_POINT_M) {
+            let mut far =
+                pts.iter().filter(|p| sign * (ax * f64::from(p[0]) + ay * f64::from(p[1]) - centre) > 0.0).peekable();
+            if far.peek().is_some() && far.all(|p| f64::from(p[2]) - b.z_m >= LOW_POINT_M) {
                 let along = if along_length > along_width { *b } else { turned(b) };
                 return grow(&along, min_length_m, min_width_m);
             }
