@@ -28,6 +28,12 @@ pub struct LidarConfig {
     /// Probability that a ray returns nothing although it hit something.
     pub dropout_prob: f64,
     pub mount_height_m: f64,
+    /// The sensor's tilt on its car, degrees: pitch (its forward axis raised) and roll (its
+    /// left side raised). A tilted sensor's rings cross the road and the objects on it at
+    /// heights that vary around the sweep, and its points come in its own, tilted frame (as a
+    /// real sensor's do on a car that brakes, is loaded, or stands on a cambered road).
+    #[serde(default)]
+    pub tilt_deg: [f64; 2],
 }
 
 impl Default for LidarConfig {
@@ -44,6 +50,7 @@ impl Default for LidarConfig {
             range_noise_m: 0.02,
             dropout_prob: 0.01,
             mount_height_m: 1.73,
+            tilt_deg: [0.0, 0.0],
         }
     }
 }
@@ -57,6 +64,21 @@ impl LidarConfig {
     /// Horizontal angle between successive firings, radians.
     pub fn azimuth_step_rad(&self) -> f64 {
         std::f64::consts::TAU / f64::from(self.azimuth_steps.max(1))
+    }
+
+    /// The rotation from the sensor's frame to the level frame of its car (row-major), none
+    /// when the sensor is level.
+    pub fn level_from_sensor(&self) -> Option<[[f64; 3]; 3]> {
+        let [pitch, roll] = self.tilt_deg;
+        if pitch == 0.0 && roll == 0.0 {
+            return None;
+        }
+        // Pitch turns the forward axis up about y, after roll turns the left axis up about x.
+        let (sp, cp) = pitch.to_radians().sin_cos();
+        let (sr, cr) = roll.to_radians().sin_cos();
+        let pitch_m = [[cp, 0.0, -sp], [0.0, 1.0, 0.0], [sp, 0.0, cp]];
+        let roll_m = [[1.0, 0.0, 0.0], [0.0, cr, -sr], [0.0, sr, cr]];
+        Some(std::array::from_fn(|i| std::array::from_fn(|j| (0..3).map(|k| pitch_m[i][k] * roll_m[k][j]).sum())))
     }
 
     /// A 64-beam preset matching the Velodyne HDL-64E used for KITTI (+2° to −24.9°, ~0.17°
@@ -219,8 +241,27 @@ impl Lidar {
         let mut cands: Vec<Candidate> = Vec::with_capacity(16);
         let (ys, yc) = pose.yaw_rad.sin_cos();
         let buckets = azimuth_buckets(&boxes, origin, pose.yaw_rad, self.az_cos.len());
+        // A tilted sensor: each beam's elevation in the level frame, per column (the column's
+        // level azimuth is kept, which is exact for a level sensor and off by about the tilt
+        // times the tangent of the beam's elevation otherwise).
+        let tilt = self.config.level_from_sensor();
+        let beams = self.beam_tan.len();
+        let (mut col_tan, mut col_cos, mut col_sin) = (vec![0.0; beams], vec![0.0; beams], vec![0.0; beams]);
         for j in 0..self.az_cos.len() {
             let (ca, sa) = (self.az_cos[j], self.az_sin[j]);
+            if let Some(m) = tilt {
+                for i in 0..beams {
+                    let d = [self.beam_cos[i] * ca, self.beam_cos[i] * sa, self.beam_sin[i]];
+                    let level: [f64; 3] = std::array::from_fn(|r| m[r][0] * d[0] + m[r][1] * d[1] + m[r][2] * d[2]);
+                    let e = level[2].atan2(level[0].hypot(level[1]));
+                    (col_tan[i], col_cos[i], col_sin[i]) = (e.tan(), e.cos(), e.sin());
+                }
+            }
+            let (beam_tan, beam_cos, beam_sin) = if tilt.is_some() {
+                (&col_tan, &col_cos, &col_sin)
+            } else {
+                (&self.beam_tan, &self.beam_cos, &self.beam_sin)
+            };
             let dir = Vec2::new(yc * ca - ys * sa, ys * ca + yc * sa);
             cands.clear();
             for (b, intensity, density) in buckets[j / BUCKET_COLUMNS].iter().map(|k| &boxes[*k as usize]) {
@@ -241,8 +282,8 @@ impl Lidar {
                     });
                 }
             }
-            for i in 0..self.beam_tan.len() {
-                let tan_e = self.beam_tan[i];
+            for i in 0..beams {
+                let tan_e = beam_tan[i];
                 let mut best_t = f64::INFINITY;
                 let mut best_int = 0.0;
                 if tan_e < -1e-9 {
@@ -273,7 +314,7 @@ impl Lidar {
                         best_int = c.intensity;
                     }
                 }
-                let range = best_t / self.beam_cos[i];
+                let range = best_t / beam_cos[i];
                 if !range.is_finite() || range > self.config.max_range_m || range < 0.5 {
                     continue;
                 }
@@ -287,9 +328,14 @@ impl Lidar {
                     }
                 }
                 let r = r.max(0.0);
-                let h = r * self.beam_cos[i];
+                let h = r * beam_cos[i];
                 let intensity = (best_int + self.rng.gauss(0.03)).clamp(0.0, 1.0);
-                points.push([(h * ca) as f32, (h * sa) as f32, (r * self.beam_sin[i]) as f32, intensity as f32]);
+                let mut p = [h * ca, h * sa, r * beam_sin[i]];
+                if let Some(m) = tilt {
+                    // Into the sensor's own frame: the transpose of level-from-sensor.
+                    p = std::array::from_fn(|c| m[0][c] * p[0] + m[1][c] * p[1] + m[2][c] * p[2]);
+                }
+                points.push([p[0] as f32, p[1] as f32, p[2] as f32, intensity as f32]);
             }
         }
         LidarSweep { t_secs, world_from_sensor: pose, points }
@@ -377,5 +423,68 @@ mod tests {
                 AgentKind::Cyclist => assert!(top.length_m < l / 2.0 && top.width_m > 0.3),
             }
         }
+    }
+
+    #[test]
+    fn a_tilted_sensor_sees_the_level_road_and_a_wall_in_its_own_frame() {
+        // An empty road and a wall across it 20 m ahead, 6 m tall.
+        let wall = OrientedBox {
+            center: Vec2::new(20.0, 0.0),
+            z_bottom_m: 0.0,
+            length_m: 0.3,
+            width_m: 30.0,
+            height_m: 6.0,
+            yaw_rad: 0.0,
+        };
+        let world = WorldView {
+            ego_pos: Vec2::new(0.0, 0.0),
+            ego_yaw_rad: 0.0,
+            ego_velocity: Vec2::new(0.0, 0.0),
+            ego_yaw_rate_rps: 0.0,
+            targets: &[],
+            obstacles: std::slice::from_ref(&wall),
+            clutter: &[],
+        };
+        let clean = FaultEffect::default();
+        let quiet = LidarConfig { dropout_prob: 0.0, range_noise_m: 0.0, ..LidarConfig::hdl64e() };
+        let level = Lidar::new(quiet.clone(), SimRng::new(1)).sweep(0.0, &world, &clean);
+        assert!(quiet.level_from_sensor().is_none());
+        let pitched = LidarConfig { tilt_deg: [3.0, -1.0], ..quiet };
+        let m = pitched.level_from_sensor().unwrap();
+        let tilted = Lidar::new(pitched, SimRng::new(1)).sweep(0.0, &world, &clean);
+        let to_level = |p: &[f32; 4]| -> [f64; 3] {
+            let v = [f64::from(p[0]), f64::from(p[1]), f64::from(p[2])];
+            std::array::from_fn(|r| m[r][0] * v[0] + m[r][1] * v[1] + m[r][2] * v[2])
+        };
+        let mount = 1.73;
+        for sweep in [&level, &tilted] {
+            assert!(sweep.points.len() > 10_000);
+        }
+        // Turned level, every return lies on the road or the wall's face.
+        for p in &tilted.points {
+            let q = to_level(p);
+            let on_road = (q[2] + mount).abs() < 1e-6;
+            let on_wall = (q[0] - 19.85).abs() < 1e-6 && q[2] + mount <= 6.0 + 1e-6;
+            assert!(on_road || on_wall, "{q:?}");
+        }
+        // In its own frame the road ahead seems to fall by the pitch: 20 m out, 1.05 m lower.
+        let ahead: Vec<&[f32; 4]> =
+            tilted.points.iter().filter(|p| (p[0] - 15.0).abs() < 1.0 && p[1].abs() < 0.5).collect();
+        assert!(!ahead.is_empty());
+        for p in ahead {
+            let expect = -mount / 3f64.to_radians().cos() - f64::from(p[0]) * 3f64.to_radians().tan();
+            assert!((f64::from(p[2]) - expect).abs() < 0.1, "{p:?} against {expect}");
+        }
+        // Pitched up 3°, its top ring (2° up) reaches the wall about 1 m higher.
+        let top = |pts: &[[f32; 4]], level_frame: bool| {
+            pts.iter()
+                .map(|p| if level_frame { to_level(p) } else { [f64::from(p[0]), f64::from(p[1]), f64::from(p[2])] })
+                .filter(|q| q[0] > 19.0 && q[1].abs() < 1.0)
+                .map(|q| q[2])
+                .fold(f64::NEG_INFINITY, f64::max)
+        };
+        let (up, flat) = (top(&tilted.points, true), top(&level.points, false));
+        assert!((flat - (20.0 - 0.15) * 2f64.to_radians().tan()).abs() < 0.02, "{flat}");
+        assert!(up > flat + 0.9, "{up} against {flat}");
     }
 }
