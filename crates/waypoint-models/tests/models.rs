@@ -171,7 +171,7 @@ mod detection {
         // Scenes with seeds the training never used (it uses 1000..1012 and 2000..2009), seen
         // by the 64-beam and by the 32-beam lidar.
         for (seed, lidar) in [(9000, LidarConfig::hdl64e()), (9001, LidarConfig::default())] {
-            let samples = simdata::generate(seed, 1, 40, 10, &SegmentConfig::default(), &lidar, 0);
+            let samples = simdata::generate(seed, 1, 40, 10, &SegmentConfig::default(), &lidar, 0, [0.0, 0.0]);
             assert!(samples.len() > 50, "{} clusters", samples.len());
             let acc = accuracy(&clf, &samples);
             assert!(acc > 0.9, "{} beams: accuracy {acc}", lidar.beams);
@@ -179,7 +179,8 @@ mod detection {
         // Versions 2 (seven features, 32 hidden units) and 3 (eight features), trained on the
         // simulator's box-shaped road users, and 4 (ten features), trained before the street
         // clutter, and 5 (uncalibrated scores), still load and take their first features.
-        let samples = simdata::generate(9000, 1, 40, 10, &SegmentConfig::default(), &LidarConfig::hdl64e(), 0);
+        let samples =
+            simdata::generate(9000, 1, 40, 10, &SegmentConfig::default(), &LidarConfig::hdl64e(), 0, [0.0, 0.0]);
         for v in ["2", "3", "4", "5"] {
             let old = Classifier::load(&dir.join(v).join(CLASSIFIER_FILE)).unwrap();
             let acc = accuracy(&old, &samples);

@@ -140,6 +140,15 @@ pub fn complete_as(
     grow(b, min_length_m, min_width_m)
 }
 
+/// A box found in a levelled sweep ([`super::segment::Levelling`]) in the sensor frame: its
+/// centre and heading turned back (the heading projected on the sensor's horizontal plane), its
+/// size unchanged.
+pub fn turned_back(b: &FittedBox, level: &super::segment::Levelling) -> FittedBox {
+    let c = level.rotate([b.x_m, b.y_m, b.z_m + b.height_m / 2.0], true);
+    let h = level.rotate([b.yaw_rad.cos(), b.yaw_rad.sin(), 0.0], true);
+    FittedBox { x_m: c[0], y_m: c[1], z_m: c[2] - b.height_m / 2.0, yaw_rad: normalise_yaw(h[1].atan2(h[0])), ..*b }
+}
+
 /// The same box with its length and width exchanged (turned a quarter).
 fn turned(b: &FittedBox) -> FittedBox {
     FittedBox {

@@ -46,6 +46,34 @@ R0_rect: 1 0 0 0 1 0 0 0 1
 Tr_velo_to_cam: 0 -1 0 0 0 0 -1 -0.1 1 0 0 -0.3
 Tr_imu_to_velo: 1 0 0 0 0 1 0 0 0 0 1 0
 ";
+/// [`CALIB`] for a sensor tilted on its car: `Tr_velo_to_cam` first turns the sensor's frame
+/// level (`level_from_sensor`, row-major), then maps it as [`CALIB`] does.
+fn calib_with_tilt(level_from_sensor: &[[f64; 3]; 3]) -> String {
+    // CALIB's Tr_velo_to_cam: camera x = -lidar y, camera y = -lidar z, camera z = lidar x.
+    let axes = [[0.0, -1.0, 0.0], [0.0, 0.0, -1.0], [1.0, 0.0, 0.0]];
+    let t = [0.0, -0.1, -0.3];
+    let mut tr = String::new();
+    for (row, ti) in axes.iter().zip(t) {
+        for j in 0..3 {
+            let v: f64 = row.iter().zip(level_from_sensor).map(|(a, m)| a * m[j]).sum();
+            tr += &format!("{v:.9} ");
+        }
+        tr += &format!("{ti} ");
+    }
+    CALIB
+        .lines()
+        .map(|l| {
+            if l.starts_with("Tr_velo_to_cam:") {
+                format!("Tr_velo_to_cam: {}", tr.trim_end())
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
 /// Image height, pixels (the width is [`kitti::IMAGE_WIDTH_PX`]).
 const IMAGE_HEIGHT_PX: f64 = 375.0;
 
@@ -157,8 +185,15 @@ pub fn export(a: &ExportOptions) -> Result<[usize; 3], ModelError> {
         let d = a.out.join(sub);
         std::fs::create_dir_all(&d).map_err(|e| ModelError::data_at(&d, e))?;
     }
+    // A tilted sensor (`LidarConfig::tilt_deg`): its points are in its own frame, and the
+    // calibration written carries the tilt, so that the labels (boxes standing on the level
+    // road, in a level camera's frame) move into that frame when read.
+    let level_from_sensor = a.lidar.level_from_sensor();
+    let calib_text = level_from_sensor.map_or_else(|| CALIB.to_string(), |m| calib_with_tilt(&m));
     let marker = a.out.join(EXPORT_MARKER);
-    let about = serde_json::json!({"seed": a.seed, "frames": a.frames, "every": a.every, "parked": a.parked});
+    let about = serde_json::json!({
+        "seed": a.seed, "frames": a.frames, "every": a.every, "parked": a.parked, "tilt_deg": a.lidar.tilt_deg,
+    });
     std::fs::write(&marker, about.to_string()).map_err(|e| ModelError::data_at(&marker, e))?;
     let mut per_class = [0usize; 3];
     let mut sweeps = 0u64;
@@ -179,10 +214,26 @@ pub fn export(a: &ExportOptions) -> Result<[usize; 3], ModelError> {
         };
         let bytes: Vec<u8> = sweep.points.iter().flatten().flat_map(|v| v.to_le_bytes()).collect();
         write("velodyne", "bin", &bytes)?;
-        write("calib", "txt", CALIB.as_bytes())?;
+        write("calib", "txt", calib_text.as_bytes())?;
+        // Labels are drawn in the level frame, from the points turned level.
+        let level = match level_from_sensor {
+            Some(m) => LidarSweep {
+                points: sweep
+                    .points
+                    .iter()
+                    .map(|p| {
+                        let v = [f64::from(p[0]), f64::from(p[1]), f64::from(p[2])];
+                        let l: [f64; 3] = std::array::from_fn(|r| m[r][0] * v[0] + m[r][1] * v[1] + m[r][2] * v[2]);
+                        [l[0] as f32, l[1] as f32, l[2] as f32, p[3]]
+                    })
+                    .collect(),
+                ..sweep.clone()
+            },
+            None => sweep.clone(),
+        };
         let mut labels = String::new();
         for agent in &truth.agents {
-            if let Some(line) = label_line(agent, &sweep, &calib, a.lidar.mount_height_m, a.min_points) {
+            if let Some(line) = label_line(agent, &level, &calib, a.lidar.mount_height_m, a.min_points) {
                 if !line.starts_with("DontCare") {
                     per_class[simdata::class_of(agent.kind)] += 1;
                 }

@@ -295,14 +295,35 @@ impl LidarDetector {
     /// taller than [`CANOPY_CUT_M`] with a surface above the cut is looked at again below it:
     /// a part that ends there by itself ([`LidarDetector::ends_below`]) and is a road user is
     /// a detection of its own (a person under a tree, clustered with its canopy and trunk).
+    ///
+    /// A sweep whose road plane is tilted (the sensor pitched or rolled, a road that climbs or
+    /// leans) is first levelled ([`segment::Levelling`]), and its boxes are turned back into the
+    /// sensor frame.
     pub fn detect(&self, points: &[[f32; 4]], keep_other: bool) -> Vec<Detection> {
-        let (is_ground, ground_z) = segment::ground(points, &self.segment);
-        let road = segment::road_plane(points, &is_ground);
-        let clusters = segment::cluster_with_ground(points, &self.segment, &is_ground, &ground_z);
-        let clusters = if self.merge_fragments { self.merge(points, &ground_z, clusters) } else { clusters };
+        let sweep = segment::level_sweep(points, &self.segment);
+        let dets = self.detect_on_ground(&sweep.points, &sweep.is_ground, &sweep.ground_z, sweep.road, keep_other);
+        match sweep.level {
+            Some(level) => {
+                dets.into_iter().map(|d| Detection { bbox: boxfit::turned_back(&d.bbox, &level), ..d }).collect()
+            }
+            None => dets,
+        }
+    }
+
+    /// [`LidarDetector::detect`] with the ground found and the sweep level.
+    fn detect_on_ground(
+        &self,
+        points: &[[f32; 4]],
+        is_ground: &[bool],
+        ground_z: &[f32],
+        road: Option<[f64; 3]>,
+        keep_other: bool,
+    ) -> Vec<Detection> {
+        let clusters = segment::cluster_with_ground(points, &self.segment, is_ground, ground_z);
+        let clusters = if self.merge_fragments { self.merge(points, ground_z, clusters) } else { clusters };
         let mut out = Vec::new();
         for c in clusters {
-            let Some(d) = self.classify(points, &ground_z, road, &c) else { continue };
+            let Some(d) = self.classify(points, ground_z, road, &c) else { continue };
             // Something under a canopy or an awning is one cluster with it: look again below the
             // cut, for objects that end there by themselves, where there is a surface above it
             // (a few points at least, not a stray return).
@@ -313,10 +334,10 @@ impl LidarDetector {
             };
             if c.len() - below.len() >= self.segment.min_points && !below.is_empty() {
                 for part in segment::cluster_subset(points, &below, self.segment.cluster_cell_m) {
-                    if part.len() < self.segment.min_points || !self.ends_below(points, &ground_z, &c, &part) {
+                    if part.len() < self.segment.min_points || !self.ends_below(points, ground_z, &c, &part) {
                         continue;
                     }
-                    if let Some(d) = self.classify(points, &ground_z, road, &part).filter(|d| d.class != 3) {
+                    if let Some(d) = self.classify(points, ground_z, road, &part).filter(|d| d.class != 3) {
                         out.push(d);
                     }
                 }

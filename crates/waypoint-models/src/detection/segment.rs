@@ -256,6 +256,85 @@ pub fn road_plane(points: &[[f32; 4]], is_ground: &[bool]) -> Option<[f64; 3]> {
     fit(&near)
 }
 
+/// A sweep whose road plane ([`road_plane`]) is tilted by less than this is used as it is
+/// (a point 40 m out moves by under 0.07 m), radians.
+pub const LEVEL_FROM_RAD: f64 = 0.1 * std::f64::consts::PI / 180.0;
+
+/// The rotation about the sensor that turns a tilted road plane level: the sensor pitched or
+/// rolled on its car, or a road that climbs or leans where the car stands. Detection runs on
+/// the levelled sweep, whose ground model, heights and shapes then do not depend on how the
+/// sensor is tilted, and its boxes are turned back.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Levelling {
+    /// Row-major rotation from the sensor frame to the level frame.
+    r: [[f64; 3]; 3],
+}
+
+impl Levelling {
+    /// The rotation for the road plane `z = a + b·x + c·y` ([`road_plane`]); none when the
+    /// plane is tilted by less than [`LEVEL_FROM_RAD`] or is not finite.
+    pub fn of_plane(plane: [f64; 3]) -> Option<Self> {
+        let [_, b, c] = plane;
+        let n = nalgebra::Vector3::new(-b, -c, 1.0);
+        if !n.iter().all(|v| v.is_finite()) {
+            return None;
+        }
+        let n = n.normalize();
+        let angle = n.z.clamp(-1.0, 1.0).acos();
+        if angle < LEVEL_FROM_RAD {
+            return None;
+        }
+        let axis = nalgebra::Unit::new_normalize(n.cross(&nalgebra::Vector3::z()));
+        let m = nalgebra::Rotation3::from_axis_angle(&axis, angle).into_inner();
+        Some(Self { r: std::array::from_fn(|i| std::array::from_fn(|j| m[(i, j)])) })
+    }
+
+    /// The tilt it removes, radians.
+    pub fn tilt_rad(&self) -> f64 {
+        self.r[2][2].clamp(-1.0, 1.0).acos()
+    }
+
+    /// A point of the sensor frame in the level frame (intensity kept).
+    pub fn apply(&self, p: &[f32; 4]) -> [f32; 4] {
+        let v = self.rotate([f64::from(p[0]), f64::from(p[1]), f64::from(p[2])], false);
+        [v[0] as f32, v[1] as f32, v[2] as f32, p[3]]
+    }
+
+    /// `v` turned into the level frame, or back from it (`back`).
+    pub fn rotate(&self, v: [f64; 3], back: bool) -> [f64; 3] {
+        let m = |i: usize, j: usize| if back { self.r[j][i] } else { self.r[i][j] };
+        std::array::from_fn(|i| m(i, 0) * v[0] + m(i, 1) * v[1] + m(i, 2) * v[2])
+    }
+}
+
+/// A sweep ready for clustering: levelled when its road plane is tilted ([`Levelling`]), with
+/// its ground found.
+pub struct LevelSweep<'a> {
+    /// The points, turned level when `level` is some.
+    pub points: std::borrow::Cow<'a, [[f32; 4]]>,
+    pub is_ground: Vec<bool>,
+    pub ground_z: Vec<f32>,
+    pub road: Option<[f64; 3]>,
+    /// The rotation applied, none when the sweep was level enough as it came.
+    pub level: Option<Levelling>,
+}
+
+/// Finds the ground and the road plane of `points`, and when the plane is tilted by
+/// [`LEVEL_FROM_RAD`] or more, levels the sweep and finds them again.
+pub fn level_sweep<'a>(points: &'a [[f32; 4]], cfg: &SegmentConfig) -> LevelSweep<'a> {
+    let (is_ground, ground_z) = ground(points, cfg);
+    let road = road_plane(points, &is_ground);
+    match road.and_then(Levelling::of_plane) {
+        Some(level) => {
+            let levelled: Vec<[f32; 4]> = points.iter().map(|p| level.apply(p)).collect();
+            let (is_ground, ground_z) = ground(&levelled, cfg);
+            let road = road_plane(&levelled, &is_ground);
+            LevelSweep { points: std::borrow::Cow::Owned(levelled), is_ground, ground_z, road, level: Some(level) }
+        }
+        None => LevelSweep { points: std::borrow::Cow::Borrowed(points), is_ground, ground_z, road, level: None },
+    }
+}
+
 /// Euclidean clusters of a few points (indices into `points`) on a grid of `cell_m`: points
 /// in touching cells (8-neighbourhood) join. For re-clustering part of one cluster.
 pub fn cluster_subset(points: &[[f32; 4]], indices: &[usize], cell_m: f64) -> Vec<Vec<usize>> {
@@ -335,6 +414,33 @@ mod tests {
         // 13 rings.
         let kept: usize = clusters.iter().map(Vec::len).sum();
         assert!(kept as f64 >= 11.0 / 13.0 * (2 * first) as f64 - 1.0, "kept {kept} of {}", 2 * first);
+    }
+
+    #[test]
+    fn levelling_turns_a_tilted_road_plane_level_and_back() {
+        // A road falling 3 % ahead and rising 1 % to the left, 1.7 m below the sensor.
+        let plane = [-1.7, -0.03, 0.01];
+        let level = Levelling::of_plane(plane).expect("tilted by about 1.8°");
+        assert!((level.tilt_rad() - 0.03f64.hypot(0.01).atan()).abs() < 1e-4, "{}", level.tilt_rad());
+        let on_road = |x: f64, y: f64| [x, y, plane[0] + plane[1] * x + plane[2] * y];
+        let heights: Vec<f64> = [(0.0, 0.0), (30.0, 0.0), (-20.0, 5.0), (10.0, -15.0)]
+            .iter()
+            .map(|(x, y)| level.rotate(on_road(*x, *y), false)[2])
+            .collect();
+        for h in &heights {
+            assert!((h - heights[0]).abs() < 1e-9, "{heights:?}");
+        }
+        // Turning back undoes it, and a point keeps its distance from the sensor.
+        let p = [12.0, -3.0, 0.5];
+        let q = level.rotate(p, false);
+        let back = level.rotate(q, true);
+        assert!(p.iter().zip(back).all(|(a, b)| (a - b).abs() < 1e-12), "{back:?}");
+        assert!((q.iter().map(|v| v * v).sum::<f64>() - p.iter().map(|v| v * v).sum::<f64>()).abs() < 1e-9);
+        // A level road, one tilted by less than 0.1°, and a plane that is not finite are left
+        // as they are.
+        assert!(Levelling::of_plane([-1.73, 0.0, 0.0]).is_none());
+        assert!(Levelling::of_plane([-1.73, 0.001, 0.0]).is_none());
+        assert!(Levelling::of_plane([-1.73, f64::NAN, 0.0]).is_none());
     }
 
     #[test]

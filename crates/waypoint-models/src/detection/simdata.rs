@@ -34,9 +34,16 @@ pub fn sensor_box(a: &AgentTruth, pose: &SensorPose) -> boxfit::FittedBox {
     }
 }
 
+/// Offset of the seed of the random stream that draws a training scene's sensor tilt.
+const TILT_STREAM: u64 = 77_777;
+
 /// Samples from `scenes` scenes seeded `first_seed`, `first_seed + 1`, ..., of `ticks` ticks
 /// each (every `every`-th sweep), seen by `lidar`, with `parked` cars parked beside the road in
-/// each.
+/// each. With a `max_tilt_deg` (pitch, roll) other than zero, each scene's sensor is tilted by
+/// a pitch and a roll drawn uniformly within ± those (domain randomisation: a sensor on a car
+/// that brakes or is loaded, a street that climbs or leans), and its sweeps are levelled as
+/// the detector levels them.
+#[allow(clippy::too_many_arguments)]
 pub fn generate(
     first_seed: u64,
     scenes: u64,
@@ -45,6 +52,7 @@ pub fn generate(
     seg: &SegmentConfig,
     lidar: &LidarConfig,
     parked: usize,
+    max_tilt_deg: [f64; 2],
 ) -> Vec<([f32; N_FEATURES], usize)> {
     let mut out = Vec::new();
     for seed in 0..scenes {
@@ -57,6 +65,12 @@ pub fn generate(
             ..SceneConfig::default()
         };
         cfg.sensors.lidar = lidar.clone();
+        if max_tilt_deg != [0.0, 0.0] {
+            // The scene's sensor tilt, from a stream of its own.
+            let mut rng = waypoint_sim::rng::SimRng::new(first_seed + seed + TILT_STREAM);
+            cfg.sensors.lidar.tilt_deg =
+                [rng.range(-max_tilt_deg[0], max_tilt_deg[0]), rng.range(-max_tilt_deg[1], max_tilt_deg[1])];
+        }
         let Ok(mut scene) = Scene::new(cfg) else { continue };
         for t in 0..ticks {
             let frame = scene.tick();
@@ -65,9 +79,12 @@ pub fn generate(
             }
             for sweep in &frame.lidar {
                 let pose = sweep.world_from_sensor;
-                let (is_ground, ground_z) = segment::ground(&sweep.points, seg);
-                for c in segment::cluster_with_ground(&sweep.points, seg, &is_ground, &ground_z) {
-                    let pts: Vec<[f32; 4]> = c.iter().map(|i| sweep.points[*i]).collect();
+                // As the detector sees it: levelled when tilted (a tilted sensor's level frame
+                // is its car's, the frame of `pose`).
+                let level = segment::level_sweep(&sweep.points, seg);
+                let (points, ground_z) = (&level.points, &level.ground_z);
+                for c in segment::cluster_with_ground(points, seg, &level.is_ground, ground_z) {
+                    let pts: Vec<[f32; 4]> = c.iter().map(|i| points[*i]).collect();
                     let g = c.iter().map(|i| f64::from(ground_z[*i])).sum::<f64>() / c.len() as f64;
                     if boxfit::surely_longer_than(&pts, MAX_OBJECT_LENGTH_M) {
                         continue;

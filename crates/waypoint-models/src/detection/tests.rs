@@ -264,3 +264,70 @@ fn a_road_user_shape_that_lets_most_beams_through_is_other() {
     assert!(probs[3] < probs[0].max(probs[1]).max(probs[2]), "{probs:?}");
     assert_eq!(class, 3);
 }
+
+#[test]
+fn a_tilted_sweep_is_levelled_and_gives_the_level_sweeps_detections() {
+    use waypoint_sim::{Scene, SceneConfig};
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/detection/6/classifier.safetensors");
+    let lidar = waypoint_sim::sensors::LidarConfig::hdl64e();
+    let det = LidarDetector {
+        segment: SegmentConfig::default(),
+        classifier: Classifier::load(&path).unwrap(),
+        merge_fragments: true,
+        ring_spacing_rad: lidar.ring_spacing_rad(),
+        azimuth_step_rad: lidar.azimuth_step_rad(),
+    };
+    let mut cfg = SceneConfig { seed: 9_301, vehicles: 8, pedestrians: 8, cyclists: 5, ..SceneConfig::default() };
+    cfg.sensors.lidar = lidar;
+    let mut scene = Scene::new(cfg).unwrap();
+    // Five sweeps, two seconds apart.
+    let mut sweeps = Vec::new();
+    while sweeps.len() < 5 {
+        if let Some(s) = scene.tick().lidar.pop() {
+            sweeps.push(s);
+            for _ in 0..19 {
+                while scene.tick().lidar.is_empty() {}
+            }
+        }
+    }
+    // The same points seen by a sensor pitched 2° nose up and rolled 1° (its points turned
+    // into its own frame).
+    let (p, r) = (2f64.to_radians(), 1f64.to_radians());
+    let tilt = |q: &[f32; 4]| {
+        let v = [f64::from(q[0]), f64::from(q[1]), f64::from(q[2])];
+        // Level from sensor is pitch · roll; its transpose takes level points into the sensor.
+        let (y1, z1) = (v[1], v[2]);
+        let (x2, z2) = (p.cos() * v[0] + p.sin() * z1, -p.sin() * v[0] + p.cos() * z1);
+        let (y3, z3) = (r.cos() * y1 + r.sin() * z2, -r.sin() * y1 + r.cos() * z2);
+        [x2 as f32, y3 as f32, z3 as f32, q[3]]
+    };
+    let plane = |pts: &[[f32; 4]]| {
+        let (g, _) = segment::ground(pts, &det.segment);
+        segment::road_plane(pts, &g).unwrap()
+    };
+    let (mut level_dets, mut vehicles) = (0, 0);
+    for sweep in &sweeps {
+        let tilted: Vec<[f32; 4]> = sweep.points.iter().map(tilt).collect();
+        // The tilted sweep's road falls ahead and to the left; levelling takes the tilt out.
+        let level = segment::Levelling::of_plane(plane(&tilted)).expect("a 2° tilt is levelled");
+        assert!((level.tilt_rad().to_degrees() - 5f64.sqrt()).abs() < 0.1, "{}", level.tilt_rad().to_degrees());
+        assert!(segment::Levelling::of_plane(plane(&sweep.points)).is_none(), "the level sweep is left as it is");
+        let strong = |d: &Vec<Detection>| -> Vec<Detection> {
+            d.iter().filter(|d| d.score >= 0.5 && d.bbox.x_m.hypot(d.bbox.y_m) < 40.0).copied().collect()
+        };
+        let (a, b) = (strong(&det.detect(&sweep.points, false)), strong(&det.detect(&tilted, false)));
+        level_dets += a.len();
+        vehicles += a.iter().filter(|d| d.class == 0).count();
+        // Every confident detection of the level sweep is found in the tilted one, of the same
+        // class, where the tilt puts it (the boxes come back in the tilted sensor's frame).
+        for d in &a {
+            let c = tilt(&[d.bbox.x_m as f32, d.bbox.y_m as f32, (d.bbox.z_m + d.bbox.height_m / 2.0) as f32, 0.0]);
+            let near = b.iter().find(|e| {
+                e.class == d.class && (e.bbox.x_m - f64::from(c[0])).hypot(e.bbox.y_m - f64::from(c[1])) < 0.2
+            });
+            assert!(near.is_some(), "{d:?} not found in the tilted sweep: {b:?}");
+        }
+        assert!(b.len() <= a.len() + 1, "{} against {}", b.len(), a.len());
+    }
+    assert!(level_dets >= 10 && vehicles >= 3, "{level_dets} detections, {vehicles} vehicles");
+}

@@ -30,6 +30,9 @@ pub struct TrainOptions {
     pub scenes_hdl32e: u64,
     /// Vehicles parked beside the road in each training scene.
     pub parked: usize,
+    /// The largest sensor pitch and roll drawn for a training scene, degrees
+    /// ([`simdata::generate`]); zero for a level sensor throughout.
+    pub max_tilt_deg: [f64; 2],
     pub seed: u64,
 }
 
@@ -53,8 +56,9 @@ pub fn train_version(
 ) -> Result<Trained, ModelError> {
     let started = Instant::now();
     let seg = SegmentConfig::default();
-    let mut samples = simdata::generate(1000, o.scenes, 300, 5, &seg, &LidarConfig::hdl64e(), o.parked);
-    samples.extend(simdata::generate(2000, o.scenes_hdl32e, 300, 5, &seg, &LidarConfig::default(), o.parked));
+    let tilt = o.max_tilt_deg;
+    let mut samples = simdata::generate(1000, o.scenes, 300, 5, &seg, &LidarConfig::hdl64e(), o.parked, tilt);
+    samples.extend(simdata::generate(2000, o.scenes_hdl32e, 300, 5, &seg, &LidarConfig::default(), o.parked, tilt));
     note(format!(
         "{} clusters from {} + {} simulated scenes (64 + 32 beams, {:.0} s)",
         samples.len(),
@@ -92,7 +96,7 @@ pub fn train_version(
         judged.len()
     ));
     let train_json = json!({
-        "scenes": o.scenes, "scenes_hdl32e": o.scenes_hdl32e, "report": report,
+        "scenes": o.scenes, "scenes_hdl32e": o.scenes_hdl32e, "max_tilt_deg": o.max_tilt_deg, "report": report,
         "calibration": {"detections": judged.len(), "platt": platt, "ece_before": ece_before, "ece_after": ece_after},
     });
     let write = |p: PathBuf, text: String| std::fs::write(&p, text).map_err(|e| ModelError::data_at(&p, e));
@@ -103,9 +107,14 @@ pub fn train_version(
     write(
         vdir.join("version.toml"),
         format!(
-            "description = \"classifier trained on {} simulated clusters, validation accuracy {:.3}; \
+            "description = \"classifier trained on {} simulated clusters{}, validation accuracy {:.3}; \
              scores calibrated on {} detections, expected calibration error {:.3} -> {:.3}\"\n",
             report.samples,
+            if o.max_tilt_deg == [0.0, 0.0] {
+                String::new()
+            } else {
+                format!(" (sensor tilted up to {}° in pitch, {}° in roll)", o.max_tilt_deg[0], o.max_tilt_deg[1])
+            },
             report.val_accuracy,
             judged.len(),
             ece_before,
