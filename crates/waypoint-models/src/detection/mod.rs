@@ -179,19 +179,36 @@ pub fn solidity(points: &[[f32; 4]], ring_spacing_rad: f64, azimuth_step_rad: f6
 /// occluder, a dark panel) leaves firings between its pieces; the end of one car's nose beside
 /// the flank of the next, further off, does not. Rings are elevation bands one spacing wide.
 pub fn side_by_side(a: &[[f32; 4]], b: &[[f32; 4]], ring_spacing_rad: f64, azimuth_step_rad: f64) -> (usize, usize) {
-    use std::collections::BTreeMap;
+    let (_, facing) = facing_ends(a, b, ring_spacing_rad);
+    let apart = facing
+        .iter()
+        .filter(|(_, p, q)| (q.0 - p.0) / azimuth_step_rad < 1.5 && (q.1 - p.1).abs() > APART_RANGE_STEP_M)
+        .count();
+    (apart, facing.len())
+}
+
+/// The ring (an elevation band one spacing wide) and the azimuth relative to `reference` of a
+/// point, with its horizontal range.
+fn ring_azimuth_range(p: &[f32; 4], reference: f64, ring_spacing_rad: f64) -> (i64, f64, f64) {
     use std::f64::consts::{PI, TAU};
-    let Some(first) = a.first() else { return (0, 0) };
+    let (x, y, z) = (f64::from(p[0]), f64::from(p[1]), f64::from(p[2]));
+    let r = x.hypot(y);
+    ((z.atan2(r) / ring_spacing_rad).round() as i64, (y.atan2(x) - reference + PI).rem_euclid(TAU) - PI, r)
+}
+
+/// Per ring in which `a` and `b` lie side by side (their azimuths apart), the facing ends as
+/// (azimuth, range), the left one first; azimuths relative to the returned reference.
+#[allow(clippy::type_complexity)]
+fn facing_ends(a: &[[f32; 4]], b: &[[f32; 4]], ring_spacing_rad: f64) -> (f64, Vec<(i64, (f64, f64), (f64, f64))>) {
+    use std::collections::BTreeMap;
+    let Some(first) = a.first() else { return (0.0, Vec::new()) };
     let reference = f64::from(first[1]).atan2(f64::from(first[0]));
     // Per ring, the (azimuth, range) of the leftmost and rightmost points.
     type Ends = BTreeMap<i64, [(f64, f64); 2]>;
     let ends = |pts: &[[f32; 4]]| {
         let mut m = Ends::new();
         for p in pts {
-            let (x, y, z) = (f64::from(p[0]), f64::from(p[1]), f64::from(p[2]));
-            let r = x.hypot(y);
-            let ring = (z.atan2(r) / ring_spacing_rad).round() as i64;
-            let az = (y.atan2(x) - reference + PI).rem_euclid(TAU) - PI;
+            let (ring, az, r) = ring_azimuth_range(p, reference, ring_spacing_rad);
             let e = m.entry(ring).or_insert([(az, r), (az, r)]);
             if az < e[0].0 {
                 e[0] = (az, r);
@@ -203,23 +220,53 @@ pub fn side_by_side(a: &[[f32; 4]], b: &[[f32; 4]], ring_spacing_rad: f64, azimu
         m
     };
     let (ea, eb) = (ends(a), ends(b));
-    let (mut apart, mut beside) = (0, 0);
+    let mut out = Vec::new();
     for (ring, [a_lo, a_hi]) in &ea {
         let Some([b_lo, b_hi]) = eb.get(ring) else { continue };
-        // The facing ends, where the two lie side by side in this ring.
-        let (p, q) = if a_hi.0 < b_lo.0 {
-            (a_hi, b_lo)
+        if a_hi.0 < b_lo.0 {
+            out.push((*ring, *a_hi, *b_lo));
         } else if b_hi.0 < a_lo.0 {
-            (b_hi, a_lo)
-        } else {
-            continue;
-        };
-        beside += 1;
-        if (q.0 - p.0) / azimuth_step_rad < 1.5 && (q.1 - p.1).abs() > APART_RANGE_STEP_M {
-            apart += 1;
+            out.push((*ring, *b_hi, *a_lo));
         }
     }
-    (apart, beside)
+    (reference, out)
+}
+
+/// Whether the sweep looks through the gap between two clusters lying side by side:
+/// `(through, observed)`, where `observed` counts the rings in which a return of `sweep` lies
+/// between their facing ends, and `through` those in which one lies further than both ends by
+/// more than [`APART_RANGE_STEP_M`] (the road or something behind: free space between two
+/// objects). A gap that is an occluder's shadow on one object returns from nearer instead.
+pub fn seen_through(sweep: &[[f32; 4]], a: &[[f32; 4]], b: &[[f32; 4]], ring_spacing_rad: f64) -> (usize, usize) {
+    use std::collections::BTreeMap;
+    let (reference, facing) = facing_ends(a, b, ring_spacing_rad);
+    let gaps: BTreeMap<i64, (f64, f64, f64)> =
+        facing.iter().map(|(ring, p, q)| (*ring, (p.0, q.0, p.1.max(q.1) + APART_RANGE_STEP_M))).collect();
+    let (Some(lo), Some(hi)) =
+        (gaps.values().map(|g| g.0).min_by(f64::total_cmp), gaps.values().map(|g| g.1).max_by(f64::total_cmp))
+    else {
+        return (0, 0);
+    };
+    // The wedge of azimuths between the two, tested by cross products before any angle is
+    // computed (it is narrower than half a turn: the two lie side by side).
+    let (from_dir, to_dir) = ((reference + lo).sin_cos(), (reference + hi).sin_cos());
+    let mut seen: BTreeMap<i64, bool> = BTreeMap::new();
+    for p in sweep {
+        let (x, y) = (f64::from(p[0]), f64::from(p[1]));
+        if from_dir.1 * y - from_dir.0 * x <= 0.0 || x * to_dir.0 - y * to_dir.1 <= 0.0 {
+            continue;
+        }
+        let (ring, az, r) = ring_azimuth_range(p, reference, ring_spacing_rad);
+        if az <= lo || az >= hi {
+            continue;
+        }
+        let Some(&(from, to, further)) = gaps.get(&ring) else { continue };
+        if az > from && az < to {
+            let through = seen.entry(ring).or_insert(false);
+            *through |= r > further;
+        }
+    }
+    (seen.values().filter(|t| **t).count(), seen.len())
 }
 
 /// Two detections of one class whose boxes overlap by more than this (bird's-eye IoU) are
@@ -456,7 +503,8 @@ impl LidarDetector {
     /// clusters whose footprints come within [`MERGE_GAP_M`] are joined when their union fits a
     /// vehicle-sized box that the classifier calls a vehicle, and not a worse one than its
     /// likelier part is (by more than [`JOIN_SLACK`]), unless the two lie side by side, apart
-    /// ([`side_by_side`], [`APART_MIN_RINGS`]). Closest pairs first.
+    /// ([`side_by_side`], [`APART_MIN_RINGS`]), or the sweep looks through the gap between
+    /// them to something further off ([`seen_through`], in as many rings). Closest pairs first.
     fn merge(&self, points: &[[f32; 4]], ground_z: &[f32], clusters: Vec<Vec<usize>>) -> Vec<Vec<usize>> {
         let mut pairs = merge_candidates(points, &clusters);
         if pairs.is_empty() {
@@ -477,6 +525,7 @@ impl LidarDetector {
         // A fragment that is itself a confident pedestrian or cyclist is a road user of its own,
         // not part of a vehicle beside it.
         let small_user = |k: usize| probs[k][1] >= 0.6 || probs[k][2] >= 0.6;
+
         pairs.retain(|(_, i, j)| !small_user(*i) && !small_user(*j));
         // How much of a vehicle each group is: a join must not make it less of one (a whole car
         // joined with the post beside it is a worse car).
@@ -513,6 +562,14 @@ impl LidarDetector {
                     side_by_side(&pts[..a.len()], &pts[a.len()..], self.ring_spacing_rad, self.azimuth_step_rad);
                 if apart >= APART_MIN_RINGS && 2 * apart >= beside {
                     continue;
+                }
+                // Two objects with free space between them: the sweep looks through the gap.
+                if beside > 0 {
+                    let (through, observed) =
+                        seen_through(points, &pts[..a.len()], &pts[a.len()..], self.ring_spacing_rad);
+                    if through >= APART_MIN_RINGS && 2 * through >= observed {
+                        continue;
+                    }
                 }
             }
             vehicle_p[ri] = p;
