@@ -176,6 +176,17 @@ mod detection {
             let acc = accuracy(&clf, &samples);
             assert!(acc > 0.9, "{} beams: accuracy {acc}", lidar.beams);
         }
+        // The same scene with its sensor tilted at random (`train detection --max-tilt-deg`):
+        // other clusters, still labelled by the road user they lie on once levelled, so the
+        // level-trained classifier agrees with their labels as often.
+        let hdl = LidarConfig::hdl64e();
+        let level = simdata::generate(9000, 1, 40, 10, &SegmentConfig::default(), &hdl, 0, [0.0, 0.0]);
+        let tilted = simdata::generate(9000, 1, 40, 10, &SegmentConfig::default(), &hdl, 0, [2.0, 1.5]);
+        assert_ne!(level, tilted, "the tilt changes what the sensor sees");
+        let vehicles = |s: &[([f32; N_FEATURES], usize)]| s.iter().filter(|(_, l)| *l == 0).count();
+        assert!(vehicles(&tilted) * 2 > vehicles(&level), "{} against {}", vehicles(&tilted), vehicles(&level));
+        let acc = accuracy(&clf, &tilted);
+        assert!(acc > 0.9, "tilted: accuracy {acc}");
         // Versions 2 (seven features, 32 hidden units) and 3 (eight features), trained on the
         // simulator's box-shaped road users, and 4 (ten features), trained before the street
         // clutter, and 5 (uncalibrated scores), still load and take their first features.

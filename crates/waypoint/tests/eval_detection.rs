@@ -94,6 +94,21 @@ fn waypoint(args: &[&std::ffi::OsStr]) -> std::process::Output {
     out
 }
 
+/// `eval detection --json --kitti DIR --png-dir DIR/bev`, which must succeed.
+fn eval_kitti_json(dir: &std::path::Path) -> std::process::Output {
+    let png_dir = dir.join("bev");
+    let os = std::ffi::OsStr::new;
+    waypoint(&[
+        os("eval"),
+        os("detection"),
+        os("--json"),
+        os("--kitti"),
+        dir.as_os_str(),
+        os("--png-dir"),
+        png_dir.as_os_str(),
+    ])
+}
+
 #[test]
 fn simulated_sweeps_exported_as_kitti_are_read_matched_and_drawn() {
     let dir = std::env::temp_dir().join(format!("waypoint-kitti-{}", std::process::id()));
@@ -102,15 +117,7 @@ fn simulated_sweeps_exported_as_kitti_are_read_matched_and_drawn() {
     // Five frames a second apart of a seeded scene, seen by the HDL-64E.
     let exported = waypoint(&[&os("export-kitti"), &os("--frames"), &os("5"), &os("--out"), dir.as_os_str()]);
     let said = String::from_utf8_lossy(&exported.stdout).to_string();
-    let out = waypoint(&[
-        &os("eval"),
-        &os("detection"),
-        &os("--json"),
-        &os("--kitti"),
-        dir.as_os_str(),
-        &os("--png-dir"),
-        png_dir.as_os_str(),
-    ]);
+    let out = eval_kitti_json(&dir);
     let labels: Vec<String> =
         (0..5).map(|f| std::fs::read_to_string(dir.join(format!("label_2/{f:06}.txt"))).unwrap()).collect();
     let png = std::fs::read(png_dir.join("000004.png")).expect("a bird's-eye view");
@@ -258,16 +265,7 @@ fn a_tilted_export_carries_its_tilt_and_its_vehicles_are_still_found() {
     let os = |s: &str| std::ffi::OsString::from(s);
     // The sensor pitched 1.5° nose up and rolled 1°: the road seems to fall away ahead and lean.
     waypoint(&[&os("export-kitti"), &os("--frames"), &os("5"), &os("--tilt-deg=1.5,1"), &os("--out"), dir.as_os_str()]);
-    let png_dir = dir.join("bev");
-    let out = waypoint(&[
-        &os("eval"),
-        &os("detection"),
-        &os("--json"),
-        &os("--kitti"),
-        dir.as_os_str(),
-        &os("--png-dir"),
-        png_dir.as_os_str(),
-    ]);
+    let out = eval_kitti_json(&dir);
     let marker = std::fs::read_to_string(dir.join("waypoint-export.json")).unwrap();
     let calib = std::fs::read_to_string(dir.join("calib/000000.txt")).unwrap();
     let labels = std::fs::read_to_string(dir.join("label_2/000004.txt")).unwrap();

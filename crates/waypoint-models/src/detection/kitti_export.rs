@@ -47,31 +47,25 @@ Tr_velo_to_cam: 0 -1 0 0 0 0 -1 -0.1 1 0 0 -0.3
 Tr_imu_to_velo: 1 0 0 0 0 1 0 0 0 0 1 0
 ";
 /// [`CALIB`] for a sensor tilted on its car: `Tr_velo_to_cam` first turns the sensor's frame
-/// level (`level_from_sensor`, row-major), then maps it as [`CALIB`] does.
-fn calib_with_tilt(level_from_sensor: &[[f64; 3]; 3]) -> String {
-    // CALIB's Tr_velo_to_cam: camera x = -lidar y, camera y = -lidar z, camera z = lidar x.
-    let axes = [[0.0, -1.0, 0.0], [0.0, 0.0, -1.0], [1.0, 0.0, 0.0]];
-    let t = [0.0, -0.1, -0.3];
-    let mut tr = String::new();
-    for (row, ti) in axes.iter().zip(t) {
-        for j in 0..3 {
-            let v: f64 = row.iter().zip(level_from_sensor).map(|(a, m)| a * m[j]).sum();
-            tr += &format!("{v:.9} ");
-        }
-        tr += &format!("{ti} ");
-    }
-    CALIB
+/// level (`level_from_sensor`, row-major), then maps it as [`CALIB`]'s does.
+fn calib_with_tilt(level_from_sensor: &[[f64; 3]; 3]) -> Result<String, ModelError> {
+    let tr = kitti::parse_calib(CALIB)?.velo_to_cam;
+    let level = nalgebra::Matrix3::from_fn(|i, j| level_from_sensor[i][j]);
+    let mut tilted = tr;
+    tilted.fixed_view_mut::<3, 3>(0, 0).copy_from(&(tr.fixed_view::<3, 3>(0, 0) * level));
+    let row = |i: usize| (0..4).map(|j| format!("{:.9}", tilted[(i, j)])).collect::<Vec<_>>().join(" ");
+    Ok(CALIB
         .lines()
         .map(|l| {
             if l.starts_with("Tr_velo_to_cam:") {
-                format!("Tr_velo_to_cam: {}", tr.trim_end())
+                format!("Tr_velo_to_cam: {} {} {}", row(0), row(1), row(2))
             } else {
                 l.to_string()
             }
         })
         .collect::<Vec<_>>()
         .join("\n")
-        + "\n"
+        + "\n")
 }
 
 /// Image height, pixels (the width is [`kitti::IMAGE_WIDTH_PX`]).
@@ -189,7 +183,10 @@ pub fn export(a: &ExportOptions) -> Result<[usize; 3], ModelError> {
     // calibration written carries the tilt, so that the labels (boxes standing on the level
     // road, in a level camera's frame) move into that frame when read.
     let level_from_sensor = a.lidar.level_from_sensor();
-    let calib_text = level_from_sensor.map_or_else(|| CALIB.to_string(), |m| calib_with_tilt(&m));
+    let calib_text = match &level_from_sensor {
+        Some(m) => calib_with_tilt(m)?,
+        None => CALIB.to_string(),
+    };
     let marker = a.out.join(EXPORT_MARKER);
     let about = serde_json::json!({
         "seed": a.seed, "frames": a.frames, "every": a.every, "parked": a.parked, "tilt_deg": a.lidar.tilt_deg,

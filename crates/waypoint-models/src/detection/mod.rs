@@ -257,9 +257,6 @@ pub fn seen_through(sweep: &[[f32; 4]], a: &[[f32; 4]], b: &[[f32; 4]], ring_spa
             continue;
         }
         let (ring, az, r) = ring_azimuth_range(p, reference, ring_spacing_rad);
-        if az <= lo || az >= hi {
-            continue;
-        }
         let Some(&(from, to, further)) = gaps.get(&ring) else { continue };
         if az > from && az < to {
             let through = seen.entry(ring).or_insert(false);
@@ -525,7 +522,6 @@ impl LidarDetector {
         // A fragment that is itself a confident pedestrian or cyclist is a road user of its own,
         // not part of a vehicle beside it.
         let small_user = |k: usize| probs[k][1] >= 0.6 || probs[k][2] >= 0.6;
-
         pairs.retain(|(_, i, j)| !small_user(*i) && !small_user(*j));
         // How much of a vehicle each group is: a join must not make it less of one (a whole car
         // joined with the post beside it is a worse car).
