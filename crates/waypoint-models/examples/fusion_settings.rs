@@ -41,6 +41,21 @@ fn main() {
             }
         }
     }
+    // A steady constant-velocity mode beside the manoeuvring one (four modes).
+    for p in [0.002, 0.005, 0.01, 0.02] {
+        for steady in [0.25, 0.5, 1.0, 2.0, 4.0] {
+            for var in [16.0, 25.0] {
+                candidates.push((
+                    format!("CTRV 0.5/0.2 + 3/1.5 + CV {steady} + CV {var}, {} %", p * 100.0),
+                    ImmConfig {
+                        modes: vec![ctrv(0.5, 0.2), ctrv(3.0, 1.5), cv(steady), cv(var)],
+                        switch_prob: p,
+                        initial: vec![],
+                    },
+                ));
+            }
+        }
+    }
     println!("seeds {lo}-{hi}; RMSE relative to the better of UKF and EKF per component, mean over components");
     let kinds = MotionKind::ALL;
     print!("{:<44}", "IMM");

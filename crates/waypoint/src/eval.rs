@@ -92,7 +92,7 @@ fn eval_fusion_synthetic(a: &FusionArgs) -> Result<()> {
     }
     for (kind, [u, e, i]) in &rows {
         println!("{}", kind.name());
-        for (name, r) in [("UKF (CTRV)", u), ("EKF (constant velocity)", e), ("IMM (CTRV x2 + CV)", i)] {
+        for (name, r) in [("UKF (CTRV)", u), ("EKF (constant velocity)", e), ("IMM (CTRV x2 + CV x2)", i)] {
             println!("  {name:<26} {:>8.4} {:>8.4} {:>8.4} {:>8.4}", r[0], r[1], r[2], r[3]);
         }
     }
@@ -156,7 +156,7 @@ fn eval_fusion(a: FusionArgs) -> Result<()> {
     };
     row("Waypoint UKF (CTRV)", &ukf);
     row("Waypoint EKF (constant velocity)", &ekf);
-    row("Waypoint IMM (CTRV x2 + CV)", &imm);
+    row("Waypoint IMM (CTRV x2 + CV x2)", &imm);
     for (_, name, v) in feval::REFERENCES {
         println!("{name:<34} {:>8.3} {:>8.3} {:>8.3} {:>8.3}", v[0], v[1], v[2], v[3]);
     }

@@ -167,13 +167,17 @@ mod tests {
         Tensor::new("measurements", vec![rows.len(), 5], TensorData::F64(rows.concat())).unwrap()
     }
 
-    /// The shipped version 2 is the default IMM; a version without the file serves the UKF; a
-    /// bad file is a load error, not a silent fallback.
+    /// The shipped version 3 is the default IMM and version 2 the same less its steady
+    /// constant-velocity mode; a version without the file serves the UKF; a bad file is a load
+    /// error, not a silent fallback.
     #[test]
     fn a_version_with_imm_settings_serves_the_imm_and_a_bad_file_is_refused() {
         let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/fusion");
-        let v2 = FusionModel::load(&shipped.join("2")).unwrap();
+        let v2 = FusionModel::load(&shipped.join("3")).unwrap();
         assert_eq!(v2.config, FilterConfig::Imm(ImmConfig::default()));
+        let mut three = ImmConfig::default();
+        three.modes.remove(2);
+        assert_eq!(FusionModel::load(&shipped.join("2")).unwrap().config, FilterConfig::Imm(three));
         assert_eq!(FusionModel::load(&shipped.join("1")).unwrap().config, FilterConfig::default());
 
         let rows: Vec<[f64; 5]> = (0..40)
