@@ -142,6 +142,7 @@ mod detection {
     use waypoint_models::detection::segment::SegmentConfig;
     use waypoint_models::detection::simdata;
     use waypoint_sim::sensors::LidarConfig;
+    use waypoint_sim::Fleet;
 
     #[test]
     fn the_shipped_classifier_labels_fresh_simulated_clusters() {
@@ -171,7 +172,8 @@ mod detection {
         // Scenes with seeds the training never used (it uses 1000..1012 and 2000..2009), seen
         // by the 64-beam and by the 32-beam lidar.
         for (seed, lidar) in [(9000, LidarConfig::hdl64e()), (9001, LidarConfig::default())] {
-            let samples = simdata::generate(seed, 1, 40, 10, &SegmentConfig::default(), &lidar, 0, [0.0, 0.0]);
+            let samples =
+                simdata::generate(seed, 1, 40, 10, &SegmentConfig::default(), &lidar, 0, [0.0, 0.0], Fleet::Sedans);
             assert!(samples.len() > 50, "{} clusters", samples.len());
             let acc = accuracy(&clf, &samples);
             assert!(acc > 0.9, "{} beams: accuracy {acc}", lidar.beams);
@@ -180,8 +182,8 @@ mod detection {
         // other clusters, still labelled by the road user they lie on once levelled, so the
         // level-trained classifier agrees with their labels as often.
         let hdl = LidarConfig::hdl64e();
-        let level = simdata::generate(9000, 1, 40, 10, &SegmentConfig::default(), &hdl, 0, [0.0, 0.0]);
-        let tilted = simdata::generate(9000, 1, 40, 10, &SegmentConfig::default(), &hdl, 0, [2.0, 1.5]);
+        let level = simdata::generate(9000, 1, 40, 10, &SegmentConfig::default(), &hdl, 0, [0.0, 0.0], Fleet::Sedans);
+        let tilted = simdata::generate(9000, 1, 40, 10, &SegmentConfig::default(), &hdl, 0, [2.0, 1.5], Fleet::Sedans);
         assert_ne!(level, tilted, "the tilt changes what the sensor sees");
         let vehicles = |s: &[([f32; N_FEATURES], usize)]| s.iter().filter(|(_, l)| *l == 0).count();
         assert!(vehicles(&tilted) * 2 > vehicles(&level), "{} against {}", vehicles(&tilted), vehicles(&level));
@@ -190,8 +192,17 @@ mod detection {
         // Versions 2 (seven features, 32 hidden units) and 3 (eight features), trained on the
         // simulator's box-shaped road users, and 4 (ten features), trained before the street
         // clutter, and 5 (uncalibrated scores), still load and take their first features.
-        let samples =
-            simdata::generate(9000, 1, 40, 10, &SegmentConfig::default(), &LidarConfig::hdl64e(), 0, [0.0, 0.0]);
+        let samples = simdata::generate(
+            9000,
+            1,
+            40,
+            10,
+            &SegmentConfig::default(),
+            &LidarConfig::hdl64e(),
+            0,
+            [0.0, 0.0],
+            Fleet::Sedans,
+        );
         for v in ["2", "3", "4", "5"] {
             let old = Classifier::load(&dir.join(v).join(CLASSIFIER_FILE)).unwrap();
             let acc = accuracy(&old, &samples);

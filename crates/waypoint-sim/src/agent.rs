@@ -29,6 +29,27 @@ impl AgentKind {
     }
 }
 
+/// Which vehicles a scene's traffic is made of.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fleet {
+    /// Mid-size cars only, 4.1–5.0 m long, 1.5–1.6 m high (the simulator's traffic so far).
+    #[default]
+    Sedans,
+    /// A street's mix of bodies: small cars, mid-size cars, SUVs and vans (up to 5.6 m long and
+    /// 2.5 m high), each vehicle's drawn from a stream of its own (see [`Agent::rebody`]).
+    Mixed,
+}
+
+/// The body types of [`Fleet::Mixed`]: share, then length, width and height ranges in metres
+/// (typical of each class of vehicle sold in Europe; not fitted to any data).
+const MIXED_BODIES: [(f64, [(f64, f64); 3]); 4] = [
+    (0.3, [(3.6, 4.1), (1.65, 1.78), (1.42, 1.55)]),  // small car
+    (0.35, [(4.4, 4.95), (1.78, 1.9), (1.40, 1.52)]), // mid-size car, estate
+    (0.2, [(4.3, 4.9), (1.82, 1.95), (1.62, 1.80)]),  // SUV
+    (0.15, [(4.8, 5.6), (1.9, 2.05), (1.9, 2.5)]),    // van
+];
+
 /// A vehicle's or cyclist's length, width and height: the nominal ones, scaled by a draw from
 /// `rng` (the length by 0.92–1.1, the width and height by its square root).
 fn sized(kind: AgentKind, rng: &mut SimRng) -> (f64, f64, f64) {
@@ -130,6 +151,24 @@ impl Agent {
             half_length_m: self.length_m / 2.0,
             half_width_m: self.width_m / 2.0,
         }
+    }
+
+    /// Gives a vehicle a body drawn from `fleet` with `rng` (the sedans it has already for
+    /// [`Fleet::Sedans`]; other agents are left alone). Drawn from a stream apart from the
+    /// agent's own, so its route and desired speed are the ones it would have had as a sedan.
+    pub fn rebody(&mut self, fleet: Fleet, rng: &mut SimRng) {
+        if self.kind != AgentKind::Vehicle || fleet == Fleet::Sedans {
+            return;
+        }
+        let mut pick = rng.uniform();
+        let body = MIXED_BODIES.iter().find(|(share, _)| {
+            pick -= share;
+            pick < 0.0
+        });
+        let [l, w, h] = body.unwrap_or(&MIXED_BODIES[MIXED_BODIES.len() - 1]).1;
+        self.length_m = rng.range(l.0, l.1);
+        self.width_m = rng.range(w.0, w.1);
+        self.height_m = rng.range(h.0, h.1);
     }
 
     /// A new lane-following agent at arc length `s_m` of a route.

@@ -21,7 +21,7 @@ pub mod rng;
 pub mod scene;
 pub mod sensors;
 
-pub use agent::AgentKind;
+pub use agent::{AgentKind, Fleet};
 pub use fault::{FaultKind, FaultRecord, FaultSpec, Sensor};
 pub use frame::Frame;
 pub use scene::{Scene, SceneConfig};

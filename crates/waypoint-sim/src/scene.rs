@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::agent::{Agent, AgentKind, Behaviour, Neighbour};
+use crate::agent::{Agent, AgentKind, Behaviour, Fleet, Neighbour};
 use crate::fault::{FaultEffect, FaultRecord, FaultSpec, Outbox, Sensor, Stamped};
 use crate::frame::{AgentTruth, CameraFrame, Frame, GpsFix, GroundTruth, ImuSample, LidarSweep, RadarScan};
 use crate::geometry::Vec2;
@@ -32,6 +32,9 @@ pub struct SceneConfig {
     /// ([`crate::map::parking_spaces`]); at most as many as there are spaces.
     #[serde(default)]
     pub parked: usize,
+    /// The vehicles' bodies (default: sedans only).
+    #[serde(default)]
+    pub fleet: Fleet,
     pub sensors: SensorsConfig,
     /// Faults scheduled from the start.
     pub faults: Vec<FaultSpec>,
@@ -47,11 +50,16 @@ impl Default for SceneConfig {
             pedestrians: 4,
             cyclists: 2,
             parked: 0,
+            fleet: Fleet::Sedans,
             sensors: SensorsConfig::default(),
             faults: Vec::new(),
         }
     }
 }
+
+/// The label of the streams vehicles' bodies are drawn from ([`Agent::rebody`]), one per
+/// agent id, apart from every other stream of the scene.
+const FLEET_STREAM: u64 = 0xF1EE_7000_0000;
 
 /// Most agents a scene accepts (beyond that `add_agent` refuses).
 pub const MAX_AGENTS: usize = 200;
@@ -164,7 +172,9 @@ impl Scene {
                 return Err(SimError::Full(MAX_AGENTS));
             }
             let (pos, yaw) = spaces.swap_remove(parking.below(spaces.len()));
-            scene.agents.push(Agent::new_parked(scene.next_id, pos, yaw, &mut parking));
+            let mut car = Agent::new_parked(scene.next_id, pos, yaw, &mut parking);
+            car.rebody(scene.config.fleet, &mut rng.fork(FLEET_STREAM ^ u64::from(scene.next_id)));
+            scene.agents.push(car);
             scene.next_id += 1;
         }
         for spec in scene.config.faults.clone() {
@@ -231,7 +241,9 @@ impl Scene {
                             break a;
                         }
                     };
-                    Agent::new_driver(id, kind, from, to, rng.range(0.0, 55.0), &mut rng)
+                    let mut a = Agent::new_driver(id, kind, from, to, rng.range(0.0, 55.0), &mut rng);
+                    a.rebody(self.config.fleet, &mut self.rng.fork(FLEET_STREAM ^ u64::from(id)));
+                    a
                 }
             };
             if self.has_room(&agent, 2.5) {

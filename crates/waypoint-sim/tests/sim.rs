@@ -438,3 +438,39 @@ mod parking {
         assert!((20..100).contains(&n), "{n} parked");
     }
 }
+
+mod fleet {
+    use super::*;
+    use waypoint_sim::Fleet;
+
+    /// A mixed fleet gives vehicles, moving and parked, bodies from small cars to vans;
+    /// pedestrians, and the scene without the option, are untouched (cyclists share the lanes,
+    /// so where they find room depends on the vehicles' lengths).
+    #[test]
+    fn a_mixed_fleet_varies_the_vehicles_bodies_and_leaves_pedestrians_as_they_were() {
+        let config = |fleet| SceneConfig { seed: 12, vehicles: 12, parked: 30, fleet, ..SceneConfig::default() };
+        let mixed = Scene::new(config(Fleet::Mixed)).unwrap().tick();
+        let sedans = Scene::new(config(Fleet::Sedans)).unwrap().tick();
+        let default =
+            Scene::new(SceneConfig { seed: 12, vehicles: 12, parked: 30, ..SceneConfig::default() }).unwrap().tick();
+        assert_eq!(format!("{sedans:?}"), format!("{default:?}"));
+        let bodies = |f: &Frame| -> Vec<(f64, f64)> {
+            f.truth.agents.iter().filter(|a| a.kind == AgentKind::Vehicle).map(|a| (a.length_m, a.height_m)).collect()
+        };
+        let (m, s) = (bodies(&mixed), bodies(&sedans));
+        assert!(m.len() >= 20 && s.len() >= 20, "{} and {} vehicles", m.len(), s.len());
+        assert!(s.iter().all(|(l, h)| (4.1..5.0).contains(l) && (1.48..1.64).contains(h)), "{s:?}");
+        assert!(m.iter().any(|(l, _)| *l < 4.1), "a small car: {m:?}");
+        assert!(m.iter().any(|(_, h)| *h > 1.9), "a van: {m:?}");
+        assert!(m.iter().all(|(l, h)| (3.6..=5.6).contains(l) && (1.4..=2.5).contains(h)), "{m:?}");
+        let people = |f: &Frame| -> Vec<(u32, f64, f64, f64)> {
+            f.truth
+                .agents
+                .iter()
+                .filter(|a| a.kind == AgentKind::Pedestrian)
+                .map(|a| (a.id, a.x_m, a.y_m, a.height_m))
+                .collect()
+        };
+        assert_eq!(people(&mixed), people(&sedans));
+    }
+}

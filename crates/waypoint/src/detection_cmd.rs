@@ -16,6 +16,7 @@ use waypoint_models::detection::LidarDetector;
 use waypoint_models::detection::{HDL64E_AZIMUTH_STEP_RAD, HDL64E_RING_SPACING_RAD};
 use waypoint_models::model::latest_version;
 use waypoint_models::plot::kitti_bev;
+use waypoint_sim::Fleet;
 
 use crate::lidar_preset::LidarPreset;
 
@@ -41,8 +42,30 @@ pub struct TrainDetectionArgs {
     /// recall on level ones (docs/EVALUATION.md), so the served versions are trained level.
     #[arg(long, value_delimiter = ',', value_name = "MAX_PITCH,MAX_ROLL", default_value = "0,0")]
     pub max_tilt_deg: Vec<f64>,
+    /// The vehicles' bodies in the training scenes: sedans only, or a street's mix of small
+    /// cars, mid-size cars, SUVs and vans.
+    #[arg(long, value_enum, default_value = "sedans")]
+    pub fleet: FleetArg,
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
+}
+
+/// Which vehicles a simulated scene's traffic is made of (`waypoint_sim::Fleet`).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum FleetArg {
+    /// Mid-size cars only.
+    Sedans,
+    /// Small cars, mid-size cars, SUVs and vans (up to 5.6 m long and 2.5 m high).
+    Mixed,
+}
+
+impl From<FleetArg> for Fleet {
+    fn from(f: FleetArg) -> Self {
+        match f {
+            FleetArg::Sedans => Fleet::Sedans,
+            FleetArg::Mixed => Fleet::Mixed,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -108,6 +131,10 @@ pub struct ExportKittiArgs {
     /// carries the tilt.
     #[arg(long, value_delimiter = ',', value_name = "PITCH,ROLL", allow_negative_numbers = true)]
     pub tilt_deg: Option<Vec<f64>>,
+    /// The vehicles' bodies: sedans only, or a street's mix of small cars, mid-size cars, SUVs
+    /// and vans.
+    #[arg(long, value_enum, default_value = "sedans")]
+    pub fleet: FleetArg,
     /// The directory to write (created; existing frames of the same numbers are replaced).
     #[arg(long)]
     pub out: PathBuf,
@@ -134,6 +161,7 @@ pub fn export_kitti(a: ExportKittiArgs) -> Result<()> {
         every: a.every,
         lidar,
         parked: a.parked,
+        fleet: a.fleet.into(),
         min_points: a.min_points,
         out: a.out.clone(),
     };
@@ -164,8 +192,14 @@ pub fn train(a: TrainDetectionArgs) -> Result<()> {
             a.max_tilt_deg
         ),
     };
-    let options =
-        TrainOptions { scenes: a.scenes, scenes_hdl32e: a.scenes_hdl32e, parked: a.parked, max_tilt_deg, seed: a.seed };
+    let options = TrainOptions {
+        scenes: a.scenes,
+        scenes_hdl32e: a.scenes_hdl32e,
+        parked: a.parked,
+        max_tilt_deg,
+        fleet: a.fleet.into(),
+        seed: a.seed,
+    };
     let t = train_version(&a.model_repository, &a.model, &options, &mut |note| eprintln!("{note}"))?;
     println!(
         "wrote {} — validation accuracy {:.3}, per class {:?}, confusion {:?}",

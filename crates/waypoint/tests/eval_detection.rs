@@ -197,6 +197,8 @@ fn export_kitti_refuses_bad_arguments() {
             "{tilt}: {bad:?}"
         );
     }
+    let bad = run(&[&os("export-kitti"), &os("--fleet"), &os("trucks"), &os("--out"), &os("/tmp/unused")]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("--fleet"), "{bad:?}");
     assert!(!std::path::Path::new("/tmp/unused").exists());
     // Training refuses a tilt range it cannot mean before it starts.
     for tilt in ["20,0", "-1,1", "1"] {
@@ -297,4 +299,38 @@ fn a_tilted_export_carries_its_tilt_and_its_vehicles_are_still_found() {
     let v = &r["per_class"][0];
     let (tp, fn_) = (v["tp"].as_u64().unwrap(), v["fn"].as_u64().unwrap());
     assert!(tp + fn_ >= 4 && tp * 10 >= (tp + fn_) * 7, "{v} {labels}");
+}
+
+/// `export-kitti --fleet mixed`: the marker says so and the labels hold vans and small cars
+/// beside mid-size ones (a fleet it does not know: `export_kitti_refuses_bad_arguments`).
+#[test]
+fn a_mixed_fleet_export_labels_vehicles_of_every_body() {
+    let dir = std::env::temp_dir().join(format!("waypoint-kitti-fleet-{}", std::process::id()));
+    let os = |s: &str| std::ffi::OsString::from(s);
+    waypoint(&[
+        &os("export-kitti"),
+        &os("--frames"),
+        &os("3"),
+        &os("--parked"),
+        &os("30"),
+        &os("--fleet"),
+        &os("mixed"),
+        &os("--out"),
+        dir.as_os_str(),
+    ]);
+    let marker = std::fs::read_to_string(dir.join("waypoint-export.json")).unwrap();
+    let mut bodies = Vec::new();
+    for f in ["000000", "000001", "000002"] {
+        for line in std::fs::read_to_string(dir.join("label_2").join(format!("{f}.txt"))).unwrap().lines() {
+            let v: Vec<&str> = line.split_whitespace().collect();
+            if v[0] == "Car" {
+                bodies.push((v[8].parse::<f64>().unwrap(), v[10].parse::<f64>().unwrap()));
+            }
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+    let m: serde_json::Value = serde_json::from_str(&marker).unwrap();
+    assert_eq!(m["fleet"], "mixed", "{marker}");
+    assert!(bodies.iter().any(|(h, _)| *h > 1.9), "a van: {bodies:?}");
+    assert!(bodies.iter().any(|(_, l)| *l < 4.1), "a small car: {bodies:?}");
 }

@@ -9,7 +9,7 @@ use nalgebra::Vector3;
 use waypoint_sim::frame::{AgentTruth, LidarSweep};
 use waypoint_sim::geometry::{wrap_angle, Vec2};
 use waypoint_sim::sensors::LidarConfig;
-use waypoint_sim::{AgentKind, Scene, SceneConfig};
+use waypoint_sim::{AgentKind, Fleet, Scene, SceneConfig};
 
 use super::{kitti, simdata};
 use crate::ModelError;
@@ -27,6 +27,8 @@ pub struct ExportOptions {
     pub lidar: LidarConfig,
     /// Vehicles parked beside the north and south arms, as `eval detection --sim --parked`.
     pub parked: usize,
+    /// The vehicles' bodies.
+    pub fleet: Fleet,
     /// A road user in the camera's view is labelled when it shows at least this many lidar
     /// points, and marked DontCare (its image box) when it shows fewer.
     pub min_points: usize,
@@ -170,6 +172,7 @@ pub fn export(a: &ExportOptions) -> Result<[usize; 3], ModelError> {
         pedestrians: 8,
         cyclists: 5,
         parked: a.parked,
+        fleet: a.fleet,
         ..SceneConfig::default()
     };
     cfg.sensors.lidar = a.lidar.clone();
@@ -189,7 +192,7 @@ pub fn export(a: &ExportOptions) -> Result<[usize; 3], ModelError> {
     };
     let marker = a.out.join(EXPORT_MARKER);
     let about = serde_json::json!({
-        "seed": a.seed, "frames": a.frames, "every": a.every, "parked": a.parked, "tilt_deg": a.lidar.tilt_deg,
+        "seed": a.seed, "frames": a.frames, "every": a.every, "parked": a.parked, "tilt_deg": a.lidar.tilt_deg, "fleet": a.fleet,
     });
     std::fs::write(&marker, about.to_string()).map_err(|e| ModelError::data_at(&marker, e))?;
     let mut per_class = [0usize; 3];

@@ -4,7 +4,7 @@
 use waypoint_sim::frame::{AgentTruth, SensorPose};
 use waypoint_sim::geometry::Vec2;
 use waypoint_sim::sensors::LidarConfig;
-use waypoint_sim::{AgentKind, Scene, SceneConfig};
+use waypoint_sim::{AgentKind, Fleet, Scene, SceneConfig};
 
 use super::classifier::{features, N_FEATURES};
 use super::segment::{self, SegmentConfig};
@@ -42,7 +42,7 @@ const TILT_STREAM: u64 = 77_777;
 /// each. With a `max_tilt_deg` (pitch, roll) other than zero, each scene's sensor is tilted by
 /// a pitch and a roll drawn uniformly within ± those (domain randomisation: a sensor on a car
 /// that brakes or is loaded, a street that climbs or leans), and its sweeps are levelled as
-/// the detector levels them.
+/// the detector levels them. `fleet` gives the vehicles their bodies.
 #[allow(clippy::too_many_arguments)]
 pub fn generate(
     first_seed: u64,
@@ -53,6 +53,7 @@ pub fn generate(
     lidar: &LidarConfig,
     parked: usize,
     max_tilt_deg: [f64; 2],
+    fleet: Fleet,
 ) -> Vec<([f32; N_FEATURES], usize)> {
     let mut out = Vec::new();
     for seed in 0..scenes {
@@ -62,6 +63,7 @@ pub fn generate(
             pedestrians: 8,
             cyclists: 5,
             parked,
+            fleet,
             ..SceneConfig::default()
         };
         cfg.sensors.lidar = lidar.clone();

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use serde_json::json;
 use waypoint_sim::sensors::LidarConfig;
+use waypoint_sim::Fleet;
 
 use super::classifier::{self, Classifier, ClassifierReport};
 use super::eval_sim::{self, calibration_error};
@@ -33,6 +34,8 @@ pub struct TrainOptions {
     /// The largest sensor pitch and roll drawn for a training scene, degrees
     /// ([`simdata::generate`]); zero for a level sensor throughout.
     pub max_tilt_deg: [f64; 2],
+    /// The vehicles' bodies in the training scenes (the calibration scenes keep sedans).
+    pub fleet: Fleet,
     pub seed: u64,
 }
 
@@ -57,8 +60,18 @@ pub fn train_version(
     let started = Instant::now();
     let seg = SegmentConfig::default();
     let tilt = o.max_tilt_deg;
-    let mut samples = simdata::generate(1000, o.scenes, 300, 5, &seg, &LidarConfig::hdl64e(), o.parked, tilt);
-    samples.extend(simdata::generate(2000, o.scenes_hdl32e, 300, 5, &seg, &LidarConfig::default(), o.parked, tilt));
+    let mut samples = simdata::generate(1000, o.scenes, 300, 5, &seg, &LidarConfig::hdl64e(), o.parked, tilt, o.fleet);
+    samples.extend(simdata::generate(
+        2000,
+        o.scenes_hdl32e,
+        300,
+        5,
+        &seg,
+        &LidarConfig::default(),
+        o.parked,
+        tilt,
+        o.fleet,
+    ));
     note(format!(
         "{} clusters from {} + {} simulated scenes (64 + 32 beams, {:.0} s)",
         samples.len(),
@@ -96,7 +109,8 @@ pub fn train_version(
         judged.len()
     ));
     let train_json = json!({
-        "scenes": o.scenes, "scenes_hdl32e": o.scenes_hdl32e, "max_tilt_deg": o.max_tilt_deg, "report": report,
+        "scenes": o.scenes, "scenes_hdl32e": o.scenes_hdl32e, "max_tilt_deg": o.max_tilt_deg, "fleet": o.fleet,
+        "report": report,
         "calibration": {"detections": judged.len(), "platt": platt, "ece_before": ece_before, "ece_after": ece_after},
     });
     let write = |p: PathBuf, text: String| std::fs::write(&p, text).map_err(|e| ModelError::data_at(&p, e));
@@ -107,7 +121,7 @@ pub fn train_version(
     write(
         vdir.join("version.toml"),
         format!(
-            "description = \"classifier trained on {} simulated clusters{}, validation accuracy {:.3}; \
+            "description = \"classifier trained on {} simulated clusters{}{}, validation accuracy {:.3}; \
              scores calibrated on {} detections, expected calibration error {:.3} -> {:.3}\"\n",
             report.samples,
             if o.max_tilt_deg == [0.0, 0.0] {
@@ -115,6 +129,7 @@ pub fn train_version(
             } else {
                 format!(" (sensor tilted up to {}° in pitch, {}° in roll)", o.max_tilt_deg[0], o.max_tilt_deg[1])
             },
+            if o.fleet == Fleet::Mixed { " (a mixed fleet of vehicles)" } else { "" },
             report.val_accuracy,
             judged.len(),
             ece_before,
