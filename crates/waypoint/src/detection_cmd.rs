@@ -90,6 +90,10 @@ pub struct EvalDetectionArgs {
     /// to the road or along it (a scene has 20 to 52 spaces; beyond that every space is taken).
     #[arg(long, default_value_t = 0)]
     pub parked: usize,
+    /// The vehicles' bodies in each simulated scene: mid-size cars only, or a street's mix of
+    /// small cars, mid-size cars, SUVs and vans.
+    #[arg(long, value_enum, default_value = "sedans", requires = "sim")]
+    pub fleet: FleetArg,
     /// Classifier weights (default: the highest version in models/detection).
     #[arg(long)]
     pub weights: Option<PathBuf>,
@@ -240,7 +244,7 @@ pub fn eval(a: EvalDetectionArgs) -> Result<()> {
                 azimuth_step_rad: lidar.azimuth_step_rad(),
                 ..det
             };
-            let report = eval_sim::evaluate(&det, &lidar, &a.seeds, a.seconds, a.parked, a.min_score)?;
+            let report = eval_sim::evaluate(&det, &lidar, &a.seeds, a.seconds, a.parked, a.fleet.into(), a.min_score)?;
             print_sim(&report, a.json)
         }
         _ => bail!("give --kitti DIR or --sim"),

@@ -79,12 +79,19 @@ fn parked_vehicles_are_road_users_to_find() {
 
 #[test]
 fn bad_arguments_are_refused() {
-    for (flag, value) in [("--seconds", "0"), ("--min-score", "1.5"), ("--min-score", "nan")] {
+    for (flag, value) in [("--seconds", "0"), ("--min-score", "1.5"), ("--min-score", "nan"), ("--fleet", "trucks")] {
         let out = eval_sim(&[flag, value]);
         assert!(!out.status.success(), "{flag} {value}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(flag), "{flag} {value}: {err}");
     }
+    // A fleet is a simulated scene's: with KITTI frames it is refused, not ignored.
+    let os = std::ffi::OsStr::new;
+    let out = Command::new(env!("CARGO_BIN_EXE_waypoint"))
+        .args([os("eval"), os("detection"), os("--kitti"), os("/tmp/unused"), os("--fleet"), os("mixed")])
+        .output()
+        .unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--sim"), "{out:?}");
 }
 
 /// Runs the binary; the output, which must be a success.

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use waypoint_sim::frame::{AgentTruth, Frame, LidarSweep};
 use waypoint_sim::geometry::Vec2;
 use waypoint_sim::sensors::LidarConfig;
-use waypoint_sim::{Scene, SceneConfig};
+use waypoint_sim::{Fleet, Scene, SceneConfig};
 
 use super::boxfit::bev_iou;
 use super::tracker::{hungarian, Observation, Tracker, TrackerConfig};
@@ -101,18 +101,21 @@ impl SimReport {
 }
 
 /// Runs the detector and a fresh tracker over `seconds` of each seeded scene (8 vehicles, 8
-/// pedestrians, 5 cyclists, `parked` parked cars) seen by `lidar`.
+/// pedestrians, 5 cyclists, `parked` parked cars, the vehicles' bodies from `fleet`) seen by
+/// `lidar`.
 pub fn evaluate(
     det: &LidarDetector,
     lidar: &LidarConfig,
     seeds: &[u64],
     seconds: u32,
     parked: usize,
+    fleet: Fleet,
     min_score: f32,
 ) -> Result<SimReport, ModelError> {
     let mut tally = Tally::default();
     for &seed in seeds {
-        let mut cfg = SceneConfig { seed, vehicles: 8, pedestrians: 8, cyclists: 5, parked, ..SceneConfig::default() };
+        let mut cfg =
+            SceneConfig { seed, vehicles: 8, pedestrians: 8, cyclists: 5, parked, fleet, ..SceneConfig::default() };
         cfg.sensors.lidar = lidar.clone();
         let mut scene = Scene::new(cfg).map_err(|e| ModelError::Data(format!("the scene: {e}")))?;
         let mut state = SceneState {

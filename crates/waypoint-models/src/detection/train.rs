@@ -95,7 +95,7 @@ pub fn train_version(
             ring_spacing_rad: lidar.ring_spacing_rad(),
             azimuth_step_rad: lidar.azimuth_step_rad(),
         };
-        judged.extend(eval_sim::evaluate(&det, &lidar, seeds, CALIBRATION_SECONDS, 0, 0.0)?.judged);
+        judged.extend(eval_sim::evaluate(&det, &lidar, seeds, CALIBRATION_SECONDS, 0, Fleet::Sedans, 0.0)?.judged);
     }
     let platt = classifier::fit_platt(&judged)
         .ok_or_else(|| ModelError::Data("calibration scenes gave no right and wrong detections".into()))?;
