@@ -46,6 +46,9 @@ pub struct TrainDetectionArgs {
     /// cars, mid-size cars, SUVs and vans.
     #[arg(long, value_enum, default_value = "sedans")]
     pub fleet: FleetArg,
+    /// Vehicles' windows let the beams into the cabin in the training scenes.
+    #[arg(long)]
+    pub vehicle_glass: bool,
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
 }
@@ -139,6 +142,10 @@ pub struct ExportKittiArgs {
     /// and vans.
     #[arg(long, value_enum, default_value = "sedans")]
     pub fleet: FleetArg,
+    /// Vehicles' windows let the beams into the cabin (returns from the interior, some beams
+    /// through) instead of the cabin being solid.
+    #[arg(long)]
+    pub vehicle_glass: bool,
     /// The directory to write (created; existing frames of the same numbers are replaced).
     #[arg(long)]
     pub out: PathBuf,
@@ -159,6 +166,7 @@ pub fn export_kitti(a: ExportKittiArgs) -> Result<()> {
         }
         lidar.tilt_deg = [t[0], t[1]];
     }
+    lidar.vehicle_glass = a.vehicle_glass;
     let options = ExportOptions {
         seed: a.seed,
         frames: a.frames,
@@ -202,6 +210,7 @@ pub fn train(a: TrainDetectionArgs) -> Result<()> {
         parked: a.parked,
         max_tilt_deg,
         fleet: a.fleet.into(),
+        vehicle_glass: a.vehicle_glass,
         seed: a.seed,
     };
     let t = train_version(&a.model_repository, &a.model, &options, &mut |note| eprintln!("{note}"))?;

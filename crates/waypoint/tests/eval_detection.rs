@@ -308,8 +308,9 @@ fn a_tilted_export_carries_its_tilt_and_its_vehicles_are_still_found() {
     assert!(tp + fn_ >= 4 && tp * 10 >= (tp + fn_) * 7, "{v} {labels}");
 }
 
-/// `export-kitti --fleet mixed`: the marker says so and the labels hold vans and small cars
-/// beside mid-size ones (a fleet it does not know: `export_kitti_refuses_bad_arguments`).
+/// `export-kitti --fleet mixed --vehicle-glass`: the marker says so and the labels hold vans
+/// and small cars beside mid-size ones (a fleet it does not know:
+/// `export_kitti_refuses_bad_arguments`).
 #[test]
 fn a_mixed_fleet_export_labels_vehicles_of_every_body() {
     let dir = std::env::temp_dir().join(format!("waypoint-kitti-fleet-{}", std::process::id()));
@@ -322,6 +323,7 @@ fn a_mixed_fleet_export_labels_vehicles_of_every_body() {
         &os("30"),
         &os("--fleet"),
         &os("mixed"),
+        &os("--vehicle-glass"),
         &os("--out"),
         dir.as_os_str(),
     ]);
@@ -337,7 +339,7 @@ fn a_mixed_fleet_export_labels_vehicles_of_every_body() {
     }
     std::fs::remove_dir_all(&dir).ok();
     let m: serde_json::Value = serde_json::from_str(&marker).unwrap();
-    assert_eq!(m["fleet"], "mixed", "{marker}");
+    assert_eq!((&m["fleet"], &m["vehicle_glass"]), (&serde_json::json!("mixed"), &serde_json::json!(true)), "{marker}");
     assert!(bodies.iter().any(|(h, _)| *h > 1.9), "a van: {bodies:?}");
     assert!(bodies.iter().any(|(_, l)| *l < 4.1), "a small car: {bodies:?}");
 }

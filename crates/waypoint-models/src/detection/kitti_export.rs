@@ -193,6 +193,7 @@ pub fn export(a: &ExportOptions) -> Result<[usize; 3], ModelError> {
     let marker = a.out.join(EXPORT_MARKER);
     let about = serde_json::json!({
         "seed": a.seed, "frames": a.frames, "every": a.every, "parked": a.parked, "tilt_deg": a.lidar.tilt_deg, "fleet": a.fleet,
+        "vehicle_glass": a.lidar.vehicle_glass,
     });
     std::fs::write(&marker, about.to_string()).map_err(|e| ModelError::data_at(&marker, e))?;
     let mut per_class = [0usize; 3];

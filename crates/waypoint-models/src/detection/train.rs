@@ -36,6 +36,9 @@ pub struct TrainOptions {
     pub max_tilt_deg: [f64; 2],
     /// The vehicles' bodies in the training scenes (the calibration scenes keep sedans).
     pub fleet: Fleet,
+    /// Vehicles' windows let the beams into the cabin in the training scenes
+    /// ([`LidarConfig::vehicle_glass`]).
+    pub vehicle_glass: bool,
     pub seed: u64,
 }
 
@@ -60,14 +63,16 @@ pub fn train_version(
     let started = Instant::now();
     let seg = SegmentConfig::default();
     let tilt = o.max_tilt_deg;
-    let mut samples = simdata::generate(1000, o.scenes, 300, 5, &seg, &LidarConfig::hdl64e(), o.parked, tilt, o.fleet);
+    let glass = |l: LidarConfig| LidarConfig { vehicle_glass: o.vehicle_glass, ..l };
+    let mut samples =
+        simdata::generate(1000, o.scenes, 300, 5, &seg, &glass(LidarConfig::hdl64e()), o.parked, tilt, o.fleet);
     samples.extend(simdata::generate(
         2000,
         o.scenes_hdl32e,
         300,
         5,
         &seg,
-        &LidarConfig::default(),
+        &glass(LidarConfig::default()),
         o.parked,
         tilt,
         o.fleet,
@@ -110,7 +115,7 @@ pub fn train_version(
     ));
     let train_json = json!({
         "scenes": o.scenes, "scenes_hdl32e": o.scenes_hdl32e, "max_tilt_deg": o.max_tilt_deg, "fleet": o.fleet,
-        "report": report,
+        "vehicle_glass": o.vehicle_glass, "report": report,
         "calibration": {"detections": judged.len(), "platt": platt, "ece_before": ece_before, "ece_after": ece_after},
     });
     let write = |p: PathBuf, text: String| std::fs::write(&p, text).map_err(|e| ModelError::data_at(&p, e));

@@ -34,7 +34,18 @@ pub struct LidarConfig {
     /// real sensor's do on a car that brakes, is loaded, or stands on a cambered road).
     #[serde(default)]
     pub tilt_deg: [f64; 2],
+    /// Vehicles' windows let the beams into the cabin (returns from the interior, some beams
+    /// through to what lies behind) instead of the cabin being solid.
+    #[serde(default)]
+    pub vehicle_glass: bool,
 }
+
+/// With [`LidarConfig::vehicle_glass`], returns per metre inside a vehicle's cabin behind its
+/// windows: a beam meets the interior 0.5 m in on average, and one in twenty-five crosses a
+/// 1.6 m cabin (not fitted to data).
+pub const CABIN_DENSITY_PER_M: f64 = 2.0;
+/// With [`LidarConfig::vehicle_glass`], the share of the cabin's height under its solid roof.
+const ROOF_SHARE: f64 = 0.2;
 
 impl Default for LidarConfig {
     /// A 32-beam sensor, 1024 azimuth steps, 10 Hz (similar to a Velodyne HDL-32E).
@@ -51,6 +62,7 @@ impl Default for LidarConfig {
             dropout_prob: 0.01,
             mount_height_m: 1.73,
             tilt_deg: [0.0, 0.0],
+            vehicle_glass: false,
         }
     }
 }
@@ -226,7 +238,18 @@ impl Lidar {
                 crate::agent::AgentKind::Cyclist => 0.4,
                 crate::agent::AgentKind::Pedestrian => 0.3,
             };
-            boxes.extend(body_parts(t.kind, &t.bbox).into_iter().map(|b| (b, intensity, f64::INFINITY)));
+            for (k, b) in body_parts(t.kind, &t.bbox).into_iter().enumerate() {
+                if self.config.vehicle_glass && t.kind == crate::agent::AgentKind::Vehicle && k == 1 {
+                    // The cabin: windows below, a solid roof above.
+                    let roof = ROOF_SHARE * b.height_m;
+                    let glass = OrientedBox { height_m: b.height_m - roof, ..b };
+                    let top = OrientedBox { z_bottom_m: b.z_bottom_m + b.height_m - roof, height_m: roof, ..b };
+                    boxes.push((glass, intensity, CABIN_DENSITY_PER_M));
+                    boxes.push((top, intensity, f64::INFINITY));
+                } else {
+                    boxes.push((b, intensity, f64::INFINITY));
+                }
+            }
         }
         boxes.extend(world.obstacles.iter().map(|o| (*o, 0.35, f64::INFINITY)));
         boxes.extend(
@@ -423,6 +446,65 @@ mod tests {
                 AgentKind::Cyclist => assert!(top.length_m < l / 2.0 && top.width_m > 0.3),
             }
         }
+    }
+
+    /// With glass, beams enter a car's cabin: returns from inside it, and some through it to a
+    /// wall behind; the body below the windows stays solid. Without, the cabin returns from its
+    /// near face only.
+    #[test]
+    fn vehicle_glass_lets_beams_into_the_cabin_and_through_it() {
+        use crate::sensors::Target;
+        // A car 8 m ahead, side on (its near side at x = 7.1), a wall 6 m behind it.
+        let bbox = OrientedBox {
+            center: Vec2::new(8.0, 0.0),
+            z_bottom_m: 0.0,
+            length_m: 4.5,
+            width_m: 1.8,
+            height_m: 1.5,
+            yaw_rad: std::f64::consts::FRAC_PI_2,
+        };
+        let car = Target { id: 1, kind: AgentKind::Vehicle, bbox, velocity: Vec2::new(0.0, 0.0) };
+        let wall = OrientedBox {
+            center: Vec2::new(14.0, 0.0),
+            z_bottom_m: 0.0,
+            length_m: 0.3,
+            width_m: 30.0,
+            height_m: 6.0,
+            yaw_rad: 0.0,
+        };
+        let sweep = |glass: bool| {
+            let world = WorldView {
+                ego_pos: Vec2::new(0.0, 0.0),
+                ego_yaw_rad: 0.0,
+                ego_velocity: Vec2::new(0.0, 0.0),
+                ego_yaw_rate_rps: 0.0,
+                targets: std::slice::from_ref(&car),
+                obstacles: std::slice::from_ref(&wall),
+                clutter: &[],
+            };
+            let config =
+                LidarConfig { dropout_prob: 0.0, range_noise_m: 0.0, vehicle_glass: glass, ..LidarConfig::hdl64e() };
+            Lidar::new(config, SimRng::new(3)).sweep(0.0, &world, &FaultEffect::default()).points
+        };
+        let mount = 1.73f32;
+        // Returns in the car's footprint at window height, more than 0.1 m behind the cabin's
+        // face (x 7.21); returns on the wall at window height straight behind; returns from
+        // below the windows beyond the body's face (x 7.1).
+        let inside = |pts: &[[f32; 4]]| {
+            pts.iter()
+                .filter(|p| p[0] > 7.35 && p[0] < 8.9 && p[1].abs() < 1.0 && p[2] + mount > 1.0 && p[2] + mount < 1.25)
+                .count()
+        };
+        let through = |pts: &[[f32; 4]]| {
+            pts.iter().filter(|p| p[0] > 13.8 && p[1].abs() < 1.0 && p[2] + mount > 0.95 && p[2] + mount < 1.2).count()
+        };
+        let below = |pts: &[[f32; 4]]| {
+            pts.iter().filter(|p| p[0] > 7.2 && p[0] < 8.9 && p[1].abs() < 1.0 && p[2] + mount < 0.8).count()
+        };
+        let (solid, glass) = (sweep(false), sweep(true));
+        assert_eq!((inside(&solid), through(&solid), below(&solid)), (0, 0, 0));
+        assert!(inside(&glass) > 20 && through(&glass) > 0, "{} inside, {} through", inside(&glass), through(&glass));
+        assert_eq!(below(&glass), 0, "the body below the windows stays solid");
     }
 
     #[test]
