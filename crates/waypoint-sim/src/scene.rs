@@ -173,7 +173,7 @@ impl Scene {
             }
             let (pos, yaw) = spaces.swap_remove(parking.below(spaces.len()));
             let mut car = Agent::new_parked(scene.next_id, pos, yaw, &mut parking);
-            car.rebody(scene.config.fleet, &mut rng.fork(FLEET_STREAM ^ u64::from(scene.next_id)));
+            scene.rebody(&mut car);
             scene.agents.push(car);
             scene.next_id += 1;
         }
@@ -217,6 +217,11 @@ impl Scene {
         Ok(())
     }
 
+    /// Gives a vehicle its body from the scene's fleet, drawn from the stream of its id.
+    fn rebody(&self, agent: &mut Agent) {
+        agent.rebody(self.config.fleet, &mut self.rng.fork(FLEET_STREAM ^ u64::from(agent.id)));
+    }
+
     /// Adds an agent where there is room; returns its id.
     pub fn add_agent(&mut self, kind: AgentKind) -> Result<u32, SimError> {
         if self.agents.len() >= MAX_AGENTS {
@@ -242,7 +247,7 @@ impl Scene {
                         }
                     };
                     let mut a = Agent::new_driver(id, kind, from, to, rng.range(0.0, 55.0), &mut rng);
-                    a.rebody(self.config.fleet, &mut self.rng.fork(FLEET_STREAM ^ u64::from(id)));
+                    self.rebody(&mut a);
                     a
                 }
             };

@@ -318,7 +318,9 @@ fn a_mixed_fleet_export_labels_vehicles_of_every_body() {
     waypoint(&[
         &os("export-kitti"),
         &os("--frames"),
-        &os("3"),
+        &os("10"),
+        &os("--every"),
+        &os("60"),
         &os("--parked"),
         &os("30"),
         &os("--fleet"),
@@ -329,8 +331,9 @@ fn a_mixed_fleet_export_labels_vehicles_of_every_body() {
     ]);
     let marker = std::fs::read_to_string(dir.join("waypoint-export.json")).unwrap();
     let mut bodies = Vec::new();
-    for f in ["000000", "000001", "000002"] {
-        for line in std::fs::read_to_string(dir.join("label_2").join(format!("{f}.txt"))).unwrap().lines() {
+    // A minute of scene time, a frame every 6 s, with cars parked along the way.
+    for f in 0..10 {
+        for line in std::fs::read_to_string(dir.join("label_2").join(format!("{f:06}.txt"))).unwrap().lines() {
             let v: Vec<&str> = line.split_whitespace().collect();
             if v[0] == "Car" {
                 bodies.push((v[8].parse::<f64>().unwrap(), v[10].parse::<f64>().unwrap()));

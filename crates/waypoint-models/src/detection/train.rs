@@ -37,7 +37,7 @@ pub struct TrainOptions {
     /// The vehicles' bodies in the training scenes (the calibration scenes keep sedans).
     pub fleet: Fleet,
     /// Vehicles' windows let the beams into the cabin in the training scenes
-    /// ([`LidarConfig::vehicle_glass`]).
+    /// ([`LidarConfig::vehicle_glass`]; the calibration scenes' cabins stay solid).
     pub vehicle_glass: bool,
     pub seed: u64,
 }
@@ -134,7 +134,12 @@ pub fn train_version(
             } else {
                 format!(" (sensor tilted up to {}° in pitch, {}° in roll)", o.max_tilt_deg[0], o.max_tilt_deg[1])
             },
-            if o.fleet == Fleet::Mixed { " (a mixed fleet of vehicles)" } else { "" },
+            match (o.fleet, o.vehicle_glass) {
+                (Fleet::Sedans, false) => "",
+                (Fleet::Mixed, false) => " (a mixed fleet of vehicles)",
+                (Fleet::Sedans, true) => " (vehicles with windows)",
+                (Fleet::Mixed, true) => " (a mixed fleet of vehicles with windows)",
+            },
             report.val_accuracy,
             judged.len(),
             ece_before,

@@ -173,11 +173,11 @@ mod tests {
     #[test]
     fn a_version_with_imm_settings_serves_the_imm_and_a_bad_file_is_refused() {
         let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/fusion");
-        let v2 = FusionModel::load(&shipped.join("3")).unwrap();
-        assert_eq!(v2.config, FilterConfig::Imm(ImmConfig::default()));
-        let mut three = ImmConfig::default();
-        three.modes.remove(2);
-        assert_eq!(FusionModel::load(&shipped.join("2")).unwrap().config, FilterConfig::Imm(three));
+        let v3 = FusionModel::load(&shipped.join("3")).unwrap();
+        assert_eq!(v3.config, FilterConfig::Imm(ImmConfig::default()));
+        let mut without_steady_cv = ImmConfig::default();
+        without_steady_cv.modes.remove(2);
+        assert_eq!(FusionModel::load(&shipped.join("2")).unwrap().config, FilterConfig::Imm(without_steady_cv));
         assert_eq!(FusionModel::load(&shipped.join("1")).unwrap().config, FilterConfig::default());
 
         let rows: Vec<[f64; 5]> = (0..40)
@@ -192,7 +192,7 @@ mod tests {
                 }
             })
             .collect();
-        let mut served = v2;
+        let mut served = v3;
         let out = served.infer(&[rows_tensor(&rows)]).unwrap();
         let mut imm = Imm::new(ImmConfig::default());
         let last = rows.iter().map(|r| match r[0] as i64 {

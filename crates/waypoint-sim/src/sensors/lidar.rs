@@ -132,7 +132,8 @@ struct Candidate {
 
 /// The boxes a road user's shape is made of, inside its bounding box (a walker's feet reach up
 /// to 0.12 m beyond it along the heading): a vehicle's lower body and its narrower, shorter
-/// cabin; a pedestrian's two legs, torso and head; a bicycle (a thin slab) and its rider.
+/// cabin (part [`VEHICLE_CABIN`]); a pedestrian's two legs, torso and head; a bicycle (a thin
+/// slab) and its rider.
 pub fn body_parts(kind: crate::agent::AgentKind, b: &OrientedBox) -> Vec<OrientedBox> {
     use crate::agent::AgentKind;
     let (l, w, h) = (b.length_m, b.width_m, b.height_m);
@@ -168,6 +169,9 @@ pub fn body_parts(kind: crate::agent::AgentKind, b: &OrientedBox) -> Vec<Oriente
         ],
     }
 }
+
+/// Which of a vehicle's [`body_parts`] is its cabin.
+pub const VEHICLE_CABIN: usize = 1;
 
 /// Azimuth columns per bucket of [`azimuth_buckets`].
 const BUCKET_COLUMNS: usize = 32;
@@ -239,7 +243,7 @@ impl Lidar {
                 crate::agent::AgentKind::Pedestrian => 0.3,
             };
             for (k, b) in body_parts(t.kind, &t.bbox).into_iter().enumerate() {
-                if self.config.vehicle_glass && t.kind == crate::agent::AgentKind::Vehicle && k == 1 {
+                if self.config.vehicle_glass && t.kind == crate::agent::AgentKind::Vehicle && k == VEHICLE_CABIN {
                     // The cabin: windows below, a solid roof above.
                     let roof = ROOF_SHARE * b.height_m;
                     let glass = OrientedBox { height_m: b.height_m - roof, ..b };
