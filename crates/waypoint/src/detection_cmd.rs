@@ -408,6 +408,11 @@ fn print_sim(r: &SimReport, json: bool) -> Result<()> {
             b.from, b.detections, b.mean_score, b.share_right
         );
     }
+    println!("centre error of a found road user's detection, RMS per axis (found), under 10 m / 10-20 m / beyond:");
+    for (k, name) in ["vehicles", "pedestrians", "cyclists"].iter().enumerate() {
+        let band = |b: usize| format!("{:.3} m ({})", r.centre_rmse_m[k][b], r.centre_count[k][b]);
+        println!("  {name:<12} {} / {} / {}", band(0), band(1), band(2));
+    }
     println!("{:.1} ms per {}-beam sweep", r.ms_per_sweep, r.lidar_beams);
     Ok(())
 }

@@ -39,6 +39,21 @@ fn a_short_simulated_scene_is_detected_and_tracked() {
     let precision = num(&r["precision_within_40m"]);
     assert!((right / total - precision).abs() < 0.02, "{right} of {total} right, precision {precision}: {r}");
     assert!((0.0..=1.0).contains(&num(&r["calibration_error"])), "{r}");
+    // The centre error of found road users: per class and range band, a count and, where there
+    // is one, a root mean square under a metre (a box centre off by more would not be found).
+    let centre = &r["centre_rmse_m"];
+    let vehicles_found: f64 = (0..3).map(|b| num(&centre["found"][0][b])).sum();
+    assert!(vehicles_found > 20.0, "{centre}");
+    for (k, class) in ["vehicle", "pedestrian", "cyclist"].iter().enumerate() {
+        for b in 0..3 {
+            if num(&centre["found"][k][b]) > 0.0 {
+                let e = num(&centre[*class][b]);
+                assert!(e > 0.0 && e < 1.0, "{class} band {b}: {centre}");
+            } else {
+                assert!(centre[*class][b].is_null(), "{class} band {b}: {centre}");
+            }
+        }
+    }
 }
 
 #[test]

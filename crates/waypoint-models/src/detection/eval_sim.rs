@@ -63,6 +63,19 @@ pub struct SimReport {
     pub ms_per_sweep: f64,
     /// Every detection within 40 m judged right or wrong, with its score (for calibration).
     pub judged: Vec<(f32, bool)>,
+    /// Per class and range band ([`CENTRE_BANDS_M`]): the root mean square error of a found
+    /// road user's detected centre per axis (the one-sigma position noise a filter fed with
+    /// the detections should declare), and how many were found there.
+    pub centre_rmse_m: [[f64; 3]; 3],
+    pub centre_count: [[usize; 3]; 3],
+}
+
+/// The range bands of [`SimReport::centre_rmse_m`]: up to 10 m, 10–20 m, beyond 20 m.
+pub const CENTRE_BANDS_M: [f64; 2] = [10.0, 20.0];
+
+/// The band of a range.
+pub fn centre_band(range_m: f64) -> usize {
+    CENTRE_BANDS_M.iter().filter(|b| range_m >= **b).count()
 }
 
 /// One bin of the reliability table: detections whose score is at least `from`.
@@ -96,6 +109,9 @@ impl SimReport {
             "false_positives_on_agents": self.false_positives_on_agents,
             "false_positives_duplicates": self.false_positives_duplicates,
             "false_positives_clutter": self.false_positives_clutter,
+            "centre_rmse_m": {"bands_m": [0.0, CENTRE_BANDS_M[0], CENTRE_BANDS_M[1]],
+                "vehicle": self.centre_rmse_m[0], "pedestrian": self.centre_rmse_m[1],
+                "cyclist": self.centre_rmse_m[2], "found": self.centre_count},
         })
     }
 }
@@ -178,6 +194,8 @@ struct Tally {
     /// Vehicles with a vehicle box of their own at bird's-eye IoU 0.5 or more.
     boxed_vehicles: usize,
     judged: Vec<(f32, bool)>,
+    /// Per class and range band: the sum of squared centre errors (both axes) and the count.
+    centre: [[(f64, usize); 3]; 3],
     ms: Vec<f64>,
 }
 
@@ -289,7 +307,14 @@ impl Tally {
             for (a, col) in agents.iter().zip(assigned) {
                 if let Some(i) = col {
                     matched[i] = true;
-                    found[simdata::class_of(a.kind)] += 1;
+                    let k = simdata::class_of(a.kind);
+                    found[k] += 1;
+                    if per_sweep {
+                        let pos = Vec2::new(a.x_m, a.y_m);
+                        let e = &mut self.centre[k][centre_band(pos.dist(sd.origin))];
+                        e.0 += sd.world[i].dist(pos).powi(2);
+                        e.1 += 1;
+                    }
                 } else if per_sweep {
                     // The nearest detection is only looked for when debug logging is on.
                     let pos = Vec2::new(a.x_m, a.y_m);
@@ -448,6 +473,10 @@ impl Tally {
             reliability,
             ms_per_sweep: self.ms.iter().sum::<f64>() / self.ms.len().max(1) as f64,
             judged: self.judged,
+            centre_rmse_m: self
+                .centre
+                .map(|c| c.map(|(sq, n)| if n > 0 { (sq / (2 * n) as f64).sqrt() } else { f64::NAN })),
+            centre_count: self.centre.map(|c| c.map(|(_, n)| n)),
         }
     }
 }

@@ -28,11 +28,20 @@ pub struct Ekf {
     t_secs: Option<f64>,
     /// Log-likelihood of the last update's innovation (for an IMM's mode probabilities).
     last_log_likelihood: Option<f64>,
+    /// The lidar noise of the next measurements, in place of the configured one.
+    lidar_std_m: Option<f64>,
 }
 
 impl Ekf {
     pub fn new(config: EkfConfig) -> Self {
-        Self { config, x: Vector4::zeros(), p: Matrix4::identity(), t_secs: None, last_log_likelihood: None }
+        Self {
+            config,
+            x: Vector4::zeros(),
+            p: Matrix4::identity(),
+            t_secs: None,
+            last_log_likelihood: None,
+            lidar_std_m: None,
+        }
     }
 
     /// The state `[px, py, vx, vy]` and its covariance.
@@ -51,8 +60,18 @@ impl Ekf {
         self.last_log_likelihood
     }
 
+    /// Declares the lidar noise (one sigma per axis) of the measurements that follow, in place
+    /// of the configured one; `None` goes back to the configured one.
+    pub fn set_lidar_std(&mut self, std_m: Option<f64>) {
+        self.lidar_std_m = std_m;
+    }
+
+    fn noise(&self) -> SensorNoise {
+        self.config.noise.with_lidar_std(self.lidar_std_m)
+    }
+
     fn init(&mut self, m: &Measurement) {
-        let n = self.config.noise;
+        let n = self.noise();
         match *m {
             Measurement::Lidar { px_m, py_m, .. } => {
                 self.x = Vector4::new(px_m, py_m, 0.0, 0.0);
@@ -133,7 +152,7 @@ impl Ekf {
     }
 
     fn update_lidar(&mut self, px: f64, py: f64) -> Option<f64> {
-        let n = self.config.noise;
+        let n = self.noise();
         let h = Matrix2x4::new(1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0);
         let r = nalgebra::Matrix2::new(n.lidar_px_m.powi(2), 0.0, 0.0, n.lidar_py_m.powi(2));
         let y = nalgebra::Vector2::new(px, py) - h * self.x;
@@ -189,6 +208,10 @@ impl Ekf {
 impl super::Filter for Ekf {
     fn process(&mut self, m: &Measurement) -> Estimate {
         Ekf::process(self, m)
+    }
+
+    fn set_lidar_std(&mut self, std_m: Option<f64>) {
+        Ekf::set_lidar_std(self, std_m);
     }
 
     fn shift(&mut self, dx_m: f64, dy_m: f64) {

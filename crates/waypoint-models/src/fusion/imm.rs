@@ -367,6 +367,15 @@ impl super::Filter for Imm {
         Imm::process(self, m)
     }
 
+    fn set_lidar_std(&mut self, std_m: Option<f64>) {
+        for f in &mut self.modes {
+            match f {
+                Mode::Ctrv(u) => u.set_lidar_std(std_m),
+                Mode::Cv(e) => e.set_lidar_std(std_m),
+            }
+        }
+    }
+
     fn shift(&mut self, dx_m: f64, dy_m: f64) {
         for f in &mut self.modes {
             match f {

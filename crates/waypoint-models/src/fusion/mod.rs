@@ -27,6 +27,11 @@ pub trait Filter {
     /// Moves the estimated position by `(dx, dy)` metres.
     fn shift(&mut self, dx_m: f64, dy_m: f64);
 
+    /// Declares the lidar noise (one sigma per axis, metres) of the measurements that follow —
+    /// a detector's box centre is noisier than a lidar return — in place of the configured
+    /// one; `None` goes back to the configured one.
+    fn set_lidar_std(&mut self, std_m: Option<f64>);
+
     /// Processes a measurement taken by a sensor at `origin` (world frame) rather than at the
     /// frame's origin: the state is shifted so the sensor sits at the origin for the update,
     /// then shifted back. For radar, `phi_rad` must be the world-frame bearing and
@@ -112,6 +117,16 @@ pub struct SensorNoise {
     pub radar_rho_m: f64,
     pub radar_phi_rad: f64,
     pub radar_rho_dot_mps: f64,
+}
+
+impl SensorNoise {
+    /// The same with the lidar's noise replaced by `std_m` on both axes, where given.
+    pub fn with_lidar_std(self, std_m: Option<f64>) -> Self {
+        match std_m {
+            Some(s) => Self { lidar_px_m: s, lidar_py_m: s, ..self },
+            None => self,
+        }
+    }
 }
 
 impl Default for SensorNoise {

@@ -10,6 +10,10 @@
 //! vehicle's radar moves with it); radar rows are then relative to that point, with `phi_rad`
 //! the world-frame bearing and `rho_dot_mps` free of the sensor's own motion (default: the
 //! origin).
+//! Optional `lidar_std_m` FP64 `[N]`: the one-sigma position noise per axis of each lidar row
+//! (a detector's box centre is noisier than the lidar return the versions declare, 0.15 m);
+//! NaN, or a radar row, keeps the version's own. Positive and at most
+//! [`MAX_LIDAR_STD_M`] where given.
 //! A version directory with an `imm.json` (an [`ImmConfig`]) serves the IMM filter; one
 //! without serves the UKF.
 //! Outputs `state` FP64 `[N, 6]` = `[px_m, py_m, vx_mps, vy_mps, yaw_rad, yaw_rate_rps]`,
@@ -30,6 +34,9 @@ use crate::ModelError;
 pub const IMM_FILE: &str = "imm.json";
 /// The most modes an IMM settings file may name.
 const MAX_MODES: usize = 8;
+/// The largest per-row lidar noise a request may declare, metres (a detection further off
+/// than this is no position at all).
+pub const MAX_LIDAR_STD_M: f64 = 100.0;
 
 /// The filter a version serves.
 #[derive(Debug, Clone, PartialEq)]
@@ -128,6 +135,20 @@ impl Model for FusionModel {
             },
             Err(_) => None,
         };
+        let lidar_std: Option<&[f64]> = match Tensor::named(inputs, "lidar_std_m") {
+            Ok(t) => match &t.data {
+                TensorData::F64(v) if v.len() == n => {
+                    if let Some(bad) = v.iter().find(|s| !(s.is_nan() || (**s > 0.0 && **s <= MAX_LIDAR_STD_M))) {
+                        return Err(ModelError::BadInput(format!(
+                            "lidar_std_m must be positive and at most {MAX_LIDAR_STD_M} m (or NaN for the version's own), got {bad}"
+                        )));
+                    }
+                    Some(v)
+                }
+                _ => return Err(ModelError::BadInput(format!("lidar_std_m must be FP64 [{n}]"))),
+            },
+            Err(_) => None,
+        };
         let mut filters: BTreeMap<i32, Box<dyn Filter + Send>> = BTreeMap::new();
         let mut state = Vec::with_capacity(n * 6);
         let mut nis = Vec::with_capacity(n);
@@ -141,6 +162,9 @@ impl Model for FusionModel {
                 }
             };
             let filter = filters.entry(objects.map_or(0, |o| o[i])).or_insert_with(|| self.filter());
+            if let Some(v) = lidar_std {
+                filter.set_lidar_std(Some(v[i]).filter(|s| !s.is_nan()));
+            }
             let e = match origins {
                 Some(o) if o[2 * i] != 0.0 || o[2 * i + 1] != 0.0 => {
                     filter.process_from((o[2 * i], o[2 * i + 1]), &meas)
@@ -219,6 +243,47 @@ mod tests {
             assert!(matches!(err, ModelError::Load(_)), "{text}: {err:?}");
         }
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// A lidar row declared noisier pulls the estimate less and scores a smaller NIS; NaN keeps
+    /// the version's own noise; bad values are refused.
+    #[test]
+    fn a_lidar_row_may_declare_its_own_noise() {
+        let mut rows: Vec<[f64; 5]> = (0..30).map(|k| [0.0, k as f64 * 0.1, 10.0 + k as f64 * 0.8, 5.0, 0.0]).collect();
+        // The last detection 1 m off to the side.
+        rows[29][3] += 1.0;
+        let run = |std: Option<Vec<f64>>| {
+            let mut inputs = vec![rows_tensor(&rows)];
+            if let Some(s) = std {
+                inputs.push(Tensor::new("lidar_std_m", vec![s.len()], TensorData::F64(s)).unwrap());
+            }
+            FusionModel::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/fusion/3"))
+                .unwrap()
+                .infer(&inputs)
+        };
+        let plain = run(None).unwrap();
+        let same = run(Some(vec![f64::NAN; 30])).unwrap();
+        let bits = |t: &Tensor| match &t.data {
+            TensorData::F64(v) => v.iter().map(|x| x.to_bits()).collect::<Vec<u64>>(),
+            _ => panic!(),
+        };
+        assert!(same.iter().zip(&plain).all(|(x, y)| bits(x) == bits(y)));
+        let mut noisy = vec![f64::NAN; 30];
+        noisy[29] = 1.0;
+        let noisy = run(Some(noisy)).unwrap();
+        let (TensorData::F64(a), TensorData::F64(b)) = (&plain[0].data, &noisy[0].data) else { panic!() };
+        let (TensorData::F64(nis_a), TensorData::F64(nis_b)) = (&plain[1].data, &noisy[1].data) else { panic!() };
+        // Rows before the last are untouched; the last moves toward the outlier less.
+        assert_eq!(&a[..29 * 6], &b[..29 * 6]);
+        let (pull_plain, pull_noisy) = (a[29 * 6 + 1] - 5.0, b[29 * 6 + 1] - 5.0);
+        assert!(pull_plain > 0.5 && pull_noisy < 0.2 * pull_plain, "pulled {pull_plain} against {pull_noisy}");
+        assert!(nis_b[29] < 0.1 * nis_a[29], "NIS {} against {}", nis_b[29], nis_a[29]);
+        for bad in [0.0, -1.0, f64::INFINITY, 1e3] {
+            let mut std = vec![0.5; 30];
+            std[3] = bad;
+            assert!(matches!(run(Some(std)), Err(ModelError::BadInput(_))), "{bad}");
+        }
+        assert!(matches!(run(Some(vec![0.5; 29])), Err(ModelError::BadInput(_))));
     }
 
     /// Two objects moving apart, interleaved in one request, against each alone.

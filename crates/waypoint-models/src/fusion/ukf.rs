@@ -56,13 +56,23 @@ pub struct Ukf {
     /// Log-likelihood of the last update's innovation, ln N(y; 0, S) (for an IMM's mode
     /// probabilities).
     last_log_likelihood: Option<f64>,
+    /// The lidar noise of the next measurements, in place of the configured one.
+    lidar_std_m: Option<f64>,
 }
 
 impl Ukf {
     pub fn new(config: UkfConfig) -> Self {
         let mut weights = [0.5 / (LAMBDA + N_AUG as f64); N_SIG];
         weights[0] = LAMBDA / (LAMBDA + N_AUG as f64);
-        Self { config, x: V5::zeros(), p: M5::identity(), t_secs: None, weights, last_log_likelihood: None }
+        Self {
+            config,
+            x: V5::zeros(),
+            p: M5::identity(),
+            t_secs: None,
+            weights,
+            last_log_likelihood: None,
+            lidar_std_m: None,
+        }
     }
 
     pub fn state(&self) -> (&V5, &M5) {
@@ -80,8 +90,18 @@ impl Ukf {
         self.last_log_likelihood
     }
 
+    /// Declares the lidar noise (one sigma per axis) of the measurements that follow, in place
+    /// of the configured one; `None` goes back to the configured one.
+    pub fn set_lidar_std(&mut self, std_m: Option<f64>) {
+        self.lidar_std_m = std_m;
+    }
+
+    fn noise(&self) -> super::SensorNoise {
+        self.config.noise.with_lidar_std(self.lidar_std_m)
+    }
+
     fn init(&mut self, m: &Measurement) {
-        let n = self.config.noise;
+        let n = self.noise();
         let [vv, yv, yrv] = self.config.init_var;
         match *m {
             Measurement::Lidar { px_m, py_m, .. } => {
@@ -213,7 +233,7 @@ impl Ukf {
     }
 
     fn update_lidar(&mut self, px: f64, py: f64) -> f64 {
-        let n = self.config.noise;
+        let n = self.noise();
         let y = nalgebra::Vector2::new(px - self.x[0], py - self.x[1]);
         let mut s = self.p.fixed_view::<2, 2>(0, 0).into_owned();
         s[(0, 0)] += n.lidar_px_m.powi(2);
@@ -282,6 +302,10 @@ pub(super) fn log_gaussian(nis: f64, det_s: f64, dim: usize) -> f64 {
 impl super::Filter for Ukf {
     fn process(&mut self, m: &Measurement) -> Estimate {
         Ukf::process(self, m)
+    }
+
+    fn set_lidar_std(&mut self, std_m: Option<f64>) {
+        Ukf::set_lidar_std(self, std_m);
     }
 
     fn shift(&mut self, dx_m: f64, dy_m: f64) {

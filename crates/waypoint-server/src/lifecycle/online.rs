@@ -348,7 +348,13 @@ impl OnlineEval {
             if let Some((d, a)) = best.filter(|(d, _)| *d < MATCH_M) {
                 let key = (1 << 63) | seq << 32 | u64::from(f.id);
                 w.push_keyed("rmse_pos_m_sq", key, d * d);
-                w.push_keyed("rmse_vel_mps_sq", key, (a.vx_mps - f.vx_mps).powi(2) + (a.vy_mps - f.vy_mps).powi(2));
+                let vel_sq = (a.vx_mps - f.vx_mps).powi(2) + (a.vy_mps - f.vy_mps).powi(2);
+                w.push_keyed("rmse_vel_mps_sq", key, vel_sq);
+                tracing::trace!(
+                    model, version, seq, track = f.id, agent = a.id, kind = ?a.kind, pos_m = d,
+                    vel_mps = vel_sq.sqrt(), speed_mps = a.vx_mps.hypot(a.vy_mps), lidar = f.lidar_updates,
+                    radar = f.radar_updates, nis = ?f.nis_lidar, "fused track scored"
+                );
                 if let Some(n) = f.nis_lidar {
                     w.push("nis_lidar", n);
                 }

@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
+use waypoint_models::detection::eval_sim::centre_band;
 use waypoint_models::detection::tracker::{Observation, TrackState};
 use waypoint_models::{Tensor, TensorData};
 use waypoint_protocol::FusedTrack;
@@ -26,10 +27,19 @@ pub const WINDOW_ROWS: usize = 100;
 /// Radar returns farther than this from a track are not associated with it, metres.
 const RADAR_GATE_M: f64 = 2.5;
 
+/// The one-sigma error per axis of a found road user's detected centre — vehicles,
+/// pedestrians, cyclists; under 10 m, 10–20 m, beyond (`eval_sim::CENTRE_BANDS_M`) — sent
+/// with each lidar row as `lidar_std_m`: a box centre is noisier than the 0.15 m lidar return
+/// the fusion versions declare. Measured by `waypoint eval detection --sim --lidar default
+/// --seeds 2000,2001,2002,2003` (the live scene's 32-beam lidar, in-sample training seeds; see
+/// docs/EVALUATION.md).
+pub const DETECTION_CENTRE_STD_M: [[f64; 3]; 3] = [[0.26, 0.39, 0.46], [0.11, 0.12, 0.13], [0.05, 0.18, 0.43]];
+
 #[derive(Debug, Default)]
 struct TrackLog {
-    /// `[sensor, t, a, b, c]` rows (the model's `measurements`) and where the sensor stood.
-    rows: VecDeque<([f64; 5], [f64; 2])>,
+    /// `[sensor, t, a, b, c]` rows (the model's `measurements`), where the sensor stood, and
+    /// the row's lidar noise (NaN for radar rows).
+    rows: VecDeque<([f64; 5], [f64; 2], f64)>,
     lidar: u32,
     radar: u32,
 }
@@ -61,6 +71,7 @@ impl TrackFusion {
         sweep_t: f64,
         radar: &[RadarScan],
         ego_velocity: (f64, f64),
+        lidar_xy: (f64, f64),
     ) {
         self.logs.retain(|id, _| tracks.iter().any(|t| t.id == *id));
         let mut scans: Vec<&RadarScan> = radar.iter().filter(|r| r.t_secs <= sweep_t + 1e-9).collect();
@@ -83,12 +94,14 @@ impl TrackFusion {
                     // Remove the vehicle's own motion from the range rate.
                     let own = ego_velocity.0 * bearing.cos() + ego_velocity.1 * bearing.sin();
                     let row = [1.0, scan.t_secs, r.range_m, bearing, r.range_rate_mps + own];
-                    log.rows.push_back((row, [mount.0, mount.1]));
+                    log.rows.push_back((row, [mount.0, mount.1], f64::NAN));
                     log.radar += 1;
                 }
             }
             if let Some(d) = t.observation.and_then(|i| obs.get(i)) {
-                log.rows.push_back(([0.0, sweep_t, d.x_m, d.y_m, 0.0], [0.0, 0.0]));
+                let range = (d.x_m - lidar_xy.0).hypot(d.y_m - lidar_xy.1);
+                let std = DETECTION_CENTRE_STD_M.get(d.class).map_or(f64::NAN, |s| s[centre_band(range)]);
+                log.rows.push_back(([0.0, sweep_t, d.x_m, d.y_m, 0.0], [0.0, 0.0], std));
                 log.lidar += 1;
             }
             while log.rows.len() > WINDOW_ROWS {
@@ -144,12 +157,14 @@ impl TrackFusion {
         let mut origins = Vec::new();
         let mut objects = Vec::new();
         let mut sensors = Vec::new();
+        let mut lidar_std = Vec::new();
         let mut last_row = Vec::with_capacity(tracks.len());
         for id in tracks {
             let log = &self.logs[id];
-            for (row, origin) in &log.rows {
+            for (row, origin, std) in &log.rows {
                 rows.extend_from_slice(row);
                 origins.extend_from_slice(origin);
+                lidar_std.push(*std);
                 objects.push(*id as i32);
                 sensors.push(row[0]);
             }
@@ -161,6 +176,7 @@ impl TrackFusion {
         for (name, t) in [
             ("object", Tensor::new("object", vec![n], TensorData::I32(objects))),
             ("sensor_xy", Tensor::new("sensor_xy", vec![n, 2], TensorData::F64(origins))),
+            ("lidar_std_m", Tensor::new("lidar_std_m", vec![n], TensorData::F64(lidar_std))),
         ] {
             if loaded.config.inputs.iter().any(|i| i.name == name) {
                 inputs.push(t.ok()?);
@@ -213,5 +229,40 @@ impl TrackFusion {
             from = r + 1;
         }
         Some(Answer { loaded, fused })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A lidar row carries the centre error of its detection's class at its range from the
+    /// lidar (not from the world's origin); a radar row none.
+    #[test]
+    fn each_lidar_row_declares_its_detections_centre_error() {
+        let track = |id: u32, obs: usize| TrackState {
+            id,
+            x_m: 0.0,
+            y_m: 0.0,
+            vx_mps: 0.0,
+            vy_mps: 0.0,
+            class: 0,
+            hits: 5,
+            misses: 0,
+            observation: Some(obs),
+        };
+        let ob = |x_m: f64, class: usize| Observation { x_m, y_m: 50.0, class, yaw_rad: None, score: 0.9 };
+        let mut fusion = TrackFusion::default();
+        // The lidar stands at (100, 50): a car 5 m from it, a walker 15 m, a cyclist 30 m, and
+        // a detection of the class "other".
+        let obs = [ob(105.0, 0), ob(85.0, 1), ob(130.0, 2), ob(101.0, 3)];
+        let tracks: Vec<TrackState> = (0..4).map(|i| track(i as u32 + 1, i)).collect();
+        fusion.add(&tracks, &obs, 1.0, &[], (0.0, 0.0), (100.0, 50.0));
+        let std_of = |id: u32| fusion.logs[&id].rows[0].2;
+        assert_eq!(std_of(1), DETECTION_CENTRE_STD_M[0][0]);
+        assert_eq!(std_of(2), DETECTION_CENTRE_STD_M[1][1]);
+        assert_eq!(std_of(3), DETECTION_CENTRE_STD_M[2][2]);
+        assert!(std_of(4).is_nan());
+        assert!(DETECTION_CENTRE_STD_M.iter().flatten().all(|s| *s > 0.0 && *s <= 1.0));
     }
 }

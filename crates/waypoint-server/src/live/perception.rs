@@ -228,7 +228,8 @@ impl Stack {
         let confirmed = self.tracker.tracks();
         self.metrics.live_detections.store(detections.len() as u64, Ordering::Relaxed);
         self.metrics.live_tracks.store(confirmed.len() as u64, Ordering::Relaxed);
-        self.fusion.add(&confirmed, &obs, input.sweep.t_secs, &input.radar, input.ego_velocity);
+        let lidar_xy = (input.sweep.world_from_sensor.x_m, input.sweep.world_from_sensor.y_m);
+        self.fusion.add(&confirmed, &obs, input.sweep.t_secs, &input.radar, input.ego_velocity, lidar_xy);
         let agents = &input.truth.agents;
         let (fusion_version, fused) = self.fusion.run(&self.ctx, input.seq, agents);
         // Predict each confirmed track from its fused position (the tracker's when fusion gave
