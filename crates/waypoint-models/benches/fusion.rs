@@ -1,5 +1,5 @@
 //! One UKF predict + update (lidar and radar), one EKF step and one IMM step: the served
-//! version 3 (two CTRV UKFs and two constant-velocity filters, mixed) and version 2 (one
+//! version (two CTRV UKFs and two constant-velocity filters, mixed) and version 2 (one
 //! constant-velocity filter), measured in the same run.
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use waypoint_models::fusion::ekf::EkfConfig;

@@ -2,8 +2,11 @@
 //! every kind of motion, seeds 1–10 (or the seeds given as `A-B`), each candidate's RMSE per
 //! component relative to the better of the UKF and the EKF, averaged over components and kinds.
 //!
+//! With `cv-init`, the scan that chose the constant-velocity modes' initial velocity variance
+//! (the default IMM otherwise unchanged).
+//!
 //! ```sh
-//! cargo run --release -p waypoint-models --example fusion_settings [-- 1-10]
+//! cargo run --release -p waypoint-models --example fusion_settings [-- 1-10] [cv-init]
 //! ```
 use waypoint_models::fusion::ekf::EkfConfig;
 use waypoint_models::fusion::eval::synthetic_rmse;
@@ -12,9 +15,10 @@ use waypoint_models::fusion::synthetic::MotionKind;
 use waypoint_models::fusion::ukf::UkfConfig;
 
 fn main() {
-    let (lo, hi) = std::env::args()
-        .nth(1)
-        .and_then(|a| {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (lo, hi) = args
+        .iter()
+        .find_map(|a| {
             let (a, b) = a.split_once('-')?;
             Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?))
         })
@@ -23,8 +27,20 @@ fn main() {
     let base = UkfConfig::default();
     let ctrv = |a: f64, y: f64| ModeConfig::Ctrv(UkfConfig { std_accel_mps2: a, std_yaw_accel_rps2: y, ..base });
     let cv = |var: f64| ModeConfig::ConstantVelocity(EkfConfig { accel_var: var, ..EkfConfig::default() });
-    let mut candidates: Vec<(String, ImmConfig)> =
-        vec![("two CTRV (0.5/0.2, 3/1.5), 5 %".into(), ImmConfig::two_ctrv())];
+    let mut candidates: Vec<(String, ImmConfig)> = Vec::new();
+    if args.iter().any(|a| a == "cv-init") {
+        for v in [1.0, 4.0, 9.0, 16.0, 25.0, 49.0, 100.0] {
+            let mut c = ImmConfig::default();
+            for m in &mut c.modes {
+                if let ModeConfig::ConstantVelocity(e) = m {
+                    e.init_vel_var = v;
+                }
+            }
+            candidates.push((format!("default, CV initial velocity variance {v}"), c));
+        }
+        return print_scan(lo, hi, &seeds, base, &candidates);
+    }
+    candidates.push(("two CTRV (0.5/0.2, 3/1.5), 5 %".into(), ImmConfig::two_ctrv()));
     for p in [0.002, 0.005, 0.01, 0.02, 0.05, 0.1] {
         for var in [9.0, 16.0, 25.0] {
             for (name, modes) in [
@@ -56,6 +72,10 @@ fn main() {
             }
         }
     }
+    print_scan(lo, hi, &seeds, base, &candidates);
+}
+
+fn print_scan(lo: u64, hi: u64, seeds: &[u64], base: UkfConfig, candidates: &[(String, ImmConfig)]) {
     println!("seeds {lo}-{hi}; RMSE relative to the better of UKF and EKF per component, mean over components");
     let kinds = MotionKind::ALL;
     print!("{:<44}", "IMM");
@@ -63,15 +83,15 @@ fn main() {
         print!(" {:>12}", k.name());
     }
     println!(" {:>8}", "mean");
-    for (name, c) in &candidates {
+    for (name, c) in candidates {
         print!("{name:<44}");
         let mut total = 0.0;
         for kind in kinds {
-            let [u, e, i] = synthetic_rmse(kind, &seeds, base, EkfConfig::default(), c);
+            let [u, e, i] = synthetic_rmse(kind, seeds, base, EkfConfig::default(), c);
             let r = (0..4).map(|k| i[k] / u[k].min(e[k])).sum::<f64>() / 4.0;
             total += r / kinds.len() as f64;
             print!(" {r:>12.3}");
         }
-        println!(" {total:>8.3}");
+        println!(" {total:>8.4}");
     }
 }

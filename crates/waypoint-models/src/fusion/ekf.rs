@@ -11,11 +11,19 @@ pub struct EkfConfig {
     /// Acceleration noise variance per axis, (m/s²)².
     pub accel_var: f64,
     pub noise: SensorNoise,
+    /// Initial variance of each velocity component, (m/s)²; settings written before it existed
+    /// read as 100.
+    #[serde(default = "default_init_vel_var")]
+    pub init_vel_var: f64,
+}
+
+fn default_init_vel_var() -> f64 {
+    100.0
 }
 
 impl Default for EkfConfig {
     fn default() -> Self {
-        Self { accel_var: 9.0, noise: SensorNoise::default() }
+        Self { accel_var: 9.0, noise: SensorNoise::default(), init_vel_var: default_init_vel_var() }
     }
 }
 
@@ -72,17 +80,17 @@ impl Ekf {
 
     fn init(&mut self, m: &Measurement) {
         let n = self.noise();
+        let vv = self.config.init_vel_var;
         match *m {
             Measurement::Lidar { px_m, py_m, .. } => {
                 self.x = Vector4::new(px_m, py_m, 0.0, 0.0);
-                self.p =
-                    Matrix4::from_diagonal(&Vector4::new(n.lidar_px_m.powi(2), n.lidar_py_m.powi(2), 100.0, 100.0));
+                self.p = Matrix4::from_diagonal(&Vector4::new(n.lidar_px_m.powi(2), n.lidar_py_m.powi(2), vv, vv));
             }
             Measurement::Radar { rho_m, phi_rad, rho_dot_mps, .. } => {
                 let (s, c) = phi_rad.sin_cos();
                 let var = n.radar_rho_m.powi(2) + (rho_m * n.radar_phi_rad).powi(2);
                 self.x = Vector4::new(rho_m * c, rho_m * s, rho_dot_mps * c, rho_dot_mps * s);
-                self.p = Matrix4::from_diagonal(&Vector4::new(var, var, 100.0, 100.0));
+                self.p = Matrix4::from_diagonal(&Vector4::new(var, var, vv, vv));
             }
         }
         self.t_secs = Some(m.t_secs());

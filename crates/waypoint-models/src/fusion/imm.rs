@@ -74,15 +74,19 @@ impl Default for ImmConfig {
     /// waypoint-models --example fusion_settings`), by the mean RMSE relative to the better of
     /// the UKF and the EKF: the three-mode IMM (without the steady constant-velocity mode) of 29
     /// settings scored 0.867, the four-mode one 0.832 (0.828 with 25 for the manoeuvring mode,
-    /// under 1 % apart, not taken). Version 2 of the served model is the three-mode IMM.
+    /// under 1 % apart, not taken). The constant-velocity modes start from a velocity variance
+    /// of 25 (m/s)² per component, the UKFs' speed prior: of 1, 4, 9, 16, 25, 49 and 100 on the
+    /// same seeds (`... --example fusion_settings -- cv-init`) it scored best, 0.8266 (100:
+    /// 0.8324). Version 2 of the served model is the three-mode IMM, version 3 the four-mode one
+    /// starting its constant-velocity modes from 100 (m/s)², version 4 this one.
     fn default() -> Self {
         let base = UkfConfig::default();
         Self {
             modes: vec![
                 ModeConfig::Ctrv(UkfConfig { std_accel_mps2: 0.5, std_yaw_accel_rps2: 0.2, ..base }),
                 ModeConfig::Ctrv(UkfConfig { std_accel_mps2: 3.0, std_yaw_accel_rps2: 1.5, ..base }),
-                ModeConfig::ConstantVelocity(EkfConfig { accel_var: 0.25, ..EkfConfig::default() }),
-                ModeConfig::ConstantVelocity(EkfConfig { accel_var: 16.0, ..EkfConfig::default() }),
+                ModeConfig::ConstantVelocity(EkfConfig { accel_var: 0.25, init_vel_var: 25.0, ..EkfConfig::default() }),
+                ModeConfig::ConstantVelocity(EkfConfig { accel_var: 16.0, init_vel_var: 25.0, ..EkfConfig::default() }),
             ],
             switch_prob: 0.005,
             initial: vec![],

@@ -94,7 +94,7 @@ fn check_imm(c: &ImmConfig) -> Result<(), String> {
                 positive(u.std_accel_mps2) && positive(u.std_yaw_accel_rps2) && u.init_var.iter().all(|v| positive(*v)),
                 u.noise,
             ),
-            ModeConfig::ConstantVelocity(e) => (positive(e.accel_var), e.noise),
+            ModeConfig::ConstantVelocity(e) => (positive(e.accel_var) && positive(e.init_vel_var), e.noise),
         };
         let sensors =
             [noise.lidar_px_m, noise.lidar_py_m, noise.radar_rho_m, noise.radar_phi_rad, noise.radar_rho_dot_mps];
@@ -191,15 +191,25 @@ mod tests {
         Tensor::new("measurements", vec![rows.len(), 5], TensorData::F64(rows.concat())).unwrap()
     }
 
-    /// The shipped version 3 is the default IMM and version 2 the same less its steady
-    /// constant-velocity mode; a version without the file serves the UKF; a bad file is a load
-    /// error, not a silent fallback.
+    /// The shipped version 4 is the default IMM, version 3 the same with its constant-velocity
+    /// modes starting from 100 (m/s)² (a file written before that setting existed) and version
+    /// 2 version 3 less its steady constant-velocity mode; a version without the file serves the
+    /// UKF; a bad file is a load error, not a silent fallback.
     #[test]
     fn a_version_with_imm_settings_serves_the_imm_and_a_bad_file_is_refused() {
         let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/fusion");
+        let v4 = FusionModel::load(&shipped.join("4")).unwrap();
+        assert_eq!(v4.config, FilterConfig::Imm(ImmConfig::default()));
+        let mut broad_cv_prior = ImmConfig::default();
+        for m in &mut broad_cv_prior.modes {
+            if let ModeConfig::ConstantVelocity(e) = m {
+                assert_eq!(e.init_vel_var, 25.0);
+                e.init_vel_var = 100.0;
+            }
+        }
         let v3 = FusionModel::load(&shipped.join("3")).unwrap();
-        assert_eq!(v3.config, FilterConfig::Imm(ImmConfig::default()));
-        let mut without_steady_cv = ImmConfig::default();
+        assert_eq!(v3.config, FilterConfig::Imm(broad_cv_prior.clone()));
+        let mut without_steady_cv = broad_cv_prior;
         without_steady_cv.modes.remove(2);
         assert_eq!(FusionModel::load(&shipped.join("2")).unwrap().config, FilterConfig::Imm(without_steady_cv));
         assert_eq!(FusionModel::load(&shipped.join("1")).unwrap().config, FilterConfig::default());
@@ -216,7 +226,7 @@ mod tests {
                 }
             })
             .collect();
-        let mut served = v3;
+        let mut served = v4;
         let out = served.infer(&[rows_tensor(&rows)]).unwrap();
         let mut imm = Imm::new(ImmConfig::default());
         let last = rows.iter().map(|r| match r[0] as i64 {
@@ -237,6 +247,9 @@ mod tests {
             serde_json::to_string(&bad).unwrap(),
             serde_json::to_string(&ImmConfig { modes: vec![], ..ImmConfig::default() }).unwrap(),
             serde_json::to_string(&ImmConfig::default()).unwrap().replace("16.0", "-1.0"),
+            serde_json::to_string(&ImmConfig::default())
+                .unwrap()
+                .replace("\"init_vel_var\":25.0", "\"init_vel_var\":0.0"),
         ] {
             std::fs::write(dir.join(IMM_FILE), &text).unwrap();
             let err = FusionModel::load(&dir).unwrap_err();
@@ -257,7 +270,7 @@ mod tests {
             if let Some(s) = std {
                 inputs.push(Tensor::new("lidar_std_m", vec![s.len()], TensorData::F64(s)).unwrap());
             }
-            FusionModel::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/fusion/3"))
+            FusionModel::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/fusion/4"))
                 .unwrap()
                 .infer(&inputs)
         };

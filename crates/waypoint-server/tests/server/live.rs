@@ -118,7 +118,7 @@ async fn the_live_stack_runs_on_served_versions_and_a_detection_canary_reaches_a
             ServerMessage::Tracks(t) => {
                 assert_eq!((t.model.as_str(), t.version.as_str()), ("detection", "6"), "routing's newest");
                 if !t.fused.is_empty() {
-                    assert_eq!(t.fusion_version.as_deref(), Some("3"));
+                    assert_eq!(t.fusion_version.as_deref(), Some("4"));
                 }
                 last_tracks = Some(t);
             }
@@ -171,7 +171,7 @@ async fn the_live_stack_runs_on_served_versions_and_a_detection_canary_reaches_a
     let want = [
         ("detection", "6", "recall"),
         ("detection", "6", "precision"),
-        ("fusion", "3", "rmse_pos_m"),
+        ("fusion", "4", "rmse_pos_m"),
         ("trajectory", "3", "ade_m"),
         ("trajectory", "3", "ade_truth_m"),
         // Vehicles and cyclists go to the road model, scored live like the others.

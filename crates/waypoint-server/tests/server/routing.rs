@@ -20,7 +20,7 @@ const SHIPPED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/traject
 /// newest version) and the fusion model.
 fn with_perception(repo: &Path) {
     let models = Path::new(SHIPPED).parent().unwrap();
-    for (model, versions) in [("detection", &["6"][..]), ("fusion", &["3"][..])] {
+    for (model, versions) in [("detection", &["6"][..]), ("fusion", &["4"][..])] {
         std::fs::create_dir_all(repo.join(model)).unwrap();
         std::fs::copy(models.join(model).join("config.toml"), repo.join(model).join("config.toml")).unwrap();
         for v in versions {
