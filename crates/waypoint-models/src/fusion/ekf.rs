@@ -227,3 +227,29 @@ impl super::Filter for Ekf {
         self.x[1] += dy_m;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A filter starts its velocity with the configured variance, from a lidar or a radar row,
+    /// and a settings file without the field reads as 100 (m/s)².
+    #[test]
+    fn the_first_measurement_sets_the_configured_velocity_variance() {
+        for m in [
+            Measurement::Lidar { t_secs: 0.0, px_m: 4.0, py_m: 1.0 },
+            Measurement::Radar { t_secs: 0.0, rho_m: 5.0, phi_rad: 0.3, rho_dot_mps: 2.0 },
+        ] {
+            for v in [25.0, 100.0] {
+                let mut f = Ekf::new(EkfConfig { init_vel_var: v, ..EkfConfig::default() });
+                f.process(&m);
+                let p = f.state().1;
+                assert_eq!((p[(2, 2)], p[(3, 3)]), (v, v), "{m:?}");
+            }
+        }
+        let mut old = serde_json::to_value(EkfConfig::default()).unwrap();
+        old.as_object_mut().unwrap().remove("init_vel_var");
+        let read: EkfConfig = serde_json::from_value(old).unwrap();
+        assert_eq!(read.init_vel_var, 100.0);
+    }
+}
